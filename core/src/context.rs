@@ -1,0 +1,208 @@
+//! What a simulated user sees while it runs.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::event::{EventBus, RequestEvent};
+use crate::response::Response;
+use crate::variables::UserVariables;
+
+/// Asks every user of a run to stop.
+#[derive(Debug, Clone)]
+pub struct StopHandle(Arc<watch::Sender<bool>>);
+
+/// Tells a user whether it has been asked to stop.
+#[derive(Debug, Clone)]
+pub struct StopSignal(watch::Receiver<bool>);
+
+impl StopHandle {
+    /// A new handle, not stopped.
+    pub fn new() -> Self {
+        Self(Arc::new(watch::channel(false).0))
+    }
+
+    /// A signal that follows this handle.
+    pub fn signal(&self) -> StopSignal {
+        StopSignal(self.0.subscribe())
+    }
+
+    /// Asks every signal to stop. Idempotent.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether stop was asked.
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+impl Default for StopHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StopSignal {
+    /// Whether stop was asked.
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once stop is asked (at once if it already was).
+    pub async fn stopped(&mut self) {
+        // An error means the handle is gone: treat as stopped.
+        let _ = self.0.wait_for(|stopped| *stopped).await;
+    }
+}
+
+/// The start of one request: a monotonic instant and the wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTimer {
+    start: Instant,
+    wall: SystemTime,
+}
+
+impl RequestTimer {
+    /// Starts timing now.
+    pub fn start() -> Self {
+        Self {
+            start: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.start.elapsed()
+    }
+}
+
+/// What a request is recorded under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// Protocol verb (`GET`, `WS`, ...).
+    pub request_type: Arc<str>,
+    /// Statistics name.
+    pub name: Arc<str>,
+    /// Full URL or address.
+    pub url: Arc<str>,
+}
+
+impl RequestMeta {
+    /// Builds request metadata.
+    pub fn new(
+        request_type: impl Into<Arc<str>>,
+        name: impl Into<Arc<str>>,
+        url: impl Into<Arc<str>>,
+    ) -> Self {
+        Self {
+            request_type: request_type.into(),
+            name: name.into(),
+            url: url.into(),
+        }
+    }
+}
+
+/// One user's view of its run.
+#[derive(Debug)]
+pub struct UserContext {
+    user_id: u64,
+    bus: Arc<EventBus>,
+    variables: UserVariables,
+    stop: StopSignal,
+}
+
+impl UserContext {
+    /// A context for user `user_id`.
+    pub fn new(
+        user_id: u64,
+        bus: Arc<EventBus>,
+        variables: UserVariables,
+        stop: StopSignal,
+    ) -> Self {
+        Self {
+            user_id,
+            bus,
+            variables,
+            stop,
+        }
+    }
+
+    /// The user's id, unique within the run.
+    pub fn user_id(&self) -> u64 {
+        self.user_id
+    }
+
+    /// The user's variables (its own scope over the run's).
+    pub fn variables(&self) -> &UserVariables {
+        &self.variables
+    }
+
+    /// The user's variables, to write to its own scope.
+    pub fn variables_mut(&mut self) -> &mut UserVariables {
+        &mut self.variables
+    }
+
+    /// Whether the run asked this user to stop.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_stopped()
+    }
+
+    /// Resolves when the run asks this user to stop.
+    pub async fn stopped(&mut self) {
+        self.stop.stopped().await
+    }
+
+    /// A copy of the stop signal, to select on while waiting.
+    pub fn stop_signal(&self) -> StopSignal {
+        self.stop.clone()
+    }
+
+    /// Records a request that got a response. It is a failure when the protocol says so
+    /// ([`Response::failure`]).
+    pub fn record_response(
+        &mut self,
+        meta: &RequestMeta,
+        timer: RequestTimer,
+        response: &dyn Response,
+    ) {
+        let response_time = timer.elapsed();
+        let error = response.failure().map(|reason| Arc::from(reason.as_ref()));
+        self.bus.emit(RequestEvent {
+            request_type: meta.request_type.clone(),
+            name: meta.name.clone(),
+            url: meta.url.clone(),
+            status: response.status(),
+            response_time,
+            response_length: response.length(),
+            error,
+            start_time: timer.wall,
+        });
+    }
+
+    /// Records a request that failed: no response, or a response that fails a check.
+    pub fn record_failure(
+        &mut self,
+        meta: &RequestMeta,
+        timer: RequestTimer,
+        status: Option<u16>,
+        response_length: u64,
+        error: impl Display,
+    ) {
+        let response_time = timer.elapsed();
+        self.bus.emit(RequestEvent {
+            request_type: meta.request_type.clone(),
+            name: meta.name.clone(),
+            url: meta.url.clone(),
+            status,
+            response_time,
+            response_length,
+            error: Some(Arc::from(error.to_string())),
+            start_time: timer.wall,
+        });
+    }
+}

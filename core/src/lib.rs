@@ -1,0 +1,91 @@
+//! # load-density-core
+//!
+//! The protocol-independent heart of LoadDensity, a multi-protocol load-testing framework.
+//!
+//! This crate defines what every protocol crate and the runner share:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`registry`] | [`UserRegistration`] and the [`register_user!`] macro: how a protocol crate makes a user type (`"fast_http_user"`, ...) selectable by name |
+//! | [`user`] | [`UserTemplate`] (one value per simulated user), [`Protocol`] and [`UserFactory`] |
+//! | [`context`] | [`UserContext`]: what a user sees while it runs (its variables, the event bus, the stop signal) |
+//! | [`task`] | the task language shared by every protocol: task lists, scenario modes, the HTTP task shape |
+//! | [`template`] | `${...}` placeholders, parsed once and rendered per request |
+//! | [`event`] | [`RequestEvent`], [`RequestListener`] and the sharded [`EventBus`] |
+//! | [`record`] | [`TestRecord`], the record store, and the global [`test_record_instance`] |
+//! | [`stats`] | [`RequestStats`]: exact, mergeable, serializable per-name statistics with HDR histograms |
+//! | [`proxy`] | [`TaskProxy`], the task-proxy registry (Python's `locust_wrapper_proxy`) |
+//! | [`scenario`] | the user loop: one iteration over the task list, repeated until stopped |
+//!
+//! A protocol crate depends on this crate only. It implements [`Protocol`] (validate and compile
+//! the tasks of a run), [`UserFactory`] (make users) and [`UserTemplate`] (run one task), then
+//! registers itself:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use load_density_core::{
+//!     async_trait, register_user, GroupPlan, PlanError, Protocol, UserContext, UserFactory,
+//!     UserTemplate,
+//! };
+//!
+//! struct NoopProtocol;
+//!
+//! #[async_trait]
+//! impl Protocol for NoopProtocol {
+//!     async fn prepare(&self, plan: &GroupPlan) -> Result<Arc<dyn UserFactory>, PlanError> {
+//!         Ok(Arc::new(NoopFactory))
+//!     }
+//! }
+//!
+//! struct NoopFactory;
+//! impl UserFactory for NoopFactory {
+//!     fn new_user(&self, _user_id: u64) -> Box<dyn UserTemplate> {
+//!         Box::new(NoopUser)
+//!     }
+//! }
+//!
+//! struct NoopUser;
+//! #[async_trait]
+//! impl UserTemplate for NoopUser {
+//!     async fn run_task(&mut self, _index: usize, _ctx: &mut UserContext) {}
+//! }
+//!
+//! register_user! {
+//!     name: "noop_doc_user",
+//!     description: "does nothing",
+//!     protocol: NoopProtocol,
+//! }
+//!
+//! assert!(load_density_core::registry::lookup("noop_doc_user").is_ok());
+//! ```
+
+pub mod context;
+pub mod event;
+pub mod proxy;
+pub mod record;
+pub mod registry;
+pub mod response;
+pub mod scenario;
+pub mod stats;
+pub mod task;
+pub mod template;
+pub mod user;
+pub mod variables;
+
+pub use async_trait::async_trait;
+pub use context::{RequestMeta, RequestTimer, UserContext};
+pub use event::{EventBus, RequestEvent, RequestListener};
+pub use proxy::{locust_wrapper_proxy, TaskProxy};
+pub use record::{test_record_instance, Record, TestRecord};
+pub use registry::{RegistryError, UserRegistration};
+pub use response::Response;
+pub use stats::{RequestStats, StatsEntry};
+pub use task::{GroupPlan, PlanError, ScenarioMode, TaskList};
+pub use template::Template;
+pub use user::{Protocol, UserFactory, UserTemplate};
+pub use variables::Variables;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}

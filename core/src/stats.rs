@@ -1,0 +1,546 @@
+//! Request statistics: exact, mergeable, serializable.
+//!
+//! [`RequestStats`] keeps one [`StatsEntry`] per `(request_type, name)` plus a total. Each entry
+//! has exact counts, min/max/mean, byte totals, an HDR histogram of latencies in microseconds
+//! (three significant digits, auto-resizing, so memory stays bounded whatever the run length),
+//! and requests per second over a recent window. The total also keeps the per-second series for
+//! the whole run. Failures are grouped by `(request_type, name, message)`.
+//!
+//! Two `RequestStats` merge exactly ([`RequestStats::merge`]): this is how distributed runs
+//! combine workers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer as HdrDeserializer, Serializer as _, V2Serializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{RequestEvent, RequestListener};
+
+/// Seconds of per-second history kept per entry (the total keeps the whole run).
+pub const ENTRY_RATE_WINDOW_SECS: u64 = 20;
+/// The longest per-second history the total keeps (a day).
+pub const TOTAL_RATE_HISTORY_SECS: u64 = 86_400;
+
+fn new_histogram() -> Histogram<u64> {
+    // 3 significant digits, auto-resizing from 1 µs; cannot fail for these constant arguments.
+    let mut histogram = Histogram::new(3).expect("3 significant digits is a valid HDR setting");
+    histogram.auto(true);
+    histogram
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+mod histogram_serde {
+    use super::*;
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+
+    pub fn serialize<S: serde::Serializer>(
+        histogram: &Histogram<u64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::new();
+        V2Serializer::new()
+            .serialize(histogram, &mut bytes)
+            .map_err(|e| S::Error::custom(format!("histogram: {e:?}")))?;
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Histogram<u64>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| D::Error::custom(format!("histogram base64: {e}")))?;
+        let mut histogram: Histogram<u64> = HdrDeserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| D::Error::custom(format!("histogram: {e:?}")))?;
+        histogram.auto(true);
+        Ok(histogram)
+    }
+}
+
+/// Statistics for one `(request_type, name)`, or for the total.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsEntry {
+    request_type: Arc<str>,
+    name: Arc<str>,
+    num_requests: u64,
+    num_failures: u64,
+    total_response_time_us: u64,
+    min_response_time_us: Option<u64>,
+    max_response_time_us: u64,
+    total_content_length: u64,
+    #[serde(with = "histogram_serde")]
+    histogram: Histogram<u64>,
+    /// unix second -> (requests, failures)
+    per_second: BTreeMap<u64, (u64, u64)>,
+    first_request_unix: Option<u64>,
+    last_request_unix: Option<u64>,
+}
+
+impl StatsEntry {
+    fn new(request_type: Arc<str>, name: Arc<str>) -> Self {
+        Self {
+            request_type,
+            name,
+            num_requests: 0,
+            num_failures: 0,
+            total_response_time_us: 0,
+            min_response_time_us: None,
+            max_response_time_us: 0,
+            total_content_length: 0,
+            histogram: new_histogram(),
+            per_second: BTreeMap::new(),
+            first_request_unix: None,
+            last_request_unix: None,
+        }
+    }
+
+    fn add(&mut self, event: &RequestEvent, window: u64) {
+        let us = event.response_time_us();
+        self.num_requests += 1;
+        let failed = !event.is_success();
+        if failed {
+            self.num_failures += 1;
+        }
+        self.total_response_time_us = self.total_response_time_us.saturating_add(us);
+        self.min_response_time_us = Some(self.min_response_time_us.map_or(us, |m| m.min(us)));
+        self.max_response_time_us = self.max_response_time_us.max(us);
+        self.total_content_length = self
+            .total_content_length
+            .saturating_add(event.response_length);
+        // The histogram auto-resizes; should that ever fail, clamp rather than lose the value.
+        if self.histogram.record(us.max(1)).is_err() {
+            self.histogram.saturating_record(us.max(1));
+        }
+        let second = unix_secs(event.start_time + event.response_time);
+        let slot = self.per_second.entry(second).or_insert((0, 0));
+        slot.0 += 1;
+        slot.1 += u64::from(failed);
+        self.first_request_unix = Some(self.first_request_unix.map_or(second, |f| f.min(second)));
+        self.last_request_unix = Some(self.last_request_unix.map_or(second, |l| l.max(second)));
+        self.trim(window);
+    }
+
+    fn trim(&mut self, window: u64) {
+        if self.per_second.len() as u64 > window + 2 {
+            if let Some(&last) = self.per_second.keys().next_back() {
+                let keep_from = last.saturating_sub(window);
+                self.per_second = self.per_second.split_off(&keep_from);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &StatsEntry, window: u64) {
+        self.num_requests += other.num_requests;
+        self.num_failures += other.num_failures;
+        self.total_response_time_us = self
+            .total_response_time_us
+            .saturating_add(other.total_response_time_us);
+        self.min_response_time_us = match (self.min_response_time_us, other.min_response_time_us) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max_response_time_us = self.max_response_time_us.max(other.max_response_time_us);
+        self.total_content_length = self
+            .total_content_length
+            .saturating_add(other.total_content_length);
+        // Both histograms auto-resize, so adding cannot run out of range.
+        if let Err(error) = self.histogram.add(&other.histogram) {
+            tracing::warn!(?error, "could not merge a latency histogram");
+        }
+        for (second, (requests, failures)) in &other.per_second {
+            let slot = self.per_second.entry(*second).or_insert((0, 0));
+            slot.0 += requests;
+            slot.1 += failures;
+        }
+        self.first_request_unix = match (self.first_request_unix, other.first_request_unix) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_request_unix = match (self.last_request_unix, other.last_request_unix) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.trim(window);
+    }
+
+    /// Request type (`GET`, `WS`, ...); `"Aggregated"` style totals have an empty type.
+    pub fn request_type(&self) -> &str {
+        &self.request_type
+    }
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Requests counted, successes and failures.
+    pub fn num_requests(&self) -> u64 {
+        self.num_requests
+    }
+    /// Failures counted.
+    pub fn num_failures(&self) -> u64 {
+        self.num_failures
+    }
+    /// Successes counted.
+    pub fn num_successes(&self) -> u64 {
+        self.num_requests - self.num_failures
+    }
+    /// Failures / requests (0 when there were none).
+    pub fn failure_ratio(&self) -> f64 {
+        if self.num_requests == 0 {
+            0.0
+        } else {
+            self.num_failures as f64 / self.num_requests as f64
+        }
+    }
+    /// Sum of all latencies in microseconds.
+    pub fn total_response_time_us(&self) -> u64 {
+        self.total_response_time_us
+    }
+    /// Smallest latency in microseconds (0 when empty).
+    pub fn min_response_time_us(&self) -> u64 {
+        self.min_response_time_us.unwrap_or(0)
+    }
+    /// Largest latency in microseconds.
+    pub fn max_response_time_us(&self) -> u64 {
+        self.max_response_time_us
+    }
+    /// Mean latency in milliseconds (0 when empty).
+    pub fn mean_response_time_ms(&self) -> f64 {
+        if self.num_requests == 0 {
+            0.0
+        } else {
+            self.total_response_time_us as f64 / self.num_requests as f64 / 1000.0
+        }
+    }
+    /// Total bytes.
+    pub fn total_content_length(&self) -> u64 {
+        self.total_content_length
+    }
+    /// Mean bytes per request.
+    pub fn avg_content_length(&self) -> f64 {
+        if self.num_requests == 0 {
+            0.0
+        } else {
+            self.total_content_length as f64 / self.num_requests as f64
+        }
+    }
+    /// The latency histogram, in microseconds.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.histogram
+    }
+    /// The latency at `percentile` (0-100), in milliseconds, from the HDR histogram.
+    pub fn percentile_ms(&self, percentile: f64) -> f64 {
+        if self.num_requests == 0 {
+            return 0.0;
+        }
+        let quantile = (percentile / 100.0).clamp(0.0, 1.0);
+        self.histogram.value_at_quantile(quantile) as f64 / 1000.0
+    }
+    /// Requests per second over the entry's whole life (first to last request second).
+    pub fn total_rps(&self) -> f64 {
+        match (self.first_request_unix, self.last_request_unix) {
+            (Some(first), Some(last)) => {
+                self.num_requests as f64 / ((last - first) as f64).max(1.0)
+            }
+            _ => 0.0,
+        }
+    }
+    /// Requests and failures per second over the last complete `secs` seconds before `now`.
+    pub fn current_rates(&self, now: SystemTime, secs: u64) -> (f64, f64) {
+        let end = unix_secs(now);
+        let start = end.saturating_sub(secs);
+        let (requests, failures) = self
+            .per_second
+            .range(start..end)
+            .fold((0, 0), |(r, f), (_, (rr, ff))| (r + rr, f + ff));
+        let secs = secs.max(1) as f64;
+        (requests as f64 / secs, failures as f64 / secs)
+    }
+    /// The per-second series kept: (unix second, requests, failures).
+    pub fn per_second(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.per_second.iter().map(|(s, (r, f))| (*s, *r, *f))
+    }
+}
+
+/// Failures grouped by message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorGroup {
+    /// Request type.
+    pub request_type: Arc<str>,
+    /// Name.
+    pub name: Arc<str>,
+    /// The failure message.
+    pub message: Arc<str>,
+    /// How many times it happened.
+    pub occurrences: u64,
+}
+
+type Key = (Arc<str>, Arc<str>);
+
+/// All statistics of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestStats {
+    #[serde(with = "entries_serde")]
+    entries: HashMap<Key, StatsEntry>,
+    total: StatsEntry,
+    #[serde(with = "errors_serde")]
+    errors: HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>,
+}
+
+mod entries_serde {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(
+        entries: &HashMap<Key, StatsEntry>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(entries.values())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<HashMap<Key, StatsEntry>, D::Error> {
+        let list = Vec::<StatsEntry>::deserialize(deserializer)?;
+        Ok(list
+            .into_iter()
+            .map(|e| ((e.request_type.clone(), e.name.clone()), e))
+            .collect())
+    }
+}
+
+mod errors_serde {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(
+        errors: &HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(errors.iter().map(|((t, n, m), c)| ErrorGroup {
+            request_type: t.clone(),
+            name: n.clone(),
+            message: m.clone(),
+            occurrences: *c,
+        }))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>, D::Error> {
+        let list = Vec::<ErrorGroup>::deserialize(deserializer)?;
+        Ok(list
+            .into_iter()
+            .map(|g| ((g.request_type, g.name, g.message), g.occurrences))
+            .collect())
+    }
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestStats {
+    /// Empty statistics.
+    pub fn new() -> Self {
+        Self {
+            entries: HashMap::new(),
+            total: StatsEntry::new(Arc::from(""), Arc::from("Aggregated")),
+            errors: HashMap::new(),
+        }
+    }
+
+    /// Adds one event.
+    pub fn add(&mut self, event: &RequestEvent) {
+        let key = (event.request_type.clone(), event.name.clone());
+        self.entries
+            .entry(key)
+            .or_insert_with(|| StatsEntry::new(event.request_type.clone(), event.name.clone()))
+            .add(event, ENTRY_RATE_WINDOW_SECS);
+        self.total.add(event, TOTAL_RATE_HISTORY_SECS);
+        if let Some(message) = &event.error {
+            *self
+                .errors
+                .entry((
+                    event.request_type.clone(),
+                    event.name.clone(),
+                    message.clone(),
+                ))
+                .or_insert(0) += 1;
+        }
+    }
+
+    /// Adds every event of a batch.
+    pub fn add_all(&mut self, events: &[RequestEvent]) {
+        for event in events {
+            self.add(event);
+        }
+    }
+
+    /// Adds another run's (or worker's) statistics to these, exactly.
+    pub fn merge(&mut self, other: &RequestStats) {
+        for (key, entry) in &other.entries {
+            match self.entries.get_mut(key) {
+                Some(mine) => mine.merge(entry, ENTRY_RATE_WINDOW_SECS),
+                None => {
+                    self.entries.insert(key.clone(), entry.clone());
+                }
+            }
+        }
+        self.total.merge(&other.total, TOTAL_RATE_HISTORY_SECS);
+        for (key, count) in &other.errors {
+            *self.errors.entry(key.clone()).or_insert(0) += count;
+        }
+    }
+
+    /// The entries, sorted by (name, request type) as Locust prints them.
+    pub fn entries(&self) -> Vec<&StatsEntry> {
+        let mut entries: Vec<&StatsEntry> = self.entries.values().collect();
+        entries.sort_by(|a, b| (&a.name, &a.request_type).cmp(&(&b.name, &b.request_type)));
+        entries
+    }
+
+    /// One entry.
+    pub fn entry(&self, request_type: &str, name: &str) -> Option<&StatsEntry> {
+        self.entries
+            .iter()
+            .find(|((t, n), _)| &**t == request_type && &**n == name)
+            .map(|(_, e)| e)
+    }
+
+    /// The aggregated total.
+    pub fn total(&self) -> &StatsEntry {
+        &self.total
+    }
+
+    /// Failures grouped by message, most frequent first.
+    pub fn errors(&self) -> Vec<ErrorGroup> {
+        let mut groups: Vec<ErrorGroup> = self
+            .errors
+            .iter()
+            .map(|((t, n, m), c)| ErrorGroup {
+                request_type: t.clone(),
+                name: n.clone(),
+                message: m.clone(),
+                occurrences: *c,
+            })
+            .collect();
+        groups.sort_by(|a, b| {
+            b.occurrences
+                .cmp(&a.occurrences)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        groups
+    }
+
+    /// Clears everything.
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
+
+/// A [`RequestStats`] shared between the collector and readers.
+#[derive(Debug, Clone, Default)]
+pub struct SharedStats(Arc<parking_lot::Mutex<RequestStats>>);
+
+impl SharedStats {
+    /// Empty shared statistics.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A copy of the current statistics.
+    pub fn snapshot(&self) -> RequestStats {
+        self.0.lock().clone()
+    }
+    /// Runs `f` with the statistics locked.
+    pub fn with<R>(&self, f: impl FnOnce(&mut RequestStats) -> R) -> R {
+        f(&mut self.0.lock())
+    }
+}
+
+impl RequestListener for SharedStats {
+    fn on_requests(&self, events: &[RequestEvent]) {
+        self.0.lock().add_all(events);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn event(name: &str, ms: u64, error: Option<&str>) -> RequestEvent {
+        RequestEvent {
+            request_type: Arc::from("GET"),
+            name: Arc::from(name),
+            url: Arc::from("http://h/"),
+            status: Some(200),
+            response_time: Duration::from_millis(ms),
+            response_length: 100,
+            error: error.map(Arc::from),
+            start_time: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn counts_percentiles_and_errors() {
+        let mut stats = RequestStats::new();
+        for ms in 1..=100 {
+            stats.add(&event("/a", ms, None));
+        }
+        stats.add(&event("/b", 5, Some("boom")));
+        stats.add(&event("/b", 5, Some("boom")));
+        let a = stats.entry("GET", "/a").expect("entry /a");
+        assert_eq!(a.num_requests(), 100);
+        assert_eq!(a.min_response_time_us(), 1000);
+        assert_eq!(a.max_response_time_us(), 100_000);
+        assert!(
+            (a.percentile_ms(50.0) - 50.0).abs() < 0.1,
+            "{}",
+            a.percentile_ms(50.0)
+        );
+        assert!((a.percentile_ms(99.0) - 99.0).abs() < 0.1);
+        assert!((a.mean_response_time_ms() - 50.5).abs() < 1e-9);
+        assert_eq!(stats.total().num_requests(), 102);
+        assert_eq!(stats.total().num_failures(), 2);
+        assert_eq!(stats.errors()[0].occurrences, 2);
+        assert_eq!(&*stats.errors()[0].message, "boom");
+    }
+
+    #[test]
+    fn merge_equals_one_big_run_and_survives_serde() {
+        let mut whole = RequestStats::new();
+        let mut left = RequestStats::new();
+        let mut right = RequestStats::new();
+        for i in 0..1000u64 {
+            let e = event(if i % 3 == 0 { "/x" } else { "/y" }, 1 + i % 250, None);
+            whole.add(&e);
+            if i % 2 == 0 {
+                left.add(&e)
+            } else {
+                right.add(&e)
+            }
+        }
+        let wire = serde_json::to_string(&right).expect("serialize");
+        let right: RequestStats = serde_json::from_str(&wire).expect("deserialize");
+        left.merge(&right);
+        for p in [50.0, 95.0, 99.0] {
+            assert_eq!(
+                left.total().percentile_ms(p),
+                whole.total().percentile_ms(p)
+            );
+        }
+        assert_eq!(left.total().num_requests(), 1000);
+        assert_eq!(
+            left.entry("GET", "/x").map(StatsEntry::num_requests),
+            whole.entry("GET", "/x").map(StatsEntry::num_requests)
+        );
+    }
+}

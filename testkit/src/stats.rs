@@ -1,0 +1,64 @@
+//! Request counters shared between the accept loop and the [`crate::HttpTarget`] handle.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+/// Exact request counters: a global total plus one counter per request path.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    total: AtomicU64,
+    per_path: Mutex<HashMap<String, u64>>,
+    /// Source of unique tokens for `/token` (never reset).
+    tokens: AtomicU64,
+}
+
+impl Stats {
+    /// Records one request for `path` (the URI path, without query).
+    #[inline]
+    pub(crate) fn record(&self, path: &str) {
+        self.total.fetch_add(1, Ordering::SeqCst);
+        let mut map = self.per_path.lock();
+        if let Some(count) = map.get_mut(path) {
+            *count += 1;
+        } else {
+            map.insert(path.to_owned(), 1);
+        }
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn by_prefix(&self, prefix: &str) -> u64 {
+        self.per_path
+            .lock()
+            .iter()
+            .filter(|(path, _)| path.starts_with(prefix))
+            .map(|(_, count)| *count)
+            .sum()
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<(String, u64)> {
+        let mut counts: Vec<(String, u64)> = self
+            .per_path
+            .lock()
+            .iter()
+            .map(|(path, count)| (path.clone(), *count))
+            .collect();
+        counts.sort();
+        counts
+    }
+
+    pub(crate) fn reset(&self) {
+        let mut map = self.per_path.lock();
+        self.total.store(0, Ordering::SeqCst);
+        map.clear();
+    }
+
+    /// Returns the next unique token number (starting at 1).
+    pub(crate) fn next_token(&self) -> u64 {
+        self.tokens.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
