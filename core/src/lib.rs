@@ -69,6 +69,7 @@ pub mod scenario;
 pub mod stats;
 pub mod task;
 pub mod template;
+pub mod tls;
 pub mod user;
 pub mod variables;
 

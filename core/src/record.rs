@@ -6,8 +6,8 @@
 //! recorded, whatever the protocol, and 4xx/5xx failures keep their status code.
 //!
 //! The store has a capacity (default [`DEFAULT_RECORD_CAPACITY`]). Past it, records are counted
-//! but not kept, a warning is logged once, and statistics stay exact (they do not read the
-//! store).
+//! but not kept, a warning is logged once, and statistics stay exact: the store keeps its own
+//! [`RequestStats`] over every event it was given ([`TestRecord::stats`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -18,6 +18,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::event::{RequestEvent, RequestListener};
+use crate::stats::RequestStats;
 
 /// How many records a store keeps before it only counts (about 100 MB of records).
 pub const DEFAULT_RECORD_CAPACITY: usize = 1_000_000;
@@ -97,6 +98,7 @@ struct Lists {
 /// The record store.
 pub struct TestRecord {
     lists: RwLock<Lists>,
+    stats: parking_lot::Mutex<RequestStats>,
     capacity: AtomicUsize,
     dropped: AtomicU64,
     warned: AtomicBool,
@@ -124,6 +126,7 @@ impl TestRecord {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             lists: RwLock::new(Lists::default()),
+            stats: parking_lot::Mutex::new(RequestStats::new()),
             capacity: AtomicUsize::new(capacity),
             dropped: AtomicU64::new(0),
             warned: AtomicBool::new(false),
@@ -168,8 +171,15 @@ impl TestRecord {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Empties both lists and resets the dropped count.
+    /// Exact statistics over every event recorded since the last clear, including events past
+    /// the capacity: reports read these, so their percentiles come from HDR histograms.
+    pub fn stats(&self) -> RequestStats {
+        self.stats.lock().clone()
+    }
+
+    /// Empties both lists and the statistics, and resets the dropped count.
     pub fn clear_records(&self) {
+        self.stats.lock().reset();
         let mut lists = self.lists.write();
         lists.successes = Vec::new();
         lists.failures = Vec::new();
@@ -179,6 +189,7 @@ impl TestRecord {
 
     /// Stores one batch of events.
     pub fn record_events(&self, events: &[RequestEvent]) {
+        self.stats.lock().add_all(events);
         let capacity = self.capacity();
         let mut lists = self.lists.write();
         for event in events {
@@ -255,7 +266,9 @@ mod tests {
         store.record_events(&[event(None, None), event(None, None), event(Some("e"), None)]);
         assert_eq!(store.counts(), (2, 0));
         assert_eq!(store.dropped(), 1);
+        assert_eq!(store.stats().total().num_requests(), 3);
         store.clear_records();
+        assert_eq!(store.stats().total().num_requests(), 0);
         assert_eq!(store.counts(), (0, 0));
         assert_eq!(store.dropped(), 0);
     }
