@@ -40,11 +40,18 @@ pub enum TlsError {
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            // Libraries that look for the process default (reqwest built without a provider of
+            // its own) find ours. Another crate may have installed one already: that is fine.
+            let _ = CryptoProvider::install_default((*provider).clone());
+            provider
+        })
         .clone()
 }
 
-/// The process-wide ring crypto provider all LoadDensity TLS uses.
+/// The process-wide ring crypto provider all LoadDensity TLS uses. The first call also installs
+/// it as the rustls process default, if none is installed yet.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     provider()
 }

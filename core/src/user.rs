@@ -21,6 +21,13 @@ pub trait Protocol: Send + Sync + 'static {
     ///
     /// Every error is returned here, before the run starts, naming the task index and key.
     async fn prepare(&self, plan: &GroupPlan) -> Result<Arc<dyn UserFactory>, PlanError>;
+
+    /// Group-level option keys this protocol reads from [`GroupPlan::options`] (e.g.
+    /// `timeout`, `verify`). The runner rejects any other unknown key, so a typo in a
+    /// `start_test` keyword is an error rather than silently ignored.
+    fn option_names(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Makes simulated users of one group.

@@ -1,1 +1,113 @@
-//! placeholder
+//! # load-density
+//!
+//! LoadDensity runs load tests described as data. You name a user type and its tasks; the
+//! runner spawns simulated users at a given rate, runs their tasks against the target, records
+//! every request and reports what it measured.
+//!
+//! ```no_run
+//! use load_density::{start_test, StartTest};
+//!
+//! let config: StartTest = serde_json::from_value(serde_json::json!({
+//!     "user_detail_dict": {"user": "fast_http_user"},
+//!     "user_count": 10,
+//!     "spawn_rate": 5,
+//!     "test_time": 5,
+//!     "host": "http://127.0.0.1:8080",
+//!     "tasks": [
+//!         {"method": "get", "request_url": "/"},
+//!         {"method": "post", "request_url": "/post", "json": {"hello": "world"}}
+//!     ]
+//! }))?;
+//! let summary = start_test(config)?;
+//! println!("{} requests, {} failures", summary.totals.requests, summary.totals.failures);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | default | user type |
+//! |---|---|---|
+//! | `fast-http` | yes | `fast_http_user`: lean HTTP/1.1 keep-alive client |
+//! | `http` | yes | `http_user`: reqwest with cookies, redirects and HTTP/2 |
+//!
+//! Protocol crates outside this list register themselves with
+//! [`load_density_core::register_user!`]; linking the crate is enough to make its user type
+//! selectable by name.
+//!
+//! ## Embedding
+//!
+//! [`create_env`] validates a configuration and returns an [`Environment`] without starting
+//! it; [`prepare_env`] also starts it. An environment can be stopped, and read while it runs.
+
+pub mod config;
+pub mod console;
+pub mod env;
+pub mod error;
+pub mod executor;
+pub mod globals;
+pub mod report;
+
+pub use config::{StartTest, Summary, Totals};
+pub use env::{Environment, RunState};
+pub use error::RunError;
+pub use globals::{
+    clear_variables, register_csv_source, register_csv_sources, register_variable,
+    register_variables,
+};
+pub use load_density_core as core;
+
+// Name the protocol crates so the linker keeps their registrations.
+#[cfg(feature = "fast-http")]
+pub use load_density_fast_http as fast_http;
+#[cfg(feature = "http")]
+pub use load_density_http as http;
+
+/// Validates `config` and prepares its users without starting them (Python's `create_env`).
+///
+/// # Errors
+/// Everything wrong with the configuration: an unknown user type (listing the known ones), an
+/// invalid task (naming its index and key), an unknown option.
+pub async fn create_env(config: StartTest) -> Result<Environment, RunError> {
+    Environment::create(config).await
+}
+
+/// Like [`create_env`], then starts the run on the current runtime (Python's `prepare_env`).
+pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
+    let env = Environment::create(config).await?;
+    env.start();
+    Ok(env)
+}
+
+/// Runs a test to its end on the current runtime and returns its summary.
+pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
+    let env = prepare_env(config).await?;
+    Ok(env.wait().await)
+}
+
+/// Runs a test to its end and returns its summary (Python's `start_test`).
+///
+/// Builds a multi-threaded tokio runtime with one worker per CPU this process may use, and
+/// stops gracefully on Ctrl-C. Call [`start_test_async`] from async code instead.
+///
+/// # Errors
+/// See [`create_env`]; also when the runtime cannot start.
+pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(env::worker_threads())
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    runtime.block_on(async {
+        let env = prepare_env(config).await?;
+        let on_ctrl_c = env.clone();
+        let ctrl_c = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!("Ctrl-C: stopping; requests in flight finish and are recorded");
+                on_ctrl_c.stop();
+            }
+        });
+        let summary = env.wait().await;
+        ctrl_c.abort();
+        Ok(summary)
+    })
+}

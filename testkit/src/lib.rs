@@ -28,7 +28,7 @@
 //! | `/` | `200` text `ok` |
 //! | `/get` | JSON `{"args", "headers", "method", "url"}` |
 //! | `/post`, `/put`, `/patch`, `/delete`, `/anything`, `/anything/{*rest}` | JSON echo `{"method", "url", "args", "headers", "json", "data", "form", "cookies"}` |
-//! | `/status/{code}` | that status (100..=599, otherwise `400`), empty body |
+//! | `/status/{code}` | that status (100..=599, otherwise `400`), empty body; hyper cannot send a final 1xx, so 1xx arrives as `500` |
 //! | `/delay/{ms}` | sleeps `ms` (capped at 60000) then `{"delay_ms": ms}` |
 //! | `/bytes/{n}` | `n` bytes (capped at 100 MiB); byte at offset `i` is `i % 256` |
 //! | `/headers` | `{"headers": {...}}` |

@@ -1,0 +1,148 @@
+//! `start_test`'s configuration and its summary.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The configuration of one test: the Python `start_test` parameters with their defaults,
+/// plus the keyword arguments (`tasks`, `variables`, `csv_sources`, `host`, protocol options).
+///
+/// Deserializes from the same JSON keys the Python API takes:
+///
+/// ```
+/// let config: load_density::StartTest = serde_json::from_value(serde_json::json!({
+///     "user_detail_dict": {"user": "fast_http_user"},
+///     "user_count": 5,
+///     "test_time": null,
+///     "tasks": [{"method": "get", "request_url": "http://127.0.0.1:8080/"}]
+/// })).unwrap();
+/// assert_eq!(config.spawn_rate, 10.0);
+/// assert_eq!(config.test_time, None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StartTest {
+    /// Selects the user type: `{"user": "fast_http_user"}` (the default when `user` is
+    /// absent). Other keys are protocol options, like keyword arguments.
+    pub user_detail_dict: Map<String, Value>,
+    /// Total simulated users (default 50).
+    pub user_count: u64,
+    /// Users started per second (default 10).
+    pub spawn_rate: f64,
+    /// Run length in seconds (default 60); `None` (JSON null) runs until stopped.
+    pub test_time: Option<f64>,
+    /// Web UI address, e.g. `{"host": "127.0.0.1", "port": 8089}` (not served yet).
+    pub web_ui_dict: Option<Value>,
+    /// `"local"` (default), `"master"` or `"worker"`.
+    pub runner_mode: String,
+    /// Where a master binds (default `"*"`).
+    pub master_bind_host: String,
+    /// The master's port (default 5557).
+    pub master_bind_port: u16,
+    /// Where a worker connects (default `"127.0.0.1"`).
+    pub master_host: String,
+    /// The master port a worker connects to (default 5557).
+    pub master_port: u16,
+    /// Workers a master waits for before starting (default 0).
+    pub expected_workers: u32,
+    /// The task list (any accepted shape); when absent, the task proxy's tasks for the user
+    /// type are used.
+    pub tasks: Option<Value>,
+    /// Run-level variables.
+    pub variables: Option<Map<String, Value>>,
+    /// CSV data sources: `[{"name", "file_path", "cycle"}]`.
+    pub csv_sources: Option<Value>,
+    /// Base URL or `host:port` that relative task URLs resolve against.
+    pub host: Option<String>,
+    /// Protocol options and other keyword arguments, checked against what the user type
+    /// accepts before the run starts.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for StartTest {
+    fn default() -> Self {
+        let mut user_detail_dict = Map::new();
+        user_detail_dict.insert(
+            "user".to_owned(),
+            Value::String("fast_http_user".to_owned()),
+        );
+        Self {
+            user_detail_dict,
+            user_count: 50,
+            spawn_rate: 10.0,
+            test_time: Some(60.0),
+            web_ui_dict: None,
+            runner_mode: "local".to_owned(),
+            master_bind_host: "*".to_owned(),
+            master_bind_port: 5557,
+            master_host: "127.0.0.1".to_owned(),
+            master_port: 5557,
+            expected_workers: 0,
+            tasks: None,
+            variables: None,
+            csv_sources: None,
+            host: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+impl StartTest {
+    /// The selected user type name (`user_detail_dict.user`, default `fast_http_user`).
+    pub fn user_type(&self) -> Result<&str, String> {
+        match self.user_detail_dict.get("user") {
+            None | Some(Value::Null) => Ok("fast_http_user"),
+            Some(Value::String(name)) => Ok(name),
+            Some(other) => Err(format!(
+                "user_detail_dict.user must be a string naming a user type, got {other}"
+            )),
+        }
+    }
+}
+
+/// Totals of a finished run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Requests recorded.
+    pub requests: u64,
+    /// Successful requests.
+    pub successes: u64,
+    /// Failed requests.
+    pub failures: u64,
+    /// failures / requests.
+    pub failure_rate: f64,
+    /// Mean requests per second over the run.
+    pub requests_per_second: f64,
+    /// Median latency (ms).
+    pub p50_ms: f64,
+    /// 95th percentile latency (ms).
+    pub p95_ms: f64,
+    /// 99th percentile latency (ms).
+    pub p99_ms: f64,
+    /// Largest latency (ms).
+    pub max_ms: f64,
+}
+
+/// What `start_test` returns: the configuration (as the Python version returns it) plus the
+/// run's totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The `user_detail_dict` given.
+    pub user_detail: Map<String, Value>,
+    /// Target user count.
+    pub user_count: u64,
+    /// Spawn rate.
+    pub spawn_rate: f64,
+    /// Configured run length.
+    pub test_time: Option<f64>,
+    /// Web UI settings.
+    pub web_ui: Option<Value>,
+    /// Runner mode.
+    pub runner_mode: String,
+    /// Users actually started.
+    pub users_spawned: u64,
+    /// Wall-clock run length in seconds.
+    pub duration_s: f64,
+    /// Totals.
+    pub totals: Totals,
+}

@@ -1,0 +1,423 @@
+//! [`Environment`]: one configured test that a program can start, watch and stop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use load_density_core::context::{StopHandle, StopSignal};
+use load_density_core::event::{EventBus, RequestListener};
+use load_density_core::registry;
+use load_density_core::scenario::{run_user, Scenario};
+use load_density_core::stats::SharedStats;
+use load_density_core::variables::UserVariables;
+use load_density_core::{
+    test_record_instance, GroupPlan, RequestStats, TaskList, UserContext, UserFactory, Variables,
+};
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{StartTest, Summary, Totals};
+use crate::console;
+use crate::error::RunError;
+use crate::globals;
+
+/// Option keys the runner itself reads, whatever the protocol.
+pub const RUNNER_OPTIONS: &[&str] = &["record_capacity", "print_stats", "stats_interval"];
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Configured, not started.
+    Ready,
+    /// Starting users.
+    Spawning,
+    /// Every user started.
+    Running,
+    /// Stop asked; in-flight requests are finishing.
+    Stopping,
+    /// Finished.
+    Stopped,
+}
+
+struct Group {
+    factory: Arc<dyn UserFactory>,
+    scenario: Arc<Scenario>,
+}
+
+struct Inner {
+    config: StartTest,
+    groups: Vec<Group>,
+    variables: Arc<Variables>,
+    bus: Arc<EventBus>,
+    stats: SharedStats,
+    stop: StopHandle,
+    state: watch::Sender<RunState>,
+    spawned: AtomicU64,
+    active: AtomicU64,
+    print_stats: bool,
+    stats_interval: Duration,
+    summary: Mutex<Option<Summary>>,
+    started: Mutex<Option<Instant>>,
+}
+
+/// A configured test. Cheap to clone; clones share the run.
+#[derive(Clone)]
+pub struct Environment {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Environment")
+            .field("state", &self.state())
+            .field("users", &self.user_count())
+            .finish_non_exhaustive()
+    }
+}
+
+fn option_bool(options: &Map<String, Value>, key: &str, default: bool) -> Result<bool, RunError> {
+    match options.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(RunError::Config(format!(
+            "{key} must be true or false, got {other}"
+        ))),
+    }
+}
+
+fn option_f64(options: &Map<String, Value>, key: &str) -> Result<Option<f64>, RunError> {
+    match options.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(other) => Err(RunError::Config(format!(
+            "{key} must be a number, got {other}"
+        ))),
+    }
+}
+
+impl Environment {
+    /// Validates `config` and prepares every user group (Python's `create_env`). No user
+    /// starts. Everything that can be wrong with the configuration is reported here.
+    pub async fn create(config: StartTest) -> Result<Self, RunError> {
+        match config.runner_mode.as_str() {
+            "local" => {}
+            other => return Err(RunError::UnsupportedMode(other.to_owned())),
+        }
+        if !(config.spawn_rate.is_finite() && config.spawn_rate > 0.0) {
+            return Err(RunError::Config(format!(
+                "spawn_rate must be a positive number, got {}",
+                config.spawn_rate
+            )));
+        }
+        if let Some(t) = config.test_time {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(RunError::Config(format!(
+                    "test_time must be a number of seconds >= 0 or null, got {t}"
+                )));
+            }
+        }
+        let user_type = config.user_type().map_err(RunError::Config)?.to_owned();
+        let registration = registry::lookup(&user_type)?;
+
+        // Protocol options: user_detail_dict keys besides "user", then start_test keywords.
+        let mut options = Map::new();
+        let mut host = config.host.clone();
+        for (key, value) in &config.user_detail_dict {
+            match key.as_str() {
+                "user" => {}
+                "host" if host.is_none() => host = value.as_str().map(str::to_owned),
+                _ => {
+                    options.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        options.extend(config.extra.clone());
+        let protocol = registration.protocol();
+        let known: Vec<&str> = RUNNER_OPTIONS
+            .iter()
+            .chain(protocol.option_names())
+            .copied()
+            .collect();
+        if let Some(unknown) = options.keys().find(|k| !known.contains(&k.as_str())) {
+            let mut sorted = known.clone();
+            sorted.sort_unstable();
+            return Err(RunError::Config(format!(
+                "unknown key {unknown:?} for user type {user_type:?} (start_test keys: user_detail_dict, user_count, spawn_rate, test_time, web_ui_dict, runner_mode, master_bind_host, master_bind_port, master_host, master_port, expected_workers, tasks, variables, csv_sources, host; options: {})",
+                sorted.join(", ")
+            )));
+        }
+        let print_stats = option_bool(&options, "print_stats", true)?;
+        let stats_interval = option_f64(&options, "stats_interval")?.unwrap_or(2.0);
+        if !(stats_interval.is_finite() && stats_interval > 0.0) {
+            return Err(RunError::Config(format!(
+                "stats_interval must be a positive number of seconds, got {stats_interval}"
+            )));
+        }
+        if let Some(capacity) = option_f64(&options, "record_capacity")? {
+            if capacity < 0.0 || capacity.fract() != 0.0 {
+                return Err(RunError::Config(format!(
+                    "record_capacity must be a whole number >= 0, got {capacity}"
+                )));
+            }
+            test_record_instance().set_capacity(capacity as usize);
+        }
+
+        // Variables and CSV sources: registered ones first, this run's on top.
+        if let Some(sources) = &config.csv_sources {
+            globals::register_csv_sources(sources)?;
+        }
+        let mut variables = globals::registered_variables();
+        if let Some(own) = &config.variables {
+            variables.extend(own.clone());
+        }
+        let variables = Arc::new(variables);
+
+        // Tasks: this run's, else the task proxy's for the user type (snapshot).
+        let tasks_json = match &config.tasks {
+            Some(tasks) => tasks.clone(),
+            None => load_density_core::locust_wrapper_proxy()
+                .get(&user_type)
+                .map(|entry| entry.tasks)
+                .unwrap_or(Value::Null),
+        };
+        let plan_error = |source| RunError::Plan {
+            group: user_type.clone(),
+            source,
+        };
+        let tasks = TaskList::from_json(&tasks_json).map_err(plan_error)?;
+        let scenario = Scenario::new(&tasks).map_err(plan_error)?;
+        let plan = GroupPlan::new(user_type.clone(), tasks)
+            .with_host(host)
+            .with_options(options)
+            .with_variables(variables.clone());
+        let factory = protocol.prepare(&plan).await.map_err(plan_error)?;
+
+        let bus = Arc::new(EventBus::new(worker_threads() + 1));
+        let stats = SharedStats::new();
+        bus.add_listener(Arc::new(stats.clone()));
+        bus.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                groups: vec![Group {
+                    factory,
+                    scenario: Arc::new(scenario),
+                }],
+                variables,
+                bus,
+                stats,
+                stop: StopHandle::new(),
+                state: watch::channel(RunState::Ready).0,
+                spawned: AtomicU64::new(0),
+                active: AtomicU64::new(0),
+                print_stats,
+                stats_interval: Duration::from_secs_f64(stats_interval),
+                summary: Mutex::new(None),
+                started: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Adds a listener that sees every batch of finished requests of this run.
+    pub fn add_listener(&self, listener: Arc<dyn RequestListener>) {
+        self.inner.bus.add_listener(listener);
+    }
+
+    /// Starts the run on the current tokio runtime. Calling it again does nothing.
+    pub fn start(&self) {
+        if self.inner.state.send_if_modified(|state| {
+            if *state == RunState::Ready {
+                *state = RunState::Spawning;
+                true
+            } else {
+                false
+            }
+        }) {
+            let inner = self.inner.clone();
+            tokio::spawn(run(inner));
+        }
+    }
+
+    /// Asks the run to stop: no new task starts; requests in flight finish (or time out) and
+    /// are recorded.
+    pub fn stop(&self) {
+        self.inner.stop.stop();
+    }
+
+    /// The run's state.
+    pub fn state(&self) -> RunState {
+        *self.inner.state.borrow()
+    }
+
+    /// Users currently running.
+    pub fn user_count(&self) -> u64 {
+        self.inner.active.load(Ordering::Relaxed)
+    }
+
+    /// Users started so far.
+    pub fn users_spawned(&self) -> u64 {
+        self.inner.spawned.load(Ordering::Relaxed)
+    }
+
+    /// Live statistics of this run (buffered events are delivered first).
+    pub fn stats(&self) -> RequestStats {
+        self.inner.bus.flush();
+        self.inner.stats.snapshot()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StartTest {
+        &self.inner.config
+    }
+
+    /// The run-level variables.
+    pub fn variables(&self) -> &Arc<Variables> {
+        &self.inner.variables
+    }
+
+    /// Waits until the run has stopped and returns its summary.
+    pub async fn wait(&self) -> Summary {
+        let mut state = self.inner.state.subscribe();
+        // The sender lives in `inner`, which we hold, so this cannot fail.
+        let _ = state.wait_for(|s| *s == RunState::Stopped).await;
+        self.inner
+            .summary
+            .lock()
+            .clone()
+            .unwrap_or_else(|| summarize(&self.inner, Duration::ZERO))
+    }
+}
+
+/// Worker threads the runtime uses: one per CPU this process may run on (its affinity mask and
+/// cgroup quota, as `available_parallelism` reports on Linux), not the machine's core count.
+pub fn worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+}
+
+fn summarize(inner: &Inner, duration: Duration) -> Summary {
+    let stats = inner.stats.snapshot();
+    let total = stats.total();
+    let secs = duration.as_secs_f64();
+    Summary {
+        user_detail: inner.config.user_detail_dict.clone(),
+        user_count: inner.config.user_count,
+        spawn_rate: inner.config.spawn_rate,
+        test_time: inner.config.test_time,
+        web_ui: inner.config.web_ui_dict.clone(),
+        runner_mode: inner.config.runner_mode.clone(),
+        users_spawned: inner.spawned.load(Ordering::Relaxed),
+        duration_s: secs,
+        totals: Totals {
+            requests: total.num_requests(),
+            successes: total.num_successes(),
+            failures: total.num_failures(),
+            failure_rate: total.failure_ratio(),
+            requests_per_second: if secs > 0.0 {
+                total.num_requests() as f64 / secs
+            } else {
+                0.0
+            },
+            p50_ms: total.percentile_ms(50.0),
+            p95_ms: total.percentile_ms(95.0),
+            p99_ms: total.percentile_ms(99.0),
+            max_ms: total.max_response_time_us() as f64 / 1000.0,
+        },
+    }
+}
+
+async fn run(inner: Arc<Inner>) {
+    let started = Instant::now();
+    *inner.started.lock() = Some(started);
+    let mut stop: StopSignal = inner.stop.signal();
+
+    let collector = tokio::spawn({
+        let bus = inner.bus.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                bus.flush();
+            }
+        }
+    });
+    let printer = inner.print_stats.then(|| {
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(inner.stats_interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                inner.bus.flush();
+                console::print_stats(
+                    &inner.stats.snapshot(),
+                    inner.active.load(Ordering::Relaxed),
+                );
+            }
+        })
+    });
+    let timer = inner.config.test_time.map(|secs| {
+        let stop = inner.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            stop.stop();
+        })
+    });
+
+    let mut users = JoinSet::new();
+    let interval = Duration::from_secs_f64(1.0 / inner.config.spawn_rate);
+    for user_id in 0..inner.config.user_count {
+        let due = started + interval.mul_f64(user_id as f64);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = stop.stopped() => break,
+        }
+        let group = &inner.groups[0];
+        let user = group.factory.new_user(user_id);
+        let ctx = UserContext::new(
+            user_id,
+            inner.bus.clone(),
+            UserVariables::new(inner.variables.clone()),
+            inner.stop.signal(),
+        );
+        let scenario = group.scenario.clone();
+        let active = inner.clone();
+        active.active.fetch_add(1, Ordering::Relaxed);
+        users.spawn(async move {
+            run_user(user, ctx, scenario).await;
+            active.active.fetch_sub(1, Ordering::Relaxed);
+        });
+        inner.spawned.fetch_add(1, Ordering::Relaxed);
+    }
+    if !inner.stop.is_stopped() {
+        inner.state.send_replace(RunState::Running);
+        tracing::info!(
+            users = inner.spawned.load(Ordering::Relaxed),
+            "all users spawned"
+        );
+    }
+    stop.stopped().await;
+    inner.state.send_replace(RunState::Stopping);
+    while let Some(joined) = users.join_next().await {
+        if let Err(error) = joined {
+            tracing::error!(%error, "a user task ended abnormally");
+        }
+    }
+    if let Some(timer) = timer {
+        timer.abort();
+    }
+    if let Some(printer) = printer {
+        printer.abort();
+    }
+    collector.abort();
+    inner.bus.flush();
+    let duration = started.elapsed();
+    if inner.print_stats {
+        console::print_final(&inner.stats.snapshot());
+    }
+    *inner.summary.lock() = Some(summarize(&inner, duration));
+    inner.state.send_replace(RunState::Stopped);
+}

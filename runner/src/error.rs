@@ -1,0 +1,39 @@
+//! The runner's errors.
+
+use load_density_core::{PlanError, RegistryError};
+
+/// Why a test could not be configured or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// `user_detail_dict.user` names no registered user type.
+    #[error(transparent)]
+    UnsupportedUser(#[from] RegistryError),
+    /// A task or protocol option is invalid.
+    #[error("user group {group:?}: {source}")]
+    Plan {
+        /// The group (the user type for single-group runs).
+        group: String,
+        /// What is wrong, with the task index and key.
+        #[source]
+        source: PlanError,
+    },
+    /// A `start_test` parameter is invalid.
+    #[error("invalid start_test configuration: {0}")]
+    Config(String),
+    /// The runner mode is not available in this build.
+    #[error("runner_mode {0:?} is not supported yet (only \"local\" is); distributed mode comes in a later release")]
+    UnsupportedMode(String),
+    /// A CSV source could not be used.
+    #[error("csv source {name:?} ({path}): {message}")]
+    Csv {
+        /// Source name.
+        name: String,
+        /// File path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The async runtime could not start.
+    #[error("could not start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
