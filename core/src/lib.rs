@@ -16,6 +16,7 @@
 //! | [`stats`] | [`RequestStats`]: exact, mergeable, serializable per-name statistics with HDR histograms |
 //! | [`proxy`] | [`TaskProxy`], the task-proxy registry (Python's `locust_wrapper_proxy`) |
 //! | [`scenario`] | the user loop: one iteration over the task list, repeated until stopped |
+//! | [`pacing`] | [`Pacing`]: the wait between iterations (Locust's `wait_time`) |
 //!
 //! A protocol crate depends on this crate only. It implements [`Protocol`] (validate and compile
 //! the tasks of a run), [`UserFactory`] (make users) and [`UserTemplate`] (run one task), then
@@ -61,6 +62,7 @@
 
 pub mod context;
 pub mod event;
+pub mod pacing;
 pub mod proxy;
 pub mod record;
 pub mod registry;
@@ -76,6 +78,7 @@ pub mod variables;
 pub use async_trait::async_trait;
 pub use context::{RequestMeta, RequestTimer, UserContext};
 pub use event::{EventBus, RequestEvent, RequestListener};
+pub use pacing::Pacing;
 pub use proxy::{locust_wrapper_proxy, TaskProxy};
 pub use record::{test_record_instance, Record, TestRecord};
 pub use registry::{RegistryError, UserRegistration};

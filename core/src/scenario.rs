@@ -1,11 +1,13 @@
 //! The user loop: walk the task list once per iteration, until the run stops.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rand::Rng;
 use serde_json::Value;
 
 use crate::context::UserContext;
+use crate::pacing::Pacing;
 use crate::task::{PlanError, ScenarioMode, TaskList};
 use crate::user::UserTemplate;
 
@@ -109,7 +111,7 @@ impl Scenario {
     }
 }
 
-/// Runs one user until the run stops: `on_start`, iterations, `on_stop`.
+/// Runs one user until the run stops: `on_start`, iterations separated by `pacing`, `on_stop`.
 ///
 /// The request in flight when stop is asked finishes (or times out) and is recorded; no new
 /// task starts after it.
@@ -117,15 +119,26 @@ pub async fn run_user(
     mut user: Box<dyn UserTemplate>,
     mut ctx: UserContext,
     scenario: Arc<Scenario>,
+    pacing: Pacing,
 ) {
     user.on_start(&mut ctx).await;
     if scenario.is_empty() {
         ctx.stopped().await;
     }
+    let mut stop = ctx.stop_signal();
     while !ctx.is_stopping() {
+        let started = Instant::now();
         scenario.run_iteration(user.as_mut(), &mut ctx).await;
-        // Let other users run even when every task completed without waiting.
-        tokio::task::yield_now().await;
+        let wait = pacing.wait_after(started);
+        if wait.is_zero() {
+            // Let other users run even when every task completed without waiting.
+            tokio::task::yield_now().await;
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.stopped() => {}
+            }
+        }
     }
     user.on_stop(&mut ctx).await;
 }

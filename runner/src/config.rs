@@ -53,6 +53,13 @@ pub struct StartTest {
     pub csv_sources: Option<Value>,
     /// Base URL or `host:port` that relative task URLs resolve against.
     pub host: Option<String>,
+    /// Pacing between a user's iterations, e.g. `{"between": [0.5, 2]}` (default: none). See
+    /// [`load_density_core::Pacing`].
+    pub wait_time: Option<Value>,
+    /// Several groups of users in one run, like Locust's user classes:
+    /// `[{"name", "user", "weight" | "fixed_count", "tasks", "wait_time", "host", ...options}]`.
+    /// `user_detail_dict` + `tasks` is the one-group shorthand.
+    pub user_groups: Option<Vec<Value>>,
     /// Protocol options and other keyword arguments, checked against what the user type
     /// accepts before the run starts.
     #[serde(flatten)]
@@ -82,6 +89,8 @@ impl Default for StartTest {
             variables: None,
             csv_sources: None,
             host: None,
+            wait_time: None,
+            user_groups: None,
             extra: Map::new(),
         }
     }

@@ -11,7 +11,8 @@ use load_density_core::scenario::{run_user, Scenario};
 use load_density_core::stats::SharedStats;
 use load_density_core::variables::UserVariables;
 use load_density_core::{
-    test_record_instance, GroupPlan, RequestStats, TaskList, UserContext, UserFactory, Variables,
+    test_record_instance, GroupPlan, Pacing, PlanError, RequestStats, TaskList, UserContext,
+    UserFactory, Variables,
 };
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
@@ -22,6 +23,7 @@ use crate::config::{StartTest, Summary, Totals};
 use crate::console;
 use crate::error::RunError;
 use crate::globals;
+use crate::groups::{self, GroupSpec};
 
 /// Option keys the runner itself reads, whatever the protocol.
 pub const RUNNER_OPTIONS: &[&str] = &["record_capacity", "print_stats", "stats_interval"];
@@ -42,13 +44,81 @@ pub enum RunState {
 }
 
 struct Group {
+    name: String,
+    active: AtomicU64,
     factory: Arc<dyn UserFactory>,
     scenario: Arc<Scenario>,
+    pacing: Pacing,
 }
+
+async fn prepare_group(spec: GroupSpec, variables: &Arc<Variables>) -> Result<Group, RunError> {
+    let registration = registry::lookup(&spec.user_type)?;
+    let protocol = registration.protocol();
+    let known: Vec<&str> = RUNNER_OPTIONS
+        .iter()
+        .chain(protocol.option_names())
+        .copied()
+        .collect();
+    if let Some(unknown) = spec.options.keys().find(|k| !known.contains(&k.as_str())) {
+        let mut sorted = known.clone();
+        sorted.sort_unstable();
+        return Err(RunError::Config(format!(
+            "unknown key {unknown:?} for user type {:?} (start_test keys: {}; options of this user type: {})",
+            spec.user_type,
+            START_TEST_KEYS.join(", "),
+            sorted.join(", ")
+        )));
+    }
+    let plan_error = |source| RunError::Plan {
+        group: spec.name.clone(),
+        source,
+    };
+    let pacing = match &spec.wait_time {
+        None => Pacing::None,
+        Some(value) => Pacing::from_json(value).map_err(|e| plan_error(PlanError::Config(e)))?,
+    };
+    let tasks = TaskList::from_json(&spec.tasks).map_err(plan_error)?;
+    let scenario = Scenario::new(&tasks).map_err(plan_error)?;
+    let plan = GroupPlan::new(spec.user_type.clone(), tasks)
+        .with_name(spec.name.clone())
+        .with_host(spec.host.clone())
+        .with_options(spec.options.clone())
+        .with_variables(variables.clone());
+    let factory = protocol.prepare(&plan).await.map_err(plan_error)?;
+    Ok(Group {
+        name: spec.name,
+        active: AtomicU64::new(0),
+        factory,
+        scenario: Arc::new(scenario),
+        pacing,
+    })
+}
+
+/// The keys `start_test` itself takes.
+pub const START_TEST_KEYS: &[&str] = &[
+    "user_detail_dict",
+    "user_count",
+    "spawn_rate",
+    "test_time",
+    "web_ui_dict",
+    "runner_mode",
+    "master_bind_host",
+    "master_bind_port",
+    "master_host",
+    "master_port",
+    "expected_workers",
+    "tasks",
+    "variables",
+    "csv_sources",
+    "host",
+    "wait_time",
+    "user_groups",
+];
 
 struct Inner {
     config: StartTest,
     groups: Vec<Group>,
+    spawn_order: Vec<usize>,
     variables: Arc<Variables>,
     bus: Arc<EventBus>,
     stats: SharedStats,
@@ -118,51 +188,30 @@ impl Environment {
                 )));
             }
         }
-        let user_type = config.user_type().map_err(RunError::Config)?.to_owned();
-        let registration = registry::lookup(&user_type)?;
-
-        // Protocol options: user_detail_dict keys besides "user", then start_test keywords.
-        let mut options = Map::new();
-        let mut host = config.host.clone();
-        for (key, value) in &config.user_detail_dict {
-            match key.as_str() {
-                "user" => {}
-                "host" if host.is_none() => host = value.as_str().map(str::to_owned),
-                _ => {
-                    options.insert(key.clone(), value.clone());
-                }
-            }
-        }
-        options.extend(config.extra.clone());
-        let protocol = registration.protocol();
-        let known: Vec<&str> = RUNNER_OPTIONS
+        let specs = groups::groups_of(&config)?;
+        // Runner options may sit in any group's options (or user_detail_dict); read them from
+        // the first group that has them.
+        let runner_options: Map<String, Value> = specs
             .iter()
-            .chain(protocol.option_names())
-            .copied()
+            .flat_map(|g| g.options.iter())
+            .filter(|(k, _)| RUNNER_OPTIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if let Some(unknown) = options.keys().find(|k| !known.contains(&k.as_str())) {
-            let mut sorted = known.clone();
-            sorted.sort_unstable();
-            return Err(RunError::Config(format!(
-                "unknown key {unknown:?} for user type {user_type:?} (start_test keys: user_detail_dict, user_count, spawn_rate, test_time, web_ui_dict, runner_mode, master_bind_host, master_bind_port, master_host, master_port, expected_workers, tasks, variables, csv_sources, host; options: {})",
-                sorted.join(", ")
-            )));
-        }
-        let print_stats = option_bool(&options, "print_stats", true)?;
-        let stats_interval = option_f64(&options, "stats_interval")?.unwrap_or(2.0);
+        let print_stats = option_bool(&runner_options, "print_stats", true)?;
+        let stats_interval = option_f64(&runner_options, "stats_interval")?.unwrap_or(2.0);
         if !(stats_interval.is_finite() && stats_interval > 0.0) {
             return Err(RunError::Config(format!(
                 "stats_interval must be a positive number of seconds, got {stats_interval}"
             )));
         }
-        if let Some(capacity) = option_f64(&options, "record_capacity")? {
-            if capacity < 0.0 || capacity.fract() != 0.0 {
+        let record_capacity = match option_f64(&runner_options, "record_capacity")? {
+            Some(c) if c < 0.0 || c.fract() != 0.0 => {
                 return Err(RunError::Config(format!(
-                    "record_capacity must be a whole number >= 0, got {capacity}"
-                )));
+                    "record_capacity must be a whole number >= 0, got {c}"
+                )))
             }
-            test_record_instance().set_capacity(capacity as usize);
-        }
+            other => other,
+        };
 
         // Variables and CSV sources: registered ones first, this run's on top.
         if let Some(sources) = &config.csv_sources {
@@ -174,26 +223,14 @@ impl Environment {
         }
         let variables = Arc::new(variables);
 
-        // Tasks: this run's, else the task proxy's for the user type (snapshot).
-        let tasks_json = match &config.tasks {
-            Some(tasks) => tasks.clone(),
-            None => load_density_core::locust_wrapper_proxy()
-                .get(&user_type)
-                .map(|entry| entry.tasks)
-                .unwrap_or(Value::Null),
-        };
-        let plan_error = |source| RunError::Plan {
-            group: user_type.clone(),
-            source,
-        };
-        let tasks = TaskList::from_json(&tasks_json).map_err(plan_error)?;
-        let scenario = Scenario::new(&tasks).map_err(plan_error)?;
-        let plan = GroupPlan::new(user_type.clone(), tasks)
-            .with_host(host)
-            .with_options(options)
-            .with_variables(variables.clone());
-        let factory = protocol.prepare(&plan).await.map_err(plan_error)?;
-
+        let targets = groups::distribute(config.user_count, &specs);
+        let mut prepared = Vec::with_capacity(specs.len());
+        for spec in specs {
+            prepared.push(prepare_group(spec, &variables).await?);
+        }
+        if let Some(capacity) = record_capacity {
+            test_record_instance().set_capacity(capacity as usize);
+        }
         let bus = Arc::new(EventBus::new(worker_threads() + 1));
         let stats = SharedStats::new();
         bus.add_listener(Arc::new(stats.clone()));
@@ -201,10 +238,8 @@ impl Environment {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                groups: vec![Group {
-                    factory,
-                    scenario: Arc::new(scenario),
-                }],
+                spawn_order: groups::spawn_order(&targets),
+                groups: prepared,
                 variables,
                 bus,
                 stats,
@@ -254,6 +289,15 @@ impl Environment {
     /// Users currently running.
     pub fn user_count(&self) -> u64 {
         self.inner.active.load(Ordering::Relaxed)
+    }
+
+    /// Users currently running, per group: (group name, users).
+    pub fn group_user_counts(&self) -> Vec<(String, u64)> {
+        self.inner
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), g.active.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Users started so far.
@@ -369,13 +413,13 @@ async fn run(inner: Arc<Inner>) {
 
     let mut users = JoinSet::new();
     let interval = Duration::from_secs_f64(1.0 / inner.config.spawn_rate);
-    for user_id in 0..inner.config.user_count {
+    for (user_id, &group_index) in (0u64..).zip(inner.spawn_order.iter()) {
         let due = started + interval.mul_f64(user_id as f64);
         tokio::select! {
             _ = tokio::time::sleep_until(due.into()) => {}
             _ = stop.stopped() => break,
         }
-        let group = &inner.groups[0];
+        let group = &inner.groups[group_index];
         let user = group.factory.new_user(user_id);
         let ctx = UserContext::new(
             user_id,
@@ -384,11 +428,16 @@ async fn run(inner: Arc<Inner>) {
             inner.stop.signal(),
         );
         let scenario = group.scenario.clone();
+        let pacing = group.pacing;
         let active = inner.clone();
         active.active.fetch_add(1, Ordering::Relaxed);
+        group.active.fetch_add(1, Ordering::Relaxed);
         users.spawn(async move {
-            run_user(user, ctx, scenario).await;
+            run_user(user, ctx, scenario, pacing).await;
             active.active.fetch_sub(1, Ordering::Relaxed);
+            active.groups[group_index]
+                .active
+                .fetch_sub(1, Ordering::Relaxed);
         });
         inner.spawned.fetch_add(1, Ordering::Relaxed);
     }

@@ -45,6 +45,7 @@ pub mod env;
 pub mod error;
 pub mod executor;
 pub mod globals;
+pub mod groups;
 pub mod report;
 
 pub use config::{StartTest, Summary, Totals};

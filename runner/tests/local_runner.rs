@@ -17,6 +17,7 @@ static MADE: AtomicU64 = AtomicU64::new(0);
 struct TickProtocol;
 struct TickFactory {
     name: Arc<str>,
+    request_type: Arc<str>,
 }
 struct TickUser {
     meta: RequestMeta,
@@ -41,6 +42,11 @@ impl Protocol for TickProtocol {
             .unwrap_or("tick");
         Ok(Arc::new(TickFactory {
             name: Arc::from(name),
+            request_type: Arc::from(
+                plan.user_type()
+                    .trim_end_matches("_test_user")
+                    .to_uppercase(),
+            ),
         }))
     }
     fn option_names(&self) -> &'static [&'static str] {
@@ -51,7 +57,7 @@ impl Protocol for TickProtocol {
 impl UserFactory for TickFactory {
     fn new_user(&self, _user_id: u64) -> Box<dyn UserTemplate> {
         Box::new(TickUser {
-            meta: RequestMeta::new("TICK", self.name.clone(), "tick://"),
+            meta: RequestMeta::new(self.request_type.clone(), self.name.clone(), "tick://"),
         })
     }
 }
@@ -69,6 +75,12 @@ impl UserTemplate for TickUser {
 register_user! {
     name: "tick_test_user",
     description: "sleeps 20 ms per task and records a success",
+    protocol: TickProtocol,
+}
+
+register_user! {
+    name: "tock_test_user",
+    description: "the same as tick_test_user, recorded as TOCK",
     protocol: TickProtocol,
 }
 
@@ -196,4 +208,55 @@ async fn bad_configurations_are_clear_errors() {
     bad.runner_mode = "master".into();
     let text = create_env(bad).await.expect_err("mode").to_string();
     assert!(text.contains("not supported yet"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_groups_get_their_shares_and_record_under_their_own_type() {
+    let config: StartTest = serde_json::from_value(json!({
+        "user_count": 10,
+        "spawn_rate": 100,
+        "test_time": null,
+        "print_stats": false,
+        "user_groups": [
+            {"name": "ticks", "user": "tick_test_user", "weight": 3, "label": "groups-tick", "tasks": [{}]},
+            {"name": "tocks", "user": "tock_test_user", "fixed_count": 2, "label": "groups-tock",
+             "tasks": [{}], "wait_time": {"constant": 0.05}}
+        ]
+    }))
+    .expect("config");
+    let env = prepare_env(config).await.expect("env");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        env.group_user_counts(),
+        vec![("ticks".to_owned(), 8), ("tocks".to_owned(), 2)]
+    );
+    env.stop();
+    let _ = env.wait().await;
+    let stats = env.stats();
+    let ticks = stats.entry("TICK", "groups-tick").expect("tick entry");
+    let tocks = stats.entry("TOCK", "groups-tock").expect("tock entry");
+    // 8 users without pacing vs 2 users pacing 50 ms after each 20 ms task.
+    assert!(
+        ticks.num_requests() > 4 * tocks.num_requests(),
+        "{} vs {}",
+        ticks.num_requests(),
+        tocks.num_requests()
+    );
+    assert!(tocks.num_requests() > 0);
+}
+
+#[tokio::test]
+async fn group_mistakes_name_the_group() {
+    let config: StartTest = serde_json::from_value(json!({
+        "user_groups": [
+            {"name": "ok", "user": "tick_test_user", "tasks": [{}]},
+            {"name": "bad", "user": "tock_test_user", "tasks": [{}], "wait_time": {"between": [3, 1]}}
+        ]
+    }))
+    .expect("config");
+    let text = create_env(config).await.expect_err("bad wait").to_string();
+    assert!(
+        text.contains("\"bad\"") && text.contains("between"),
+        "{text}"
+    );
 }
