@@ -287,6 +287,8 @@ pub struct ErrorGroup {
 }
 
 type Key = (Arc<str>, Arc<str>);
+/// (request type, name, message) -> occurrences.
+type ErrorCounts = HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>;
 
 /// All statistics of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -295,7 +297,7 @@ pub struct RequestStats {
     entries: HashMap<Key, StatsEntry>,
     total: StatsEntry,
     #[serde(with = "errors_serde")]
-    errors: HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>,
+    errors: ErrorCounts,
 }
 
 mod entries_serde {
@@ -320,7 +322,7 @@ mod entries_serde {
 mod errors_serde {
     use super::*;
     pub fn serialize<S: serde::Serializer>(
-        errors: &HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>,
+        errors: &ErrorCounts,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(errors.iter().map(|((t, n, m), c)| ErrorGroup {
@@ -332,7 +334,7 @@ mod errors_serde {
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>, D::Error> {
+    ) -> Result<ErrorCounts, D::Error> {
         let list = Vec::<ErrorGroup>::deserialize(deserializer)?;
         Ok(list
             .into_iter()

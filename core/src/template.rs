@@ -51,9 +51,9 @@ impl Template {
         while let Some(pos) = rest.find('$') {
             literal.push_str(&rest[..pos]);
             let after = &rest[pos..];
-            if after.starts_with("$${") {
+            if let Some(escaped) = after.strip_prefix("$${") {
                 literal.push_str("${");
-                rest = &after[3..];
+                rest = escaped;
             } else if let Some(body) = after.strip_prefix("${") {
                 match body.find('}') {
                     Some(end) if end > 0 => {
