@@ -1,1 +1,91 @@
-fn main() {}
+//! `load-density`: runs LoadDensity action documents from the command line.
+//!
+//! ```text
+//! load-density run FILE...        execute action files, in order
+//! load-density run-dir DIR        execute every *.json under DIR (recursively, in path order)
+//! load-density run-str JSON       execute an action document given as a string
+//! load-density demo               load-test an in-process HTTP server and check the counts
+//! ```
+//!
+//! Each action's result is printed to stdout as one line of JSON,
+//! `{"index": 0, "command": "LD_summary", "ok": ...}` or `{..., "error": "..."}` (with a
+//! `"file"` key for `run` and `run-dir`); errors are also printed to stderr. The exit status is
+//! 0 when every action succeeded, 1 otherwise, and 2 for a usage error. Logs go to stderr;
+//! `RUST_LOG` sets their filter (default `info`).
+
+mod demo;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use load_density::executor;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "load-density",
+    version,
+    about = "LoadDensity: load tests described as JSON"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Execute action files, in order.
+    Run {
+        /// Action files: a list of actions, or {"load_density": [...]}.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Execute every *.json action file under a directory (recursively, in path order).
+    RunDir {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Execute an action document given as a JSON string.
+    RunStr {
+        /// The document, e.g. '[["LD_summary"]]'.
+        json: String,
+    },
+    /// Load-test an in-process HTTP server for a few seconds and check that the requests it
+    /// counted equal the requests LoadDensity recorded.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command; `Ok(false)` when something it ran failed (already reported).
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::Run { files } => output::print_files(&executor::execute_files(&files)),
+        Command::RunDir { dir } => output::print_files(&executor::execute_dir(&dir)?),
+        Command::RunStr { json } => output::print_results(None, &executor::execute_str(&json)?),
+        Command::Demo(args) => demo::run(&args),
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Only fails when a subscriber is already set, which nothing here does.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

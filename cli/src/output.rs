@@ -1,0 +1,71 @@
+//! Printing action results: one JSON line each on stdout, failures also on stderr.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use load_density::executor::{error_chain, ActionResult, ExecutorError, FileResults};
+use serde_json::{Map, Value};
+
+/// Prints every file's results; `Ok(true)` when every file ran and every action succeeded.
+pub fn print_files(files: &[FileResults]) -> anyhow::Result<bool> {
+    let mut all_ok = true;
+    for file in files {
+        match &file.outcome {
+            Ok(results) => all_ok &= print_results(Some(&file.path), results)?,
+            Err(error) => {
+                eprintln!("error: {}", error_chain(error));
+                all_ok = false;
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
+/// Prints one document's results; `Ok(true)` when every action succeeded.
+pub fn print_results(file: Option<&Path>, results: &[ActionResult]) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    let mut all_ok = true;
+    for result in results {
+        let line = result_line(file, result)?;
+        writeln!(stdout, "{line}").context("cannot write to stdout")?;
+        if let Err(error) = &result.outcome {
+            all_ok = false;
+            stdout.flush().context("cannot write to stdout")?;
+            eprintln!("error: {}", describe_failure(file, result, error));
+        }
+    }
+    stdout.flush().context("cannot write to stdout")?;
+    Ok(all_ok)
+}
+
+/// `{"file"?, "index", "command", "ok" | "error"}` as one line.
+fn result_line(file: Option<&Path>, result: &ActionResult) -> anyhow::Result<String> {
+    let Value::Object(fields) =
+        serde_json::to_value(result).context("cannot convert a result to JSON")?
+    else {
+        anyhow::bail!("an action result did not serialize to a JSON object");
+    };
+    let mut line = Map::new();
+    if let Some(file) = file {
+        line.insert("file".to_owned(), Value::String(file.display().to_string()));
+    }
+    line.extend(fields);
+    Ok(Value::Object(line).to_string())
+}
+
+/// `a.json: action 1 (LD_x): <message>`; shape errors already name their action.
+fn describe_failure(file: Option<&Path>, result: &ActionResult, error: &ExecutorError) -> String {
+    let mut text = String::new();
+    if let Some(file) = file {
+        text.push_str(&format!("{}: ", file.display()));
+    }
+    if !matches!(error, ExecutorError::Action { .. }) {
+        match &result.command {
+            Some(command) => text.push_str(&format!("action {} ({command}): ", result.index)),
+            None => text.push_str(&format!("action {}: ", result.index)),
+        }
+    }
+    text.push_str(&error_chain(error));
+    text
+}
