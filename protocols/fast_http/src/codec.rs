@@ -1,0 +1,364 @@
+//! Reading one HTTP/1.x response: head with `httparse`, then the body by its framing
+//! (`Content-Length`, chunked, or until the server closes), as RFC 9112 section 6.3 says.
+
+use std::ops::Range;
+
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use tokio::io::AsyncReadExt as _;
+
+use crate::conn::Transport;
+use crate::error::FastHttpError;
+
+/// Response headers parsed per response; more is an error.
+const MAX_HEADERS: usize = 128;
+/// Longest response head (status line and headers) accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Longest chunk-size line or trailer section accepted.
+const MAX_LINE: usize = 64 * 1024;
+/// Free space guaranteed before each read.
+const MIN_READ: usize = 8 * 1024;
+/// Most bytes reserved at once for a body whose length the server announced.
+const MAX_RESERVE: usize = 1024 * 1024;
+
+/// The head of the last response, in buffers reused from response to response.
+#[derive(Debug, Default)]
+pub(crate) struct Head {
+    status: u16,
+    bytes: Vec<u8>,
+    reason: Range<usize>,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl Head {
+    /// The status code.
+    pub(crate) fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The reason phrase as the server sent it.
+    pub(crate) fn reason(&self) -> &str {
+        std::str::from_utf8(&self.bytes[self.reason.clone()]).unwrap_or("")
+    }
+
+    /// The first value of header `name` (case-insensitive) that is valid UTF-8.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| self.bytes[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .find_map(|(_, v)| std::str::from_utf8(&self.bytes[v.clone()]).ok())
+    }
+}
+
+/// How the body of a response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// A response read off the connection.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// The body, de-chunked.
+    pub(crate) body: Bytes,
+    /// Whether the connection can carry another request.
+    pub(crate) keep_alive: bool,
+}
+
+/// Reads responses from one connection.
+pub(crate) struct ResponseReader<'a> {
+    pub(crate) io: &'a mut Transport,
+    pub(crate) buf: &'a mut BytesMut,
+    /// Scratch space for de-chunking.
+    pub(crate) chunked: &'a mut BytesMut,
+    /// Set once any byte of a response arrived.
+    pub(crate) received_any: bool,
+}
+
+impl ResponseReader<'_> {
+    /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
+    async fn fill(&mut self) -> Result<usize, FastHttpError> {
+        if self.buf.capacity() - self.buf.len() < MIN_READ {
+            self.buf.reserve(MIN_READ * 2);
+        }
+        let n = self
+            .io
+            .read_buf(self.buf)
+            .await
+            .map_err(FastHttpError::Receive)?;
+        if n > 0 {
+            self.received_any = true;
+        }
+        Ok(n)
+    }
+
+    /// Reads one final response to a request; `head_request` says the request was `HEAD`
+    /// (whose response has no body whatever its headers say).
+    pub(crate) async fn read(
+        &mut self,
+        head: &mut Head,
+        head_request: bool,
+    ) -> Result<Received, FastHttpError> {
+        let (framing, mut keep_alive) = loop {
+            let parsed = self.parse_head(head)?;
+            match parsed {
+                Some((_, _)) if (100..200).contains(&head.status) && head.status != 101 => {
+                    // An interim response (100 Continue, 103 Early Hints): the final one follows.
+                    continue;
+                }
+                Some((framing, keep_alive)) => break (framing, keep_alive),
+                None => {
+                    if self.buf.len() > MAX_HEAD {
+                        return Err(FastHttpError::InvalidResponse(format!(
+                            "response head larger than {} KiB",
+                            MAX_HEAD / 1024
+                        )));
+                    }
+                    if self.fill().await? == 0 {
+                        return Err(if self.buf.is_empty() && !self.received_any {
+                            FastHttpError::ClosedBeforeResponse
+                        } else {
+                            FastHttpError::ClosedDuringResponse("head")
+                        });
+                    }
+                }
+            }
+        };
+        let framing = if head_request || head.status == 101 {
+            if head.status == 101 {
+                keep_alive = false;
+            }
+            Framing::Empty
+        } else {
+            framing
+        };
+        let body = match framing {
+            Framing::Empty => Bytes::new(),
+            Framing::Length(len) => self.read_length(len).await?,
+            Framing::Chunked => self.read_chunked().await?,
+            Framing::UntilClose => {
+                keep_alive = false;
+                self.read_until_close().await?
+            }
+        };
+        if !self.buf.is_empty() {
+            // Bytes nobody asked for: the connection's state is unknown, do not reuse it.
+            keep_alive = false;
+        }
+        Ok(Received { body, keep_alive })
+    }
+
+    /// Parses a complete head at the start of the buffer into `head` and consumes it;
+    /// `Ok(None)` when more bytes are needed.
+    fn parse_head(&mut self, head: &mut Head) -> Result<Option<(Framing, bool)>, FastHttpError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let mut config = httparse::ParserConfig::default();
+        config
+            .allow_spaces_after_header_name_in_responses(true)
+            .allow_obsolete_multiline_headers_in_responses(true);
+        let len = match config.parse_response(&mut response, self.buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(FastHttpError::InvalidResponse(format!(
+                    "more than {MAX_HEADERS} headers"
+                )))
+            }
+            Err(e) => return Err(FastHttpError::InvalidResponse(e.to_string())),
+        };
+        let base = self.buf.as_ptr() as usize;
+        let span = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        head.status = response.code.unwrap_or(0);
+        head.reason = response.reason.map_or(0..0, |r| span(r.as_bytes()));
+        head.headers.clear();
+        head.bytes.clear();
+        head.bytes.extend_from_slice(&self.buf[..len]);
+
+        let http11 = response.version == Some(1);
+        let mut close = false;
+        let mut keep_alive_token = false;
+        let mut length: Option<u64> = None;
+        let mut transfer_encoding: Option<bool> = None;
+        for header in response.headers.iter() {
+            head.headers
+                .push((span(header.name.as_bytes()), span(header.value)));
+            let name = header.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let value = parse_length(header.value).ok_or_else(|| {
+                    FastHttpError::InvalidResponse(format!(
+                        "invalid Content-Length {:?}",
+                        String::from_utf8_lossy(header.value)
+                    ))
+                })?;
+                if length.is_some_and(|l| l != value) {
+                    return Err(FastHttpError::InvalidResponse(
+                        "conflicting Content-Length headers".to_owned(),
+                    ));
+                }
+                length = Some(value);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                // Chunked only counts when it is the last coding.
+                let last = header
+                    .value
+                    .split(|b| *b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .rfind(|c| !c.is_empty());
+                transfer_encoding = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in header.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+        }
+        let status = head.status;
+        let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
+            Framing::Empty
+        } else {
+            match (transfer_encoding, length) {
+                (Some(true), _) => Framing::Chunked,
+                (Some(false), _) => Framing::UntilClose,
+                (None, Some(len)) => Framing::Length(len),
+                (None, None) => Framing::UntilClose,
+            }
+        };
+        let keep_alive = if http11 { !close } else { keep_alive_token };
+        self.buf.advance(len);
+        Ok(Some((framing, keep_alive)))
+    }
+
+    async fn read_length(&mut self, len: u64) -> Result<Bytes, FastHttpError> {
+        let len = usize::try_from(len).map_err(|_| {
+            FastHttpError::InvalidResponse(format!("Content-Length {len} is too large"))
+        })?;
+        while self.buf.len() < len {
+            let missing = len - self.buf.len();
+            self.buf.reserve(missing.min(MAX_RESERVE));
+            let n = self
+                .io
+                .read_buf(&mut (&mut *self.buf).limit(missing))
+                .await
+                .map_err(FastHttpError::Receive)?;
+            if n == 0 {
+                return Err(FastHttpError::ClosedDuringResponse("body"));
+            }
+        }
+        Ok(self.buf.split_to(len).freeze())
+    }
+
+    async fn read_chunked(&mut self) -> Result<Bytes, FastHttpError> {
+        self.chunked.clear();
+        loop {
+            let size = match httparse::parse_chunk_size(self.buf) {
+                Ok(httparse::Status::Complete((consumed, size))) => {
+                    self.buf.advance(consumed);
+                    size
+                }
+                Ok(httparse::Status::Partial) => {
+                    if self.buf.len() > MAX_LINE {
+                        return Err(FastHttpError::InvalidResponse(
+                            "chunk-size line too long".to_owned(),
+                        ));
+                    }
+                    if self.fill().await? == 0 {
+                        return Err(FastHttpError::ClosedDuringResponse("body"));
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    return Err(FastHttpError::InvalidResponse(
+                        "invalid chunk size".to_owned(),
+                    ))
+                }
+            };
+            if size == 0 {
+                self.skip_trailers().await?;
+                return Ok(self.chunked.split().freeze());
+            }
+            let mut remaining = usize::try_from(size).map_err(|_| {
+                FastHttpError::InvalidResponse(format!("chunk size {size} is too large"))
+            })?;
+            while remaining > 0 {
+                if self.buf.is_empty() {
+                    // Read the chunk straight into the body.
+                    self.chunked.reserve(remaining.min(MAX_RESERVE));
+                    let n = self
+                        .io
+                        .read_buf(&mut (&mut *self.chunked).limit(remaining))
+                        .await
+                        .map_err(FastHttpError::Receive)?;
+                    if n == 0 {
+                        return Err(FastHttpError::ClosedDuringResponse("body"));
+                    }
+                    remaining -= n;
+                } else {
+                    let take = remaining.min(self.buf.len());
+                    self.chunked.extend_from_slice(&self.buf[..take]);
+                    self.buf.advance(take);
+                    remaining -= take;
+                }
+            }
+            while self.buf.len() < 2 {
+                if self.fill().await? == 0 {
+                    return Err(FastHttpError::ClosedDuringResponse("body"));
+                }
+            }
+            if &self.buf[..2] != b"\r\n" {
+                return Err(FastHttpError::InvalidResponse(
+                    "chunk data not followed by CRLF".to_owned(),
+                ));
+            }
+            self.buf.advance(2);
+        }
+    }
+
+    /// Skips the trailer section after the last chunk, up to and including its empty line.
+    async fn skip_trailers(&mut self) -> Result<(), FastHttpError> {
+        let mut seen = 0;
+        loop {
+            match self.buf.iter().position(|b| *b == b'\n') {
+                Some(end) => {
+                    let line_is_empty = self.buf[..end].iter().all(|b| *b == b'\r');
+                    seen += end + 1;
+                    self.buf.advance(end + 1);
+                    if line_is_empty {
+                        return Ok(());
+                    }
+                }
+                None => {
+                    if seen + self.buf.len() > MAX_LINE {
+                        return Err(FastHttpError::InvalidResponse(
+                            "trailer section too long".to_owned(),
+                        ));
+                    }
+                    if self.fill().await? == 0 {
+                        return Err(FastHttpError::ClosedDuringResponse("body"));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_until_close(&mut self) -> Result<Bytes, FastHttpError> {
+        while self.fill().await? > 0 {}
+        Ok(self.buf.split().freeze())
+    }
+}
+
+/// Parses a `Content-Length` value: ASCII digits only.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
