@@ -10,6 +10,7 @@
 //! | [`user`] | [`UserTemplate`] (one value per simulated user), [`Protocol`] and [`UserFactory`] |
 //! | [`context`] | [`UserContext`]: what a user sees while it runs (its variables, the event bus, the stop signal) |
 //! | [`task`] | the task language shared by every protocol: task lists, scenario modes, the HTTP task shape |
+//! | [`json_path`] | the dot paths of `json_path` assertions and extractors |
 //! | [`template`] | `${...}` placeholders, parsed once and rendered per request |
 //! | [`event`] | [`RequestEvent`], [`RequestListener`] and the sharded [`EventBus`] |
 //! | [`record`] | [`TestRecord`], the record store, and the global [`test_record_instance`] |
@@ -61,6 +62,7 @@
 
 pub mod context;
 pub mod event;
+pub mod json_path;
 pub mod proxy;
 pub mod record;
 pub mod registry;
