@@ -218,7 +218,8 @@ impl TaskList {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What kind of JSON value this is, for error messages (`"a list"`, `"null"`, ...).
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
