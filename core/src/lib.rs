@@ -11,6 +11,7 @@
 //! | [`context`] | [`UserContext`]: what a user sees while it runs (its variables, the event bus, the stop signal) |
 //! | [`task`] | the task language shared by every protocol: task lists, scenario modes, the HTTP task shape |
 //! | [`checks`] | assertions and extractors, compiled once per task and applied by core to every protocol's responses |
+//! | [`predicate`] | `run_if` / `skip_if` conditions |
 //! | [`json_path`] | the dot paths of `json_path` assertions and extractors |
 //! | [`template`] | `${...}` placeholders, parsed once and rendered per request |
 //! | [`event`] | [`RequestEvent`], [`RequestListener`] and the sharded [`EventBus`] |
@@ -65,6 +66,7 @@ pub mod checks;
 pub mod context;
 pub mod event;
 pub mod json_path;
+pub mod predicate;
 pub mod proxy;
 pub mod record;
 pub mod registry;
