@@ -92,10 +92,11 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Rejects every key that was not read.
+    /// Rejects every key that was not read, unless its value is `null` (a `null` value means
+    /// "not given", as for task keys).
     pub(crate) fn finish(self) -> Result<(), PlanError> {
-        for key in self.map.keys() {
-            if !self.read.contains(&key.as_str()) {
+        for (key, value) in self.map {
+            if !value.is_null() && !self.read.contains(&key.as_str()) {
                 let mut known = self.read.clone();
                 known.sort_unstable();
                 return Err(self.error(
