@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `true` / `false` | it is `true` |
 //! | a number | it is not `0` |
-//! | a string (usually a placeholder, `"${var.logged_in}"`) | the rendered value is [truthy](truthy) |
+//! | a string (usually a placeholder, `"${var.logged_in}"`) | the rendered value is [`truthy`] |
 //! | `{"equals": [a, b]}` | `a` and `b` are equal after rendering ([`loose_equal`]) |
 //! | `{"not_equals": [a, b]}` | they are not |
 //! | `{"in": [x, container]}` | `container` is a string containing `x` as text, a list with an element equal to `x`, or an object with the key `x` |

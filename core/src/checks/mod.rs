@@ -260,6 +260,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn compiled_checks_can_be_shared_across_user_tasks() {
+        fn shared<T: Send + Sync + 'static>() {}
+        shared::<TaskChecks>();
+        shared::<crate::predicate::Predicate>();
+        shared::<crate::scenario::Scenario>();
+        fn sendable<T: Send>() {}
+        sendable::<crate::UserContext>();
+    }
+
+    #[test]
     fn clip_cuts_on_character_boundaries() {
         assert_eq!(clip("short"), "short");
         let long = "é".repeat(200);
