@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::checks::TaskChecks;
 use crate::event::{EventBus, RequestEvent};
 use crate::response::Response;
 use crate::variables::UserVariables;
@@ -108,12 +109,19 @@ impl RequestMeta {
 }
 
 /// One user's view of its run.
+///
+/// The scenario tells the context which task is running ([`UserContext::begin_task`]), so
+/// that [`UserContext::record_response`] applies that task's assertions and extractors
+/// ([`crate::checks`]); a protocol only records its requests.
 #[derive(Debug)]
 pub struct UserContext {
     user_id: u64,
     bus: Arc<EventBus>,
     variables: UserVariables,
     stop: StopSignal,
+    /// The running task's checks; `None` when it has none (or no task is running), which
+    /// keeps recording a response as cheap as without the task language.
+    checks: Option<Arc<TaskChecks>>,
 }
 
 impl UserContext {
@@ -129,6 +137,7 @@ impl UserContext {
             bus,
             variables,
             stop,
+            checks: None,
         }
     }
 
@@ -162,8 +171,41 @@ impl UserContext {
         self.stop.clone()
     }
 
-    /// Records a request that got a response. It is a failure when the protocol says so
-    /// ([`Response::failure`]).
+    /// Marks the start of a task with these checks; every response recorded until
+    /// [`UserContext::end_task`] is judged by them. The scenario calls this; a protocol does
+    /// not need to.
+    pub fn begin_task(&mut self, checks: &Arc<TaskChecks>) {
+        self.checks = if checks.is_empty() {
+            None
+        } else {
+            Some(Arc::clone(checks))
+        };
+    }
+
+    /// Marks the end of the running task: responses recorded from now on (in `on_stop`, say)
+    /// are judged by the protocol's verdict alone.
+    pub fn end_task(&mut self) {
+        self.checks = None;
+    }
+
+    /// The running task's checks, when it has any.
+    pub fn task_checks(&self) -> Option<&TaskChecks> {
+        self.checks.as_deref()
+    }
+
+    /// Whether the running task's checks read the body: when this is false a protocol may
+    /// leave [`Response::body`] empty (and skip buffering the body).
+    pub fn needs_body(&self) -> bool {
+        self.checks
+            .as_ref()
+            .is_some_and(|checks| checks.needs_body())
+    }
+
+    /// Records a request that got a response.
+    ///
+    /// Without checks on the running task, it is a failure when the protocol says so
+    /// ([`Response::failure`]). Otherwise the task's assertions decide too, and its extractors
+    /// write to this user's variables on success; see [`crate::checks`] for the rule.
     pub fn record_response(
         &mut self,
         meta: &RequestMeta,
@@ -171,7 +213,10 @@ impl UserContext {
         response: &dyn Response,
     ) {
         let response_time = timer.elapsed();
-        let error = response.failure().map(|reason| Arc::from(reason.as_ref()));
+        let error = match &self.checks {
+            None => response.failure().map(|reason| Arc::from(reason.as_ref())),
+            Some(checks) => checks.verdict(response, response_time, &mut self.variables),
+        };
         self.bus.emit(RequestEvent {
             request_type: meta.request_type.clone(),
             name: meta.name.clone(),
@@ -184,7 +229,8 @@ impl UserContext {
         });
     }
 
-    /// Records a request that failed: no response, or a response that fails a check.
+    /// Records a request that failed: no response, or a response that fails a protocol's own
+    /// check. The task's assertions and extractors do not run.
     pub fn record_failure(
         &mut self,
         meta: &RequestMeta,

@@ -10,6 +10,9 @@
 //! | [`user`] | [`UserTemplate`] (one value per simulated user), [`Protocol`] and [`UserFactory`] |
 //! | [`context`] | [`UserContext`]: what a user sees while it runs (its variables, the event bus, the stop signal) |
 //! | [`task`] | the task language shared by every protocol: task lists, scenario modes, the HTTP task shape |
+//! | [`checks`] | assertions and extractors, compiled once per task and applied by core to every protocol's responses |
+//! | [`predicate`] | `run_if` / `skip_if` conditions |
+//! | [`json_path`] | the dot paths of `json_path` assertions and extractors |
 //! | [`template`] | `${...}` placeholders, parsed once and rendered per request |
 //! | [`event`] | [`RequestEvent`], [`RequestListener`] and the sharded [`EventBus`] |
 //! | [`record`] | [`TestRecord`], the record store, and the global [`test_record_instance`] |
@@ -60,9 +63,12 @@
 //! assert!(load_density_core::registry::lookup("noop_doc_user").is_ok());
 //! ```
 
+pub mod checks;
 pub mod context;
 pub mod event;
+pub mod json_path;
 pub mod pacing;
+pub mod predicate;
 pub mod proxy;
 pub mod record;
 pub mod registry;
@@ -76,6 +82,7 @@ pub mod user;
 pub mod variables;
 
 pub use async_trait::async_trait;
+pub use checks::TaskChecks;
 pub use context::{RequestMeta, RequestTimer, UserContext};
 pub use event::{EventBus, RequestEvent, RequestListener};
 pub use pacing::Pacing;

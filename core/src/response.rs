@@ -13,12 +13,23 @@ pub trait Response {
         None
     }
 
+    /// The protocol's name for its status, when it has names (a gRPC code such as
+    /// `NOT_FOUND`). A `status_code` assertion whose value is a name compares it with this,
+    /// case-insensitively; without a name such an assertion fails.
+    fn status_name(&self) -> Option<&str> {
+        None
+    }
+
     /// A header or metadata value, looked up case-insensitively.
     fn header(&self, _name: &str) -> Option<&str> {
         None
     }
 
     /// The body (or received frame / message) bytes, when the protocol kept them.
+    ///
+    /// Assertions and extractors read the body through this. A protocol may skip keeping
+    /// bodies for tasks without body-based checks: see
+    /// [`UserContext::needs_body`](crate::UserContext::needs_body).
     fn body(&self) -> &[u8] {
         &[]
     }

@@ -1,46 +1,81 @@
 //! The user loop: walk the task list once per iteration, until the run stops.
+//!
+//! [`Scenario::new`] compiles, once per group, what core handles for every protocol: weights,
+//! the `run_if` / `skip_if` conditions ([`crate::predicate`]) and the assertions and extractors
+//! ([`crate::checks`]). Each iteration then picks tasks by the scenario mode, checks their
+//! conditions with the user's variables, and hands the task's checks to the user's context
+//! before running it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::Value;
 
+use crate::checks::TaskChecks;
 use crate::context::UserContext;
 use crate::pacing::Pacing;
-use crate::task::{PlanError, ScenarioMode, TaskList};
+use crate::predicate::Predicate;
+use crate::task::{PlanError, ScenarioMode, TaskDef, TaskList};
 use crate::user::UserTemplate;
+use crate::variables::UserVariables;
+
+/// After this many iterations in a row that ran no task, a user pauses.
+const IDLE_ITERATIONS: u32 = 64;
+
+/// How long a user pauses when its iterations keep running no task.
+const IDLE_PAUSE: Duration = Duration::from_millis(10);
+
+/// What core compiled for one task.
+#[derive(Debug, Clone)]
+struct TaskSetup {
+    run_if: Option<Predicate>,
+    skip_if: Option<Predicate>,
+    checks: Arc<TaskChecks>,
+}
+
+impl TaskSetup {
+    fn compile(task: &TaskDef) -> Result<Self, PlanError> {
+        let common = task.common();
+        let condition = |key: &str, value: &Option<Value>| {
+            value
+                .as_ref()
+                .map(|value| Predicate::compile(task.index(), key, value))
+                .transpose()
+        };
+        Ok(Self {
+            run_if: condition("run_if", &common.run_if)?,
+            skip_if: condition("skip_if", &common.skip_if)?,
+            checks: Arc::new(TaskChecks::compile(task)?),
+        })
+    }
+
+    /// `run_if` (if any) holds and `skip_if` (if any) does not.
+    fn allows(&self, vars: &UserVariables) -> bool {
+        self.run_if.as_ref().is_none_or(|p| p.evaluate(vars))
+            && !self.skip_if.as_ref().is_some_and(|p| p.evaluate(vars))
+    }
+}
 
 /// How one group's users pick tasks each iteration.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     mode: ScenarioMode,
-    len: usize,
+    tasks: Vec<TaskSetup>,
     /// Cumulative weights (weighted mode only).
     cumulative: Vec<u64>,
 }
 
 impl Scenario {
-    /// Builds the scenario of a task list, validating the keys core handles.
+    /// Builds the scenario of a task list, validating and compiling the keys core handles:
+    /// `weight`, `run_if`, `skip_if`, `assertions`, `extract`. An error names the task index
+    /// and the key (`tasks[1].assertions[0].pattern`).
     pub fn new(tasks: &TaskList) -> Result<Self, PlanError> {
         let mut cumulative = Vec::with_capacity(tasks.len());
+        let mut setups = Vec::with_capacity(tasks.len());
         let mut sum = 0u64;
         for task in tasks.tasks() {
             let common = task.common();
-            for (key, value) in [
-                ("run_if", &common.run_if),
-                ("skip_if", &common.skip_if),
-                ("assertions", &common.assertions),
-                ("extract", &common.extract),
-            ] {
-                if value.is_some() {
-                    return Err(PlanError::task(
-                        task.index(),
-                        key,
-                        format!("\"{key}\" is not supported yet"),
-                    ));
-                }
-            }
             let weight = match &common.weight {
                 None => 1,
                 Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
@@ -60,22 +95,34 @@ impl Scenario {
             };
             sum += weight;
             cumulative.push(sum);
+            setups.push(TaskSetup::compile(task)?);
         }
         Ok(Self {
             mode: tasks.mode(),
-            len: tasks.len(),
+            tasks: setups,
             cumulative,
         })
     }
 
     /// Number of tasks.
     pub fn len(&self) -> usize {
-        self.len
+        self.tasks.len()
     }
 
     /// Whether there is nothing to run.
     pub fn is_empty(&self) -> bool {
-        self.len == 0 || (self.mode == ScenarioMode::Weighted && self.total_weight() == 0)
+        self.tasks.is_empty() || (self.mode == ScenarioMode::Weighted && self.total_weight() == 0)
+    }
+
+    /// The compiled assertions and extractors of the task at `index`.
+    pub fn checks(&self, index: usize) -> Option<&Arc<TaskChecks>> {
+        self.tasks.get(index).map(|task| &task.checks)
+    }
+
+    /// Whether the task at `index` would run for a user with these variables (its `run_if`
+    /// and `skip_if`); `false` for an index out of range.
+    pub fn conditions_hold(&self, index: usize, vars: &UserVariables) -> bool {
+        self.tasks.get(index).is_some_and(|task| task.allows(vars))
     }
 
     fn total_weight(&self) -> u64 {
@@ -91,30 +138,62 @@ impl Scenario {
         Some(self.cumulative.partition_point(|&c| c <= ticket))
     }
 
-    /// Runs one iteration for one user. Stops early when the run stops.
-    pub async fn run_iteration(&self, user: &mut dyn UserTemplate, ctx: &mut UserContext) {
+    /// Runs one iteration for one user and returns how many tasks ran. Stops early when the
+    /// run stops.
+    ///
+    /// - Sequence and conditional modes: every task in order, skipping those whose
+    ///   conditions do not hold ("conditional" is the same as "sequence": conditions apply in
+    ///   every mode).
+    /// - Weighted mode: one task picked by weight (a weight of 0 is never picked), which runs
+    ///   only if its conditions hold; nothing runs otherwise.
+    pub async fn run_iteration(&self, user: &mut dyn UserTemplate, ctx: &mut UserContext) -> usize {
         match self.mode {
-            ScenarioMode::Weighted => {
-                if let Some(index) = self.pick_weighted() {
-                    user.run_task(index, ctx).await;
-                }
-            }
+            ScenarioMode::Weighted => match self.pick_weighted() {
+                Some(index) => usize::from(self.run_task(index, user, ctx).await),
+                None => 0,
+            },
             ScenarioMode::Sequence | ScenarioMode::Conditional => {
-                for index in 0..self.len {
+                let mut ran = 0;
+                for index in 0..self.tasks.len() {
                     if ctx.is_stopping() {
-                        return;
+                        break;
                     }
-                    user.run_task(index, ctx).await;
+                    if self.run_task(index, user, ctx).await {
+                        ran += 1;
+                    }
                 }
+                ran
             }
         }
+    }
+
+    /// Runs the task at `index` if its conditions hold; returns whether it ran.
+    async fn run_task(
+        &self,
+        index: usize,
+        user: &mut dyn UserTemplate,
+        ctx: &mut UserContext,
+    ) -> bool {
+        let Some(task) = self.tasks.get(index) else {
+            return false;
+        };
+        // Per-task variable bindings (a CSV row) belong here, before the conditions, so that
+        // the conditions and the task see the same values.
+        if !task.allows(ctx.variables()) {
+            return false;
+        }
+        ctx.begin_task(&task.checks);
+        user.run_task(index, ctx).await;
+        ctx.end_task();
+        true
     }
 }
 
 /// Runs one user until the run stops: `on_start`, iterations separated by `pacing`, `on_stop`.
 ///
 /// The request in flight when stop is asked finishes (or times out) and is recorded; no new
-/// task starts after it.
+/// task starts after it. A user whose iterations keep running no task (every condition false)
+/// pauses briefly now and then instead of spinning.
 pub async fn run_user(
     mut user: Box<dyn UserTemplate>,
     mut ctx: UserContext,
@@ -126,10 +205,19 @@ pub async fn run_user(
         ctx.stopped().await;
     }
     let mut stop = ctx.stop_signal();
+    let mut idle = 0u32;
     while !ctx.is_stopping() {
         let started = Instant::now();
-        scenario.run_iteration(user.as_mut(), &mut ctx).await;
-        let wait = pacing.wait_after(started);
+        if scenario.run_iteration(user.as_mut(), &mut ctx).await == 0 {
+            idle += 1;
+        } else {
+            idle = 0;
+        }
+        let mut wait = pacing.wait_after(started);
+        if idle >= IDLE_ITERATIONS {
+            idle = 0;
+            wait = wait.max(IDLE_PAUSE);
+        }
         if wait.is_zero() {
             // Let other users run even when every task completed without waiting.
             tokio::task::yield_now().await;

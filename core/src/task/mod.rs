@@ -70,7 +70,8 @@ pub enum ScenarioMode {
     Sequence,
     /// One task per iteration, picked by `weight`.
     Weighted,
-    /// Every task in order, each gated by `run_if` / `skip_if`.
+    /// The same as [`ScenarioMode::Sequence`]: `run_if` / `skip_if` apply in every mode. Kept
+    /// because existing task files name it.
     Conditional,
 }
 
@@ -88,14 +89,17 @@ impl ScenarioMode {
     }
 }
 
-/// The keys of one task that core handles.
+/// The keys of one task that core handles, as written; [`Scenario::new`] validates and
+/// compiles them (see [`crate::predicate`] and [`crate::checks`]).
+///
+/// [`Scenario::new`]: crate::scenario::Scenario::new
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TaskCommon {
     /// Relative weight in weighted mode (default 1; 0 never runs).
     pub weight: Option<Value>,
-    /// Run only when this predicate holds.
+    /// Run only when this condition holds.
     pub run_if: Option<Value>,
-    /// Skip when this predicate holds.
+    /// Skip when this condition holds.
     pub skip_if: Option<Value>,
     /// Assertions on the response.
     pub assertions: Option<Value>,
@@ -218,7 +222,8 @@ impl TaskList {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What kind of JSON value this is, for error messages (`"a list"`, `"null"`, ...).
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
