@@ -288,6 +288,9 @@ pub struct ErrorGroup {
 
 type Key = (Arc<str>, Arc<str>);
 
+/// An error group: request type, name, message.
+type ErrorKey = (Arc<str>, Arc<str>, Arc<str>);
+
 /// All statistics of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestStats {
@@ -295,7 +298,7 @@ pub struct RequestStats {
     entries: HashMap<Key, StatsEntry>,
     total: StatsEntry,
     #[serde(with = "errors_serde")]
-    errors: HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>,
+    errors: HashMap<ErrorKey, u64>,
 }
 
 mod entries_serde {
@@ -320,7 +323,7 @@ mod entries_serde {
 mod errors_serde {
     use super::*;
     pub fn serialize<S: serde::Serializer>(
-        errors: &HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>,
+        errors: &HashMap<ErrorKey, u64>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(errors.iter().map(|((t, n, m), c)| ErrorGroup {
@@ -332,7 +335,7 @@ mod errors_serde {
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>, D::Error> {
+    ) -> Result<HashMap<ErrorKey, u64>, D::Error> {
         let list = Vec::<ErrorGroup>::deserialize(deserializer)?;
         Ok(list
             .into_iter()
