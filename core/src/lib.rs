@@ -11,6 +11,7 @@
 //! | [`context`] | [`UserContext`]: what a user sees while it runs (its variables, the event bus, the stop signal) |
 //! | [`task`] | the task language shared by every protocol: task lists, scenario modes, the HTTP task shape |
 //! | [`template`] | `${...}` placeholders, parsed once and rendered per request |
+//! | [`functions`], [`faker`] | `${uuid()}`, `${now()}`, `${randint(a,b)}` and `${faker.METHOD}` |
 //! | [`event`] | [`RequestEvent`], [`RequestListener`] and the sharded [`EventBus`] |
 //! | [`record`] | [`TestRecord`], the record store, and the global [`test_record_instance`] |
 //! | [`stats`] | [`RequestStats`]: exact, mergeable, serializable per-name statistics with HDR histograms |
@@ -61,6 +62,8 @@
 
 pub mod context;
 pub mod event;
+pub mod faker;
+pub mod functions;
 pub mod proxy;
 pub mod record;
 pub mod registry;
