@@ -11,6 +11,8 @@
 //! | [`context`] | [`UserContext`]: what a user sees while it runs (its variables, the event bus, the stop signal) |
 //! | [`task`] | the task language shared by every protocol: task lists, scenario modes, the HTTP task shape |
 //! | [`template`] | `${...}` placeholders, parsed once and rendered per request |
+//! | [`variables`] | run variables and each user's own scope over them ([`UserVariables`]) |
+//! | [`data`] | CSV data sources for `${csv.SOURCE.COLUMN}`, streamed and shared by a run's users |
 //! | [`functions`], [`faker`] | `${uuid()}`, `${now()}`, `${randint(a,b)}` and `${faker.METHOD}` |
 //! | [`event`] | [`RequestEvent`], [`RequestListener`] and the sharded [`EventBus`] |
 //! | [`record`] | [`TestRecord`], the record store, and the global [`test_record_instance`] |
@@ -61,6 +63,7 @@
 //! ```
 
 pub mod context;
+pub mod data;
 pub mod event;
 pub mod faker;
 pub mod functions;
@@ -75,9 +78,11 @@ pub mod template;
 pub mod tls;
 pub mod user;
 pub mod variables;
+mod warn_once;
 
 pub use async_trait::async_trait;
 pub use context::{RequestMeta, RequestTimer, UserContext};
+pub use data::{DataError, DataSourceSpec, DataSources, OnEnd};
 pub use event::{EventBus, RequestEvent, RequestListener};
 pub use proxy::{locust_wrapper_proxy, TaskProxy};
 pub use record::{test_record_instance, Record, TestRecord};
@@ -85,9 +90,9 @@ pub use registry::{RegistryError, UserRegistration};
 pub use response::Response;
 pub use stats::{RequestStats, StatsEntry};
 pub use task::{GroupPlan, PlanError, ScenarioMode, TaskList};
-pub use template::Template;
+pub use template::{JsonTemplate, Template};
 pub use user::{Protocol, UserFactory, UserTemplate};
-pub use variables::Variables;
+pub use variables::{UserVariables, Variables};
 
 #[doc(hidden)]
 pub mod __private {

@@ -94,6 +94,7 @@ impl Scenario {
         match self.mode {
             ScenarioMode::Weighted => {
                 if let Some(index) = self.pick_weighted() {
+                    ctx.variables_mut().begin_task();
                     user.run_task(index, ctx).await;
                 }
             }
@@ -102,6 +103,7 @@ impl Scenario {
                     if ctx.is_stopping() {
                         return;
                     }
+                    ctx.variables_mut().begin_task();
                     user.run_task(index, ctx).await;
                 }
             }
