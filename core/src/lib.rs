@@ -14,6 +14,9 @@
 //! | [`predicate`] | `run_if` / `skip_if` conditions |
 //! | [`json_path`] | the dot paths of `json_path` assertions and extractors |
 //! | [`template`] | `${...}` placeholders, parsed once and rendered per request |
+//! | [`variables`] | run variables and each user's own scope over them ([`UserVariables`]) |
+//! | [`data`] | CSV data sources for `${csv.SOURCE.COLUMN}`, streamed and shared by a run's users |
+//! | [`functions`], [`faker`] | `${uuid()}`, `${now()}`, `${randint(a,b)}` and `${faker.METHOD}` |
 //! | [`event`] | [`RequestEvent`], [`RequestListener`] and the sharded [`EventBus`] |
 //! | [`record`] | [`TestRecord`], the record store, and the global [`test_record_instance`] |
 //! | [`stats`] | [`RequestStats`]: exact, mergeable, serializable per-name statistics with HDR histograms |
@@ -65,7 +68,10 @@
 
 pub mod checks;
 pub mod context;
+pub mod data;
 pub mod event;
+pub mod faker;
+pub mod functions;
 pub mod json_path;
 pub mod pacing;
 pub mod predicate;
@@ -80,10 +86,12 @@ pub mod template;
 pub mod tls;
 pub mod user;
 pub mod variables;
+mod warn_once;
 
 pub use async_trait::async_trait;
 pub use checks::TaskChecks;
 pub use context::{RequestMeta, RequestTimer, UserContext};
+pub use data::{DataError, DataSourceSpec, DataSources, OnEnd};
 pub use event::{EventBus, RequestEvent, RequestListener};
 pub use pacing::Pacing;
 pub use proxy::{locust_wrapper_proxy, TaskProxy};
@@ -92,9 +100,9 @@ pub use registry::{RegistryError, UserRegistration};
 pub use response::Response;
 pub use stats::{RequestStats, StatsEntry};
 pub use task::{GroupPlan, PlanError, ScenarioMode, TaskList};
-pub use template::Template;
+pub use template::{JsonTemplate, Template};
 pub use user::{Protocol, UserFactory, UserTemplate};
-pub use variables::Variables;
+pub use variables::{UserVariables, Variables};
 
 #[doc(hidden)]
 pub mod __private {

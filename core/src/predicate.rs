@@ -193,7 +193,9 @@ impl Operand {
         match value {
             Value::String(s) => {
                 let template = Template::parse(s);
+                // A constant with unknown placeholders left in it is unresolved: null.
                 match template.as_constant() {
+                    Some(_) if template.placeholders().next().is_some() => Self::Const(Value::Null),
                     Some(text) => Self::Const(Value::String(text.to_owned())),
                     None => Self::Text {
                         single: is_single_placeholder(&template),
@@ -261,7 +263,12 @@ fn render_text(template: &Template, single: bool, vars: &UserVariables) -> Value
         .all(|placeholder| match placeholder {
             Placeholder::Var(name) => vars.get(name).is_some_and(|value| !value.is_null()),
             Placeholder::Env(name) => std::env::var(name).is_ok(),
-            Placeholder::Unknown(_) => false,
+            Placeholder::Csv { source, column } => vars.csv_field(source, column).is_ok(),
+            Placeholder::Faker(_)
+            | Placeholder::Uuid
+            | Placeholder::Now
+            | Placeholder::RandInt { .. } => true,
+            Placeholder::Unknown { .. } => false,
         });
     if !resolved {
         return Value::Null;

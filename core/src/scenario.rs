@@ -177,8 +177,9 @@ impl Scenario {
         let Some(task) = self.tasks.get(index) else {
             return false;
         };
-        // Per-task variable bindings (a CSV row) belong here, before the conditions, so that
-        // the conditions and the task see the same values.
+        // A fresh CSV row per task execution, bound before the conditions so that the
+        // conditions and the task see the same values.
+        ctx.variables_mut().begin_task();
         if !task.allows(ctx.variables()) {
             return false;
         }
