@@ -119,6 +119,10 @@ pub struct UserContext {
     bus: Arc<EventBus>,
     variables: UserVariables,
     stop: StopSignal,
+    /// Set when this user must stop on its own (its data ran out), whatever the run does.
+    finished: bool,
+    /// The run's stop handle, for a user that must end the whole run.
+    run_stop: Option<StopHandle>,
     /// The running task's checks; `None` when it has none (or no task is running), which
     /// keeps recording a response as cheap as without the task language.
     checks: Option<Arc<TaskChecks>>,
@@ -137,6 +141,8 @@ impl UserContext {
             bus,
             variables,
             stop,
+            finished: false,
+            run_stop: None,
             checks: None,
         }
     }
@@ -156,14 +162,38 @@ impl UserContext {
         &mut self.variables
     }
 
-    /// Whether the run asked this user to stop.
-    pub fn is_stopping(&self) -> bool {
-        self.stop.is_stopped()
+    /// Gives the context the run's stop handle, so that [`UserContext::stop_run`] can end the
+    /// whole run (a data source configured with `on_end: "stop_run"`).
+    pub fn with_run_stop(mut self, run_stop: StopHandle) -> Self {
+        self.run_stop = Some(run_stop);
+        self
     }
 
-    /// Resolves when the run asks this user to stop.
+    /// Whether this user must stop: the run asked, or the user finished on its own.
+    pub fn is_stopping(&self) -> bool {
+        self.finished || self.stop.is_stopped()
+    }
+
+    /// Resolves when this user must stop.
     pub async fn stopped(&mut self) {
+        if self.finished {
+            return;
+        }
         self.stop.stopped().await
+    }
+
+    /// Ends this user after its current task; the rest of the run goes on.
+    pub fn finish_user(&mut self) {
+        self.finished = true;
+    }
+
+    /// Ends this user and asks the whole run to stop.
+    pub fn stop_run(&mut self) {
+        self.finished = true;
+        match &self.run_stop {
+            Some(handle) => handle.stop(),
+            None => tracing::warn!("stop_run asked by a user that has no run stop handle"),
+        }
     }
 
     /// A copy of the stop signal, to select on while waiting.

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::checks::TaskChecks;
 use crate::context::UserContext;
+use crate::data::OnEnd;
 use crate::pacing::Pacing;
 use crate::predicate::Predicate;
 use crate::task::{PlanError, ScenarioMode, TaskDef, TaskList};
@@ -186,6 +187,11 @@ impl Scenario {
         ctx.begin_task(&task.checks);
         user.run_task(index, ctx).await;
         ctx.end_task();
+        match ctx.variables_mut().take_exhausted() {
+            Some(OnEnd::StopUser) => ctx.finish_user(),
+            Some(OnEnd::StopRun) => ctx.stop_run(),
+            None => {}
+        }
         true
     }
 }

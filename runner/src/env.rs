@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use load_density_core::context::{StopHandle, StopSignal};
 use load_density_core::event::{EventBus, RequestListener};
+use load_density_core::data::DataSources;
 use load_density_core::registry;
+use load_density_core::template::JsonTemplate;
 use load_density_core::scenario::{run_user, Scenario};
 use load_density_core::stats::SharedStats;
 use load_density_core::variables::UserVariables;
@@ -45,13 +47,18 @@ pub enum RunState {
 
 struct Group {
     name: String,
+    data: Arc<DataSources>,
     active: AtomicU64,
     factory: Arc<dyn UserFactory>,
     scenario: Arc<Scenario>,
     pacing: Pacing,
 }
 
-async fn prepare_group(spec: GroupSpec, variables: &Arc<Variables>) -> Result<Group, RunError> {
+async fn prepare_group(
+    spec: GroupSpec,
+    variables: &Arc<Variables>,
+    data: &Arc<DataSources>,
+) -> Result<Group, RunError> {
     let registration = registry::lookup(&spec.user_type)?;
     let protocol = registration.protocol();
     let known: Vec<&str> = RUNNER_OPTIONS
@@ -78,6 +85,21 @@ async fn prepare_group(spec: GroupSpec, variables: &Arc<Variables>) -> Result<Gr
         Some(value) => Pacing::from_json(value).map_err(|e| plan_error(PlanError::Config(e)))?,
     };
     let tasks = TaskList::from_json(&spec.tasks).map_err(plan_error)?;
+    // Every `${csv.SOURCE.COLUMN}` must name a registered source and one of its columns.
+    for task in tasks.tasks() {
+        let all_keys = JsonTemplate::new(Value::Object(task.keys().clone()));
+        data.check_json_template(&all_keys)
+            .map_err(|e| plan_error(PlanError::task(task.index(), "", e.to_string())))?;
+        for unknown in all_keys.unknown_placeholders() {
+            tracing::warn!(
+                group = %spec.name,
+                task = task.index(),
+                placeholder = unknown.raw(),
+                reason = unknown.reason(),
+                "this placeholder is not understood and will be sent as written"
+            );
+        }
+    }
     let scenario = Scenario::new(&tasks).map_err(plan_error)?;
     let plan = GroupPlan::new(spec.user_type.clone(), tasks)
         .with_name(spec.name.clone())
@@ -87,6 +109,7 @@ async fn prepare_group(spec: GroupSpec, variables: &Arc<Variables>) -> Result<Gr
     let factory = protocol.prepare(&plan).await.map_err(plan_error)?;
     Ok(Group {
         name: spec.name,
+        data: data.clone(),
         active: AtomicU64::new(0),
         factory,
         scenario: Arc::new(scenario),
@@ -222,11 +245,12 @@ impl Environment {
             variables.extend(own.clone());
         }
         let variables = Arc::new(variables);
+        let data = Arc::new(globals::open_data_sources()?);
 
         let targets = groups::distribute(config.user_count, &specs);
         let mut prepared = Vec::with_capacity(specs.len());
         for spec in specs {
-            prepared.push(prepare_group(spec, &variables).await?);
+            prepared.push(prepare_group(spec, &variables, &data).await?);
         }
         if let Some(capacity) = record_capacity {
             test_record_instance().set_capacity(capacity as usize);
@@ -424,9 +448,10 @@ async fn run(inner: Arc<Inner>) {
         let ctx = UserContext::new(
             user_id,
             inner.bus.clone(),
-            UserVariables::new(inner.variables.clone()),
+            UserVariables::with_data(inner.variables.clone(), group.data.clone(), user_id),
             inner.stop.signal(),
-        );
+        )
+        .with_run_stop(inner.stop.clone());
         let scenario = group.scenario.clone();
         let pacing = group.pacing;
         let active = inner.clone();

@@ -1,5 +1,6 @@
 //! The runner's errors.
 
+use load_density_core::data::DataError;
 use load_density_core::{PlanError, RegistryError};
 
 /// Why a test could not be configured or run.
@@ -23,16 +24,9 @@ pub enum RunError {
     /// The runner mode is not available in this build.
     #[error("runner_mode {0:?} is not supported yet (only \"local\" is); distributed mode comes in a later release")]
     UnsupportedMode(String),
-    /// A CSV source could not be used.
-    #[error("csv source {name:?} ({path}): {message}")]
-    Csv {
-        /// Source name.
-        name: String,
-        /// File path.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// A CSV data source is invalid or cannot be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
     /// The async runtime could not start.
     #[error("could not start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),

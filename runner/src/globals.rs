@@ -1,10 +1,11 @@
 //! Process-wide registrations made before a run: variables and CSV sources
-//! (`LD_register_variable(s)`, `LD_register_csv_source(s)`). Every later run takes a snapshot.
+//! (`LD_register_variable(s)`, `LD_register_csv_source(s)`). Every later run takes a snapshot:
+//! the variables as they are when it starts, and its own readers over the registered files.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::sync::OnceLock;
 
+use load_density_core::data::{DataSourceSpec, DataSources};
 use load_density_core::Variables;
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
@@ -23,10 +24,11 @@ pub struct CsvSource {
     pub name: String,
     /// The file.
     pub file_path: String,
-    /// Start again at the first row after the last (default true).
+    /// Start again at the first row after the last.
     pub cycle: bool,
     /// The header row's columns.
     pub columns: Vec<String>,
+    spec: DataSourceSpec,
 }
 
 fn csv_sources() -> &'static RwLock<BTreeMap<String, CsvSource>> {
@@ -55,64 +57,36 @@ pub fn registered_variables() -> Variables {
     variables().read().clone()
 }
 
-/// Registers a CSV source after checking that the file exists and has a header row.
-pub fn register_csv_source(name: &str, file_path: &str, cycle: bool) -> Result<(), RunError> {
-    let error = |message: String| RunError::Csv {
-        name: name.to_owned(),
-        path: file_path.to_owned(),
-        message,
-    };
-    if name.is_empty() {
-        return Err(error("the source needs a non-empty name".to_owned()));
-    }
-    let file = std::fs::File::open(file_path).map_err(|e| error(format!("cannot open: {e}")))?;
-    let mut header = String::new();
-    BufReader::new(file)
-        .read_line(&mut header)
-        .map_err(|e| error(format!("cannot read line 1: {e}")))?;
-    let header = header
-        .trim_start_matches('\u{feff}')
-        .trim_end_matches(['\r', '\n']);
-    if header.is_empty() {
-        return Err(error("line 1: the file has no header row".to_owned()));
-    }
-    let columns = header.split(',').map(|c| c.trim().to_owned()).collect();
+/// Registers a data source after opening it (the file exists, its header is valid). A source
+/// registered again under the same name replaces the old one.
+pub fn register_data_source(spec: DataSourceSpec) -> Result<(), RunError> {
+    let opened = DataSources::open([spec.clone()])?;
+    let columns = opened
+        .columns(spec.name())
+        .map(<[String]>::to_vec)
+        .unwrap_or_default();
     csv_sources().write().insert(
-        name.to_owned(),
+        spec.name().to_owned(),
         CsvSource {
-            name: name.to_owned(),
-            file_path: file_path.to_owned(),
-            cycle,
+            name: spec.name().to_owned(),
+            file_path: spec.file_path().display().to_string(),
+            cycle: spec.cycle(),
             columns,
+            spec,
         },
     );
     Ok(())
 }
 
-/// Registers a list of `{"name", "file_path", "cycle"}` sources.
+/// Registers a CSV source (`LD_register_csv_source`).
+pub fn register_csv_source(name: &str, file_path: &str, cycle: bool) -> Result<(), RunError> {
+    register_data_source(DataSourceSpec::new(name, file_path).with_cycle(cycle))
+}
+
+/// Registers a `csv_sources` list: `[{"name", "file_path", "cycle", "on_end", "per_user"}]`.
 pub fn register_csv_sources(sources: &Value) -> Result<(), RunError> {
-    let Value::Array(items) = sources else {
-        return Err(RunError::Config(format!(
-            "csv_sources must be a list of {{\"name\", \"file_path\", \"cycle\"}} objects, got {sources}"
-        )));
-    };
-    for (index, item) in items.iter().enumerate() {
-        let field = |key: &str| item.get(key).and_then(Value::as_str);
-        let (Some(name), Some(path)) = (field("name"), field("file_path")) else {
-            return Err(RunError::Config(format!(
-                "csv_sources[{index}] needs string \"name\" and \"file_path\" keys"
-            )));
-        };
-        let cycle = match item.get("cycle") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(RunError::Config(format!(
-                    "csv_sources[{index}].cycle must be true or false, got {other}"
-                )))
-            }
-        };
-        register_csv_source(name, path, cycle)?;
+    for spec in DataSourceSpec::list_from_json(sources)? {
+        register_data_source(spec)?;
     }
     Ok(())
 }
@@ -120,4 +94,14 @@ pub fn register_csv_sources(sources: &Value) -> Result<(), RunError> {
 /// The registered CSV sources.
 pub fn registered_csv_sources() -> Vec<CsvSource> {
     csv_sources().read().values().cloned().collect()
+}
+
+/// Opens every registered source for one run.
+pub fn open_data_sources() -> Result<DataSources, RunError> {
+    let specs: Vec<DataSourceSpec> = csv_sources()
+        .read()
+        .values()
+        .map(|s| s.spec.clone())
+        .collect();
+    Ok(DataSources::open(specs)?)
 }
