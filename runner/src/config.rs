@@ -49,7 +49,8 @@ pub struct StartTest {
     pub tasks: Option<Value>,
     /// Run-level variables.
     pub variables: Option<Map<String, Value>>,
-    /// CSV data sources: `[{"name", "file_path", "cycle"}]`.
+    /// CSV data sources for this run: `[{"name", "file_path", "cycle", "on_end", "per_user"}]`
+    /// (on top of the ones registered with `register_csv_source`).
     pub csv_sources: Option<Value>,
     /// Base URL or `host:port` that relative task URLs resolve against.
     pub host: Option<String>,

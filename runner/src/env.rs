@@ -236,16 +236,14 @@ impl Environment {
             other => other,
         };
 
-        // Variables and CSV sources: registered ones first, this run's on top.
-        if let Some(sources) = &config.csv_sources {
-            globals::register_csv_sources(sources)?;
-        }
+        // Variables and CSV sources: registered ones first, this run's on top (for this run
+        // only: a run's own csv_sources are not registered for later runs).
         let mut variables = globals::registered_variables();
         if let Some(own) = &config.variables {
             variables.extend(own.clone());
         }
         let variables = Arc::new(variables);
-        let data = Arc::new(globals::open_data_sources()?);
+        let data = Arc::new(globals::open_data_sources(config.csv_sources.as_ref())?);
 
         let targets = groups::distribute(config.user_count, &specs);
         let mut prepared = Vec::with_capacity(specs.len());

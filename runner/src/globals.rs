@@ -96,12 +96,18 @@ pub fn registered_csv_sources() -> Vec<CsvSource> {
     csv_sources().read().values().cloned().collect()
 }
 
-/// Opens every registered source for one run.
-pub fn open_data_sources() -> Result<DataSources, RunError> {
-    let specs: Vec<DataSourceSpec> = csv_sources()
+/// Opens the data sources of one run: every registered source, and the run's own `csv_sources`
+/// (which replace registered ones of the same name, for this run only).
+pub fn open_data_sources(run_sources: Option<&Value>) -> Result<DataSources, RunError> {
+    let mut specs: BTreeMap<String, DataSourceSpec> = csv_sources()
         .read()
-        .values()
-        .map(|s| s.spec.clone())
+        .iter()
+        .map(|(name, s)| (name.clone(), s.spec.clone()))
         .collect();
-    Ok(DataSources::open(specs)?)
+    if let Some(value) = run_sources {
+        for spec in DataSourceSpec::list_from_json(value)? {
+            specs.insert(spec.name().to_owned(), spec);
+        }
+    }
+    Ok(DataSources::open(specs.into_values())?)
 }
