@@ -1,0 +1,336 @@
+//! One simulated WebSocket user: its connection and how each method uses it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use load_density_core::variables::UserVariables;
+use load_density_core::{async_trait, RequestMeta, RequestTimer, UserContext, UserTemplate};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::error::WsError;
+use crate::protocol::Shared;
+use crate::response::WsResponse;
+use crate::task::{CompiledTask, Method};
+
+/// How long closing a connection the user no longer needs may take (on stop, or when a
+/// `connect` replaces it).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The event's request type.
+const REQUEST_TYPE: &str = "WS";
+
+type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// An open connection and what it was opened with.
+struct Connection {
+    ws: Stream,
+    url: Arc<str>,
+    verify: bool,
+}
+
+/// One `websocket_user`: at most one connection, kept across iterations.
+pub(crate) struct WebSocketUser {
+    shared: Arc<Shared>,
+    conn: Option<Connection>,
+    /// The URL of the last connection attempt; kept after `close` and after failures, so a
+    /// task without a URL reconnects there.
+    last_url: Option<Arc<str>>,
+    request_type: Arc<str>,
+}
+
+/// What a task did: the URL it used and its outcome.
+struct Outcome {
+    url: Arc<str>,
+    result: Result<WsResponse, WsError>,
+}
+
+impl Outcome {
+    fn new(url: Option<&Arc<str>>, result: Result<WsResponse, WsError>) -> Self {
+        Self {
+            url: url.cloned().unwrap_or_else(|| Arc::from("")),
+            result,
+        }
+    }
+}
+
+/// `host:port` of a ws/wss URL, for error messages.
+fn authority(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) => {
+            let host = parsed.host_str().unwrap_or_default();
+            match parsed.port_or_known_default() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            }
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// Sends a close frame and waits (bounded) for the server's reply; errors are ignored.
+async fn close_quietly(mut conn: Connection, bound: Duration) {
+    let closing = async {
+        if conn.ws.close(None).await.is_ok() {
+            while let Some(Ok(_)) = conn.ws.next().await {}
+        }
+    };
+    let _ = tokio::time::timeout(bound, closing).await;
+}
+
+/// Waits for a data frame that passes `expect` (or, without `skip_non_matching`, for the first
+/// data frame). Ping and pong frames are skipped; tungstenite answers pings.
+///
+/// Returns the frame and, when it does not match, the reason.
+async fn receive(
+    ws: &mut Stream,
+    task: &CompiledTask,
+    vars: &UserVariables,
+) -> Result<(Bytes, Option<String>), WsError> {
+    let deadline = Instant::now() + task.timeout;
+    loop {
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| WsError::RecvTimeout(task.timeout))?;
+        let frame: Bytes = match next {
+            None => return Err(WsError::Closed),
+            Some(Err(error)) => return Err(WsError::from_stream(error)),
+            Some(Ok(Message::Text(text))) => text.into(),
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Close(_))) => return Err(WsError::Closed),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+        };
+        let verdict = task.expect.as_ref().and_then(|e| e.check(&frame, vars));
+        match verdict {
+            Some(_) if task.skip_non_matching => continue,
+            verdict => return Ok((frame, verdict)),
+        }
+    }
+}
+
+impl WebSocketUser {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            conn: None,
+            last_url: None,
+            request_type: Arc::from(REQUEST_TYPE),
+        }
+    }
+
+    /// Opens a connection to `url` for `task`, replacing none (the caller closed the old one).
+    /// Returns the handshake response's headers.
+    async fn open(
+        &mut self,
+        task: &CompiledTask,
+        url: &Arc<str>,
+        vars: &UserVariables,
+    ) -> Result<Vec<(String, String)>, WsError> {
+        self.last_url = Some(url.clone());
+        let mut request = url
+            .as_ref()
+            .into_client_request()
+            .map_err(|e| WsError::Url(e.to_string()))?;
+        for (name, value) in task.headers(vars)? {
+            if name == "host" {
+                request.headers_mut().insert(name, value);
+            } else {
+                request.headers_mut().append(name, value);
+            }
+        }
+        let connector = self
+            .shared
+            .tls
+            .get(task.verify)
+            .map(|config| Connector::Rustls(config.clone()));
+        let connecting =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
+        let (ws, response) = tokio::time::timeout(task.timeout, connecting)
+            .await
+            .map_err(|_| WsError::ConnectTimeout(task.timeout))?
+            .map_err(|e| WsError::from_connect(e, &authority(url)))?;
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        self.conn = Some(Connection {
+            ws,
+            url: url.clone(),
+            verify: task.verify,
+        });
+        Ok(headers)
+    }
+
+    /// Closes the current connection, if any.
+    async fn close_current(&mut self, bound: Duration) {
+        if let Some(conn) = self.conn.take() {
+            close_quietly(conn, bound).await;
+        }
+    }
+
+    /// Closes a connection the task replaces; the task's latency starts after it.
+    async fn replace_current(&mut self, task: &CompiledTask, timer: &mut RequestTimer) {
+        if self.conn.is_some() {
+            self.close_current(CLOSE_GRACE.min(task.timeout)).await;
+            *timer = RequestTimer::start();
+        }
+    }
+
+    async fn connect(
+        &mut self,
+        task: &CompiledTask,
+        target: Option<Arc<str>>,
+        vars: &UserVariables,
+        timer: &mut RequestTimer,
+    ) -> Outcome {
+        let Some(url) = target.or_else(|| self.last_url.clone()) else {
+            return Outcome::new(None, Err(WsError::NotConnected));
+        };
+        if let Some(conn) = &self.conn {
+            if conn.url == url && conn.verify == task.verify {
+                return Outcome::new(Some(&url), Ok(WsResponse::handshake(Vec::new())));
+            }
+        }
+        self.replace_current(task, timer).await;
+        let result = self.open(task, &url, vars).await.map(WsResponse::handshake);
+        Outcome::new(Some(&url), result)
+    }
+
+    async fn close(&mut self, task: &CompiledTask, target: Option<Arc<str>>) -> Outcome {
+        let url = self
+            .conn
+            .as_ref()
+            .map(|c| c.url.clone())
+            .or(target)
+            .or_else(|| self.last_url.clone());
+        self.close_current(task.timeout).await;
+        Outcome::new(url.as_ref(), Ok(WsResponse::new(Bytes::new(), 0)))
+    }
+
+    /// `send`, `recv` and `sendrecv`: connect when needed, then exchange frames.
+    async fn exchange(
+        &mut self,
+        task: &CompiledTask,
+        target: Option<Arc<str>>,
+        vars: &UserVariables,
+        timer: &mut RequestTimer,
+    ) -> Outcome {
+        let payload = if task.method.sends() {
+            match task.payload(vars) {
+                Ok(payload) => Some(payload),
+                Err(e) => {
+                    let url = target
+                        .or_else(|| self.conn.as_ref().map(|c| c.url.clone()))
+                        .or_else(|| self.last_url.clone());
+                    return Outcome::new(url.as_ref(), Err(e));
+                }
+            }
+        } else {
+            None
+        };
+        // Reuse the connection unless the task names another URL (or TLS setting).
+        let reusable = self.conn.as_ref().is_some_and(|conn| {
+            target
+                .as_ref()
+                .is_none_or(|url| *url == conn.url && task.verify == conn.verify)
+        });
+        if !reusable {
+            let Some(url) = target.or_else(|| self.last_url.clone()) else {
+                return Outcome::new(None, Err(WsError::NotConnected));
+            };
+            self.replace_current(task, timer).await;
+            if let Err(e) = self.open(task, &url, vars).await {
+                return Outcome::new(Some(&url), Err(e));
+            }
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Outcome::new(None, Err(WsError::NotConnected));
+        };
+        let url = conn.url.clone();
+        let mut sent = 0;
+        if let Some((message, len)) = payload {
+            let sending = tokio::time::timeout(task.timeout, conn.ws.send(message)).await;
+            match sending {
+                Err(_) => return Outcome::new(Some(&url), Err(WsError::SendTimeout(task.timeout))),
+                Ok(Err(e)) => return Outcome::new(Some(&url), Err(WsError::from_stream(e))),
+                Ok(Ok(())) => sent = len,
+            }
+        }
+        if !task.method.receives() {
+            return Outcome::new(Some(&url), Ok(WsResponse::new(Bytes::new(), sent)));
+        }
+        let result = receive(&mut conn.ws, task, vars)
+            .await
+            .map(|(frame, mismatch)| {
+                let length = sent + frame.len() as u64;
+                let response = WsResponse::new(frame, length);
+                match mismatch {
+                    Some(reason) => response.with_failure(reason),
+                    None => response,
+                }
+            });
+        Outcome::new(Some(&url), result)
+    }
+}
+
+#[async_trait]
+impl UserTemplate for WebSocketUser {
+    async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
+        let shared = self.shared.clone();
+        let Some(task) = shared.tasks.get(index) else {
+            return;
+        };
+        let mut timer = RequestTimer::start();
+        let vars = ctx.variables();
+        let outcome = match task.target(shared.base.as_ref(), vars) {
+            Err(e) => Outcome::new(None, Err(e)),
+            Ok(target) => {
+                if target.is_some() {
+                    // The task names the URL to use from now on, even if it fails early.
+                    self.last_url.clone_from(&target);
+                }
+                match task.method {
+                    Method::Connect => self.connect(task, target, vars, &mut timer).await,
+                    Method::Close => self.close(task, target).await,
+                    Method::Send | Method::Recv | Method::SendRecv => {
+                        self.exchange(task, target, vars, &mut timer).await
+                    }
+                }
+            }
+        };
+        let meta = RequestMeta {
+            request_type: self.request_type.clone(),
+            name: task.name(ctx.variables()),
+            url: outcome.url,
+        };
+        match outcome.result {
+            Ok(response) => {
+                if load_density_core::Response::failure(&response).is_some() {
+                    // The stream no longer matches the script: start afresh next time.
+                    self.conn = None;
+                }
+                ctx.record_response(&meta, timer, &response);
+            }
+            Err(error) => {
+                if error.involves_connection() {
+                    self.conn = None;
+                }
+                ctx.record_failure(&meta, timer, None, 0, error);
+            }
+        }
+    }
+
+    async fn on_stop(&mut self, _ctx: &mut UserContext) {
+        self.close_current(CLOSE_GRACE).await;
+    }
+}
