@@ -1,11 +1,12 @@
-//! `load-density demo`: a short load test against the testkit's in-process HTTP server, ending
-//! with a check that the server counted as many requests as LoadDensity recorded.
+//! `load-density demo`: a short load test against the testkit's in-process servers (HTTP,
+//! WebSocket, TCP and UDP echo on 127.0.0.1), one user group per protocol, ending with a check
+//! that the servers counted as many requests as LoadDensity recorded.
 
 use anyhow::Context as _;
 use load_density::core::test_record_instance;
 use load_density::StartTest;
-use load_density_testkit::HttpTarget;
-use serde_json::{json, Map, Value};
+use load_density_testkit::{HttpTarget, TcpEchoServer, UdpEchoServer, WsEchoServer};
+use serde_json::{json, Value};
 
 /// `demo`'s options.
 #[derive(Debug, clap::Args)]
@@ -21,8 +22,8 @@ pub struct DemoArgs {
     time: f64,
 }
 
-/// The demo's tasks: three successes and one expected failure per iteration.
-fn tasks() -> Value {
+/// The demo's HTTP tasks: three successes and one expected failure per iteration.
+fn http_tasks() -> Value {
     json!([
         {"method": "get", "request_url": "/"},
         {"method": "get", "request_url": "/get?demo=1", "name": "/get"},
@@ -47,31 +48,53 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
         .enable_all()
         .build()
         .context("cannot start the target server's runtime")?;
-    let target = runtime
-        .block_on(HttpTarget::start())
-        .context("cannot start the demo HTTP server on 127.0.0.1")?;
-    tracing::info!(url = %target.base_url(), "demo target listening");
+    let (target, ws, tcp, udp) = runtime
+        .block_on(async {
+            anyhow::Ok((
+                HttpTarget::start().await?,
+                WsEchoServer::start().await?,
+                TcpEchoServer::start().await?,
+                UdpEchoServer::start().await?,
+            ))
+        })
+        .context("cannot start the demo servers on 127.0.0.1")?;
+    tracing::info!(
+        http = %target.base_url(),
+        websocket = %ws.url("/"),
+        tcp = %tcp.target(),
+        udp = %udp.target(),
+        "demo servers listening"
+    );
 
-    let mut user_detail_dict = Map::new();
-    user_detail_dict.insert("user".to_owned(), json!("fast_http_user"));
     let config = StartTest {
-        user_detail_dict,
         user_count: args.users,
         spawn_rate: args.spawn_rate,
         test_time: Some(args.time),
-        host: Some(target.base_url()),
-        tasks: Some(tasks()),
+        user_groups: Some(vec![
+            json!({"name": "http", "user": "fast_http_user", "weight": 2,
+                   "host": target.base_url(), "tasks": http_tasks()}),
+            json!({"name": "websocket", "user": "websocket_user", "weight": 1,
+                   "tasks": [{"method": "sendrecv", "request_url": ws.url("/chat"),
+                              "name": "echo", "payload": "hello ${uuid()}", "expect": "hello"}]}),
+            json!({"name": "tcp", "user": "socket_user", "weight": 1,
+                   "tasks": [{"protocol": "tcp", "target": tcp.target(), "name": "tcp echo",
+                              "payload": "ping ${randint(1,1000)}\n", "read_until": "\n"}]}),
+            json!({"name": "udp", "user": "socket_user", "weight": 1,
+                   "tasks": [{"protocol": "udp", "target": udp.target(), "name": "udp echo",
+                              "payload": "ping", "expect_substring": "ping"}]}),
+        ]),
         ..StartTest::default()
     };
 
     test_record_instance().clear_records();
     let outcome = load_density::start_test(config);
-    let served = target.served();
+    let served = target.served() + ws.messages() + tcp.messages() + udp.datagrams();
     runtime.block_on(target.shutdown());
+    drop((ws, tcp, udp));
     outcome.context("the demo run failed")?;
 
     let recorded = test_record_instance().stats().total().num_requests();
-    println!("server counted {served} requests; LoadDensity recorded {recorded}");
+    println!("servers counted {served} requests and messages; LoadDensity recorded {recorded}");
     if served != recorded {
         eprintln!("error: the counts differ by {}", served.abs_diff(recorded));
         return Ok(false);

@@ -1,11 +1,12 @@
-//! `load-density demo` against its in-process server: 2 users for 2 seconds.
+//! `load-density demo` against its in-process servers: 5 users (one per protocol group and a
+//! second HTTP user) for 2 seconds.
 
 use std::process::Command;
 
 #[test]
 fn demo_counts_agree() {
     let output = Command::new(env!("CARGO_BIN_EXE_load-density"))
-        .args(["demo", "--users", "2", "--spawn-rate", "2", "--time", "2"])
+        .args(["demo", "--users", "5", "--spawn-rate", "20", "--time", "2"])
         .env("RUST_LOG", "warn")
         .output()
         .expect("the binary runs");
@@ -18,9 +19,9 @@ fn demo_counts_agree() {
     );
     let line = stdout
         .lines()
-        .find(|l| l.starts_with("server counted "))
+        .find(|l| l.starts_with("servers counted "))
         .unwrap_or_else(|| panic!("no count line in {stdout}"));
-    // "server counted N requests; LoadDensity recorded M"
+    // "servers counted N requests and messages; LoadDensity recorded M"
     let numbers: Vec<u64> = line
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
@@ -28,10 +29,16 @@ fn demo_counts_agree() {
         .collect();
     assert_eq!(numbers.len(), 2, "{line}");
     assert_eq!(numbers[0], numbers[1], "{line}");
-    // Two users, four tasks per iteration, 0.1-0.2 s waits: dozens of requests in 2 s.
-    assert!(numbers[0] >= 8, "{line}");
-    assert!(
-        stderr.contains("/status/503 (expected failure)"),
-        "the final table (on stderr) lists the failing task: {stderr}"
-    );
+    assert!(numbers[0] >= 100, "{line}");
+    for row in [
+        "/status/503 (expected failure)",
+        "WS       echo",
+        "TCP      tcp echo",
+        "UDP      udp echo",
+    ] {
+        assert!(
+            stderr.contains(row),
+            "the final table (on stderr) lists {row:?}: {stderr}"
+        );
+    }
 }

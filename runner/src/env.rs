@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use load_density_core::context::{StopHandle, StopSignal};
-use load_density_core::event::{EventBus, RequestListener};
 use load_density_core::data::DataSources;
+use load_density_core::event::{EventBus, RequestListener};
 use load_density_core::registry;
-use load_density_core::template::JsonTemplate;
 use load_density_core::scenario::{run_user, Scenario};
 use load_density_core::stats::SharedStats;
+use load_density_core::template::JsonTemplate;
 use load_density_core::variables::UserVariables;
 use load_density_core::{
     test_record_instance, GroupPlan, Pacing, PlanError, RequestStats, TaskList, UserContext,

@@ -29,6 +29,8 @@
 //! |---|---|---|
 //! | `fast-http` | yes | `fast_http_user`: lean HTTP/1.1 keep-alive client |
 //! | `http` | yes | `http_user`: reqwest with cookies, redirects and HTTP/2 |
+//! | `websocket` | yes | `websocket_user`: ws:// and wss:// with text and binary frames |
+//! | `socket` | yes | `socket_user`: raw TCP (kept connections, framing) and UDP |
 //!
 //! Protocol crates outside this list register themselves with
 //! [`load_density_core::register_user!`]; linking the crate is enough to make its user type
@@ -62,6 +64,10 @@ pub use load_density_core as core;
 pub use load_density_fast_http as fast_http;
 #[cfg(feature = "http")]
 pub use load_density_http as http;
+#[cfg(feature = "socket")]
+pub use load_density_socket as socket;
+#[cfg(feature = "websocket")]
+pub use load_density_websocket as websocket;
 
 /// Validates `config` and prepares its users without starting them (Python's `create_env`).
 ///

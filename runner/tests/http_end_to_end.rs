@@ -12,8 +12,13 @@ use serde_json::json;
 fn records_for(base_url: &str) -> (usize, usize) {
     test_record_instance().with_records(|ok, failed| {
         (
-            ok.iter().filter(|r| r.test_url.starts_with(base_url)).count(),
-            failed.iter().filter(|r| r.test_url.starts_with(base_url)).count(),
+            ok.iter()
+                .filter(|r| r.test_url.starts_with(base_url))
+                .count(),
+            failed
+                .iter()
+                .filter(|r| r.test_url.starts_with(base_url))
+                .count(),
         )
     })
 }
@@ -42,7 +47,11 @@ async fn every_request_counted_once(user: &str) {
     assert_eq!(summary.totals.requests, served, "{user}: stats vs server");
     let (ok, failed) = records_for(&target.base_url());
     assert_eq!((ok + failed) as u64, served, "{user}: records vs server");
-    assert_eq!(failed as u64, target.served_path("/status/503"), "{user}: 503s are failures");
+    assert_eq!(
+        failed as u64,
+        target.served_path("/status/503"),
+        "{user}: 503s are failures"
+    );
     assert_eq!(summary.totals.failures, failed as u64);
     let failure = test_record_instance()
         .error_record_list()
@@ -91,14 +100,21 @@ async fn refused_connections_are_failures_and_the_run_goes_on() {
         assert_eq!(refused.num_failures(), refused.num_requests(), "{user}");
         assert!(refused.num_requests() >= 2, "{user}");
         assert_eq!(alive.num_failures(), 0, "{user}");
-        assert_eq!(alive.num_requests(), refused.num_requests(), "{user}: the run went on");
+        assert_eq!(
+            alive.num_requests(),
+            refused.num_requests(),
+            "{user}: the run went on"
+        );
         let message = stats
             .errors()
             .into_iter()
             .find(|e| &*e.name == "refused")
             .expect("error group")
             .message;
-        assert!(message.to_lowercase().contains("refused"), "{user}: {message}");
+        assert!(
+            message.to_lowercase().contains("refused"),
+            "{user}: {message}"
+        );
     }
 }
 

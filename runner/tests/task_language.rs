@@ -47,9 +47,16 @@ async fn each_user_keeps_the_token_it_extracted() {
         // Every token was used exactly once, by the user it was issued to: with a shared
         // scope, tokens would be used twice or never.
         assert!(used.iter().all(|(_, n)| *n == 1), "{user}: {used:?}");
-        assert!(used.len() as u64 <= issued && issued - used.len() as u64 <= 4, "{user}");
+        assert!(
+            used.len() as u64 <= issued && issued - used.len() as u64 <= 4,
+            "{user}"
+        );
         let stats = env.stats();
-        assert_eq!(stats.entry("GET", "use").map(|e| e.num_failures()), Some(0), "{user}");
+        assert_eq!(
+            stats.entry("GET", "use").map(|e| e.num_failures()),
+            Some(0),
+            "{user}"
+        );
     }
 }
 
@@ -76,13 +83,24 @@ async fn csv_columns_of_one_task_come_from_one_row() {
     })))
     .await
     .expect("run");
-    assert!(summary.totals.requests > 50, "cycles past the end of the file");
+    assert!(
+        summary.totals.requests > 50,
+        "cycles past the end of the file"
+    );
     assert_eq!(summary.totals.failures, 0);
     for (path, _) in target.path_counts() {
-        let Some(rest) = path.strip_prefix("/anything/") else { continue };
+        let Some(rest) = path.strip_prefix("/anything/") else {
+            continue;
+        };
         let (email, password) = rest.split_once('/').expect("two segments");
-        let n = email.trim_start_matches("user").trim_end_matches("@example.test");
-        assert_eq!(password, format!("pw-{n}"), "{path}: columns from different rows");
+        let n = email
+            .trim_start_matches("user")
+            .trim_end_matches("@example.test");
+        assert_eq!(
+            password,
+            format!("pw-{n}"),
+            "{path}: columns from different rows"
+        );
     }
 }
 
@@ -90,25 +108,83 @@ async fn csv_columns_of_one_task_come_from_one_row() {
 async fn assertions_pass_and_fail_on_both_http_users() {
     for user in ["fast_http_user", "http_user"] {
         let target = HttpTarget::start().await.expect("target");
-        let check = |name: &str, url: &str, assertion: Value| {
-            json!({"method": "get", "request_url": url, "name": name, "assertions": [assertion]})
-        };
+        let check = |name: &str, url: &str, assertion: Value| json!({"method": "get", "request_url": url, "name": name, "assertions": [assertion]});
         let tasks = json!([
-            check("status ok", "/status/201", json!({"type": "status_code", "value": 201})),
-            check("status bad", "/get", json!({"type": "status_code", "value": 201})),
-            check("404 asserted", "/status/404", json!({"type": "status_code", "value": 404})),
-            check("contains ok", "/get?x=needle", json!({"type": "contains", "value": "needle"})),
-            check("contains bad", "/get", json!({"type": "contains", "value": "needle"})),
-            check("not_contains ok", "/get", json!({"type": "not_contains", "value": "needle"})),
-            check("not_contains bad", "/get?x=needle", json!({"type": "not_contains", "value": "needle"})),
-            check("json ok", "/get?a=1", json!({"type": "json_path", "path": "args.a", "value": "1"})),
-            check("json bad", "/get?a=1", json!({"type": "json_path", "path": "args.a", "value": "2"})),
-            check("header bad", "/token", json!({"type": "header", "name": "x-token", "value": "${var.never}"})),
-            check("regex ok", "/token", json!({"type": "regex", "pattern": "tok-\\d+"})),
-            check("regex bad", "/get", json!({"type": "regex", "pattern": "tok-\\d+"})),
-            check("fast enough", "/get", json!({"type": "max_response_time_ms", "value": 5000})),
-            check("too slow", "/delay/60", json!({"type": "max_response_time_ms", "value": 10})),
-            check("503 unasserted", "/status/503", json!({"type": "not_contains", "value": "zzz"}))
+            check(
+                "status ok",
+                "/status/201",
+                json!({"type": "status_code", "value": 201})
+            ),
+            check(
+                "status bad",
+                "/get",
+                json!({"type": "status_code", "value": 201})
+            ),
+            check(
+                "404 asserted",
+                "/status/404",
+                json!({"type": "status_code", "value": 404})
+            ),
+            check(
+                "contains ok",
+                "/get?x=needle",
+                json!({"type": "contains", "value": "needle"})
+            ),
+            check(
+                "contains bad",
+                "/get",
+                json!({"type": "contains", "value": "needle"})
+            ),
+            check(
+                "not_contains ok",
+                "/get",
+                json!({"type": "not_contains", "value": "needle"})
+            ),
+            check(
+                "not_contains bad",
+                "/get?x=needle",
+                json!({"type": "not_contains", "value": "needle"})
+            ),
+            check(
+                "json ok",
+                "/get?a=1",
+                json!({"type": "json_path", "path": "args.a", "value": "1"})
+            ),
+            check(
+                "json bad",
+                "/get?a=1",
+                json!({"type": "json_path", "path": "args.a", "value": "2"})
+            ),
+            check(
+                "header bad",
+                "/token",
+                json!({"type": "header", "name": "x-token", "value": "${var.never}"})
+            ),
+            check(
+                "regex ok",
+                "/token",
+                json!({"type": "regex", "pattern": "tok-\\d+"})
+            ),
+            check(
+                "regex bad",
+                "/get",
+                json!({"type": "regex", "pattern": "tok-\\d+"})
+            ),
+            check(
+                "fast enough",
+                "/get",
+                json!({"type": "max_response_time_ms", "value": 5000})
+            ),
+            check(
+                "too slow",
+                "/delay/60",
+                json!({"type": "max_response_time_ms", "value": 10})
+            ),
+            check(
+                "503 unasserted",
+                "/status/503",
+                json!({"type": "not_contains", "value": "zzz"})
+            )
         ]);
         let summary = start_test_async(config(json!({
             "user_detail_dict": {"user": user},
@@ -126,12 +202,29 @@ async fn assertions_pass_and_fail_on_both_http_users() {
         let base = target.base_url();
         let mut outcome: HashMap<String, Option<String>> = HashMap::new();
         store.with_records(|ok, failed| {
-            for r in ok.iter().chain(failed).filter(|r| r.test_url.starts_with(&base)) {
+            for r in ok
+                .iter()
+                .chain(failed)
+                .filter(|r| r.test_url.starts_with(&base))
+            {
                 outcome.insert(r.name.to_string(), r.error.as_deref().map(str::to_owned));
             }
         });
-        let error = |name: &str| outcome.get(name).cloned().unwrap_or_else(|| panic!("{user}: no record for {name}"));
-        for passing in ["status ok", "404 asserted", "contains ok", "not_contains ok", "json ok", "regex ok", "fast enough"] {
+        let error = |name: &str| {
+            outcome
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{user}: no record for {name}"))
+        };
+        for passing in [
+            "status ok",
+            "404 asserted",
+            "contains ok",
+            "not_contains ok",
+            "json ok",
+            "regex ok",
+            "fast enough",
+        ] {
             assert_eq!(error(passing), None, "{user}: {passing}");
         }
         let expect = |name: &str, fragment: &str| {
@@ -179,12 +272,30 @@ async fn weighted_tasks_run_in_proportion_and_weight_zero_never() {
 #[tokio::test]
 async fn invalid_task_language_is_rejected_before_the_run() {
     let cases = [
-        (json!([{"method": "get", "url": "/", "assertions": [{"type": "smells_like", "value": 1}]}]), "tasks[0].assertions[0]"),
-        (json!([{"method": "get", "url": "/", "assertions": [{"type": "regex", "pattern": "(unclosed"}]}]), "tasks[0].assertions[0].pattern"),
-        (json!([{"method": "get", "url": "/"}, {"method": "get", "url": "/", "run_if": [1, 2]}]), "tasks[1].run_if"),
-        (json!({"mode": "weighted", "tasks": [{"method": "get", "url": "/", "weight": "many"}]}), "tasks[0].weight"),
-        (json!([{"method": "get", "url": "/", "extract": [{"var": "x", "from": "regex", "pattern": "no group"}]}]), "tasks[0].extract[0]"),
-        (json!([{"method": "get", "url": "/${csv.nowhere.col}"}]), "nowhere"),
+        (
+            json!([{"method": "get", "url": "/", "assertions": [{"type": "smells_like", "value": 1}]}]),
+            "tasks[0].assertions[0]",
+        ),
+        (
+            json!([{"method": "get", "url": "/", "assertions": [{"type": "regex", "pattern": "(unclosed"}]}]),
+            "tasks[0].assertions[0].pattern",
+        ),
+        (
+            json!([{"method": "get", "url": "/"}, {"method": "get", "url": "/", "run_if": [1, 2]}]),
+            "tasks[1].run_if",
+        ),
+        (
+            json!({"mode": "weighted", "tasks": [{"method": "get", "url": "/", "weight": "many"}]}),
+            "tasks[0].weight",
+        ),
+        (
+            json!([{"method": "get", "url": "/", "extract": [{"var": "x", "from": "regex", "pattern": "no group"}]}]),
+            "tasks[0].extract[0]",
+        ),
+        (
+            json!([{"method": "get", "url": "/${csv.nowhere.col}"}]),
+            "nowhere",
+        ),
     ];
     for (tasks, expected) in cases {
         let error = create_env(config(json!({
