@@ -30,6 +30,13 @@ use crate::groups::{self, GroupSpec};
 /// Option keys the runner itself reads, whatever the protocol.
 pub const RUNNER_OPTIONS: &[&str] = &["record_capacity", "print_stats", "stats_interval"];
 
+/// How many users each group should have, and how fast to get there.
+#[derive(Debug, Clone, PartialEq)]
+struct Target {
+    per_group: Vec<u64>,
+    spawn_rate: f64,
+}
+
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
@@ -141,7 +148,9 @@ pub const START_TEST_KEYS: &[&str] = &[
 struct Inner {
     config: StartTest,
     groups: Vec<Group>,
-    spawn_order: Vec<usize>,
+    /// Weights and fixed counts, to split a new user count over the groups.
+    specs: Vec<GroupSpec>,
+    target: watch::Sender<Target>,
     variables: Arc<Variables>,
     bus: Arc<EventBus>,
     stats: SharedStats,
@@ -247,6 +256,8 @@ impl Environment {
 
         let targets = groups::distribute(config.user_count, &specs);
         let mut prepared = Vec::with_capacity(specs.len());
+        let kept_specs = specs.clone();
+        let spawn_rate = config.spawn_rate;
         for spec in specs {
             prepared.push(prepare_group(spec, &variables, &data).await?);
         }
@@ -260,7 +271,12 @@ impl Environment {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                spawn_order: groups::spawn_order(&targets),
+                target: watch::channel(Target {
+                    per_group: targets,
+                    spawn_rate,
+                })
+                .0,
+                specs: kept_specs,
                 groups: prepared,
                 variables,
                 bus,
@@ -311,6 +327,69 @@ impl Environment {
     /// Users currently running.
     pub fn user_count(&self) -> u64 {
         self.inner.active.load(Ordering::Relaxed)
+    }
+
+    /// Changes the number of users while the run goes (Locust's swarm): the new count is split
+    /// over the groups as at the start (fixed counts first, then weights) and users are started
+    /// or stopped one at a time at `spawn_rate` per second. Stopped users finish their task in
+    /// flight first.
+    pub fn set_user_count(&self, user_count: u64, spawn_rate: f64) -> Result<(), RunError> {
+        let per_group = groups::distribute(user_count, &self.inner.specs);
+        self.set_targets(per_group, spawn_rate)
+    }
+
+    /// Sets the number of users of each named group (a master's per-class dispatch). Groups not
+    /// named get none.
+    pub fn set_group_user_counts(
+        &self,
+        counts: &[(String, u64)],
+        spawn_rate: f64,
+    ) -> Result<(), RunError> {
+        let mut per_group = vec![0; self.inner.groups.len()];
+        for (name, count) in counts {
+            let index = self
+                .inner
+                .groups
+                .iter()
+                .position(|g| &g.name == name)
+                .ok_or_else(|| {
+                    RunError::Config(format!(
+                        "no user group named {name:?} (groups: {})",
+                        self.group_names().join(", ")
+                    ))
+                })?;
+            per_group[index] = *count;
+        }
+        self.set_targets(per_group, spawn_rate)
+    }
+
+    fn set_targets(&self, per_group: Vec<u64>, spawn_rate: f64) -> Result<(), RunError> {
+        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
+            return Err(RunError::Config(format!(
+                "spawn_rate must be a positive number, got {spawn_rate}"
+            )));
+        }
+        self.inner.target.send_replace(Target {
+            per_group,
+            spawn_rate,
+        });
+        Ok(())
+    }
+
+    /// The user count the run is heading for.
+    pub fn target_user_count(&self) -> u64 {
+        self.inner.target.borrow().per_group.iter().sum()
+    }
+
+    /// The groups' names, in configuration order.
+    pub fn group_names(&self) -> Vec<String> {
+        self.inner.groups.iter().map(|g| g.name.clone()).collect()
+    }
+
+    /// Clears this run's statistics (the record store is not touched).
+    pub fn reset_stats(&self) {
+        self.inner.bus.flush();
+        self.inner.stats.with(|stats| stats.reset());
     }
 
     /// Users currently running, per group: (group name, users).
@@ -395,6 +474,37 @@ fn summarize(inner: &Inner, duration: Duration) -> Summary {
     }
 }
 
+fn spawn_user(
+    inner: &Arc<Inner>,
+    users: &mut JoinSet<()>,
+    group_index: usize,
+    user_id: u64,
+    stop: StopSignal,
+) {
+    let group = &inner.groups[group_index];
+    let user = group.factory.new_user(user_id);
+    let ctx = UserContext::new(
+        user_id,
+        inner.bus.clone(),
+        UserVariables::with_data(inner.variables.clone(), group.data.clone(), user_id),
+        stop,
+    )
+    .with_run_stop(inner.stop.clone());
+    let scenario = group.scenario.clone();
+    let pacing = group.pacing;
+    let active = inner.clone();
+    active.active.fetch_add(1, Ordering::Relaxed);
+    group.active.fetch_add(1, Ordering::Relaxed);
+    users.spawn(async move {
+        run_user(user, ctx, scenario, pacing).await;
+        active.active.fetch_sub(1, Ordering::Relaxed);
+        active.groups[group_index]
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+    });
+    inner.spawned.fetch_add(1, Ordering::Relaxed);
+}
+
 async fn run(inner: Arc<Inner>) {
     let started = Instant::now();
     *inner.started.lock() = Some(started);
@@ -434,45 +544,61 @@ async fn run(inner: Arc<Inner>) {
     });
 
     let mut users = JoinSet::new();
-    let interval = Duration::from_secs_f64(1.0 / inner.config.spawn_rate);
-    for (user_id, &group_index) in (0u64..).zip(inner.spawn_order.iter()) {
-        let due = started + interval.mul_f64(user_id as f64);
+    let mut running: Vec<Vec<StopHandle>> = vec![Vec::new(); inner.groups.len()];
+    let mut target_rx = inner.target.subscribe();
+    let mut next_user_id = 0u64;
+    let mut next_step_at = started;
+    loop {
+        if inner.stop.is_stopped() {
+            break;
+        }
+        let target = target_rx.borrow_and_update().clone();
+        let current: Vec<u64> = running.iter().map(|g| g.len() as u64).collect();
+        let Some(step) = groups::next_step(&target.per_group, &current) else {
+            if *inner.state.borrow() == RunState::Spawning {
+                inner.state.send_replace(RunState::Running);
+                tracing::info!(users = current.iter().sum::<u64>(), "all users spawned");
+            }
+            tokio::select! {
+                changed = target_rx.changed() => {
+                    if changed.is_err() { break; }
+                    inner.state.send_replace(RunState::Spawning);
+                }
+                _ = stop.stopped() => break,
+            }
+            continue;
+        };
         tokio::select! {
-            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = tokio::time::sleep_until(next_step_at.into()) => {}
             _ = stop.stopped() => break,
         }
-        let group = &inner.groups[group_index];
-        let user = group.factory.new_user(user_id);
-        let ctx = UserContext::new(
-            user_id,
-            inner.bus.clone(),
-            UserVariables::with_data(inner.variables.clone(), group.data.clone(), user_id),
-            inner.stop.signal(),
-        )
-        .with_run_stop(inner.stop.clone());
-        let scenario = group.scenario.clone();
-        let pacing = group.pacing;
-        let active = inner.clone();
-        active.active.fetch_add(1, Ordering::Relaxed);
-        group.active.fetch_add(1, Ordering::Relaxed);
-        users.spawn(async move {
-            run_user(user, ctx, scenario, pacing).await;
-            active.active.fetch_sub(1, Ordering::Relaxed);
-            active.groups[group_index]
-                .active
-                .fetch_sub(1, Ordering::Relaxed);
-        });
-        inner.spawned.fetch_add(1, Ordering::Relaxed);
+        let interval = Duration::from_secs_f64(1.0 / target.spawn_rate);
+        next_step_at = next_step_at.max(Instant::now() - interval) + interval;
+        match step {
+            groups::Step::Stop(group_index) => {
+                if let Some(handle) = running[group_index].pop() {
+                    handle.stop();
+                }
+            }
+            groups::Step::Spawn(group_index) => {
+                let user_id = next_user_id;
+                next_user_id += 1;
+                let handle = StopHandle::new();
+                spawn_user(&inner, &mut users, group_index, user_id, handle.signal());
+                running[group_index].push(handle);
+            }
+        }
+        // Reap users that ended on their own (their data ran out).
+        while let Some(joined) = users.try_join_next() {
+            if let Err(error) = joined {
+                tracing::error!(%error, "a user task ended abnormally");
+            }
+        }
     }
-    if !inner.stop.is_stopped() {
-        inner.state.send_replace(RunState::Running);
-        tracing::info!(
-            users = inner.spawned.load(Ordering::Relaxed),
-            "all users spawned"
-        );
-    }
-    stop.stopped().await;
     inner.state.send_replace(RunState::Stopping);
+    for handle in running.iter().flatten() {
+        handle.stop();
+    }
     while let Some(joined) = users.join_next().await {
         if let Err(error) = joined {
             tracing::error!(%error, "a user task ended abnormally");

@@ -203,26 +203,38 @@ pub fn distribute(user_count: u64, groups: &[GroupSpec]) -> Vec<u64> {
     targets
 }
 
-/// The order users are started in: interleaved so that at every point of the ramp each group
-/// has about its share of the users started so far.
-pub fn spawn_order(targets: &[u64]) -> Vec<usize> {
-    let total: u64 = targets.iter().sum();
-    let mut spawned = vec![0u64; targets.len()];
-    let mut order = Vec::with_capacity(total as usize);
-    for k in 1..=total {
-        let pick = (0..targets.len())
-            .filter(|&i| spawned[i] < targets[i])
-            .max_by(|&a, &b| {
-                let deficit =
-                    |i: usize| targets[i] as f64 * k as f64 / total as f64 - spawned[i] as f64;
-                deficit(a).total_cmp(&deficit(b)).then(b.cmp(&a))
-            });
-        if let Some(i) = pick {
-            spawned[i] += 1;
-            order.push(i);
-        }
+/// One step towards a target: start a user of a group, or stop one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Start one user of this group.
+    Spawn(usize),
+    /// Stop one user of this group.
+    Stop(usize),
+}
+
+/// The next step from `current` users per group towards `desired`: stops first (so a smaller
+/// target never overshoots memory), then starts, each time in the group furthest from its
+/// target relative to its size — so a ramp keeps every group near its share all along.
+pub fn next_step(desired: &[u64], current: &[u64]) -> Option<Step> {
+    let relative = |gap: u64, size: u64| gap as f64 / size.max(1) as f64;
+    let surplus = (0..desired.len())
+        .filter(|&i| current[i] > desired[i])
+        .max_by(|&a, &b| {
+            relative(current[a] - desired[a], current[a])
+                .total_cmp(&relative(current[b] - desired[b], current[b]))
+                .then(b.cmp(&a))
+        });
+    if let Some(i) = surplus {
+        return Some(Step::Stop(i));
     }
-    order
+    (0..desired.len())
+        .filter(|&i| current[i] < desired[i])
+        .max_by(|&a, &b| {
+            relative(desired[a] - current[a], desired[a])
+                .total_cmp(&relative(desired[b] - current[b], desired[b]))
+                .then(b.cmp(&a))
+        })
+        .map(Step::Spawn)
 }
 
 #[cfg(test)]
@@ -260,13 +272,31 @@ mod tests {
         );
     }
 
+    fn walk(desired: &[u64], mut current: Vec<u64>) -> Vec<Step> {
+        let mut steps = Vec::new();
+        while let Some(step) = next_step(desired, &current) {
+            match step {
+                Step::Spawn(i) => current[i] += 1,
+                Step::Stop(i) => current[i] -= 1,
+            }
+            steps.push(step);
+            assert!(steps.len() < 1000, "does not converge");
+        }
+        assert_eq!(current, desired);
+        steps
+    }
+
     #[test]
-    fn spawn_order_interleaves_by_share() {
-        let order = spawn_order(&[6, 2]);
-        assert_eq!(order.len(), 8);
-        assert_eq!(order.iter().filter(|&&g| g == 1).count(), 2);
+    fn steps_interleave_groups_and_converge_both_ways() {
+        let up = walk(&[6, 2], vec![0, 0]);
+        assert_eq!(up.len(), 8);
         // The small group is not left to the end.
-        assert!(order[..5].contains(&1), "{order:?}");
+        assert!(up[..5].contains(&Step::Spawn(1)), "{up:?}");
+        let down = walk(&[2, 1], vec![6, 2]);
+        assert_eq!(down.len(), 5);
+        assert!(down.iter().all(|s| matches!(s, Step::Stop(_))));
+        let mixed = walk(&[0, 4], vec![3, 1]);
+        assert_eq!(mixed.len(), 6);
     }
 
     #[test]
