@@ -42,12 +42,19 @@
 //!
 //! Unknown paths get an empty `404` (and are counted too).
 
+pub mod conformance;
 mod http;
+pub mod mqtt;
 mod routes;
+pub mod socket;
 mod stats;
 mod tls;
+mod ws;
 
 pub use http::HttpTarget;
+pub use mqtt::{Mosquitto, MosquittoConfig, MqttBroker, MqttBrokerConfig};
+pub use socket::{TcpEchoServer, UdpEchoServer};
+pub use ws::{WsEchoServer, WsFrame, WsHandshake};
 
 /// Returns a port on `127.0.0.1` that nothing is listening on.
 ///
