@@ -259,6 +259,33 @@ impl UserContext {
         });
     }
 
+    /// Records a request measured elsewhere: `start_time` is when it began (wall clock) and
+    /// `response_time` how long it took. For end-to-end latencies that span processes, such as
+    /// a message stamped by its publisher and received here. The task's checks apply as for
+    /// [`UserContext::record_response`].
+    pub fn record_measured(
+        &mut self,
+        meta: &RequestMeta,
+        start_time: SystemTime,
+        response_time: std::time::Duration,
+        response: &dyn Response,
+    ) {
+        let error = match &self.checks {
+            None => response.failure().map(|reason| Arc::from(reason.as_ref())),
+            Some(checks) => checks.verdict(response, response_time, &mut self.variables),
+        };
+        self.bus.emit(RequestEvent {
+            request_type: meta.request_type.clone(),
+            name: meta.name.clone(),
+            url: meta.url.clone(),
+            status: response.status(),
+            response_time,
+            response_length: response.length(),
+            error,
+            start_time,
+        });
+    }
+
     /// Records a request that failed: no response, or a response that fails a protocol's own
     /// check. The task's assertions and extractors do not run.
     pub fn record_failure(

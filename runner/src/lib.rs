@@ -31,6 +31,7 @@
 //! | `http` | yes | `http_user`: reqwest with cookies, redirects and HTTP/2 |
 //! | `websocket` | yes | `websocket_user`: ws:// and wss:// with text and binary frames |
 //! | `socket` | yes | `socket_user`: raw TCP (kept connections, framing) and UDP |
+//! | `mqtt` | yes | `mqtt_user`: publish, subscribe, receive; end-to-end latency of stamped messages |
 //!
 //! Protocol crates outside this list register themselves with
 //! [`load_density_core::register_user!`]; linking the crate is enough to make its user type
@@ -64,6 +65,8 @@ pub use load_density_core as core;
 pub use load_density_fast_http as fast_http;
 #[cfg(feature = "http")]
 pub use load_density_http as http;
+#[cfg(feature = "mqtt")]
+pub use load_density_mqtt as mqtt;
 #[cfg(feature = "socket")]
 pub use load_density_socket as socket;
 #[cfg(feature = "websocket")]
