@@ -44,6 +44,7 @@
 
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod env;
 pub mod error;
 pub mod executor;
@@ -52,6 +53,7 @@ pub mod groups;
 pub mod report;
 
 pub use config::{StartTest, Summary, Totals};
+pub use control::{RunControl, WorkerInfo};
 pub use env::{Environment, RunState};
 pub use error::RunError;
 pub use globals::{
