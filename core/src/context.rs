@@ -261,8 +261,9 @@ impl UserContext {
 
     /// Records a request measured elsewhere: `start_time` is when it began (wall clock) and
     /// `response_time` how long it took. For end-to-end latencies that span processes, such as
-    /// a message stamped by its publisher and received here. The task's checks apply as for
-    /// [`UserContext::record_response`].
+    /// a message stamped by its publisher and received here on the side. The running task did
+    /// not make this request, so its assertions and extractors do not apply; only the
+    /// protocol's own verdict ([`Response::failure`]) does.
     pub fn record_measured(
         &mut self,
         meta: &RequestMeta,
@@ -270,10 +271,7 @@ impl UserContext {
         response_time: std::time::Duration,
         response: &dyn Response,
     ) {
-        let error = match &self.checks {
-            None => response.failure().map(|reason| Arc::from(reason.as_ref())),
-            Some(checks) => checks.verdict(response, response_time, &mut self.variables),
-        };
+        let error = response.failure().map(|reason| Arc::from(reason.as_ref()));
         self.bus.emit(RequestEvent {
             request_type: meta.request_type.clone(),
             name: meta.name.clone(),

@@ -13,7 +13,7 @@
 //! | timing | `connect` until CONNACK; `publish` until PUBACK (QoS 1), PUBCOMP (QoS 2) or written to the socket (QoS 0); `subscribe` until SUBACK; `unsubscribe` until UNSUBACK; `receive` until the message is taken; `disconnect` until DISCONNECT is written. A task that has to connect first includes the connect in its time |
 //! | failures | a refused CONNACK (`connection refused: bad user name or password (code 4)`), a SUBACK failure or an MQTT 5 PUBACK/PUBREC/UNSUBACK reason code ≥ 0x80 (`SUBACK refused: not authorized (code 135)`), a timeout (`timed out after 5s waiting for PUBACK`), a refused or broken connection (`connection failed: Connection refused (os error 111)`, `connection lost: closed by the broker`). The reason carries the code; the event's `status` too |
 //! | broken connections | the event loop notices at once; the next task records one failure named `connection` (`connection lost: ...`, unless a task waiting at that moment already failed with it) and then reconnects |
-//! | end-to-end latency | `stamp: true` puts a 20-byte header (send time, message id) in front of the payload; every user that receives a stamped message records an `MQTT_RECV` event. [`stamped_stats`] counts stamped QoS 1/2 messages published, received and lost |
+//! | end-to-end latency | `stamp: true` puts a 20-byte header (wall-clock send time, message id) in front of the payload; every user that receives a stamped message records an `MQTT_RECV` event timed from that send time to the message's arrival, whichever process published it. [`stamped_stats`] counts stamped QoS 1/2 messages published, received and lost in this process |
 //! | TLS | `mqtts://` brokers, certificates checked against the Mozilla roots plus `ca_file`; `verify: false` turns checks off. The rustls configurations are core's shared ones ([`tls::client_config`](load_density_core::tls::client_config)), with the ring provider only |
 //! | MQTT 5 | `protocol_version: 5` uses rumqttc's v5 client; reason codes of acknowledgements are checked |
 //!
@@ -124,29 +124,37 @@
 //! | 4..12 | the publisher's wall-clock send time, microseconds since the Unix epoch, big-endian |
 //! | 12..20 | a message id, unique in the publishing process (random high 32 bits per process), big-endian |
 //!
-//! A subscriber recognises it, strips it, and records one `MQTT_RECV` event per stamped message:
-//! name = the message's topic, URL = the subscriber's broker, length = payload bytes, response
-//! time = from the publisher's send to the moment the subscriber's user records it.
+//! A subscriber recognises it, strips it, and records one `MQTT_RECV` event per stamped message,
+//! whoever published it: name = the message's topic, URL = the subscriber's broker, length =
+//! payload bytes (header included), status none.
+//!
+//! **How a receipt is timed.** From the header alone, so publishers and subscribers may be in
+//! different LoadDensity processes: the event starts at the publisher's send time (the stamp)
+//! and its response time is the subscriber's wall clock when its event-loop task got the
+//! PUBLISH from the connection, minus the stamp. That is publish → broker → delivery, nothing
+//! of the subscriber's own pace: a user busy elsewhere, or one that waits before it calls
+//! `receive`, records the same latency. It is recorded with
+//! [`UserContext::record_measured`](load_density_core::UserContext::record_measured). The two
+//! wall clocks have to agree: on one machine they are the same clock; across machines an
+//! offset between their clocks (keep them synchronised, by NTP or PTP) adds to or subtracts
+//! from every latency, and a receipt that looks earlier than its stamp is recorded as 0.
 //!
 //! **Where receipts are recorded.** The user's event-loop task takes the receipt (and counts it
 //! in [`stamped_stats`]) the moment the message arrives; the user records the `MQTT_RECV`
 //! event itself, because only it holds its [`UserContext`](load_density_core::UserContext):
 //! at once while it waits in `receive` (the arrival wakes it), otherwise at the start and end of
-//! its next task, and in `on_stop`, so none is lost when the run stops. Give subscribers a
-//! `receive` task (and no pacing) so that receipts are recorded as they arrive.
+//! its next task, and in `on_stop`, so none is lost when the run stops. Until then receipts wait
+//! in a queue of [`RECEIPT_BUFFER`] per connection (the oldest dropped past it and counted in
+//! [`StampedStats::unrecorded`]). Recording late changes when the event reaches the statistics,
+//! not its latency.
 //!
-//! **How the latency is timed today.** Core's `RequestTimer` can only start "now", so a
-//! receipt is timed against the publisher's own timer, found by message id in the process-wide
-//! registry (kept [`STAMP_TIMER_RETENTION`]). This measures only publishers of the same process
-//! and includes the delay until the subscriber records the receipt; receipts without a known
-//! timer are counted in [`StampedStats::unrecorded`]. With a core API to record an event of a
-//! given duration, the receipt would be timed by the header's send time instead (arrival wall
-//! clock − stamp), across processes.
-//!
-//! **Loss** counts stamped QoS 1/2 messages only: [`StampedStats::published`] ==
+//! **Loss** counts stamped QoS 1/2 messages only, per process: [`StampedStats::published`] ==
 //! [`StampedStats::received`] + [`StampedStats::lost`]. A message counts as received when any
-//! user of this process receives it; read the counts after the run stopped, and reset them
-//! between runs with [`reset_stamped_stats`].
+//! user of this process receives it, so the counts add up only when a topic's publishers and
+//! subscribers share the process; the registry this takes holds the ids of messages published
+//! and not yet received (and, for [`StampedStats::duplicates`], of messages received in the last
+//! [`STAMP_DUPLICATE_WINDOW`] or two), never timers. Read the counts after the run stopped, and
+//! reset them between runs with [`reset_stamped_stats`].
 //!
 //! ## Choices
 //!
@@ -186,7 +194,8 @@ pub use protocol::{MqttProtocol, MqttUserFactory, OPTION_NAMES};
 pub use response::MqttResponse;
 pub use session::{ProtocolVersion, MESSAGE_BUFFER, RECEIPT_BUFFER};
 pub use stamp::{
-    reset_stamped_stats, stamped_stats, StampedStats, STAMP_LEN, STAMP_MAGIC, STAMP_TIMER_RETENTION,
+    reset_stamped_stats, stamped_stats, StampedStats, STAMP_DUPLICATE_WINDOW, STAMP_LEN,
+    STAMP_MAGIC,
 };
 pub use task::{MqttMethod, DEFAULT_KEEPALIVE, DEFAULT_TIMEOUT};
 pub use user::{MqttUser, CONNECTION_LOST_NAME, RECV_REQUEST_TYPE, REQUEST_TYPE};

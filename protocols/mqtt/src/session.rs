@@ -10,10 +10,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use load_density_core::RequestTimer;
 use parking_lot::Mutex;
 use rumqttc::Outgoing;
 use tokio::sync::{oneshot, Notify};
@@ -28,7 +27,8 @@ use crate::stamp;
 const REQUEST_CAPACITY: usize = 16;
 /// Incoming messages kept for `receive` per connection (the oldest are dropped past it).
 pub const MESSAGE_BUFFER: usize = 1024;
-/// Receipts of stamped messages kept until the user records them (see [`crate::StampedStats`]).
+/// Receipts of stamped messages kept per connection until the user records them; past it the
+/// oldest are dropped and counted in [`StampedStats::unrecorded`](crate::StampedStats::unrecorded).
 pub const RECEIPT_BUFFER: usize = 65_536;
 /// The largest MQTT packet (the protocol's limit).
 const MAX_PACKET_SIZE: usize = 268_435_455;
@@ -66,12 +66,16 @@ pub(crate) struct Message {
     pub(crate) wire_len: usize,
 }
 
-/// The receipt of a stamped message, to record as an `MQTT_RECV` event.
+/// The receipt of a stamped message, to record as an `MQTT_RECV` event. Timed when the
+/// event-loop task got the PUBLISH, whenever the user records it.
 #[derive(Debug, Clone)]
 pub(crate) struct Receipt {
     pub(crate) topic: Arc<str>,
     pub(crate) wire_len: usize,
-    pub(crate) timer: RequestTimer,
+    /// The publisher's send time, from the stamp.
+    pub(crate) sent: SystemTime,
+    /// From `sent` to the arrival (wall clocks), zero when the arrival looks earlier.
+    pub(crate) latency: Duration,
 }
 
 type Reply = oneshot::Sender<Result<Option<u8>, MqttError>>;
@@ -223,15 +227,20 @@ impl Shared {
     }
 
     fn on_publish(&self, topic: String, payload: Bytes) {
+        // The arrival: the event-loop task got the PUBLISH from rumqttc just now.
+        let arrived = SystemTime::now();
         let wire_len = payload.len();
         let (receipt, body) = match stamp::decode(&payload) {
             Some((stamp, body)) => {
-                let receipt = stamp::received(stamp.id).map(|timer| Receipt {
+                stamp::received(stamp.id);
+                let (sent, latency) = stamp.latency(arrived);
+                let receipt = Receipt {
                     topic: Arc::from(topic.as_str()),
                     wire_len,
-                    timer,
-                });
-                (receipt, body)
+                    sent,
+                    latency,
+                };
+                (Some(receipt), body)
             }
             None => (None, payload),
         };

@@ -12,29 +12,31 @@
 //! | 12..20 | a message id unique within the publishing process (and, with high probability, across processes), big-endian |
 //!
 //! A subscriber strips the header before `receive` matches `expect` or hands the body to
-//! assertions; lengths count the bytes on the wire, header included.
+//! assertions; lengths count the bytes on the wire, header included. The receipt is timed from
+//! the header's send time alone ([`Stamp::latency`]), so the publisher may be another process
+//! on another machine; a new layout would take a new version byte in the magic.
 //!
 //! # The registry
 //!
-//! Every stamped message this process publishes is registered by its id; every stamped message
-//! a user of this process receives is looked up. [`stamped_stats`] reads the counts.
+//! Every stamped QoS 1/2 message this process publishes is registered by its id until a user
+//! of this process receives it; [`stamped_stats`] reads the counts. It holds ids only: the
+//! timing needs nothing from the publisher but the header.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use load_density_core::RequestTimer;
 use parking_lot::Mutex;
 
-/// The first bytes of a stamped payload.
+/// The first bytes of a stamped payload: `\0LD` and the header's format version, 1.
 pub const STAMP_MAGIC: [u8; 4] = [0x00, b'L', b'D', 0x01];
 /// Length of the stamp header, in bytes.
 pub const STAMP_LEN: usize = 20;
-/// How long the publisher's send timer of a stamped message is kept for subscribers to time
-/// their receipt against (between this and twice this).
-pub const STAMP_TIMER_RETENTION: Duration = Duration::from_secs(30);
+/// How long the id of a received stamped QoS 1/2 message is remembered, so that further
+/// receipts of it count as [`StampedStats::duplicates`] (between this and twice this).
+pub const STAMP_DUPLICATE_WINDOW: Duration = Duration::from_secs(30);
 
 /// The header of a stamped message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,25 @@ pub(crate) struct Stamp {
     pub(crate) sent_us: u64,
     /// Message id.
     pub(crate) id: u64,
+}
+
+impl Stamp {
+    /// The stamp of message `id`, sent now.
+    pub(crate) fn now(id: u64) -> Self {
+        Self {
+            sent_us: now_us(),
+            id,
+        }
+    }
+
+    /// The publisher's send time, and the time from it to `arrived` (zero when `arrived` is
+    /// earlier: the two clocks disagree by more than the latency).
+    pub(crate) fn latency(&self, arrived: SystemTime) -> (SystemTime, Duration) {
+        let sent = UNIX_EPOCH
+            .checked_add(Duration::from_micros(self.sent_us))
+            .unwrap_or(arrived);
+        (sent, arrived.duration_since(sent).unwrap_or(Duration::ZERO))
+    }
 }
 
 /// Prefixes `payload` with a stamp header.
@@ -73,7 +94,7 @@ pub(crate) fn decode(payload: &Bytes) -> Option<(Stamp, Bytes)> {
 }
 
 /// Microseconds since the Unix epoch, now.
-pub(crate) fn now_us() -> u64 {
+fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
@@ -83,11 +104,14 @@ pub(crate) fn now_us() -> u64 {
 /// Counts of stamped messages in this process since it started (or since
 /// [`reset_stamped_stats`]).
 ///
-/// Loss is counted for QoS 1 and 2 only: a stamped QoS 1/2 message is *published* once its
-/// PUBLISH was handed to a live connection, *received* once any user of this process received
-/// it, and *lost* while neither has happened. So `published == received + lost()` always holds;
-/// read the counts after the run stopped (messages still in flight count as lost), and give
-/// every stamped topic a subscriber in this process, or its messages all count as lost.
+/// Loss is counted for QoS 1 and 2 only, and within one process: a stamped QoS 1/2 message is
+/// *published* once its PUBLISH was handed to a live connection, *received* once any user of
+/// this process received it, and *lost* while neither has happened. So
+/// `published == received + lost()` always holds; read the counts after the run stopped
+/// (messages still in flight count as lost), and give every stamped topic a subscriber in this
+/// process, or its messages all count as lost. Messages stamped by another process are timed
+/// and recorded as `MQTT_RECV` events like any other, but counted here by nobody: their
+/// publisher's process counts them as lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StampedStats {
     /// Stamped QoS 1/2 messages published.
@@ -95,14 +119,11 @@ pub struct StampedStats {
     /// Of those, how many at least one subscriber received.
     pub received: u64,
     /// Further receipts of stamped QoS 1/2 messages already received (a second subscriber, or a
-    /// QoS 1 duplicate).
+    /// QoS 1 duplicate), within [`STAMP_DUPLICATE_WINDOW`] of the first.
     pub duplicates: u64,
-    /// Stamped messages received that this process did not publish (or published more than
-    /// [`STAMP_TIMER_RETENTION`] twice ago, or before the last reset).
-    pub foreign: u64,
-    /// Receipts of stamped messages (any QoS) that were not recorded as `MQTT_RECV` events:
-    /// no send timer was known for them (see [`StampedStats::foreign`]), or the subscriber's
-    /// receipt queue overflowed.
+    /// Receipts of stamped messages (any QoS, any publisher) that were not recorded as
+    /// `MQTT_RECV` events because the subscriber's receipt queue was full
+    /// ([`RECEIPT_BUFFER`](crate::RECEIPT_BUFFER) receipts not yet recorded).
     pub unrecorded: u64,
     lost: u64,
 }
@@ -144,10 +165,9 @@ struct Inner {
     stats: StampedStats,
     /// QoS 1/2 ids published and not yet received.
     outstanding: HashSet<u64>,
-    /// Send timers by id (value: the timer, and whether the message is QoS 1/2), in two
-    /// generations rotated every [`STAMP_TIMER_RETENTION`].
-    current: HashMap<u64, (RequestTimer, bool)>,
-    previous: HashMap<u64, (RequestTimer, bool)>,
+    /// QoS 1/2 ids received, in two generations rotated every [`STAMP_DUPLICATE_WINDOW`].
+    seen: HashSet<u64>,
+    seen_before: HashSet<u64>,
     rotated: Instant,
 }
 
@@ -156,24 +176,17 @@ impl Inner {
         Self {
             stats: StampedStats::default(),
             outstanding: HashSet::new(),
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            seen: HashSet::new(),
+            seen_before: HashSet::new(),
             rotated: Instant::now(),
         }
     }
 
     fn rotate_if_due(&mut self) {
-        if self.rotated.elapsed() >= STAMP_TIMER_RETENTION {
-            self.previous = std::mem::take(&mut self.current);
+        if self.rotated.elapsed() >= STAMP_DUPLICATE_WINDOW {
+            self.seen_before = std::mem::take(&mut self.seen);
             self.rotated = Instant::now();
         }
-    }
-
-    fn timer(&self, id: u64) -> Option<(RequestTimer, bool)> {
-        self.current
-            .get(&id)
-            .or_else(|| self.previous.get(&id))
-            .copied()
     }
 }
 
@@ -192,43 +205,32 @@ pub(crate) fn next_id() -> u64 {
     registry.prefix | (registry.counter.fetch_add(1, Ordering::Relaxed) & 0xFFFF_FFFF)
 }
 
-/// Registers a stamped message about to be published; `tracked` for QoS 1/2 (loss counted).
-pub(crate) fn register(id: u64, timer: RequestTimer, tracked: bool) {
+/// Registers a stamped QoS 1/2 message about to be published (QoS 0 ones are not counted).
+pub(crate) fn published(id: u64) {
     let mut inner = registry().inner.lock();
-    inner.rotate_if_due();
-    inner.current.insert(id, (timer, tracked));
-    if tracked && inner.outstanding.insert(id) {
+    if inner.outstanding.insert(id) {
         inner.stats.published += 1;
     }
 }
 
 /// Takes back a registration whose PUBLISH never reached the connection.
-pub(crate) fn unregister(id: u64) {
+pub(crate) fn withdrawn(id: u64) {
     let mut inner = registry().inner.lock();
-    inner.current.remove(&id);
-    inner.previous.remove(&id);
     if inner.outstanding.remove(&id) {
         inner.stats.published = inner.stats.published.saturating_sub(1);
     }
 }
 
-/// Counts the receipt of a stamped message and returns its publisher's send timer, when known.
-pub(crate) fn received(id: u64) -> Option<RequestTimer> {
+/// Counts the receipt of a stamped message (of any publisher and QoS).
+pub(crate) fn received(id: u64) {
     let mut inner = registry().inner.lock();
-    let known = inner.timer(id);
+    inner.rotate_if_due();
     if inner.outstanding.remove(&id) {
         inner.stats.received += 1;
-    } else {
-        match known {
-            Some((_, true)) => inner.stats.duplicates += 1,
-            Some((_, false)) => {}
-            None => inner.stats.foreign += 1,
-        }
+        inner.seen.insert(id);
+    } else if inner.seen.contains(&id) || inner.seen_before.contains(&id) {
+        inner.stats.duplicates += 1;
     }
-    if known.is_none() {
-        inner.stats.unrecorded += 1;
-    }
-    known.map(|(timer, _)| timer)
 }
 
 /// Counts receipts that could not be recorded (a full receipt queue).

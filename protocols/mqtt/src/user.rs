@@ -262,15 +262,14 @@ impl MqttUser {
         rendered: &Rendered,
     ) -> Result<MqttResponse, MqttError> {
         let (live, _) = self.ensure(task, rendered).await?;
-        let (payload, stamped) = if task.stamp {
-            let id = stamp::next_id();
-            let timer = RequestTimer::start();
-            let stamp = Stamp {
-                sent_us: stamp::now_us(),
-                id,
-            };
-            stamp::register(id, timer, task.qos > 0);
-            (stamp::encode(stamp, &rendered.payload), Some(id))
+        let (payload, tracked) = if task.stamp {
+            let stamp = Stamp::now(stamp::next_id());
+            // Loss is counted for QoS 1/2 only.
+            let tracked = (task.qos > 0).then_some(stamp.id);
+            if let Some(id) = tracked {
+                stamp::published(id);
+            }
+            (stamp::encode(stamp, &rendered.payload), tracked)
         } else {
             (rendered.payload.clone(), None)
         };
@@ -281,8 +280,8 @@ impl MqttUser {
         {
             Ok(pending) => pending,
             Err(error) => {
-                if let Some(id) = stamped {
-                    stamp::unregister(id);
+                if let Some(id) = tracked {
+                    stamp::withdrawn(id);
                 }
                 return Err(error);
             }
@@ -346,11 +345,14 @@ impl MqttUser {
     }
 }
 
+/// Records a receipt as an `MQTT_RECV` event: started at the publisher's send time, lasting
+/// until the arrival (so the time the user took to record it does not count).
 fn record_receipt(ctx: &mut UserContext, recv_type: &Arc<str>, url: &Arc<str>, receipt: Receipt) {
     let meta = RequestMeta::new(recv_type.clone(), receipt.topic, url.clone());
-    ctx.record_response(
+    ctx.record_measured(
         &meta,
-        receipt.timer,
+        receipt.sent,
+        receipt.latency,
         &MqttResponse::new(None, receipt.wire_len),
     );
 }

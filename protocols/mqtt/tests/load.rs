@@ -141,10 +141,7 @@ async fn five_hundred_publishers_fifty_subscribers_ten_seconds() -> anyhow::Resu
         counts.received + counts.lost(),
         "{counts:?}"
     );
-    assert_eq!(
-        (counts.duplicates, counts.foreign, counts.unrecorded),
-        (0, 0, 0)
-    );
+    assert_eq!((counts.duplicates, counts.unrecorded), (0, 0), "{counts:?}");
     // Each message has exactly one subscriber, and every receipt is one MQTT_RECV event.
     assert_eq!(recv_count, counts.received, "{counts:?}");
     // Only messages in flight when the run stopped may be lost.

@@ -136,3 +136,74 @@ fn rand_suffix() -> u32 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0)
 }
+
+/// A TCP proxy on `127.0.0.1:0` in front of a broker that holds every chunk the broker sends
+/// for a fixed delay before passing it on (what the client sends goes through at once): a
+/// broker that delivers late. Connections end with either side; dropping the proxy closes
+/// every connection.
+pub struct DelayProxy {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DelayProxy {
+    /// Starts a proxy to `upstream` (`host:port`) that delays the broker's bytes by `delay`.
+    pub async fn start(upstream: String, delay: Duration) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                connections.spawn(delay_pipe(client, upstream.clone(), delay));
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// The broker address for tasks: `127.0.0.1:<port>`.
+    pub fn broker(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn delay_pipe(client: tokio::net::TcpStream, upstream: String, delay: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = async move {
+        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        let _ = server_write.shutdown().await;
+    };
+    // Each chunk is due `delay` after it was read, so chunks are delayed, not serialised.
+    let (chunks, mut due) = tokio::sync::mpsc::unbounded_channel();
+    let read_down = async move {
+        let mut buffer = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = server_read.read(&mut buffer).await {
+            let at = tokio::time::Instant::now() + delay;
+            if chunks.send((at, buffer[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+    };
+    let write_down = async move {
+        while let Some((at, chunk)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if client_write.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = client_write.shutdown().await;
+    };
+    tokio::join!(up, read_down, write_down);
+}
