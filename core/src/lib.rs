@@ -9,7 +9,7 @@
 //! | [`registry`] | [`UserRegistration`] and the [`register_user!`] macro: how a protocol crate makes a user type (`"fast_http_user"`, ...) selectable by name |
 //! | [`user`] | [`UserTemplate`] (one value per simulated user), [`Protocol`] and [`UserFactory`] |
 //! | [`context`] | [`UserContext`]: what a user sees while it runs (its variables, the event bus, the stop signal) |
-//! | [`task`] | the task language shared by every protocol: task lists, scenario modes, the HTTP task shape |
+//! | [`task`] | the task language shared by every protocol: task lists, scenario modes, the HTTP task shape, the group options every protocol shares ([`GroupOptions`]), host and URL resolution |
 //! | [`checks`] | assertions and extractors, compiled once per task and applied by core to every protocol's responses |
 //! | [`predicate`] | `run_if` / `skip_if` conditions |
 //! | [`json_path`] | the dot paths of `json_path` assertions and extractors |
@@ -99,6 +99,7 @@ pub use record::{test_record_instance, Record, TestRecord};
 pub use registry::{RegistryError, UserRegistration};
 pub use response::Response;
 pub use stats::{RequestStats, StatsEntry};
+pub use task::options::{GroupOptions, GroupTls, COMMON_OPTION_NAMES};
 pub use task::{GroupPlan, PlanError, ScenarioMode, TaskList};
 pub use template::{JsonTemplate, Template};
 pub use user::{Protocol, UserFactory, UserTemplate};

@@ -15,9 +15,13 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use url::Url;
 
-use crate::task::PlanError;
+use crate::task::options::{task_seconds, GroupOptions};
+use crate::task::{GroupPlan, PlanError};
 use crate::template::{JsonTemplate, Template};
 use crate::variables::UserVariables;
+
+/// Moved to the protocol-neutral [`crate::task::url`]; re-exported here for existing callers.
+pub use crate::task::url::{parse_host, resolve_url};
 
 /// HTTP methods a task may use.
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -172,6 +176,18 @@ pub struct HttpDefaults {
     pub verify: Option<bool>,
 }
 
+impl HttpDefaults {
+    /// The defaults of `plan`'s group: its `host`, and the `timeout` and `verify` of its
+    /// parsed `options`.
+    pub fn from_plan(plan: &GroupPlan, options: &GroupOptions) -> Self {
+        Self {
+            host: plan.host().map(str::to_owned),
+            timeout: options.timeout(),
+            verify: options.verify(),
+        }
+    }
+}
+
 /// A compiled request part: constant or rendered per request.
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
@@ -253,37 +269,6 @@ fn parts(pairs: &Option<TemplatePairs>) -> Vec<(String, Part)> {
         .unwrap_or_default()
 }
 
-/// Parses a `host` setting into a base URL.
-pub fn parse_host(host: &str) -> Result<Url, PlanError> {
-    let with_scheme = if host.contains("://") {
-        host.to_owned()
-    } else {
-        format!("http://{host}")
-    };
-    Url::parse(&with_scheme)
-        .map_err(|e| PlanError::Config(format!("host {host:?} is not a valid URL: {e}")))
-}
-
-/// Resolves a URL against an optional base (`http://localhost` when there is none).
-pub fn resolve_url(base: Option<&Url>, text: &str) -> Result<Url, String> {
-    match Url::parse(text) {
-        Ok(url) => Ok(url),
-        Err(url::ParseError::RelativeUrlWithoutBase) => {
-            let fallback;
-            let base = match base {
-                Some(b) => b,
-                None => {
-                    fallback = Url::parse("http://localhost/").map_err(|e| e.to_string())?;
-                    &fallback
-                }
-            };
-            base.join(text)
-                .map_err(|e| format!("invalid URL {text:?}: {e}"))
-        }
-        Err(e) => Err(format!("invalid URL {text:?}: {e}")),
-    }
-}
-
 impl HttpRequestPlan {
     /// Validates task `index` and prepares it.
     pub fn compile(
@@ -323,14 +308,7 @@ impl HttpRequestPlan {
             ));
         }
         let timeout = match task.timeout {
-            Some(secs) if !(secs.is_finite() && secs > 0.0) => {
-                return Err(PlanError::task(
-                    index,
-                    "timeout",
-                    format!("timeout must be a positive number of seconds, got {secs}"),
-                ))
-            }
-            Some(secs) => Some(Duration::from_secs_f64(secs)),
+            Some(secs) => Some(task_seconds(index, "timeout", secs)?),
             None => defaults.timeout,
         };
         let base = defaults.host.as_deref().map(parse_host).transpose()?;

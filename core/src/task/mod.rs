@@ -9,8 +9,14 @@
 //! `skip_if`, `assertions`, `extract`) are taken out by core; the remaining keys are the
 //! protocol's, which it deserializes with [`TaskList::compile`] into its own task type (with
 //! `#[serde(deny_unknown_fields)]`), so an unknown key is an error naming the task index.
+//!
+//! Beside the task language: [`options`] parses the group options every network protocol
+//! shares (`timeout`, `verify`, `ca_file`) and positive seconds; [`url`] turns a group's
+//! `host` into a base URL and resolves task URLs against it.
 
 pub mod http;
+pub mod options;
+pub mod url;
 
 use std::sync::Arc;
 
@@ -220,6 +226,23 @@ impl TaskList {
             })
             .collect()
     }
+
+    /// [`TaskList::compile`], then `compile(index, task)` on each task in order: the one
+    /// loop every protocol's `prepare` runs to validate its tasks into their compiled form.
+    ///
+    /// # Errors
+    /// The first deserialization error (naming the task index and JSON path), else the first
+    /// error `compile` returns.
+    pub fn compile_each<T: DeserializeOwned, C>(
+        &self,
+        mut compile: impl FnMut(usize, T) -> Result<C, PlanError>,
+    ) -> Result<Vec<C>, PlanError> {
+        self.tasks
+            .iter()
+            .zip(self.compile::<T>()?)
+            .map(|(def, task)| compile(def.index, task))
+            .collect()
+    }
 }
 
 /// What kind of JSON value this is, for error messages (`"a list"`, `"null"`, ...).
@@ -409,6 +432,37 @@ mod tests {
         assert_eq!(wrapped.mode(), ScenarioMode::Weighted);
         assert_eq!(wrapped.tasks()[0].common().weight, Some(json!(3)));
         assert!(!wrapped.tasks()[0].keys().contains_key("weight"));
+    }
+
+    #[test]
+    fn compile_each_passes_indexes_and_stops_at_the_first_error() {
+        let list = TaskList::from_json(&json!([
+            {"method": "get", "url": "/a"},
+            {"method": "post", "timeout": 2.0}
+        ]))
+        .expect("list");
+        let compiled = list
+            .compile_each(|index, task: T| Ok((index, task.method)))
+            .expect("compiled");
+        assert_eq!(compiled, [(0, "get".to_owned()), (1, "post".to_owned())]);
+        let error = list
+            .compile_each(|index, task: T| match task.timeout {
+                Some(_) => Err(PlanError::task(index, "timeout", "no")),
+                None => Ok(index),
+            })
+            .expect_err("task 1 is refused");
+        assert_eq!(error.to_string(), "task 1 (tasks[1].timeout): no");
+        // Deserialization errors come first, before any task is compiled.
+        let list = TaskList::from_json(&json!([{"method": "get"}, {"method": 5}])).expect("list");
+        let mut calls = 0;
+        let error = list
+            .compile_each(|index, _task: T| {
+                calls += 1;
+                Ok(index)
+            })
+            .expect_err("task 1 does not deserialize");
+        assert!(error.to_string().contains("tasks[1].method"), "{error}");
+        assert_eq!(calls, 0);
     }
 
     #[test]

@@ -4,12 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use load_density_core::task::http::{HttpDefaults, HttpRequestPlan, HttpTask};
-use load_density_core::tls::{client_config, TlsSettings};
 use load_density_core::variables::UserVariables;
 use load_density_core::{
-    async_trait, GroupPlan, PlanError, Protocol, RequestMeta, UserFactory, UserTemplate,
+    async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, RequestMeta, UserFactory,
+    UserTemplate, COMMON_OPTION_NAMES,
 };
-use serde_json::{Map, Value};
 use tokio_rustls::TlsConnector;
 
 use crate::conn::Origin;
@@ -25,57 +24,6 @@ use crate::DEFAULT_TIMEOUT;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FastHttpProtocol;
 
-/// The group options this protocol reads.
-#[derive(Debug, Default)]
-struct Options {
-    timeout: Option<Duration>,
-    verify: Option<bool>,
-    ca_file: Option<(String, String)>,
-}
-
-impl Options {
-    async fn from_map(options: &Map<String, Value>) -> Result<Self, PlanError> {
-        let timeout = match options.get("timeout") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
-                _ => return Err(config_type("timeout", "a positive number of seconds", n)),
-            },
-            Some(other) => {
-                return Err(config_type(
-                    "timeout",
-                    "a positive number of seconds",
-                    other,
-                ))
-            }
-        };
-        let verify = match options.get("verify") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(other) => return Err(config_type("verify", "true or false", other)),
-        };
-        let ca_file = match options.get("ca_file") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(path)) => {
-                let pem = tokio::fs::read_to_string(path).await.map_err(|e| {
-                    PlanError::Config(format!("option \"ca_file\": cannot read {path:?}: {e}"))
-                })?;
-                Some((path.clone(), pem))
-            }
-            Some(other) => return Err(config_type("ca_file", "a file path", other)),
-        };
-        Ok(Self {
-            timeout,
-            verify,
-            ca_file,
-        })
-    }
-}
-
-fn config_type(key: &str, expected: &str, got: impl std::fmt::Display) -> PlanError {
-    PlanError::Config(format!("option {key:?} must be {expected}, got {got}"))
-}
-
 /// The TLS connectors a group's users share: one verifying, one not, each built only when a
 /// task needs it.
 #[derive(Clone, Default)]
@@ -85,6 +33,14 @@ pub(crate) struct TlsConnectors {
 }
 
 impl TlsConnectors {
+    fn new(tls: &GroupTls) -> Self {
+        let connector = |verify| tls.get(verify).cloned().map(TlsConnector::from);
+        Self {
+            secure: connector(true),
+            insecure: connector(false),
+        }
+    }
+
     /// The connector for a task's `verify` setting.
     pub(crate) fn get(&self, verify: bool) -> Option<&TlsConnector> {
         if verify {
@@ -197,59 +153,22 @@ impl UserFactory for FastHttpFactory {
     }
 }
 
-fn connector(settings: &TlsSettings, what: &str) -> Result<TlsConnector, PlanError> {
-    client_config(settings)
-        .map(TlsConnector::from)
-        .map_err(|e| PlanError::Config(format!("{what}: {e}")))
-}
-
 #[async_trait]
 impl Protocol for FastHttpProtocol {
     async fn prepare(&self, plan: &GroupPlan) -> Result<Arc<dyn UserFactory>, PlanError> {
-        let options = Options::from_map(plan.options()).await?;
-        let defaults = HttpDefaults {
-            host: plan.host().map(str::to_owned),
-            timeout: options.timeout,
-            verify: options.verify,
-        };
-        let tasks = plan.tasks().compile::<HttpTask>()?;
+        let options = GroupOptions::from_plan(plan)?;
+        let defaults = HttpDefaults::from_plan(plan, &options);
         let compiled = plan
             .tasks()
-            .tasks()
-            .iter()
-            .zip(&tasks)
-            .map(|(def, task)| CompiledTask::compile(def.index(), task, &defaults))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let alpn = vec![b"http/1.1".to_vec()];
-        let mut tls = TlsConnectors::default();
-        if compiled.iter().any(|t| t.plan.verify()) || options.ca_file.is_some() {
-            let (what, extra_ca_pem) = match &options.ca_file {
-                Some((path, pem)) => (format!("option \"ca_file\" ({path})"), Some(pem.clone())),
-                None => ("TLS configuration".to_owned(), None),
-            };
-            tls.secure = Some(connector(
-                &TlsSettings {
-                    insecure: false,
-                    extra_ca_pem,
-                    alpn: alpn.clone(),
-                },
-                &what,
-            )?);
-        }
-        if compiled.iter().any(|t| !t.plan.verify()) {
-            tls.insecure = Some(connector(
-                &TlsSettings {
-                    insecure: true,
-                    extra_ca_pem: None,
-                    alpn,
-                },
-                "TLS configuration",
-            )?);
-        }
+            .compile_each(|index, task: HttpTask| CompiledTask::compile(index, &task, &defaults))?;
+        let tls = options.group_tls(compiled.iter().map(|t| t.plan.verify()), &[b"http/1.1"])?;
         Ok(Arc::new(FastHttpFactory {
             tasks: compiled.into(),
-            tls,
+            tls: TlsConnectors::new(&tls),
         }))
+    }
+
+    fn option_names(&self) -> &'static [&'static str] {
+        COMMON_OPTION_NAMES
     }
 }

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use load_density_core::task::http::{HttpDefaults, HttpRequestPlan, HttpTask};
-use load_density_core::tls::{self, TlsSettings};
-use load_density_core::{async_trait, GroupPlan, PlanError, Protocol, UserFactory, UserTemplate};
-use serde_json::{Map, Value};
+use load_density_core::{
+    async_trait, GroupOptions, GroupPlan, PlanError, Protocol, UserFactory, UserTemplate,
+    COMMON_OPTION_NAMES,
+};
 
 use crate::client::TlsConfigs;
 use crate::user::HttpUser;
@@ -68,43 +69,15 @@ impl HttpProtocol {
     /// [`PlanError::Config`] naming the option for an invalid option, an unreadable `ca_file`
     /// or a client that cannot be built.
     pub async fn prepare_group(&self, plan: &GroupPlan) -> Result<HttpUserFactory, PlanError> {
-        let options = plan.options();
-        let defaults = HttpDefaults {
-            host: plan.host().map(str::to_owned),
-            timeout: option_timeout(options)?,
-            verify: option_bool(options, "verify")?,
-        };
-        let ca_file = option_str(options, "ca_file")?;
-        let extra_ca_pem = match ca_file {
-            Some(path) => Some(read_ca_file(path).await?),
-            None => None,
-        };
+        let options = GroupOptions::from_plan(plan)?;
+        let defaults = HttpDefaults::from_plan(plan, &options);
 
-        let tasks = plan.tasks().compile::<HttpTask>()?;
-        let requests = plan
-            .tasks()
-            .tasks()
-            .iter()
-            .zip(&tasks)
-            .map(|(def, task)| HttpRequestPlan::compile(def.index(), task, &defaults))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let alpn: Vec<Vec<u8>> = ALPN.iter().map(|p| p.to_vec()).collect();
-        let verified = tls::client_config(&TlsSettings {
-            insecure: false,
-            extra_ca_pem,
-            alpn: alpn.clone(),
-        })
-        .map_err(|e| match ca_file {
-            Some(path) => PlanError::Config(format!("ca_file {path:?}: {e}")),
-            None => PlanError::Config(format!("TLS configuration: {e}")),
+        let requests = plan.tasks().compile_each(|index, task: HttpTask| {
+            HttpRequestPlan::compile(index, &task, &defaults)
         })?;
-        let insecure = tls::client_config(&TlsSettings {
-            insecure: true,
-            extra_ca_pem: None,
-            alpn,
-        })
-        .map_err(|e| PlanError::Config(format!("TLS configuration (verify: false): {e}")))?;
+
+        let verified = options.tls_config(true, &ALPN)?;
+        let insecure = options.tls_config(false, &ALPN)?;
         let tls = TlsConfigs::new(verified, insecure);
         // Build each kind of client once now, so a client that cannot be built is a
         // configuration error before the run rather than a failure per request.
@@ -122,49 +95,8 @@ impl Protocol for HttpProtocol {
     async fn prepare(&self, plan: &GroupPlan) -> Result<Arc<dyn UserFactory>, PlanError> {
         Ok(Arc::new(self.prepare_group(plan).await?))
     }
-}
 
-fn option<'a>(options: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    options.get(key).filter(|v| !v.is_null())
-}
-
-fn option_timeout(options: &Map<String, Value>) -> Result<Option<Duration>, PlanError> {
-    match option(options, "timeout") {
-        None => Ok(None),
-        Some(value) => match value.as_f64() {
-            Some(secs) if secs.is_finite() && secs > 0.0 => Ok(Some(Duration::from_secs_f64(secs))),
-            _ => Err(PlanError::Config(format!(
-                "option \"timeout\" must be a positive number of seconds, got {value}"
-            ))),
-        },
+    fn option_names(&self) -> &'static [&'static str] {
+        COMMON_OPTION_NAMES
     }
-}
-
-fn option_bool(options: &Map<String, Value>, key: &str) -> Result<Option<bool>, PlanError> {
-    match option(options, key) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(PlanError::Config(format!(
-            "option {key:?} must be true or false, got {other}"
-        ))),
-    }
-}
-
-fn option_str<'a>(
-    options: &'a Map<String, Value>,
-    key: &str,
-) -> Result<Option<&'a str>, PlanError> {
-    match option(options, key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(PlanError::Config(format!(
-            "option {key:?} must be a file path (a string), got {other}"
-        ))),
-    }
-}
-
-async fn read_ca_file(path: &str) -> Result<String, PlanError> {
-    tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| PlanError::Config(format!("ca_file {path:?}: cannot read it: {e}")))
 }

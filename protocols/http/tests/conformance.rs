@@ -22,7 +22,9 @@ async fn http_user_conforms() {
         move || counted.served(),
         json!([{"method": "get", "request_url": format!("http://127.0.0.1:{}/", unused_local_port())}]),
     )
-    .host(target.base_url());
+    .host(target.base_url())
+    // The options every HTTP user reads: declared, or the runner would reject them.
+    .options(json!({"timeout": 5, "verify": true}));
     let report = assert_protocol_conformance(case).await;
     assert_eq!(report.requests(), target.served());
     assert_eq!(

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use load_density_core::task::options::{option_seconds, task_seconds};
 use load_density_core::template::Template;
 use load_density_core::variables::UserVariables;
 use load_density_core::{
@@ -64,24 +65,13 @@ struct Options {
 
 impl Options {
     fn from_map(options: &Map<String, Value>) -> Result<Self, PlanError> {
-        let read = |key: &str, default: Duration| match options.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(value) => seconds(value.as_f64(), value)
-                .map_err(|message| PlanError::Config(format!("option {key:?} {message}"))),
+        let read = |key: &str, default: Duration| {
+            option_seconds(options, key).map(|secs| secs.unwrap_or(default))
         };
         Ok(Self {
             connect_timeout: read("connect_timeout", DEFAULT_CONNECT_TIMEOUT)?,
             timeout: read("timeout", DEFAULT_TIMEOUT)?,
         })
-    }
-}
-
-/// A positive, finite number of seconds.
-fn seconds(secs: Option<f64>, shown: impl std::fmt::Display) -> Result<Duration, String> {
-    match secs {
-        Some(secs) if secs.is_finite() && secs > 0.0 => Duration::try_from_secs_f64(secs)
-            .map_err(|_| format!("must be a positive number of seconds, got {shown}")),
-        _ => Err(format!("must be a positive number of seconds, got {shown}")),
     }
 }
 
@@ -315,11 +305,11 @@ impl CompiledTask {
                     "connect_timeout applies to tcp only (UDP has no handshake)".to_owned(),
                 ))
             }
-            Some(secs) => seconds(Some(secs), secs).map_err(|m| err("connect_timeout", m))?,
+            Some(secs) => task_seconds(index, "connect_timeout", secs)?,
         };
         let timeout = match task.timeout {
             None => options.timeout,
-            Some(secs) => seconds(Some(secs), secs).map_err(|m| err("timeout", m))?,
+            Some(secs) => task_seconds(index, "timeout", secs)?,
         };
         let keep_alive = match task.keep_alive {
             None => true,
@@ -463,13 +453,9 @@ impl Protocol for SocketProtocol {
                 ));
             }
         }
-        let tasks = plan
-            .tasks()
-            .compile::<SocketTask>()?
-            .into_iter()
-            .enumerate()
-            .map(|(index, task)| CompiledTask::compile(index, task, options, plan.host()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let tasks = plan.tasks().compile_each(|index, task: SocketTask| {
+            CompiledTask::compile(index, task, options, plan.host())
+        })?;
         Ok(Arc::new(SocketFactory {
             tasks: tasks.into(),
         }))

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use load_density_core::task::http::{resolve_url, TemplatePairs};
+use load_density_core::task::http::TemplatePairs;
+use load_density_core::task::options::task_seconds;
+use load_density_core::task::url::resolve_url;
 use load_density_core::template::JsonTemplate;
 use load_density_core::variables::UserVariables;
 use load_density_core::{PlanError, Template};
@@ -366,13 +368,7 @@ impl CompiledTask {
         }
         let timeout = match task.timeout {
             None => defaults.timeout,
-            Some(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
-            Some(secs) => {
-                return Err(error(
-                    "timeout",
-                    format!("timeout must be a positive number of seconds, got {secs}"),
-                ))
-            }
+            Some(secs) => task_seconds(index, "timeout", secs)?,
         };
         let (url_key, url_template) = match (&task.request_url, &task.url) {
             (Some(t), _) => ("request_url", Some(t)),

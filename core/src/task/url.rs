@@ -1,0 +1,90 @@
+//! URLs every URL-based protocol shares: a group's `host` as a base URL, and a task's URL
+//! resolved against it.
+//!
+//! Protocol-neutral: the HTTP users, `websocket_user` and any other protocol whose tasks name
+//! URLs use the same rules, so `host: "127.0.0.1:8080"` means the same thing everywhere.
+//!
+//! ```
+//! use load_density_core::task::url::{parse_host, resolve_url};
+//!
+//! let base = parse_host("127.0.0.1:8080").expect("a host");
+//! assert_eq!(base.as_str(), "http://127.0.0.1:8080/");
+//! let url = resolve_url(Some(&base), "/get?a=1").expect("a URL");
+//! assert_eq!(url.as_str(), "http://127.0.0.1:8080/get?a=1");
+//! ```
+
+use ::url::{ParseError, Url};
+
+use crate::task::PlanError;
+
+/// Parses a `host` setting into a base URL; a host without a scheme is taken as `http://`.
+///
+/// # Errors
+/// A [`PlanError::Config`] naming the host when it is not a valid URL.
+pub fn parse_host(host: &str) -> Result<Url, PlanError> {
+    let with_scheme = if host.contains("://") {
+        host.to_owned()
+    } else {
+        format!("http://{host}")
+    };
+    Url::parse(&with_scheme)
+        .map_err(|e| PlanError::Config(format!("host {host:?} is not a valid URL: {e}")))
+}
+
+/// Resolves a URL against an optional base (`http://localhost` when there is none). An
+/// absolute URL is returned as it is, whatever its scheme: the protocol checks the scheme.
+///
+/// # Errors
+/// The reason, naming the URL, when `text` is not a valid absolute or relative URL.
+pub fn resolve_url(base: Option<&Url>, text: &str) -> Result<Url, String> {
+    match Url::parse(text) {
+        Ok(url) => Ok(url),
+        Err(ParseError::RelativeUrlWithoutBase) => {
+            let fallback;
+            let base = match base {
+                Some(b) => b,
+                None => {
+                    fallback = Url::parse("http://localhost/").map_err(|e| e.to_string())?;
+                    &fallback
+                }
+            };
+            base.join(text)
+                .map_err(|e| format!("invalid URL {text:?}: {e}"))
+        }
+        Err(e) => Err(format!("invalid URL {text:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_get_a_scheme_and_bad_ones_are_named() {
+        let base = parse_host("example.com:81").expect("host:port");
+        assert_eq!(base.as_str(), "http://example.com:81/");
+        let base = parse_host("wss://example.com/chat/").expect("with a scheme");
+        assert_eq!(base.scheme(), "wss");
+        assert_eq!(base.path(), "/chat/");
+        let error = parse_host("http://exa mple.com").expect_err("a space");
+        assert!(
+            matches!(&error, PlanError::Config(m) if m.starts_with("host \"http://exa mple.com\" is not a valid URL")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn urls_resolve_against_the_base_or_localhost() {
+        let base = parse_host("http://h:1/api/").expect("host");
+        let url = resolve_url(Some(&base), "v1/items").expect("relative");
+        assert_eq!(url.as_str(), "http://h:1/api/v1/items");
+        let url = resolve_url(Some(&base), "/root").expect("absolute path");
+        assert_eq!(url.as_str(), "http://h:1/root");
+        let url = resolve_url(Some(&base), "ws://other:2/x").expect("absolute");
+        assert_eq!(url.as_str(), "ws://other:2/x");
+        let url = resolve_url(None, "/get").expect("no base");
+        assert_eq!(url.as_str(), "http://localhost/get");
+        let error = resolve_url(None, "http://[::1").expect_err("bad URL");
+        assert!(error.starts_with("invalid URL \"http://[::1\""), "{error}");
+    }
+}
