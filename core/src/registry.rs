@@ -1,4 +1,4 @@
-//! The user-type registry: protocol crates register themselves here through [`register_user!`].
+//! The user-type registry: protocol crates register themselves here through [`register_user!`](crate::register_user).
 //!
 //! Registrations are collected with `inventory` at link time. The name index is built once, on
 //! first use; a name registered twice makes every lookup fail with
@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use crate::user::Protocol;
 
-/// One registered user type: plain data, built in a `const` context by [`register_user!`].
+/// One registered user type: plain data, built in a `const` context by [`register_user!`](crate::register_user).
 pub struct UserRegistration {
     name: &'static str,
     description: &'static str,
@@ -22,7 +22,7 @@ pub struct UserRegistration {
 }
 
 impl UserRegistration {
-    /// Builds a registration. Use [`register_user!`] rather than calling this directly.
+    /// Builds a registration. Use [`register_user!`](crate::register_user) rather than calling this directly.
     pub const fn new(
         name: &'static str,
         description: &'static str,
