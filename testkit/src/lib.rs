@@ -43,6 +43,7 @@
 //! Unknown paths get an empty `404` (and are counted too).
 
 pub mod conformance;
+pub mod grpc;
 mod http;
 pub mod mqtt;
 mod routes;
@@ -51,6 +52,7 @@ mod stats;
 mod tls;
 mod ws;
 
+pub use grpc::{GrpcReflection, GrpcTarget, GrpcTargetBuilder};
 pub use http::HttpTarget;
 pub use mqtt::{Mosquitto, MosquittoConfig, MqttBroker, MqttBrokerConfig};
 pub use socket::{TcpEchoServer, UdpEchoServer};
