@@ -25,6 +25,9 @@ use serde_json::{Map, Value};
 
 use crate::variables::Variables;
 
+/// The crate's short name for [`json_kind`].
+pub(crate) use self::json_kind as kind;
+
 /// Keys core handles for every protocol.
 pub const COMMON_KEYS: &[&str] = &["weight", "run_if", "skip_if", "assertions", "extract"];
 
@@ -246,7 +249,17 @@ impl TaskList {
 }
 
 /// What kind of JSON value this is, for error messages (`"a list"`, `"null"`, ...).
-pub(crate) fn kind(value: &Value) -> &'static str {
+///
+/// ```
+/// use load_density_core::task::json_kind;
+/// use serde_json::json;
+///
+/// assert_eq!(
+///     format!("expected an object, got {}", json_kind(&json!([1]))),
+///     "expected an object, got a list"
+/// );
+/// ```
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -37,6 +37,41 @@ use crate::tls::{client_config, TlsSettings};
 /// The option keys [`GroupOptions`] reads, sorted.
 pub const COMMON_OPTION_NAMES: &[&str] = &["ca_file", "timeout", "verify"];
 
+/// [`COMMON_OPTION_NAMES`] followed by a protocol's `own` option keys: the option names of a
+/// protocol that reads the common options and some of its own. `N` is the total count; a
+/// wrong `N` fails to compile when used in a `const`.
+///
+/// ```
+/// use load_density_core::task::options::with_common_options;
+///
+/// const OPTION_NAMES: &[&str] = &with_common_options::<5>(&["broker", "protocol_version"]);
+/// assert_eq!(
+///     OPTION_NAMES,
+///     ["ca_file", "timeout", "verify", "broker", "protocol_version"]
+/// );
+/// ```
+pub const fn with_common_options<const N: usize>(own: &[&'static str]) -> [&'static str; N] {
+    let common = COMMON_OPTION_NAMES;
+    assert!(
+        common.len() + own.len() == N,
+        "N must be the number of common and own option names"
+    );
+    let mut names = [""; N];
+    let mut i = 0;
+    while i < N {
+        names[i] = if i < common.len() {
+            common[i]
+        } else {
+            own[i - common.len()]
+        };
+        i += 1;
+    }
+    names
+}
+
+/// The largest number of seconds [`seconds`] accepts (about 31 years).
+pub const MAX_SECONDS: f64 = 1e9;
+
 /// Parses a positive number of seconds (`5`, `0.25`) into a [`Duration`].
 ///
 /// `what` names the value in the message (`"timeout"`, `"option \"timeout\""`).
@@ -62,6 +97,13 @@ pub fn seconds(value: &Value, what: &str) -> Result<Duration, String> {
         .as_f64()
         .filter(|secs| secs.is_finite() && *secs > 0.0)
         .ok_or_else(not_positive)?;
+    // Far beyond any real timeout, and far below what `Instant + Duration` can hold, so no
+    // protocol can overflow a deadline with a value accepted here.
+    if secs > MAX_SECONDS {
+        return Err(format!(
+            "{what} is too large: {value} seconds (at most {MAX_SECONDS} seconds)"
+        ));
+    }
     match Duration::try_from_secs_f64(secs) {
         Ok(duration) if duration.is_zero() => Err(format!(
             "{what} must be at least one nanosecond, got {value} seconds"
@@ -331,6 +373,15 @@ mod tests {
         assert!(error.contains("positive number of seconds"), "{error}");
         let error = seconds(&Value::from(f64::NAN), "timeout").expect_err("NaN");
         assert!(error.contains("positive number of seconds"), "{error}");
+    }
+
+    #[test]
+    fn with_common_options_puts_the_common_names_first() {
+        const NAMES: [&str; 4] = with_common_options(&["target"]);
+        assert_eq!(NAMES, ["ca_file", "timeout", "verify", "target"]);
+        assert_eq!(with_common_options::<3>(&[]), COMMON_OPTION_NAMES);
+        let wrong = std::panic::catch_unwind(|| with_common_options::<5>(&["target"]));
+        assert!(wrong.is_err(), "a wrong count is refused");
     }
 
     #[test]

@@ -67,7 +67,7 @@
 //! | `messages` | client and bidi streams: the list of messages to send, in order (instead of `payload`) |
 //! | `count` | client and bidi streams: how many times to send `payload` (default 1, at most 100000; placeholders are rendered per message) |
 //! | `metadata` | request metadata: an object, or a list of `[name, value]` pairs; names are lower-cased; `-bin` names carry the value's bytes; `grpc-*`, `content-type`, `te` and `user-agent` are reserved |
-//! | `timeout` | seconds for the whole call, connecting included, also sent as `grpc-timeout`; default the group's `timeout`, else 10 |
+//! | `timeout` | seconds for the whole call, connecting included, also sent as `grpc-timeout` (so at most 99999999 hours); default the group's `timeout`, else 10 |
 //! | `name` | statistics name; default `/package.Service/Method` |
 //! | `each_message_event` | server and bidi streams: also record each received message as its own event (request type `GRPC_MSG`) |
 //! | `verify` | verify the server certificate of an `https://` target (default the group's `verify`, else `true`) |
@@ -106,7 +106,7 @@
 //! | `descriptor_set` | a binary `FileDescriptorSet` file (`protoc --include_imports --descriptor_set_out`, `buf build -o`) |
 //! | `reflection` | `true`: ask each target's server reflection (`grpc.reflection.v1`, falling back to `v1alpha`) at prepare, for the services the tasks call, within the group's `timeout`; imports the server does not send are taken from the bundled well-known types |
 //! | `target` | default target of the tasks |
-//! | `timeout` | default call timeout in seconds |
+//! | `timeout` | default call timeout in seconds (at most 99999999 hours) |
 //! | `verify` | default certificate verification (`true`/`false`) |
 //! | `ca_file` | a PEM file of extra trusted CA certificates, read at prepare |
 //! | `share_channel` | `true`: one HTTP/2 connection per target for all users of the group, instead of one per user |

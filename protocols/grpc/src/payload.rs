@@ -2,6 +2,7 @@
 //! descriptors (`prost-reflect`), with no generated code.
 
 use bytes::Bytes;
+use load_density_core::task::json_kind;
 use load_density_core::variables::UserVariables;
 use load_density_core::JsonTemplate;
 use prost::Message as _;
@@ -80,14 +81,7 @@ pub(crate) fn encode_json(
     message: &MessageDescriptor,
 ) -> Result<Bytes, PayloadError> {
     if !value.is_object() {
-        return Err(PayloadError::new(
-            "",
-            format!(
-                "a payload must be a JSON object (the fields of {}), got {}",
-                message.full_name(),
-                kind_of(value)
-            ),
-        ));
+        return Err(not_an_object(value, message));
     }
     let mut track = serde_path_to_error::Track::new();
     let deserializer = serde_path_to_error::Deserializer::new(value, &mut track);
@@ -169,15 +163,16 @@ fn kind_name(kind: &Kind) -> String {
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
+/// The error for a payload that is not a JSON object.
+fn not_an_object(value: &Value, message: &MessageDescriptor) -> PayloadError {
+    PayloadError::new(
+        "",
+        format!(
+            "a payload must be a JSON object (the fields of {}), got {}",
+            message.full_name(),
+            json_kind(value)
+        ),
+    )
 }
 
 /// Checks that every key of a payload names a field, recursing into message
@@ -189,14 +184,7 @@ fn check_fields(
 ) -> Result<(), PayloadError> {
     let Value::Object(map) = value else {
         return if path.is_empty() {
-            Err(PayloadError::new(
-                "",
-                format!(
-                    "a payload must be a JSON object (the fields of {}), got {}",
-                    message.full_name(),
-                    kind_of(value)
-                ),
-            ))
+            Err(not_an_object(value, message))
         } else {
             Ok(())
         };

@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use load_density_core::checks::TaskChecks;
-use load_density_core::tls::{client_config, TlsSettings};
-use load_density_core::{async_trait, GroupPlan, PlanError, Protocol, UserFactory, UserTemplate};
+use load_density_core::task::options::with_common_options;
+use load_density_core::{
+    async_trait, GroupOptions, GroupPlan, PlanError, Protocol, UserFactory, UserTemplate,
+};
 use prost_reflect::DescriptorPool;
 use serde_json::{Map, Value};
 
@@ -26,19 +27,18 @@ use crate::{DEFAULT_TARGET, DEFAULT_TIMEOUT};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcProtocol;
 
-/// The group options this protocol reads.
-pub(crate) const OPTION_NAMES: &[&str] = &[
+/// The group options this protocol reads: the common ones
+/// ([`COMMON_OPTION_NAMES`](load_density_core::COMMON_OPTION_NAMES): `ca_file`, `timeout`,
+/// `verify`) and its own.
+pub(crate) const OPTION_NAMES: &[&str] = &with_common_options::<10>(&[
     "proto_files",
     "import_paths",
     "descriptor_set",
     "reflection",
     "target",
-    "timeout",
-    "verify",
-    "ca_file",
     "share_channel",
     "compression",
-];
+]);
 
 fn config_type(key: &str, expected: &str, got: impl std::fmt::Display) -> PlanError {
     PlanError::Config(format!("option {key:?} must be {expected}, got {got}"))
@@ -55,14 +55,13 @@ enum Source {
 
 #[derive(Debug, Default)]
 struct Options {
+    /// `timeout`, `verify` and `ca_file`.
+    common: GroupOptions,
     proto_files: Vec<String>,
     import_paths: Vec<String>,
     descriptor_set: Option<String>,
     reflection: bool,
     target: Option<String>,
-    timeout: Option<Duration>,
-    verify: Option<bool>,
-    ca_file: Option<(String, String)>,
     share_channel: bool,
     gzip: bool,
 }
@@ -99,52 +98,20 @@ fn optional_string(options: &Map<String, Value>, key: &str) -> Result<Option<Str
 }
 
 impl Options {
-    async fn from_map(options: &Map<String, Value>) -> Result<Self, PlanError> {
-        let timeout = match options.get("timeout") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
-                    Some(Duration::from_secs_f64(secs))
-                }
-                _ => return Err(config_type("timeout", "a positive number of seconds", n)),
-            },
-            Some(other) => {
-                return Err(config_type(
-                    "timeout",
-                    "a positive number of seconds",
-                    other,
-                ))
-            }
-        };
-        let ca_file = match optional_string(options, "ca_file").map_err(|_| {
-            config_type(
-                "ca_file",
-                "a file path",
-                options.get("ca_file").unwrap_or(&Value::Null),
-            )
-        })? {
-            None => None,
-            Some(path) => {
-                let pem = tokio::fs::read_to_string(&path).await.map_err(|e| {
-                    PlanError::Config(format!("option \"ca_file\": cannot read {path:?}: {e}"))
-                })?;
-                Some((path, pem))
-            }
-        };
+    fn from_map(options: &Map<String, Value>) -> Result<Self, PlanError> {
+        let common = GroupOptions::from_map(options)?;
         let gzip = match optional_string(options, "compression")? {
             None => false,
             Some(text) => parse_compression(&text)
                 .map_err(|m| PlanError::Config(format!("option \"compression\": {m}")))?,
         };
         Ok(Self {
+            common,
             proto_files: string_list(options, "proto_files")?,
             import_paths: string_list(options, "import_paths")?,
             descriptor_set: optional_string(options, "descriptor_set")?,
             reflection: optional_bool(options, "reflection")?.unwrap_or(false),
             target: optional_string(options, "target")?,
-            timeout,
-            verify: optional_bool(options, "verify")?,
-            ca_file,
             share_channel: optional_bool(options, "share_channel")?.unwrap_or(false),
             gzip,
         })
@@ -213,64 +180,29 @@ impl UserFactory for GrpcFactory {
     }
 }
 
-/// The TLS configurations of a group, by `verify` setting, built on first need.
-struct Tls {
-    ca: Option<(String, String)>,
-    configs: HashMap<bool, Arc<rustls::ClientConfig>>,
-}
-
-impl Tls {
-    fn config(&mut self, verify: bool) -> Result<Arc<rustls::ClientConfig>, PlanError> {
-        if let Some(config) = self.configs.get(&verify) {
-            return Ok(config.clone());
-        }
-        let (what, extra_ca_pem) = match (&self.ca, verify) {
-            (Some((path, pem)), true) => {
-                (format!("option \"ca_file\" ({path})"), Some(pem.clone()))
-            }
-            _ => ("TLS configuration".to_owned(), None),
-        };
-        let config = client_config(&TlsSettings {
-            insecure: !verify,
-            extra_ca_pem,
-            alpn: vec![b"h2".to_vec()],
-        })
-        .map_err(|e| PlanError::Config(format!("{what}: {e}")))?;
-        self.configs.insert(verify, config.clone());
-        Ok(config)
-    }
-}
-
 #[async_trait]
 impl Protocol for GrpcProtocol {
     async fn prepare(&self, plan: &GroupPlan) -> Result<Arc<dyn UserFactory>, PlanError> {
-        let options = Options::from_map(plan.options()).await?;
+        let options = Options::from_map(plan.options())?;
         let defaults = Defaults {
             target: options
                 .target
                 .clone()
                 .or_else(|| plan.host().map(str::to_owned))
                 .unwrap_or_else(|| DEFAULT_TARGET.to_owned()),
-            timeout: options.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            verify: options.verify.unwrap_or(true),
+            timeout: options.common.timeout().unwrap_or(DEFAULT_TIMEOUT),
+            verify: options.common.verify().unwrap_or(true),
             gzip: options.gzip,
         };
         // Everything that needs no descriptors first, so a typo fails fast.
-        let raw = plan.tasks().compile::<GrpcTask>()?;
         let specs = plan
             .tasks()
-            .tasks()
-            .iter()
-            .zip(raw)
-            .map(|(def, task)| TaskSpec::new(def.index(), task, &defaults))
-            .collect::<Result<Vec<_>, _>>()?;
+            .compile_each(|index, task: GrpcTask| TaskSpec::new(index, task, &defaults))?;
         let source = options.source().await?;
 
         // Endpoints: one per distinct (target, TLS setting).
-        let mut tls = Tls {
-            ca: options.ca_file.clone(),
-            configs: HashMap::new(),
-        };
+        let tls_verify = specs.iter().filter(|s| s.target.tls).map(|s| s.verify);
+        let tls = options.common.group_tls(tls_verify, &[b"h2"])?;
         let mut endpoints: Vec<Endpoint> = Vec::new();
         let mut endpoint_of: Vec<usize> = Vec::with_capacity(specs.len());
         let mut keys: Vec<(Target, Option<bool>)> = Vec::new();
@@ -279,11 +211,7 @@ impl Protocol for GrpcProtocol {
             let position = match keys.iter().position(|k| *k == key) {
                 Some(position) => position,
                 None => {
-                    let config = if spec.target.tls {
-                        Some(tls.config(spec.verify)?)
-                    } else {
-                        None
-                    };
+                    let config = tls.get(spec.verify).cloned();
                     let endpoint = Endpoint::new(spec.target.clone(), config)
                         .map_err(|m| PlanError::task(spec.index, "target", m))?;
                     endpoints.push(endpoint);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use load_density_core::checks::TaskChecks;
+use load_density_core::task::options::task_seconds;
 use load_density_core::template::Template;
 use load_density_core::variables::UserVariables;
 use load_density_core::{JsonTemplate, PlanError, RequestMeta};
@@ -27,6 +28,10 @@ pub(crate) const MESSAGE_REQUEST_TYPE: &str = "GRPC_MSG";
 
 /// The most messages `count` may ask for in one call.
 const MAX_COUNT: u64 = 100_000;
+
+// A `grpc-timeout` header carries at most 8 digits of hours; core's cap on timeouts stays below
+// that, so every accepted timeout can be sent (tonic panics on larger ones).
+const _: () = assert!(load_density_core::task::options::MAX_SECONDS <= 99_999_999.0 * 3600.0);
 
 /// The keys of one task, as written.
 #[derive(Debug, Deserialize)]
@@ -254,16 +259,7 @@ impl TaskSpec {
         };
         let timeout = match task.timeout {
             None => defaults.timeout,
-            Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
-                Duration::from_secs_f64(secs)
-            }
-            Some(secs) => {
-                return Err(task_error(
-                    index,
-                    "timeout",
-                    format!("timeout must be a positive number of seconds, got {secs}"),
-                ))
-            }
+            Some(secs) => task_seconds(index, "timeout", secs)?,
         };
         let metadata = match &task.metadata {
             None => Metadata::default(),

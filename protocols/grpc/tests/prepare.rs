@@ -3,7 +3,7 @@
 mod common;
 
 use common::{merge, plan_error, prepare, proto_options};
-use load_density_core::registry;
+use load_density_core::{registry, PlanError, COMMON_OPTION_NAMES};
 use load_density_testkit::{unused_local_port, GrpcReflection, GrpcTarget};
 use serde_json::{json, Value};
 
@@ -29,6 +29,9 @@ fn grpc_user_is_registered_with_its_options() {
             "verify"
         ]
     );
+    for common in COMMON_OPTION_NAMES {
+        assert!(options.contains(common), "{common} is declared");
+    }
 }
 
 const T: &str = "127.0.0.1:1";
@@ -104,6 +107,50 @@ async fn bad_tasks_name_the_index_and_field() {
             "{tasks}\n  got: {error}\n  expected: {expected}"
         );
     }
+}
+
+/// The longest timeout a `grpc-timeout` header carries: 99999999 hours.
+#[tokio::test]
+async fn a_huge_timeout_is_a_plan_error_naming_the_key() {
+    let too_large = "is too large: 1e+20 seconds (at most ";
+    let tasks = json!([unary(json!({})), unary(json!({ "timeout": 1e20 }))]);
+    match prepare(&tasks, None, proto_options()).await {
+        Err(PlanError::Task {
+            index,
+            path,
+            message,
+        }) => {
+            assert_eq!((index, path.as_str()), (1, "timeout"), "{message}");
+            assert!(
+                message.starts_with(&format!("timeout {too_large}")),
+                "{message}"
+            );
+        }
+        Err(other) => panic!("expected a task error, got {other}"),
+        Ok(_) => panic!("a 1e20 s timeout must be refused"),
+    }
+    let options = merge(proto_options(), json!({ "timeout": 1e20 }));
+    match prepare(&json!([unary(json!({}))]), None, options).await {
+        Err(PlanError::Config(message)) => assert!(
+            message.starts_with(&format!("option \"timeout\" {too_large}")),
+            "{message}"
+        ),
+        Err(other) => panic!("expected a config error, got {other}"),
+        Ok(_) => panic!("a 1e20 s timeout option must be refused"),
+    }
+}
+
+#[tokio::test]
+async fn the_longest_timeout_is_accepted_and_the_call_runs() {
+    // Core's largest timeout goes out as a `grpc-timeout` header without a panic.
+    let server = GrpcTarget::start().await.expect("start");
+    let tasks = json!([{"call": "loadtest.Echo/Unary", "target": server.target(),
+                        "payload": {"message": "far"},
+                        "timeout": load_density_core::task::options::MAX_SECONDS}]);
+    let mut user = common::Harness::new(tasks, proto_options()).await;
+    let event = user.once(0).await;
+    common::assert_success(&event);
+    assert_eq!(server.calls(), 1);
 }
 
 #[tokio::test]

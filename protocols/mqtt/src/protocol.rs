@@ -2,17 +2,21 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use load_density_core::{async_trait, GroupPlan, PlanError, Protocol, UserFactory, UserTemplate};
+use load_density_core::task::options::with_common_options;
+use load_density_core::{
+    async_trait, GroupOptions, GroupPlan, PlanError, Protocol, UserFactory, UserTemplate,
+};
 use serde_json::{Map, Value};
 
 use crate::session::ProtocolVersion;
-use crate::task::{GroupDefaults, MqttMethod, TaskPlan};
+use crate::task::{GroupDefaults, MqttMethod, MqttTask, TaskPlan};
 use crate::user::MqttUser;
 
-/// Group option keys `mqtt_user` reads.
-pub const OPTION_NAMES: &[&str] = &["broker", "timeout", "verify", "ca_file", "protocol_version"];
+/// Group option keys `mqtt_user` reads: the common ones
+/// ([`COMMON_OPTION_NAMES`](load_density_core::COMMON_OPTION_NAMES): `ca_file`, `timeout`,
+/// `verify`), `broker` and `protocol_version`.
+pub const OPTION_NAMES: &[&str] = &with_common_options::<5>(&["broker", "protocol_version"]);
 
 /// The `mqtt_user` protocol: validates a group's tasks and makes [`MqttUser`]s.
 ///
@@ -71,32 +75,10 @@ impl MqttProtocol {
     /// a bad `qos`, an unreadable `ca_file`, ...), or a [`PlanError::Config`] naming the option.
     pub async fn prepare_group(&self, plan: &GroupPlan) -> Result<MqttUserFactory, PlanError> {
         let options = plan.options();
-        let ca_pem = match option_str(options, "ca_file")? {
-            Some(path) => Some(tokio::fs::read_to_string(path).await.map_err(|e| {
-                PlanError::Config(format!("ca_file {path:?}: cannot read it: {e}"))
-            })?),
-            None => None,
-        };
-        let version = match option(options, "protocol_version") {
-            None => None,
-            Some(value) => match value.as_u64() {
-                Some(4) => Some(ProtocolVersion::V311),
-                Some(5) => Some(ProtocolVersion::V5),
-                _ => {
-                    return Err(PlanError::Config(format!(
-                        "option \"protocol_version\" must be 4 or 5, got {value}"
-                    )))
-                }
-            },
-        };
         let defaults = GroupDefaults {
-            broker: option_str(options, "broker")?
-                .or(plan.host())
-                .map(str::to_owned),
-            timeout: option_timeout(options)?,
-            verify: option_bool(options, "verify")?,
-            ca_pem,
-            version,
+            broker: broker_option(options)?.or(plan.host()).map(str::to_owned),
+            version: version_option(options)?,
+            common: GroupOptions::from_map(options)?,
         };
 
         // Read every task's ca_file before compiling (compiling is synchronous).
@@ -109,16 +91,19 @@ impl MqttProtocol {
                 task_cas.insert(def.index(), read);
             }
         }
-        let tasks =
-            TaskPlan::compile_all(plan, &defaults, |index, path| match task_cas.get(&index) {
-                Some(Ok(pem)) => Ok(pem.clone()),
-                Some(Err(message)) => Err(PlanError::task(index, "ca_file", message.clone())),
-                None => Err(PlanError::task(
-                    index,
-                    "ca_file",
-                    format!("cannot read {path:?}"),
-                )),
-            })?;
+        let tasks = plan.tasks().compile_each(|index, task: MqttTask| {
+            let ca_pem = match &task.ca_file {
+                None => None,
+                Some(path) => match task_cas.remove(&index) {
+                    Some(read) => Some(read.map_err(|m| PlanError::task(index, "ca_file", m))?),
+                    None => {
+                        let message = format!("cannot read {path:?}");
+                        return Err(PlanError::task(index, "ca_file", message));
+                    }
+                },
+            };
+            TaskPlan::compile(index, task, &defaults, ca_pem)
+        })?;
         let buffer_messages = tasks.iter().any(|t| t.method == MqttMethod::Receive);
         Ok(MqttUserFactory {
             shared: Arc::new(GroupShared {
@@ -140,41 +125,27 @@ impl Protocol for MqttProtocol {
     }
 }
 
-fn option<'a>(options: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    options.get(key).filter(|v| !v.is_null())
+/// The `broker` option: the group's default broker, before its host.
+fn broker_option(options: &Map<String, Value>) -> Result<Option<&str>, PlanError> {
+    match options.get("broker") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(broker)) => Ok(Some(broker)),
+        Some(other) => Err(PlanError::Config(format!(
+            "option \"broker\" must be a string, got {other}"
+        ))),
+    }
 }
 
-fn option_timeout(options: &Map<String, Value>) -> Result<Option<Duration>, PlanError> {
-    match option(options, "timeout") {
-        None => Ok(None),
-        Some(value) => match value.as_f64() {
-            Some(secs) if secs.is_finite() && secs > 0.0 => Ok(Some(Duration::from_secs_f64(secs))),
+/// The `protocol_version` option: 4 (MQTT 3.1.1) or 5.
+fn version_option(options: &Map<String, Value>) -> Result<Option<ProtocolVersion>, PlanError> {
+    match options.get("protocol_version") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match value.as_u64() {
+            Some(4) => Ok(Some(ProtocolVersion::V311)),
+            Some(5) => Ok(Some(ProtocolVersion::V5)),
             _ => Err(PlanError::Config(format!(
-                "option \"timeout\" must be a positive number of seconds, got {value}"
+                "option \"protocol_version\" must be 4 or 5, got {value}"
             ))),
         },
-    }
-}
-
-fn option_bool(options: &Map<String, Value>, key: &str) -> Result<Option<bool>, PlanError> {
-    match option(options, key) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(PlanError::Config(format!(
-            "option {key:?} must be true or false, got {other}"
-        ))),
-    }
-}
-
-fn option_str<'a>(
-    options: &'a Map<String, Value>,
-    key: &str,
-) -> Result<Option<&'a str>, PlanError> {
-    match option(options, key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(PlanError::Config(format!(
-            "option {key:?} must be a string, got {other}"
-        ))),
     }
 }

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use load_density_core::task::options::task_seconds;
 use load_density_core::template::{JsonTemplate, Template};
+use load_density_core::tls::{client_config, TlsSettings};
 use load_density_core::variables::UserVariables;
-use load_density_core::PlanError;
+use load_density_core::{GroupOptions, PlanError};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -93,7 +95,7 @@ impl<'de> Deserialize<'de> for PayloadKey {
 /// One task as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MqttTask {
+pub(crate) struct MqttTask {
     #[serde(default)]
     method: Option<String>,
     #[serde(default)]
@@ -125,7 +127,7 @@ struct MqttTask {
     #[serde(default)]
     verify: Option<bool>,
     #[serde(default)]
-    ca_file: Option<String>,
+    pub(crate) ca_file: Option<String>,
     #[serde(default)]
     stamp: Option<bool>,
     #[serde(default)]
@@ -138,10 +140,9 @@ struct MqttTask {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct GroupDefaults {
     pub(crate) broker: Option<String>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) verify: Option<bool>,
-    pub(crate) ca_pem: Option<String>,
     pub(crate) version: Option<ProtocolVersion>,
+    /// `timeout`, `verify` and `ca_file`.
+    pub(crate) common: GroupOptions,
 }
 
 /// A value known at compile time, or rendered per task run.
@@ -245,28 +246,8 @@ fn check_topic(method: MqttMethod, topic: &str) -> Result<(), String> {
 }
 
 impl TaskPlan {
-    /// Compiles every task; `ca_pems[i]` is the text of task `i`'s `ca_file`, read already.
-    pub(crate) fn compile_all(
-        plan: &load_density_core::GroupPlan,
-        defaults: &GroupDefaults,
-        read_ca: impl Fn(usize, &str) -> Result<String, PlanError>,
-    ) -> Result<Vec<TaskPlan>, PlanError> {
-        let tasks = plan.tasks().compile::<MqttTask>()?;
-        plan.tasks()
-            .tasks()
-            .iter()
-            .zip(tasks)
-            .map(|(def, task)| {
-                let ca_pem = match &task.ca_file {
-                    Some(path) => Some(read_ca(def.index(), path)?),
-                    None => None,
-                };
-                Self::compile(def.index(), task, defaults, ca_pem)
-            })
-            .collect()
-    }
-
-    fn compile(
+    /// Compiles task `index`; `ca_pem` is the text of its `ca_file`, read already.
+    pub(crate) fn compile(
         index: usize,
         task: MqttTask,
         defaults: &GroupDefaults,
@@ -381,15 +362,8 @@ impl TaskPlan {
             }
         };
         let timeout = match task.timeout {
-            None => defaults.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            Some(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
-            Some(secs) => {
-                return Err(task_error(
-                    index,
-                    "timeout",
-                    format!("timeout must be a positive number of seconds, got {secs}"),
-                ))
-            }
+            None => defaults.common.timeout().unwrap_or(DEFAULT_TIMEOUT),
+            Some(secs) => task_seconds(index, "timeout", secs)?,
         };
         let version = match task.protocol_version {
             Some(number) => version(index, number)?,
@@ -409,24 +383,17 @@ impl TaskPlan {
                 "clean_session: false needs a non-empty client_id",
             ));
         }
-        let verify = task.verify.or(defaults.verify).unwrap_or(true);
-        let task_ca = ca_pem.is_some();
-        let settings = load_density_core::tls::TlsSettings {
-            insecure: !verify,
-            extra_ca_pem: if verify {
-                ca_pem.or_else(|| defaults.ca_pem.clone())
-            } else {
-                None
-            },
-            alpn: Vec::new(),
+        let verify = task.verify.or(defaults.common.verify()).unwrap_or(true);
+        let tls = match ca_pem {
+            // The task's own CAs replace the group's.
+            Some(pem) if verify => client_config(&TlsSettings {
+                insecure: false,
+                extra_ca_pem: Some(pem),
+                alpn: Vec::new(),
+            })
+            .map_err(|e| task_error(index, "ca_file", e.to_string()))?,
+            _ => defaults.common.tls_config(verify, &[])?,
         };
-        let tls = load_density_core::tls::client_config(&settings).map_err(|e| {
-            if task_ca {
-                task_error(index, "ca_file", e.to_string())
-            } else {
-                PlanError::Config(format!("TLS configuration: {e}"))
-            }
-        })?;
 
         let name = match &task.name {
             Some(template) => match template.as_constant() {

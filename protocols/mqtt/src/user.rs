@@ -296,7 +296,9 @@ impl MqttUser {
         rendered: &Rendered,
         ctx: &mut UserContext,
     ) -> Result<Option<MqttResponse>, MqttError> {
-        let deadline = tokio::time::Instant::now() + task.timeout;
+        // `sleep` saturates a timeout too far away (`Instant + timeout` would overflow).
+        let deadline = tokio::time::sleep(task.timeout);
+        tokio::pin!(deadline);
         let filter = task.filter(rendered);
         let expect = rendered.expect.as_deref();
         let mut stop = ctx.stop_signal();
@@ -326,7 +328,7 @@ impl MqttUser {
             }
             tokio::select! {
                 _ = live.session.activity() => {}
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut deadline => {
                     let mut what = match filter {
                         Some(filter) => format!("a message on {filter:?}"),
                         None => "a message".to_owned(),

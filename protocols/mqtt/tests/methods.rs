@@ -261,3 +261,27 @@ async fn a_slow_broker_times_out_acks_without_stalling_the_event_loop() -> anyho
     assert_eq!(broker.stats().publishes, 4);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_timeout_beyond_the_clock_does_not_panic() -> anyhow::Result<()> {
+    // The largest timeout core accepts: every wait must still work (no deadline overflow).
+    let broker = MqttBroker::start().await?;
+    let t = topic("far-timeout");
+    let tasks = json!([
+        {"method": "connect", "timeout": 1e9},
+        {"method": "subscribe", "topic": t, "qos": 1, "timeout": 1e9},
+        {"method": "publish", "topic": t, "qos": 1, "payload": "x", "timeout": 1e9},
+        {"method": "receive", "topic": t, "timeout": 1e9},
+    ]);
+    let factory = prepare(tasks, Some(broker.broker()), Map::new()).await?;
+    let recorder = Recorder::new();
+    let mut user = factory.new_user(1);
+    let mut ctx = recorder.context(1);
+    for index in 0..3 {
+        ok(run_one(user.as_mut(), index, &mut ctx, &recorder).await);
+    }
+    let got = ok(run_one(user.as_mut(), 3, &mut ctx, &recorder).await);
+    assert_eq!(got.response_length, 1);
+    user.on_stop(&mut ctx).await;
+    Ok(())
+}

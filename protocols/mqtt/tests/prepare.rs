@@ -3,7 +3,7 @@
 mod common;
 
 use common::{options, prepare};
-use load_density_core::{registry, PlanError};
+use load_density_core::{registry, PlanError, COMMON_OPTION_NAMES};
 use load_density_mqtt::{MqttMethod, MqttProtocol, OPTION_NAMES};
 use serde_json::{json, Map, Value};
 
@@ -19,11 +19,16 @@ async fn error(tasks: Value) -> String {
 fn mqtt_user_is_registered_with_its_options() {
     let registration = registry::lookup("mqtt_user").expect("registered");
     assert!(registration.description().contains("MQTT"));
+    let mut names = registration.protocol().option_names().to_vec();
+    names.sort_unstable();
     assert_eq!(
-        registration.protocol().option_names(),
-        ["broker", "timeout", "verify", "ca_file", "protocol_version"]
+        names,
+        ["broker", "ca_file", "protocol_version", "timeout", "verify"]
     );
-    assert_eq!(OPTION_NAMES.len(), 5);
+    assert_eq!(registration.protocol().option_names(), OPTION_NAMES);
+    for common in COMMON_OPTION_NAMES {
+        assert!(OPTION_NAMES.contains(common), "{common} is declared");
+    }
 }
 
 #[tokio::test]
@@ -120,7 +125,7 @@ async fn bad_group_options_are_config_errors() {
         (
             "ca_file",
             json!("/nonexistent.pem"),
-            "ca_file \"/nonexistent.pem\": cannot read it",
+            "option \"ca_file\": cannot read \"/nonexistent.pem\": ",
         ),
     ] {
         let result = prepare(json!([{"topic": "t"}]), None, options(&[(key, value)])).await;
@@ -129,6 +134,41 @@ async fn bad_group_options_are_config_errors() {
             Err(other) => panic!("{key}: expected a config error, got {other}"),
             Ok(_) => panic!("{key}: expected an error"),
         }
+    }
+}
+
+#[tokio::test]
+async fn a_huge_timeout_is_a_plan_error_naming_the_key() {
+    // 1e20 seconds is more than a `Duration` holds: an error, not a panic.
+    match prepare(
+        json!([{"topic": "t"}, {"topic": "t", "timeout": 1e20}]),
+        None,
+        Map::new(),
+    )
+    .await
+    {
+        Err(PlanError::Task {
+            index,
+            path,
+            message,
+        }) => {
+            assert_eq!((index, path.as_str()), (1, "timeout"));
+            assert!(
+                message.starts_with("timeout is too large: 1e+20 seconds (at most "),
+                "{message}"
+            );
+        }
+        Err(other) => panic!("expected a task error, got {other}"),
+        Ok(_) => panic!("a 1e20 s timeout must be refused"),
+    }
+    let group = options(&[("timeout", json!(1e20))]);
+    match prepare(json!([{"topic": "t"}]), None, group).await {
+        Err(PlanError::Config(message)) => assert!(
+            message.starts_with("option \"timeout\" is too large: 1e+20 seconds (at most "),
+            "{message}"
+        ),
+        Err(other) => panic!("expected a config error, got {other}"),
+        Ok(_) => panic!("a 1e20 s timeout option must be refused"),
     }
 }
 
