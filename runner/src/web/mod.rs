@@ -1,0 +1,484 @@
+//! The web UI: a live dashboard and Locust's HTTP API, served while a run goes.
+//!
+//! A run given `web_ui_dict` serves, for its whole life, on the address the dictionary names:
+//!
+//! - `GET /`: the dashboard (state, users, RPS, failure ratio, the statistics table, live
+//!   charts of the whole run, failures, workers of a master, controls to stop the run and to
+//!   change its user count). Everything it needs is built into the binary.
+//! - `GET /events`: the server-sent events the dashboard listens to: one `init` event with the
+//!   chart history, then one `update` about once a second, then a last one when the run ends.
+//! - Locust's HTTP API, same paths, form fields and JSON shapes: `POST /swarm`, `POST /stop`,
+//!   `POST /stats/reset`, `GET /stats/requests`, `GET /stats/requests/csv`,
+//!   `GET /stats/failures/csv`, `GET /exceptions`, `GET /exceptions/csv`, `GET /worker-count`;
+//!   plus `GET /stats/summary.json` (the summary report of this run).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config: load_density::StartTest = serde_json::from_value(serde_json::json!({
+//!     "user_count": 10,
+//!     "test_time": null,
+//!     "host": "http://127.0.0.1:8080",
+//!     "web_ui_dict": {"host": "127.0.0.1", "port": 0},
+//!     "tasks": [{"method": "get", "request_url": "/"}]
+//! }))?;
+//! let env = load_density::prepare_env(config).await?;
+//! let addr = load_density::web::local_addr(&env).expect("the UI of this run");
+//! println!("open http://{addr}/ ; stopping the run there ends it");
+//! let summary = env.wait().await;
+//! # let _ = summary; Ok(()) }
+//! ```
+//!
+//! `web_ui_dict` keys: `host` (default `127.0.0.1`; `"*"` means every interface), `port`
+//! (default 8089; 0 picks a free port, see [`local_addr`] and [`running_addresses`]), and
+//! `username` with `password` to require HTTP basic authentication on every route.
+//!
+//! Differences from Locust, on purpose: no cross-origin access (no CORS headers, and a
+//! state-changing request from another site's page is refused); the run ends when it is
+//! stopped, so `/swarm` after `/stop` is refused and the UI closes with the run; `/swarm`
+//! cannot change the host of a running test; `/exceptions` is always empty (a failed request is
+//! a failure, in `errors`, not an exception).
+
+mod api;
+mod guard;
+mod history;
+mod live;
+mod page;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use history::{ChartHistory, ChartPoint, OLD_POINTS_CAP, RECENT_POINTS};
+
+use crate::config::StartTest;
+use crate::control::RunControl;
+use crate::env::Environment;
+use live::Live;
+
+/// The web UI's default port (Locust's).
+pub const DEFAULT_PORT: u16 = 8089;
+/// The web UI's default address.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// The keys `web_ui_dict` accepts.
+pub const WEB_UI_KEYS: &[&str] = &["host", "port", "username", "password"];
+/// How long the server waits for requests in flight once the run has ended.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the web UI could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebUiError {
+    /// `web_ui_dict` is not valid.
+    #[error("web_ui_dict: {0}")]
+    Settings(String),
+    /// The address cannot be listened on.
+    #[error("the web UI cannot listen on {address}")]
+    Bind {
+        /// The address asked for.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Basic-authentication credentials. `Debug` does not show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    username: String,
+    password: String,
+}
+
+impl BasicAuth {
+    /// Credentials that every request must present.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+    /// The user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+    /// The password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// Where and how the web UI serves: what `web_ui_dict` says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebUiSettings {
+    host: String,
+    port: u16,
+    auth: Option<BasicAuth>,
+    distributed: bool,
+}
+
+impl Default for WebUiSettings {
+    fn default() -> Self {
+        Self {
+            host: DEFAULT_HOST.to_owned(),
+            port: DEFAULT_PORT,
+            auth: None,
+            distributed: false,
+        }
+    }
+}
+
+impl WebUiSettings {
+    /// Serves on `host:port` (port 0: any free port).
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            ..Self::default()
+        }
+    }
+
+    /// Requires HTTP basic authentication on every route.
+    pub fn with_basic_auth(mut self, auth: BasicAuth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Marks the run as a distributed master's: the API then reports `workers` and
+    /// `worker_count` as Locust's master does, and the page shows the workers tab.
+    pub fn with_distributed(mut self, distributed: bool) -> Self {
+        self.distributed = distributed;
+        self
+    }
+
+    /// Reads a `web_ui_dict` (see the [module docs](self) for its keys).
+    ///
+    /// # Errors
+    /// Not an object, an unknown key, a wrong type, a username without a password.
+    pub fn from_value(value: &Value) -> Result<Self, WebUiError> {
+        let invalid = |message: String| WebUiError::Settings(message);
+        let Value::Object(map) = value else {
+            return Err(invalid(format!(
+                "must be an object like {{\"host\": \"127.0.0.1\", \"port\": 8089}}, got {value}"
+            )));
+        };
+        if let Some(unknown) = map.keys().find(|k| !WEB_UI_KEYS.contains(&k.as_str())) {
+            return Err(invalid(format!(
+                "unknown key {unknown:?} (known keys: {})",
+                WEB_UI_KEYS.join(", ")
+            )));
+        }
+        let string = |key: &str| -> Result<Option<String>, WebUiError> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(invalid(format!("{key} must be a string, got {other}"))),
+            }
+        };
+        let mut settings = Self::default();
+        if let Some(host) = string("host")? {
+            let host = host.trim();
+            settings.host = match host {
+                "" | "*" => "0.0.0.0".to_owned(),
+                other => other.to_owned(),
+            };
+        }
+        match map.get("port") {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) => {
+                settings.port =
+                    n.as_u64()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .ok_or_else(|| {
+                            invalid(format!("port must be a whole number 0-65535, got {n}"))
+                        })?;
+            }
+            Some(other) => {
+                return Err(invalid(format!(
+                    "port must be a whole number 0-65535, got {other}"
+                )))
+            }
+        }
+        match (string("username")?, string("password")?) {
+            (None, None) => {}
+            (Some(username), Some(password)) if !username.is_empty() => {
+                settings.auth = Some(BasicAuth::new(username, password));
+            }
+            (Some(_), Some(_)) => return Err(invalid("username must not be empty".to_owned())),
+            _ => {
+                return Err(invalid(
+                    "username and password go together: give both or neither".to_owned(),
+                ))
+            }
+        }
+        Ok(settings)
+    }
+
+    /// The settings of a run's `web_ui_dict`: `None` when it has none, or when the run is a
+    /// worker (a worker serves no UI; its master does).
+    ///
+    /// # Errors
+    /// See [`from_value`](Self::from_value).
+    pub fn from_config(config: &StartTest) -> Result<Option<Self>, WebUiError> {
+        let Some(value) = &config.web_ui_dict else {
+            return Ok(None);
+        };
+        let settings = Self::from_value(value)?;
+        match config.runner_mode.as_str() {
+            "worker" => {
+                tracing::warn!("web_ui_dict is ignored on a worker: its master serves the UI");
+                Ok(None)
+            }
+            mode => Ok(Some(settings.with_distributed(mode == "master"))),
+        }
+    }
+
+    /// The host to listen on.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+    /// The port to listen on (0: any free port).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    /// The credentials, when basic authentication is on.
+    pub fn auth(&self) -> Option<&BasicAuth> {
+        self.auth.as_ref()
+    }
+    /// Whether the run is a distributed master's.
+    pub fn distributed(&self) -> bool {
+        self.distributed
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct Shared {
+    pub(crate) control: Arc<dyn RunControl>,
+    pub(crate) settings: WebUiSettings,
+    pub(crate) live: Live,
+    /// The stop scheduled by `/swarm`'s `run_time`.
+    pub(crate) run_timer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A running web UI. It serves until the run it shows has stopped (or [`shutdown`] is
+/// called), then sends its last update and closes. Dropping the handle does not stop it.
+///
+/// [`shutdown`]: WebUi::shutdown
+#[derive(Debug, Clone)]
+pub struct WebUi {
+    addr: SocketAddr,
+    close: watch::Sender<bool>,
+    closed: watch::Receiver<bool>,
+}
+
+impl WebUi {
+    /// Binds `settings`' address and serves the UI of `control`'s run on the current tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// The address cannot be listened on.
+    pub async fn start(
+        control: Arc<dyn RunControl>,
+        settings: WebUiSettings,
+    ) -> Result<Self, WebUiError> {
+        Self::start_keyed(control, settings, None).await
+    }
+
+    async fn start_keyed(
+        control: Arc<dyn RunControl>,
+        settings: WebUiSettings,
+        key: Option<usize>,
+    ) -> Result<Self, WebUiError> {
+        let address = format!("{}:{}", settings.host, settings.port);
+        let listener = tokio::net::TcpListener::bind((settings.host.as_str(), settings.port))
+            .await
+            .map_err(|source| WebUiError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| WebUiError::Bind { address, source })?;
+        if !addr.ip().is_loopback() && settings.auth.is_none() {
+            tracing::warn!(
+                %addr,
+                "the web UI listens beyond this machine without authentication; anyone who can \
+                 reach it can stop the run (set web_ui_dict username and password)"
+            );
+        }
+        let shared = Arc::new(Shared {
+            live: Live::new(control.clone(), settings.distributed),
+            control,
+            settings,
+            run_timer: Mutex::new(None),
+        });
+        let (close, close_rx) = watch::channel(false);
+        let (closed_tx, closed) = watch::channel(false);
+        let registration = Registration(register(addr, key));
+        let app = router(shared.clone());
+        let server_stop = shared.live.ended();
+        let server = axum::serve(listener, app).with_graceful_shutdown(server_stop);
+        tokio::spawn(async move {
+            // Unregisters even when the runtime drops this task.
+            let registration = registration;
+            let server = tokio::spawn(async move {
+                if let Err(error) = server.await {
+                    tracing::error!(%error, "the web UI server failed");
+                }
+            });
+            live::run(&shared, close_rx).await;
+            if let Some(timer) = shared.run_timer.lock().take() {
+                timer.abort();
+            }
+            let abort = server.abort_handle();
+            if tokio::time::timeout(CLOSE_GRACE, server).await.is_err() {
+                abort.abort();
+            }
+            drop(registration);
+            tracing::info!(%addr, "web UI closed");
+            closed_tx.send_replace(true);
+        });
+        tracing::info!(%addr, "web UI: http://{addr}/");
+        Ok(Self {
+            addr,
+            close,
+            closed,
+        })
+    }
+
+    /// The address it listens on (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<address>/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Waits until it has closed (after the run stopped).
+    pub async fn closed(&self) {
+        let mut closed = self.closed.clone();
+        let _ = closed.wait_for(|c| *c).await;
+    }
+
+    /// Closes it now, whatever the run does (the run goes on), and waits until it has closed.
+    pub async fn shutdown(&self) {
+        self.close.send_replace(true);
+        self.closed().await;
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/assets/{file}", get(page::asset))
+        .route("/events", get(page::events))
+        .route("/stats/summary.json", get(page::summary))
+        .route("/swarm", post(api::swarm))
+        .route("/stop", post(api::stop))
+        .route("/stats/reset", post(api::reset))
+        .route("/stats/requests", get(api::requests))
+        .route("/stats/requests/csv", get(api::requests_csv))
+        .route("/stats/failures/csv", get(api::failures_csv))
+        .route("/exceptions", get(api::exceptions))
+        .route("/exceptions/csv", get(api::exceptions_csv))
+        .route("/worker-count", get(api::worker_count))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            guard::guard,
+        ))
+        .with_state(shared)
+}
+
+struct Registered {
+    id: u64,
+    addr: SocketAddr,
+    key: Option<usize>,
+    ui: Option<WebUi>,
+}
+
+static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn register(addr: SocketAddr, key: Option<usize>) -> u64 {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    REGISTRY.lock().push(Registered {
+        id,
+        addr,
+        key,
+        ui: None,
+    });
+    id
+}
+
+/// A registry entry, removed when dropped.
+struct Registration(u64);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        REGISTRY.lock().retain(|r| r.id != self.0);
+    }
+}
+
+/// Identifies a run for the registry: the address of its configuration, which clones of an
+/// [`Environment`] share and which lives as long as the run.
+fn env_key(env: &Environment) -> usize {
+    std::ptr::from_ref(env.config()) as usize
+}
+
+/// The addresses of every web UI running in this process, oldest first.
+pub fn running_addresses() -> Vec<SocketAddr> {
+    REGISTRY.lock().iter().map(|r| r.addr).collect()
+}
+
+/// The address of the web UI of a run started by [`prepare_env`](crate::prepare_env) (or
+/// [`start_test`](crate::start_test)) with `web_ui_dict`, while it serves.
+pub fn local_addr(env: &Environment) -> Option<SocketAddr> {
+    let key = env_key(env);
+    REGISTRY
+        .lock()
+        .iter()
+        .find(|r| r.key == Some(key))
+        .map(|r| r.addr)
+}
+
+/// Starts the UI of `env`'s run (by `prepare_env`), before the run starts.
+pub(crate) async fn attach(env: &Environment, settings: WebUiSettings) -> Result<(), WebUiError> {
+    let key = env_key(env);
+    let ui = WebUi::start_keyed(Arc::new(env.clone()), settings, Some(key)).await?;
+    if let Some(entry) = REGISTRY.lock().iter_mut().find(|r| r.key == Some(key)) {
+        entry.ui = Some(ui);
+    }
+    Ok(())
+}
+
+/// Waits until the UI of `env`'s run, if it has one, has closed: called once the run has
+/// stopped, so that the port is free again when `start_test` returns.
+pub(crate) async fn closed(env: &Environment) {
+    let key = env_key(env);
+    let ui = REGISTRY
+        .lock()
+        .iter()
+        .find(|r| r.key == Some(key))
+        .and_then(|r| r.ui.clone());
+    if let Some(ui) = ui {
+        ui.closed().await;
+    }
+}
