@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
 """fast_http_user against a local nginx, beside wrk, in the same run.
 
-Run on demand (not part of the tests):
+Run on demand (never part of the test suite), from the workspace root:
 
-    python3 bench/http_vs_wrk.py [--seconds 10] [--connections 50]
+    CARGO_TARGET_DIR=/var/tmp/ld-target python3 bench/http_vs_wrk.py [--seconds 10] \
+        [--connections 50] [--repeat 3]
 
-Needs nginx and wrk (Debian packages `nginx-light` or `nginx`, and `wrk`) and builds the
-release `load-density` binary. nginx is pinned to the last CPU, each generator to CPU 0 (on a
-machine with one CPU nothing is pinned). Prints requests per generator CPU-second
-(requests / (user + sys CPU seconds of the generator process)) for both tools and their ratio.
-All traffic goes to 127.0.0.1.
+Needs nginx and wrk (Debian packages `nginx-light` and `wrk`); builds the release
+`load-density` binary. nginx (one worker) is pinned to the last CPU, each generator to CPU 0.
+Each round runs wrk (`-t1 -c50`) and load-density (50 fast_http users, no wait) back to back
+for the same duration, alternating which goes first; the script prints, per round and as the
+median over rounds, requests per generator CPU-second = requests / (user + sys CPU seconds of
+the generator process alone, from os.wait4) and the ratio load-density / wrk (goal >= 0.5).
+
+Checks, or the script stops: nginx answers 200 "ok"; wrk reports no non-2xx/3xx responses and
+no socket errors; load-density reports 0 failures; nginx's own request counter (stub_status)
+agrees with each tool's count within the in-flight requests. All traffic goes to 127.0.0.1;
+every run is bounded by --seconds (and killed past a timeout).
 """
 
 import argparse
@@ -17,149 +24,111 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET_DIR = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+import ldbench
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def run_wrk(nginx, seconds, connections):
+    before = nginx.status()["requests"]
+    m = ldbench.run_measured(
+        ldbench.pin(ldbench.GENERATOR_CPU)
+        + ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", nginx.url("/index.html")],
+        timeout=seconds + 60)
+    served = nginx.status()["requests"] - before - 1
+    if m.returncode != 0:
+        raise SystemExit(f"wrk failed ({m.returncode}): {m.stderr}")
+    found = re.search(r"(\d+) requests in", m.stdout)
+    if not found:
+        raise SystemExit(f"cannot read wrk's request count: {m.stdout}")
+    if "Non-2xx or 3xx responses" in m.stdout or "Socket errors" in m.stdout:
+        raise SystemExit(f"wrk saw errors:\n{m.stdout}")
+    requests = int(found.group(1))
+    check_served("wrk", requests, served, connections)
+    return {"requests": requests, "cpu": m.cpu, "wall": m.wall, "served": served}
 
 
-def pin(cpu):
-    if os.cpu_count() and os.cpu_count() > 1 and shutil.which("taskset"):
-        return ["taskset", "-c", str(cpu)]
-    return []
+def run_load_density(binary, nginx, seconds, users, task):
+    before = nginx.status()["requests"]
+    doc = ldbench.load_density_doc({
+        "user_detail_dict": {"user": "fast_http_user"},
+        "user_count": users,
+        "spawn_rate": 100000,
+        "test_time": seconds,
+        "host": nginx.host,
+        "print_stats": False,
+        "tasks": [task],
+    })
+    m = ldbench.run_measured(ldbench.pin(ldbench.GENERATOR_CPU) + [binary, "run-str", doc],
+                             timeout=seconds + 60)
+    served = nginx.status()["requests"] - before - 1
+    totals = ldbench.load_density_totals(m)
+    if totals["failures"]:
+        raise SystemExit(f"load-density saw {totals['failures']} failures: {m.stderr[-2000:]}")
+    check_served("load-density", totals["requests"], served, users)
+    return {"requests": totals["requests"], "cpu": m.cpu, "wall": m.wall, "served": served,
+            "rss_kib": m.maxrss_kib}
 
 
-def run_measured(cmd):
-    """Runs cmd to completion; returns (stdout, cpu_seconds, wall_seconds)."""
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate(timeout=600)
-    wall = time.monotonic() - start
-    # The rusage of all waited-for children, taken as a difference around this child.
-    return out, err, proc.returncode, wall
-
-
-def child_cpu():
-    r = os.times()
-    return r.children_user + r.children_system
-
-
-def start_nginx(port, workdir):
-    root = os.path.join(workdir, "www")
-    os.makedirs(root)
-    with open(os.path.join(root, "index.html"), "w") as f:
-        f.write("ok\n")
-    conf = os.path.join(workdir, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-daemon off;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
-    client_body_temp_path {workdir}/body;
-    proxy_temp_path {workdir}/proxy;
-    fastcgi_temp_path {workdir}/fastcgi;
-    uwsgi_temp_path {workdir}/uwsgi;
-    scgi_temp_path {workdir}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location / {{ }}
-    }}
-}}
-""")
-    last_cpu = (os.cpu_count() or 1) - 1
-    proc = subprocess.Popen(pin(last_cpu) + ["nginx", "-c", conf, "-p", workdir])
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("nginx did not start")
+def check_served(tool, counted, served, in_flight):
+    """nginx must have served what the tool counted, give or take the requests in flight."""
+    if not counted or abs(served - counted) > in_flight:
+        raise SystemExit(f"{tool} counted {counted} requests but nginx served {served}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--task", default='{"method": "get", "request_url": "/index.html"}',
                         help="the task JSON load-density runs")
+    parser.add_argument("--no-build", action="store_true",
+                        help="use the release binary already in $CARGO_TARGET_DIR")
     args = parser.parse_args()
 
     for tool in ("nginx", "wrk", "cargo"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed (apt-get install nginx-light wrk)")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "load-density-cli"], cwd=ROOT, check=True)
-    binary = os.path.join(TARGET_DIR, "release", "load-density")
-
-    workdir = tempfile.mkdtemp(prefix="ld-bench-")
-    os.chmod(workdir, 0o755)  # nginx workers run unprivileged and must read the docroot
-    port = free_port()
-    nginx = start_nginx(port, workdir)
-    try:
-        url = f"http://127.0.0.1:{port}/index.html"
-        # wrk: one thread, N connections, pinned to CPU 0.
-        before = child_cpu()
-        out, err, code, wall = run_measured(
-            pin(0) + ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", url])
-        wrk_cpu = child_cpu() - before
-        if code != 0:
-            raise SystemExit(f"wrk failed: {err}")
-        m = re.search(r"(\d+) requests in", out)
-        wrk_requests = int(m.group(1)) if m else 0
-        if "Non-2xx or 3xx responses" in out:
-            raise SystemExit(f"wrk saw errors: {out}")
-
-        task = json.loads(args.task)
-        doc = [["LD_start_test", {
-            "user_detail_dict": {"user": "fast_http_user"},
-            "user_count": args.connections,
-            "spawn_rate": 100000,
-            "test_time": args.seconds,
-            "host": f"http://127.0.0.1:{port}",
-            "print_stats": False,
-            "tasks": [task],
-        }]]
-        before = child_cpu()
-        out, err, code, ld_wall = run_measured(pin(0) + [binary, "run-str", json.dumps(doc)])
-        ld_cpu = child_cpu() - before
-        if code != 0:
-            raise SystemExit(f"load-density failed ({code}): {err[-2000:]}")
-        result = json.loads(out.strip().splitlines()[-1])
-        totals = result["ok"]["totals"]
-        ld_requests, ld_failures = totals["requests"], totals["failures"]
-        if ld_failures:
-            raise SystemExit(f"load-density saw {ld_failures} failures")
-
-        wrk_rate = wrk_requests / wrk_cpu if wrk_cpu else 0.0
-        ld_rate = ld_requests / ld_cpu if ld_cpu else 0.0
-        print(f"target: nginx on 127.0.0.1:{port}, {args.connections} connections, {args.seconds} s")
-        print(f"wrk:          {wrk_requests:>9} requests, {wrk_cpu:6.2f} CPU s, "
-              f"{wrk_requests / wall:>9.0f} req/s, {wrk_rate:>9.0f} req per CPU-second")
-        print(f"load-density: {ld_requests:>9} requests, {ld_cpu:6.2f} CPU s, "
-              f"{ld_requests / ld_wall:>9.0f} req/s, {ld_rate:>9.0f} req per CPU-second")
-        print(f"ratio (load-density / wrk, requests per CPU-second): {ld_rate / wrk_rate:.2f}x")
-    finally:
-        nginx.terminate()
-        nginx.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    bin_dir = ldbench.build(["load-density-cli"], ["load-density"], skip=args.no_build)
+    binary = os.path.join(bin_dir, "load-density")
+    task = json.loads(args.task)
+    print(f"machine: {ldbench.machine()}")
+    rounds = []
+    with ldbench.Nginx() as nginx:
+        print(f"target: nginx on {nginx.host}/index.html (1 worker, CPU {ldbench.TARGET_CPU}); "
+              f"generators on CPU {ldbench.GENERATOR_CPU}; {args.connections} connections/users, "
+              f"{args.seconds} s per run")
+        for i in range(args.repeat):
+            if i % 2 == 0:
+                wrk = run_wrk(nginx, args.seconds, args.connections)
+                ld = run_load_density(binary, nginx, args.seconds, args.connections, task)
+            else:
+                ld = run_load_density(binary, nginx, args.seconds, args.connections, task)
+                wrk = run_wrk(nginx, args.seconds, args.connections)
+            wrk["rate"] = wrk["requests"] / wrk["cpu"]
+            ld["rate"] = ld["requests"] / ld["cpu"]
+            ratio = ld["rate"] / wrk["rate"]
+            rounds.append({"wrk": wrk, "load_density": ld, "ratio": ratio})
+            print(f"round {i + 1}:")
+            for name, r in (("wrk", wrk), ("load-density", ld)):
+                print(f"  {name:<13} {r['requests']:>9} requests (nginx served {r['served']}), "
+                      f"{r['cpu']:6.2f} CPU s in {r['wall']:5.2f} s wall, "
+                      f"{r['requests'] / r['wall']:>8.0f} req/s, {r['rate']:>8.0f} req per CPU-second")
+            print(f"  ratio (load-density / wrk, per CPU-second): {ratio:.2f}x")
+    summary = {
+        "wrk_req_per_cpu_s": round(ldbench.median([r["wrk"]["rate"] for r in rounds])),
+        "ld_req_per_cpu_s": round(ldbench.median([r["load_density"]["rate"] for r in rounds])),
+        "ld_req_per_s": round(ldbench.median([r["load_density"]["requests"] / r["load_density"]["wall"]
+                                             for r in rounds])),
+        "wrk_req_per_s": round(ldbench.median([r["wrk"]["requests"] / r["wrk"]["wall"] for r in rounds])),
+        "ratio_median": round(ldbench.median([r["ratio"] for r in rounds]), 3),
+        "ratios": [round(r["ratio"], 3) for r in rounds],
+    }
+    print(f"median over {len(rounds)} rounds: wrk {summary['wrk_req_per_cpu_s']} req per CPU-second, "
+          f"load-density {summary['ld_req_per_cpu_s']} req per CPU-second; "
+          f"ratio {summary['ratio_median']:.2f}x (goal >= 0.5x)")
+    print("SUMMARY " + json.dumps(summary))
 
 
 if __name__ == "__main__":

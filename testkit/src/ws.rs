@@ -414,7 +414,11 @@ where
     let callback = move |request: &Request, response: Response| {
         on_handshake(&callback_state, request, response)
     };
-    let handshake = tokio_tungstenite::accept_hdr_async(stream, callback);
+    // Small buffers: the 128 KiB default is zero-filled before every read (see the client).
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024);
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
     let mut ws = match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(err)) => {

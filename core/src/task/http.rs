@@ -130,7 +130,9 @@ pub struct HttpTask {
     /// Target URL.
     #[serde(default)]
     pub url: Option<Template>,
-    /// Statistics name (default: the URL's path and query).
+    /// Statistics name. Default: the URL's path and query; for a URL with placeholders, the
+    /// URL as written (so one task is one statistics entry, whatever it renders to); for
+    /// query parameters with placeholders, the path.
     #[serde(default)]
     pub name: Option<Template>,
     /// Request headers.
@@ -329,9 +331,28 @@ impl HttpRequestPlan {
             constant: None,
         };
         // Validate a constant URL now; dynamic ones are checked when rendered.
-        if let Part::Constant(text) = &plan.url {
-            resolve_url(plan.base.as_ref(), text)
-                .map_err(|e| PlanError::task(index, "request_url", e))?;
+        let static_path = match &plan.url {
+            Part::Constant(text) => Some(
+                resolve_url(plan.base.as_ref(), text)
+                    .map_err(|e| PlanError::task(index, "request_url", e))?
+                    .path()
+                    .to_owned(),
+            ),
+            Part::Dynamic(_) => None,
+        };
+        // Without a `name`, a URL that changes per request would make one statistics entry per
+        // request. Such a task is named by what it has in common across requests: its URL as
+        // written (placeholders and all), or its path when only the query parameters vary.
+        if plan.name.is_none() {
+            let params_vary = plan
+                .params
+                .iter()
+                .any(|(_, p)| matches!(p, Part::Dynamic(_)));
+            plan.name = match static_path {
+                None => Some(Part::Constant(Arc::from(url.source()))),
+                Some(path) if params_vary => Some(Part::Constant(Arc::from(path))),
+                Some(_) => None,
+            };
         }
         if plan.is_static() {
             let empty = UserVariables::default();
@@ -364,6 +385,11 @@ impl HttpRequestPlan {
                 }
                 Some(HttpAuth::Bearer { token }) => token.as_constant().is_some(),
             }
+    }
+
+    /// The request, when the task has no placeholders: rendered once at compile time.
+    pub fn constant(&self) -> Option<&RenderedHttpRequest> {
+        self.constant.as_ref()
     }
 
     /// The method (upper case).
@@ -599,5 +625,39 @@ mod tests {
         .expect_err("header")
         .to_string();
         assert!(text.contains("tasks[0].headers"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::*;
+    use crate::task::TaskList;
+    use serde_json::json;
+
+    fn name_of(task: Value) -> String {
+        let list = TaskList::from_json(&json!([task])).expect("tasks");
+        let tasks = list.compile::<HttpTask>().expect("compile");
+        let plan = HttpRequestPlan::compile(0, &tasks[0], &HttpDefaults::default()).expect("plan");
+        let vars = UserVariables::default();
+        let rendered = plan.render(&vars).expect("render");
+        rendered.name.to_string()
+    }
+
+    #[test]
+    fn dynamic_urls_are_named_by_their_template_not_per_request() {
+        assert_eq!(
+            name_of(json!({"method": "get", "url": "http://h/items/${uuid()}?x=1"})),
+            "http://h/items/${uuid()}?x=1"
+        );
+        assert_eq!(
+            name_of(
+                json!({"method": "get", "url": "http://h/search", "params": {"q": "${uuid()}"}})
+            ),
+            "/search"
+        );
+        assert_eq!(
+            name_of(json!({"method": "get", "url": "http://h/search", "params": {"q": "x"}})),
+            "/search?q=x"
+        );
     }
 }

@@ -100,8 +100,8 @@ impl CompiledTask {
         let fallback_meta = RequestMeta::new(plan.method().clone(), name_source, url_source);
         let head_request = &**plan.method() == "HEAD";
         let timeout = plan.timeout().unwrap_or(DEFAULT_TIMEOUT);
-        let fixed = match plan.render(&UserVariables::default()) {
-            Ok(std::borrow::Cow::Borrowed(request)) => {
+        let fixed = match plan.constant() {
+            Some(request) => {
                 for (name, value) in &request.headers {
                     check_header(name, value).map_err(|e| PlanError::task(index, "", e))?;
                 }
@@ -129,7 +129,7 @@ impl CompiledTask {
                 })
             }
             // Dynamic: rendered per request (errors show up then).
-            _ => None,
+            None => None,
         };
         Ok(Self {
             plan,
