@@ -55,7 +55,11 @@ impl Protocol for LineEchoProtocol {
             .map(|(index, task)| {
                 let timeout = task.timeout.unwrap_or(5.0);
                 if !(timeout.is_finite() && timeout > 0.0) {
-                    return Err(PlanError::task(index, "timeout", "must be a positive number"));
+                    return Err(PlanError::task(
+                        index,
+                        "timeout",
+                        "must be a positive number",
+                    ));
                 }
                 let name = task.name.unwrap_or_else(|| task.target.clone());
                 Ok(CompiledTask {
@@ -142,7 +146,13 @@ impl UserTemplate for LineEchoUser {
             Err(_) => {
                 self.connection = None;
                 let secs = task.timeout.as_secs_f64();
-                ctx.record_failure(&task.meta, timer, None, 0, format!("timed out after {secs}s"));
+                ctx.record_failure(
+                    &task.meta,
+                    timer,
+                    None,
+                    0,
+                    format!("timed out after {secs}s"),
+                );
             }
         }
     }
@@ -174,7 +184,11 @@ pub async fn start_echo_server(
                 let mut lines = BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if write.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                    if write
+                        .write_all(format!("{line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }

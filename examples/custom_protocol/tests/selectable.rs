@@ -25,7 +25,9 @@ async fn line_echo_user_is_registered_and_runs() {
     assert_eq!(summary.totals.failures, 0);
     assert_eq!(summary.totals.requests, answered.load(Ordering::Relaxed));
     let records = load_density::core::test_record_instance().test_record_list();
-    assert!(records.iter().any(|r| &*r.name == "custom-ping" && &*r.method == "LINE"));
+    assert!(records
+        .iter()
+        .any(|r| &*r.name == "custom-ping" && &*r.method == "LINE"));
 }
 
 #[tokio::test]
@@ -35,6 +37,8 @@ async fn its_tasks_are_validated() {
         "tasks": [{"target": "127.0.0.1:1", "line": "x", "colour": "blue"}],
     }))
     .expect("config");
-    let error = load_density::create_env(config).await.expect_err("unknown key");
+    let error = load_density::create_env(config)
+        .await
+        .expect_err("unknown key");
     assert!(error.to_string().contains("tasks[0].colour"), "{error}");
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use load_density_core::task::http::{HttpDefaults, HttpRequestPlan, HttpTask};
-use load_density_core::variables::UserVariables;
 use load_density_core::{
     async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, RequestMeta, UserFactory,
     UserTemplate, COMMON_OPTION_NAMES,
