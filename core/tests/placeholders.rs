@@ -248,6 +248,9 @@ fn unresolved_placeholders_are_reported_once_each() {
         .with_writer(move || writer.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, || {
+        // Another test thread may have hit these callsites first with no subscriber, which
+        // caches them as disabled; recompute with this subscriber registered.
+        tracing::callsite::rebuild_interest_cache();
         let v = vars();
         // Unknown at parse time: reported when parsed, not when rendered.
         let unknown = "${bogus_prefix_once.x}";
