@@ -5,6 +5,10 @@
 //! load-density run-dir DIR        execute every *.json under DIR (recursively, in path order)
 //! load-density run-str JSON       execute an action document given as a string
 //! load-density demo               load-test an in-process HTTP server and check the counts
+//! load-density master [--expect-workers N] PLAN
+//!                                 run PLAN over workers (LD_start_test, runner_mode "master")
+//! load-density worker --master-host H [--master-port P] [PLAN]
+//!                                 join a LoadDensity or Locust master (runner_mode "worker")
 //! ```
 //!
 //! Each action's result is printed to stdout as one line of JSON,
@@ -14,6 +18,7 @@
 //! `RUST_LOG` sets their filter (default `info`).
 
 mod demo;
+mod distributed;
 mod output;
 
 use std::path::PathBuf;
@@ -55,6 +60,10 @@ enum Command {
     /// Load-test an in-process HTTP server for a few seconds and check that the requests it
     /// counted equal the requests LoadDensity recorded.
     Demo(demo::DemoArgs),
+    /// Run a plan over workers: bind, wait for --expect-workers, dispatch, merge, report.
+    Master(distributed::MasterArgs),
+    /// Join a master (LoadDensity or Locust) and run the users it gives this process.
+    Worker(distributed::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +86,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::RunDir { dir } => output::print_files(&executor::execute_dir(&dir)?),
         Command::RunStr { json } => output::print_results(None, &executor::execute_str(&json)?),
         Command::Demo(args) => demo::run(&args),
+        Command::Master(args) => distributed::master(&args),
+        Command::Worker(args) => distributed::worker(&args),
     }
 }
 

@@ -203,10 +203,20 @@ impl Environment {
     /// Validates `config` and prepares every user group (Python's `create_env`). No user
     /// starts. Everything that can be wrong with the configuration is reported here.
     pub async fn create(config: StartTest) -> Result<Self, RunError> {
-        match config.runner_mode.as_str() {
-            "local" => {}
+        // A worker's environment is driven by its master (user counts, start and stop);
+        // a master runs no users itself (see `crate::distributed`).
+        let worker = match config.runner_mode.as_str() {
+            "local" => false,
+            "worker" => true,
+            "master" => {
+                return Err(RunError::Config(
+                    "runner_mode \"master\" runs no users itself: start it with start_test or \
+                     distributed::Master::start"
+                        .to_owned(),
+                ))
+            }
             other => return Err(RunError::UnsupportedMode(other.to_owned())),
-        }
+        };
         if !(config.spawn_rate.is_finite() && config.spawn_rate > 0.0) {
             return Err(RunError::Config(format!(
                 "spawn_rate must be a positive number, got {}",
@@ -229,7 +239,8 @@ impl Environment {
             .filter(|(k, _)| RUNNER_OPTIONS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let print_stats = option_bool(&runner_options, "print_stats", true)?;
+        // A worker prints nothing: its master shows the run.
+        let print_stats = option_bool(&runner_options, "print_stats", true)? && !worker;
         let stats_interval = option_f64(&runner_options, "stats_interval")?.unwrap_or(2.0);
         if !(stats_interval.is_finite() && stats_interval > 0.0) {
             return Err(RunError::Config(format!(
@@ -267,7 +278,11 @@ impl Environment {
         let bus = Arc::new(EventBus::new(worker_threads() + 1));
         let stats = SharedStats::new();
         bus.add_listener(Arc::new(stats.clone()));
-        bus.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
+        // A worker ships its records to its master, which keeps them; it adds the local
+        // record store itself when its master cannot take them (a Locust master).
+        if !worker {
+            bus.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,

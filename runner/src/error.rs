@@ -21,9 +21,12 @@ pub enum RunError {
     /// A `start_test` parameter is invalid.
     #[error("invalid start_test configuration: {0}")]
     Config(String),
-    /// The runner mode is not available in this build.
-    #[error("runner_mode {0:?} is not supported yet (only \"local\" is); distributed mode comes in a later release")]
+    /// The runner mode is not one of `local`, `master`, `worker`.
+    #[error("runner_mode {0:?} is not supported (use \"local\", \"master\" or \"worker\")")]
     UnsupportedMode(String),
+    /// A distributed run failed: the master could not bind, a worker lost its master.
+    #[error(transparent)]
+    Distributed(#[from] crate::distributed::DistributedError),
     /// A CSV data source is invalid or cannot be read.
     #[error(transparent)]
     Data(#[from] DataError),

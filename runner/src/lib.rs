@@ -32,6 +32,8 @@
 //! | `websocket` | yes | `websocket_user`: ws:// and wss:// with text and binary frames |
 //! | `socket` | yes | `socket_user`: raw TCP (kept connections, framing) and UDP |
 //! | `mqtt` | yes | `mqtt_user`: publish, subscribe, receive; end-to-end latency of stamped messages |
+//! | `grpc` | yes | `grpc_user`: any gRPC service from .proto files, a descriptor set or server reflection |
+//! | `web-ui` | yes | the web UI and Locust's HTTP API of a run given `web_ui_dict` ([`web`]) |
 //!
 //! Protocol crates outside this list register themselves with
 //! [`load_density_core::register_user!`]; linking the crate is enough to make its user type
@@ -45,12 +47,15 @@
 pub mod config;
 pub mod console;
 pub mod control;
+pub mod distributed;
 pub mod env;
 pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
 pub mod report;
+#[cfg(feature = "web-ui")]
+pub mod web;
 
 pub use config::{StartTest, Summary, Totals};
 pub use control::{RunControl, WorkerInfo};
@@ -65,6 +70,8 @@ pub use load_density_core as core;
 // Name the protocol crates so the linker keeps their registrations.
 #[cfg(feature = "fast-http")]
 pub use load_density_fast_http as fast_http;
+#[cfg(feature = "grpc")]
+pub use load_density_grpc as grpc;
 #[cfg(feature = "http")]
 pub use load_density_http as http;
 #[cfg(feature = "mqtt")]
@@ -78,22 +85,62 @@ pub use load_density_websocket as websocket;
 ///
 /// # Errors
 /// Everything wrong with the configuration: an unknown user type (listing the known ones), an
-/// invalid task (naming its index and key), an unknown option.
+/// invalid task (naming its index and key), an unknown option, an invalid `web_ui_dict`.
 pub async fn create_env(config: StartTest) -> Result<Environment, RunError> {
+    distributed::check_local(&config)?;
+    web_ui_settings(&config)?;
     Environment::create(config).await
 }
 
 /// Like [`create_env`], then starts the run on the current runtime (Python's `prepare_env`).
+///
+/// With `web_ui_dict`, the web UI starts listening before the run starts and serves until the
+/// run has stopped ([`web::local_addr`] gives its address).
 pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
+    distributed::check_local(&config)?;
+    let web_ui = web_ui_settings(&config)?;
     let env = Environment::create(config).await?;
+    #[cfg(feature = "web-ui")]
+    if let Some(settings) = web_ui {
+        web::attach(&env, settings)
+            .await
+            .map_err(|e| RunError::Config(executor::error_chain(&e)))?;
+    }
+    #[cfg(not(feature = "web-ui"))]
+    let () = web_ui;
     env.start();
     Ok(env)
 }
 
 /// Runs a test to its end on the current runtime and returns its summary.
+///
+/// `runner_mode` `"master"` and `"worker"` run a [`distributed::Master`] or
+/// [`distributed::Worker`].
 pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
+    if distributed::is_distributed(&config) {
+        return distributed::run(config, false).await;
+    }
     let env = prepare_env(config).await?;
-    Ok(env.wait().await)
+    let summary = env.wait().await;
+    #[cfg(feature = "web-ui")]
+    web::closed(&env).await;
+    Ok(summary)
+}
+
+#[cfg(feature = "web-ui")]
+fn web_ui_settings(config: &StartTest) -> Result<Option<web::WebUiSettings>, RunError> {
+    web::WebUiSettings::from_config(config).map_err(|e| RunError::Config(executor::error_chain(&e)))
+}
+
+#[cfg(not(feature = "web-ui"))]
+fn web_ui_settings(config: &StartTest) -> Result<(), RunError> {
+    match config.web_ui_dict {
+        None => Ok(()),
+        Some(_) => Err(RunError::Config(
+            "web_ui_dict needs the web UI, which this build leaves out (cargo feature `web-ui`)"
+                .to_owned(),
+        )),
+    }
 }
 
 /// Runs a test to its end and returns its summary (Python's `start_test`).
@@ -110,6 +157,9 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         .build()
         .map_err(RunError::Runtime)?;
     runtime.block_on(async {
+        if distributed::is_distributed(&config) {
+            return distributed::run(config, true).await;
+        }
         let env = prepare_env(config).await?;
         let on_ctrl_c = env.clone();
         let ctrl_c = tokio::spawn(async move {
@@ -120,6 +170,8 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         });
         let summary = env.wait().await;
         ctrl_c.abort();
+        #[cfg(feature = "web-ui")]
+        web::closed(&env).await;
         Ok(summary)
     })
 }

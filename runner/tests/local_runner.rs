@@ -207,7 +207,7 @@ async fn bad_configurations_are_clear_errors() {
     let mut bad = config("x", 1, 1.0, Some(1.0));
     bad.runner_mode = "master".into();
     let text = create_env(bad).await.expect_err("mode").to_string();
-    assert!(text.contains("not supported yet"), "{text}");
+    assert!(text.contains("makes no local environment"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

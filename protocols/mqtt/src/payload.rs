@@ -24,7 +24,7 @@ pub(crate) fn decode(text: &str) -> Result<Bytes, String> {
 
 fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!(
             "invalid hex payload: {} digits (expected an even number)",
             digits.len()

@@ -296,7 +296,7 @@ fn decode_payload(text: &str) -> Result<(Message, u64), String> {
 
 fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!(
             "invalid hex after \"hex:\": odd number of digits ({})",
             digits.len()

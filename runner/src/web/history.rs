@@ -67,7 +67,7 @@ impl Serialize for ChartPoint {
     }
 }
 
-/// The chart points of a run (see the [module docs](self)).
+/// The chart points of a run: the last minutes at one point a second, older points merged.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChartHistory {
     /// Seconds each point of the older tier covers at most.

@@ -1,0 +1,128 @@
+//! `load-density master` and `load-density worker`: shorthands for `LD_start_test` with
+//! `runner_mode` `"master"` or `"worker"`.
+//!
+//! ```text
+//! load-density master --expect-workers 3 plan.json     bind *:5557, wait for 3 workers, run plan.json
+//! load-density worker --master-host 10.0.0.5           join that master; it sends the plan
+//! load-density worker --master-host locust-master plan.json
+//!                                                      join a Locust master, running plan.json
+//! ```
+//!
+//! A plan file holds `LD_start_test`'s keyword arguments as one JSON object (`user_count`,
+//! `spawn_rate`, `test_time`, `tasks` or `user_groups`, `host`, `variables`, `csv_sources`...).
+//! The summary is printed to stdout as one line of JSON; a worker whose master disappears
+//! exits with status 1 and says so on stderr.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use load_density::StartTest;
+use serde_json::{Map, Value};
+
+/// `master`'s options.
+#[derive(Debug, clap::Args)]
+pub struct MasterArgs {
+    /// Workers to wait for before starting (up to --expect-workers-timeout).
+    #[arg(long, default_value_t = 1)]
+    expect_workers: u32,
+    /// Seconds to wait for them; the run then starts with those that joined.
+    #[arg(long)]
+    expect_workers_timeout: Option<f64>,
+    /// Interface to listen on ("*" = all).
+    #[arg(long, default_value = "*")]
+    bind_host: String,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 5557)]
+    bind_port: u16,
+    /// Total users (overrides the plan's user_count).
+    #[arg(long, short = 'u')]
+    users: Option<u64>,
+    /// Users started per second (overrides the plan's spawn_rate).
+    #[arg(long, short = 'r')]
+    spawn_rate: Option<f64>,
+    /// Run length in seconds (overrides the plan's test_time).
+    #[arg(long, short = 't')]
+    run_time: Option<f64>,
+    /// The plan: LD_start_test's keyword arguments as a JSON object.
+    plan: PathBuf,
+}
+
+/// `worker`'s options.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The master's host.
+    #[arg(long, default_value = "127.0.0.1")]
+    master_host: String,
+    /// The master's port.
+    #[arg(long, default_value_t = 5557)]
+    master_port: u16,
+    /// Seconds without an answer from the master before giving up (status 1).
+    #[arg(long)]
+    master_timeout: Option<f64>,
+    /// A plan to run when the master is a Locust master (a LoadDensity master sends its own);
+    /// its user groups must be named like the master's user classes.
+    plan: Option<PathBuf>,
+}
+
+fn read_plan(path: &Path) -> anyhow::Result<Map<String, Value>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        other => anyhow::bail!(
+            "{} must hold one JSON object of LD_start_test keyword arguments, not {}",
+            path.display(),
+            match other {
+                Value::Array(_) => "a list",
+                _ => "a scalar",
+            }
+        ),
+    }
+}
+
+fn run_config(mut plan: Map<String, Value>) -> anyhow::Result<bool> {
+    let config: StartTest = serde_json::from_value(Value::Object(std::mem::take(&mut plan)))
+        .context("invalid LD_start_test arguments")?;
+    let summary = load_density::start_test(config)?;
+    println!("{}", serde_json::json!({ "summary": summary }));
+    Ok(true)
+}
+
+/// Runs a master to the end of its run.
+pub fn master(args: &MasterArgs) -> anyhow::Result<bool> {
+    let mut plan = read_plan(&args.plan)?;
+    plan.insert("runner_mode".into(), "master".into());
+    plan.insert("expected_workers".into(), args.expect_workers.into());
+    plan.insert("master_bind_host".into(), args.bind_host.clone().into());
+    plan.insert("master_bind_port".into(), args.bind_port.into());
+    if let Some(timeout) = args.expect_workers_timeout {
+        plan.insert("expected_workers_timeout".into(), timeout.into());
+    }
+    if let Some(users) = args.users {
+        plan.insert("user_count".into(), users.into());
+    }
+    if let Some(rate) = args.spawn_rate {
+        plan.insert("spawn_rate".into(), rate.into());
+    }
+    if let Some(time) = args.run_time {
+        plan.insert("test_time".into(), time.into());
+    }
+    run_config(plan)
+}
+
+/// Runs a worker until its master tells it to quit (or disappears).
+pub fn worker(args: &WorkerArgs) -> anyhow::Result<bool> {
+    let mut plan = match &args.plan {
+        Some(path) => read_plan(path)?,
+        None => Map::new(),
+    };
+    plan.insert("runner_mode".into(), "worker".into());
+    plan.insert("master_host".into(), args.master_host.clone().into());
+    plan.insert("master_port".into(), args.master_port.into());
+    if let Some(timeout) = args.master_timeout {
+        plan.insert("master_timeout".into(), timeout.into());
+    }
+    run_config(plan)
+}

@@ -1,0 +1,1046 @@
+//! The master: a ZeroMQ ROUTER that dispatches users to workers and merges their reports.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use load_density_core::{test_record_instance, RequestStats};
+use parking_lot::Mutex;
+use rmpv::Value;
+use tokio::sync::{mpsc, watch, Notify};
+use zeromq::{
+    RouterRecvHalf, RouterSendHalf, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage,
+};
+
+use super::dispatch::{self, Dispatcher};
+use super::locust_stats::{self, RecordShipping};
+use super::wire::{self, Message, WireError};
+use super::{
+    address, plan, DistributedError, DistributedOptions, HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS,
+    MISSING_FORGET_AFTER, PLAN_MESSAGE,
+};
+use crate::config::{StartTest, Summary, Totals};
+use crate::console;
+use crate::control::{RunControl, WorkerInfo};
+use crate::env::{Environment, RunState};
+use crate::error::RunError;
+use crate::groups::{self, GroupSpec};
+
+/// How long after the last ramp step the master waits for the workers to report the target.
+const RAMP_REPORT_WAIT: Duration = Duration::from_secs(1);
+/// Extra time, beyond `stop_timeout`, the master waits for workers to quit at the end.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeState {
+    Ready,
+    Spawning,
+    Running,
+    Stopped,
+    Missing,
+}
+
+impl NodeState {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Spawning => "spawning",
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Missing => "missing",
+        }
+    }
+
+    fn from_heartbeat(state: &str) -> Option<Self> {
+        match state {
+            "ready" => Some(Self::Ready),
+            "spawning" => Some(Self::Spawning),
+            "running" => Some(Self::Running),
+            "stopped" => Some(Self::Stopped),
+            _ => None,
+        }
+    }
+
+    /// Takes part in dispatch.
+    fn live(self) -> bool {
+        matches!(self, Self::Ready | Self::Spawning | Self::Running)
+    }
+}
+
+#[derive(Debug)]
+struct Node {
+    state: NodeState,
+    last_heartbeat: Instant,
+    last_heartbeat_wall: SystemTime,
+    missing_since: Option<Instant>,
+    cpu_percent: f64,
+    memory_bytes: u64,
+    user_classes_count: Vec<(String, u64)>,
+    quit: bool,
+}
+
+impl Node {
+    fn user_count(&self) -> u64 {
+        self.user_classes_count.iter().map(|(_, c)| c).sum()
+    }
+}
+
+#[derive(Debug)]
+struct Core {
+    nodes: BTreeMap<String, Node>,
+    indices: HashMap<String, u64>,
+    target: u64,
+    spawn_rate: f64,
+    /// Workers joined, left or came back: place the users again.
+    placement_stale: bool,
+    /// Users the ramp has reached (placed over the live workers).
+    dispatched_total: u64,
+    dispatcher: Dispatcher,
+    last_spawn_timestamp: f64,
+    /// Requests received per worker id (workers that left included).
+    requests: BTreeMap<String, u64>,
+    stopping: bool,
+}
+
+impl Core {
+    fn live_ids(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.state.live() && !n.quit)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+struct Inner {
+    config: StartTest,
+    options: DistributedOptions,
+    specs: Vec<GroupSpec>,
+    plan: Value,
+    local_addr: SocketAddr,
+    outbox: mpsc::UnboundedSender<(Bytes, Vec<u8>)>,
+    core: Mutex<Core>,
+    stats: Mutex<RequestStats>,
+    state: watch::Sender<RunState>,
+    stop: watch::Sender<bool>,
+    wake: Notify,
+    malformed: AtomicU64,
+    peak_users: AtomicU64,
+    print_stats: bool,
+    stats_interval: Duration,
+    summary: Mutex<Option<Summary>>,
+}
+
+/// A LoadDensity master (`runner_mode: "master"`). Cheap to clone; clones share the run.
+///
+/// It implements [`RunControl`]: its state, merged statistics, user counts and
+/// [`RunControl::workers`] are live; [`RunControl::set_user_count`] re-dispatches at the new
+/// spawn rate; [`RunControl::stop`] ends the run as `test_time` does (every worker stops its
+/// users, sends its last report and quits); [`RunControl::reset_stats`] clears the master's
+/// merged statistics (the workers are not told, as with Locust).
+#[derive(Clone)]
+pub struct Master {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Master {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Master")
+            .field("addr", &self.inner.local_addr)
+            .field("state", &*self.inner.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn print_options(config: &StartTest) -> Result<(bool, Duration), RunError> {
+    let lookup = |key: &str| {
+        config
+            .extra
+            .get(key)
+            .or_else(|| config.user_detail_dict.get(key))
+            .filter(|v| !v.is_null())
+    };
+    let print_stats = match lookup("print_stats") {
+        None => true,
+        Some(v) => v.as_bool().ok_or_else(|| {
+            RunError::Config(format!("print_stats must be true or false, got {v}"))
+        })?,
+    };
+    let interval = match lookup("stats_interval") {
+        None => 2.0,
+        Some(v) => v
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .ok_or_else(|| {
+                RunError::Config(format!(
+                    "stats_interval must be a positive number of seconds, got {v}"
+                ))
+            })?,
+    };
+    Ok((print_stats, Duration::from_secs_f64(interval)))
+}
+
+impl Master {
+    /// Validates the plan, binds the ROUTER and starts the run in the background on the
+    /// current tokio runtime: wait for `expected_workers`, ramp, run for `test_time`, quit
+    /// the workers. [`Master::wait`] returns the summary.
+    ///
+    /// # Errors
+    /// An invalid plan (checked as a worker would check it), or the address cannot be bound.
+    pub async fn start(mut config: StartTest) -> Result<Self, RunError> {
+        let options = DistributedOptions::take_from(&mut config)?;
+        if !(config.spawn_rate.is_finite() && config.spawn_rate > 0.0) {
+            return Err(RunError::Config(format!(
+                "spawn_rate must be a positive number, got {}",
+                config.spawn_rate
+            )));
+        }
+        if let Some(t) = config.test_time {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(RunError::Config(format!(
+                    "test_time must be a number of seconds >= 0 or null, got {t}"
+                )));
+            }
+        }
+        let specs = groups::groups_of(&config)?;
+        // Check the plan exactly as a LoadDensity worker will, before anyone connects.
+        let mut check = config.clone();
+        check.runner_mode = "worker".to_owned();
+        check.user_count = 0;
+        check.test_time = None;
+        check.extra.remove("print_stats");
+        check.extra.remove("stats_interval");
+        drop(Environment::create(check).await?);
+        let (print_stats, stats_interval) = print_options(&config)?;
+        let plan = plan::build(&config)?;
+
+        let bind_host = match config.master_bind_host.as_str() {
+            "*" | "" => "0.0.0.0",
+            host => host,
+        };
+        let bind_address = address(bind_host, config.master_bind_port);
+        let listener = std::net::TcpListener::bind((bind_host, config.master_bind_port)).map_err(
+            |source| DistributedError::Bind {
+                address: bind_address.clone(),
+                source,
+            },
+        )?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| DistributedError::Bind {
+                address: bind_address.clone(),
+                source,
+            })?;
+        let mut socket = RouterSocket::new();
+        socket
+            .bind_listener(listener)
+            .await
+            .map_err(|e| DistributedError::Zmq(e.to_string()))?;
+        let (send_half, recv_half) = socket.split();
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+
+        let classes: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let inner = Arc::new(Inner {
+            options,
+            plan,
+            local_addr,
+            outbox,
+            core: Mutex::new(Core {
+                nodes: BTreeMap::new(),
+                indices: HashMap::new(),
+                target: config.user_count,
+                spawn_rate: config.spawn_rate,
+                placement_stale: false,
+                dispatched_total: 0,
+                dispatcher: Dispatcher::new(classes),
+                last_spawn_timestamp: 0.0,
+                requests: BTreeMap::new(),
+                stopping: false,
+            }),
+            specs,
+            config,
+            stats: Mutex::new(RequestStats::new()),
+            state: watch::channel(RunState::Ready).0,
+            stop: watch::channel(false).0,
+            wake: Notify::new(),
+            malformed: AtomicU64::new(0),
+            peak_users: AtomicU64::new(0),
+            print_stats,
+            stats_interval,
+            summary: Mutex::new(None),
+        });
+        tracing::info!(addr = %local_addr, "master listening");
+        tokio::spawn(send_loop(send_half, outbox_rx));
+        tokio::spawn(recv_loop(recv_half, inner.clone()));
+        tokio::spawn(liveness_loop(inner.clone()));
+        tokio::spawn(drive(inner.clone()));
+        Ok(Self { inner })
+    }
+
+    /// The address the master listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Waits until the run is over (every worker told to quit) and returns its summary.
+    pub async fn wait(&self) -> Summary {
+        let mut state = self.inner.state.subscribe();
+        let _ = state.wait_for(|s| *s == RunState::Stopped).await;
+        self.inner
+            .summary
+            .lock()
+            .clone()
+            .unwrap_or_else(|| summarize(&self.inner, Duration::ZERO))
+    }
+
+    /// Messages from workers that could not be read or lacked required fields (each was
+    /// logged and skipped).
+    pub fn malformed_messages(&self) -> u64 {
+        self.inner.malformed.load(Ordering::Relaxed)
+    }
+
+    /// Requests received from each worker so far (workers that left included), by node id.
+    pub fn worker_requests(&self) -> Vec<(String, u64)> {
+        self.inner
+            .core
+            .lock()
+            .requests
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// The users each live worker is assigned, per class (what the last `spawn` said).
+    pub fn assignments(&self) -> Vec<(String, Vec<(String, u64)>)> {
+        let core = self.inner.core.lock();
+        core.dispatcher
+            .workers()
+            .map(|w| (w.to_owned(), core.dispatcher.counts_of(w)))
+            .collect()
+    }
+}
+
+impl RunControl for Master {
+    fn state(&self) -> RunState {
+        *self.inner.state.borrow()
+    }
+    fn stats(&self) -> RequestStats {
+        self.inner.stats.lock().clone()
+    }
+    fn user_count(&self) -> u64 {
+        let core = self.inner.core.lock();
+        core.nodes
+            .values()
+            .filter(|n| n.state.live())
+            .map(Node::user_count)
+            .sum()
+    }
+    fn target_user_count(&self) -> u64 {
+        self.inner.core.lock().target
+    }
+    fn set_user_count(&self, user_count: u64, spawn_rate: f64) -> Result<(), RunError> {
+        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
+            return Err(RunError::Config(format!(
+                "spawn_rate must be a positive number, got {spawn_rate}"
+            )));
+        }
+        {
+            let mut core = self.inner.core.lock();
+            core.target = user_count;
+            core.spawn_rate = spawn_rate;
+        }
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+    fn stop(&self) {
+        self.inner.stop.send_replace(true);
+        self.inner.wake.notify_one();
+    }
+    fn reset_stats(&self) {
+        *self.inner.stats.lock() = RequestStats::new();
+    }
+    fn host(&self) -> Option<String> {
+        self.inner.config.host.clone()
+    }
+    fn workers(&self) -> Vec<WorkerInfo> {
+        let core = self.inner.core.lock();
+        core.nodes
+            .iter()
+            .map(|(id, n)| WorkerInfo {
+                id: id.clone(),
+                state: n.state.name().to_owned(),
+                user_count: n.user_count(),
+                cpu_percent: n.cpu_percent,
+                memory_bytes: n.memory_bytes,
+                last_heartbeat: n.last_heartbeat_wall,
+            })
+            .collect()
+    }
+}
+
+async fn send_loop(
+    mut socket: RouterSendHalf,
+    mut outbox: mpsc::UnboundedReceiver<(Bytes, Vec<u8>)>,
+) {
+    while let Some((identity, payload)) = outbox.recv().await {
+        let mut message = ZmqMessage::from(payload);
+        message.push_front(identity);
+        if let Err(error) = socket.send(message).await {
+            // A worker that went away; the ROUTER drops what is addressed to it, as libzmq does.
+            tracing::debug!(%error, "could not send to a worker");
+        }
+    }
+}
+
+async fn recv_loop(mut socket: RouterRecvHalf, inner: Arc<Inner>) {
+    loop {
+        match socket.recv().await {
+            Ok(message) => {
+                let frames = message.into_vec();
+                // Nothing a peer sends may end this loop, not even a bug in a handler.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    inner.handle_frames(frames)
+                }));
+                match outcome {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        inner.malformed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, "skipped a message from a worker");
+                    }
+                    Err(_) => {
+                        inner.malformed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!("handling a worker's message panicked; the master goes on");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "receive error on the master socket");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn liveness_loop(inner: Arc<Inner>) {
+    let deadline = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS + HEARTBEAT_INTERVAL / 2;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let mut lost_last = false;
+        {
+            let mut core = inner.core.lock();
+            let now = Instant::now();
+            let mut changed = false;
+            for (id, node) in core.nodes.iter_mut() {
+                if node.state != NodeState::Missing
+                    && !node.quit
+                    && now.duration_since(node.last_heartbeat) > deadline
+                {
+                    tracing::warn!(
+                        worker = %id,
+                        silent_s = now.duration_since(node.last_heartbeat).as_secs_f64(),
+                        "worker missed {HEARTBEAT_LIVENESS} heartbeats: marked missing, its users go to the others"
+                    );
+                    node.state = NodeState::Missing;
+                    node.missing_since = Some(now);
+                    node.user_classes_count.clear();
+                    changed = true;
+                }
+            }
+            let forgotten: Vec<String> = core
+                .nodes
+                .iter()
+                .filter(|(_, n)| {
+                    n.missing_since
+                        .is_some_and(|t| now.duration_since(t) > MISSING_FORGET_AFTER)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in forgotten {
+                tracing::info!(worker = %id, "forgetting a worker missing for 60 s");
+                core.nodes.remove(&id);
+            }
+            if changed {
+                core.placement_stale = true;
+                let running = matches!(
+                    *inner.state.borrow(),
+                    RunState::Spawning | RunState::Running
+                );
+                if running && !core.stopping && core.live_ids().is_empty() {
+                    lost_last = true;
+                }
+            }
+        }
+        if lost_last {
+            tracing::warn!("The last worker went missing, stopping test.");
+            inner.stop.send_replace(true);
+        }
+        inner.wake.notify_one();
+    }
+}
+
+impl Inner {
+    fn send(&self, to: &str, message: Message) {
+        let _ = self
+            .outbox
+            .send((Bytes::copy_from_slice(to.as_bytes()), message.encode()));
+    }
+
+    fn handle_frames(&self, frames: Vec<Bytes>) -> Result<(), WireError> {
+        if frames.len() < 2 {
+            return Err(WireError::Frames(format!(
+                "a message of {} frame(s); expected [identity, payload]",
+                frames.len()
+            )));
+        }
+        let identity = std::str::from_utf8(&frames[0])
+            .map_err(|_| {
+                WireError::Frames("Unrecognized message detected: the identity is not UTF-8".into())
+            })?
+            .to_owned();
+        // Frame 0 is the address, frame 1 the payload (a stray empty delimiter is skipped).
+        let payload = if frames[1].is_empty() && frames.len() > 2 {
+            &frames[2]
+        } else {
+            &frames[1]
+        };
+        let message = Message::decode(payload)
+            .map_err(|e| WireError::Frames(format!("from {identity}: {e}")))?;
+        self.handle(&identity, message)
+            .map_err(|e| WireError::Frames(format!("from {identity}: {e}")))
+    }
+
+    fn handle(&self, identity: &str, msg: Message) -> Result<(), WireError> {
+        match msg.kind.as_str() {
+            "client_ready" => self.on_client_ready(identity, &msg),
+            "heartbeat" => self.on_heartbeat(&msg),
+            "stats" => self.on_stats(&msg),
+            "spawning" => {
+                self.with_node(&msg, |node| node.state = NodeState::Spawning);
+                Ok(())
+            }
+            "spawning_complete" => {
+                let counts = wire::req_counts(&msg, "user_classes_count")?;
+                self.with_node(&msg, |node| {
+                    node.state = NodeState::Running;
+                    node.user_classes_count = counts;
+                });
+                Ok(())
+            }
+            "client_stopped" => {
+                self.with_node(&msg, |node| {
+                    node.state = NodeState::Stopped;
+                    node.user_classes_count.clear();
+                });
+                self.core.lock().placement_stale = true;
+                self.wake.notify_one();
+                Ok(())
+            }
+            "quit" => {
+                self.on_quit(&msg);
+                Ok(())
+            }
+            "exception" => {
+                let text = wire::req_str(&msg, "msg").unwrap_or("(no message)");
+                tracing::warn!(worker = %msg.node_id, exception = text, "a worker reported an exception");
+                Ok(())
+            }
+            "logs" => Ok(()),
+            other => {
+                tracing::warn!(worker = %msg.node_id, kind = other, "unknown message type from a worker (ignored)");
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `f` on a known worker; an unknown one is told to quit (Locust does the same).
+    fn with_node(&self, msg: &Message, f: impl FnOnce(&mut Node)) {
+        let known = {
+            let mut core = self.core.lock();
+            match core.nodes.get_mut(&msg.node_id) {
+                Some(node) => {
+                    f(node);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !known {
+            tracing::warn!(worker = %msg.node_id, kind = %msg.kind, "message from an unknown worker: telling it to quit");
+            self.send(
+                &msg.node_id,
+                Message::new("quit", Value::Nil, msg.node_id.clone()),
+            );
+        }
+    }
+
+    fn on_client_ready(&self, identity: &str, msg: &Message) -> Result<(), WireError> {
+        let version = match &msg.data {
+            Value::String(s) => s
+                .as_str()
+                .ok_or_else(|| msg.field_error("the version is not valid UTF-8"))?
+                .to_owned(),
+            Value::Integer(i) if i.as_i64() == Some(-1) => String::new(),
+            Value::Nil => {
+                tracing::warn!(
+                    worker = identity,
+                    "An old (pre 2.0) worker tried to connect: no ack"
+                );
+                return Ok(());
+            }
+            other => {
+                return Err(msg.field_error(format!(
+                    "the version is {}, not a string",
+                    wire::kind_of(other)
+                )))
+            }
+        };
+        if version.is_empty() && !matches!(msg.data, Value::Integer(_)) {
+            tracing::warn!(
+                worker = identity,
+                "An old (pre 2.0) worker tried to connect: no ack"
+            );
+            return Ok(());
+        }
+        let loaddensity = version.contains("loaddensity");
+        let (index, joined_running, stopping) = {
+            let mut core = self.core.lock();
+            let next = core.indices.len() as u64;
+            let index = *core.indices.entry(identity.to_owned()).or_insert(next);
+            let now = Instant::now();
+            let replaced = core
+                .nodes
+                .insert(
+                    identity.to_owned(),
+                    Node {
+                        state: NodeState::Ready,
+                        last_heartbeat: now,
+                        last_heartbeat_wall: SystemTime::now(),
+                        missing_since: None,
+                        cpu_percent: 0.0,
+                        memory_bytes: 0,
+                        user_classes_count: Vec::new(),
+                        quit: false,
+                    },
+                )
+                .is_some();
+            core.placement_stale = true;
+            let live = core.live_ids().len();
+            tracing::info!(
+                worker = identity,
+                index,
+                version = %version,
+                duplicate = replaced,
+                workers = live,
+                "worker reported as ready"
+            );
+            let running = matches!(*self.state.borrow(), RunState::Spawning | RunState::Running);
+            (index, running, core.stopping)
+        };
+        let mut ack = vec![(Value::from("index"), Value::from(index))];
+        if loaddensity {
+            let records = match self.options.records {
+                RecordShipping::All => "all",
+                RecordShipping::Errors => "errors",
+                RecordShipping::None => "none",
+            };
+            ack.push((
+                Value::from("loaddensity"),
+                Value::from(env!("CARGO_PKG_VERSION")),
+            ));
+            ack.push((Value::from("records"), Value::from(records)));
+        }
+        self.send(identity, Message::new("ack", Value::Map(ack), identity));
+        if loaddensity {
+            self.send(
+                identity,
+                Message::new(PLAN_MESSAGE, self.plan.clone(), identity),
+            );
+        }
+        if stopping {
+            self.send(identity, Message::new("quit", Value::Nil, identity));
+        } else if joined_running {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn on_heartbeat(&self, msg: &Message) -> Result<(), WireError> {
+        let state = wire::req_str(msg, "state")?;
+        let cpu = wire::req_f64(msg, "current_cpu_usage")?;
+        let memory = wire::get(&msg.data, "current_memory_usage")
+            .and_then(wire::as_u64)
+            .unwrap_or(0);
+        let reported = NodeState::from_heartbeat(state)
+            .ok_or_else(|| msg.field_error(format!("unknown state {state:?}")))?;
+        let known = {
+            let mut core = self.core.lock();
+            let mut healed = false;
+            let known = match core.nodes.get_mut(&msg.node_id) {
+                Some(node) => {
+                    node.last_heartbeat = Instant::now();
+                    node.last_heartbeat_wall = SystemTime::now();
+                    node.missing_since = None;
+                    if node.state == NodeState::Missing {
+                        tracing::info!(worker = %msg.node_id, "a missing worker is back");
+                        healed = true;
+                    }
+                    if node.state != NodeState::Stopped || reported == NodeState::Ready {
+                        node.state = reported;
+                    }
+                    node.cpu_percent = cpu;
+                    node.memory_bytes = memory;
+                    true
+                }
+                None => false,
+            };
+            if healed {
+                core.placement_stale = true;
+            }
+            known
+        };
+        if known {
+            self.send(
+                &msg.node_id,
+                Message::new("heartbeat", Value::Nil, msg.node_id.clone()),
+            );
+            self.wake.notify_one();
+        } else {
+            tracing::debug!(worker = %msg.node_id, "heartbeat from an unknown worker (ignored)");
+        }
+        Ok(())
+    }
+
+    fn on_stats(&self, msg: &Message) -> Result<(), WireError> {
+        let report = locust_stats::read_report(msg)?;
+        {
+            let mut stats = self.stats.lock();
+            if let Some(exact) = &report.exact {
+                stats.merge(exact);
+            } else {
+                stats.add_all(&report.rebuilt);
+            }
+        }
+        // The record store gets the shipped records, or Locust's numbers rebuilt as events.
+        if report.exact.is_none() && !report.rebuilt.is_empty() {
+            test_record_instance().record_events(&report.rebuilt);
+        }
+        if !report.records.is_empty() {
+            test_record_instance().record_events(&report.records);
+        }
+        let mut core = self.core.lock();
+        *core.requests.entry(msg.node_id.clone()).or_insert(0) += report.requests;
+        if let Some(node) = core.nodes.get_mut(&msg.node_id) {
+            if node.state != NodeState::Missing
+                && wire::get(&msg.data, "user_classes_count").is_some()
+            {
+                node.user_classes_count = report.user_classes_count;
+            }
+        }
+        let users: u64 = core
+            .nodes
+            .values()
+            .filter(|n| n.state.live())
+            .map(Node::user_count)
+            .sum();
+        self.peak_users.fetch_max(users, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn on_quit(&self, msg: &Message) {
+        let lost_last = {
+            let mut core = self.core.lock();
+            let Some(node) = core.nodes.get_mut(&msg.node_id) else {
+                return;
+            };
+            node.quit = true;
+            node.state = NodeState::Stopped;
+            node.user_classes_count.clear();
+            tracing::info!(worker = %msg.node_id, "worker quit");
+            core.placement_stale = true;
+            let running = matches!(*self.state.borrow(), RunState::Spawning | RunState::Running);
+            running && !core.stopping && core.live_ids().is_empty()
+        };
+        if lost_last {
+            tracing::warn!("The last worker quit, stopping test.");
+            self.stop.send_replace(true);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Places the current ramp total over the live workers and sends every one its `spawn`.
+    fn dispatch(&self, total: u64) {
+        let (messages, live) = {
+            let mut core = self.core.lock();
+            let live = core.live_ids();
+            let class_totals = groups::distribute(total, &self.specs);
+            core.dispatcher
+                .assign(live.iter().map(String::as_str), &class_totals);
+            core.dispatched_total = total;
+            core.placement_stale = false;
+            let timestamp = now_unix().max(core.last_spawn_timestamp + 1e-3);
+            core.last_spawn_timestamp = timestamp;
+            let host = self.config.host.as_deref().map_or(Value::Nil, Value::from);
+            let messages: Vec<(String, Message)> = live
+                .iter()
+                .map(|id| {
+                    let data = wire::map([
+                        ("timestamp", Value::from(timestamp)),
+                        (
+                            "user_classes_count",
+                            wire::counts_value(&core.dispatcher.counts_of(id)),
+                        ),
+                        ("host", host.clone()),
+                        ("stop_timeout", Value::from(self.options.stop_timeout)),
+                        ("parsed_options", Value::Map(Vec::new())),
+                    ]);
+                    (id.clone(), Message::new("spawn", data, id.clone()))
+                })
+                .collect();
+            (messages, live.len())
+        };
+        tracing::debug!(users = total, workers = live, "dispatching");
+        for (id, message) in messages {
+            self.send(&id, message);
+        }
+    }
+
+    fn reported_users(&self) -> u64 {
+        let core = self.core.lock();
+        core.nodes
+            .values()
+            .filter(|n| n.state.live())
+            .map(Node::user_count)
+            .sum()
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+/// Waits for `wake` or `timeout`, whichever first; false when the run must stop.
+async fn pause(inner: &Inner, timeout: Duration) -> bool {
+    let mut stop = inner.stop.subscribe();
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = inner.wake.notified() => {}
+        _ = tokio::time::sleep(timeout) => {}
+        _ = stop.wait_for(|s| *s) => return false,
+    }
+    !inner.is_stopped()
+}
+
+async fn drive(inner: Arc<Inner>) {
+    // 1. Wait for the expected workers.
+    let expected = u64::from(inner.config.expected_workers);
+    let waited = Instant::now();
+    loop {
+        let live = inner.core.lock().live_ids().len() as u64;
+        if live >= expected {
+            break;
+        }
+        if waited.elapsed() >= inner.options.expected_workers_timeout {
+            tracing::warn!(
+                expected,
+                connected = live,
+                "not every expected worker joined in time; starting with those that did"
+            );
+            break;
+        }
+        if !pause(&inner, Duration::from_millis(200)).await {
+            break;
+        }
+    }
+    let started = Instant::now();
+    let mut stopping = inner.stop.subscribe();
+    if !*stopping.borrow() {
+        inner.state.send_replace(RunState::Spawning);
+        tracing::info!(
+            users = inner.config.user_count,
+            spawn_rate = inner.config.spawn_rate,
+            workers = inner.core.lock().live_ids().len(),
+            "starting the run"
+        );
+    }
+    let timer = inner.config.test_time.map(|secs| {
+        let stop = inner.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            stop.send_replace(true);
+        })
+    });
+    let printer = inner.print_stats.then(|| {
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(inner.stats_interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let stats = inner.stats.lock().clone();
+                console::print_stats(&stats, inner.reported_users());
+            }
+        })
+    });
+
+    // 2. Ramp, re-dispatch on changes, until stopped.
+    let mut ramp_done_at: Option<Instant> = None;
+    let mut announced_complete = false;
+    while !*stopping.borrow_and_update() {
+        let (target, rate, stale, current) = {
+            let core = inner.core.lock();
+            (
+                core.target,
+                core.spawn_rate,
+                core.placement_stale,
+                core.dispatched_total,
+            )
+        };
+        if current != target {
+            let step = dispatch::step_size(rate);
+            let next = dispatch::ramp_totals(current, target, step)
+                .first()
+                .copied()
+                .unwrap_or(target);
+            inner.state.send_replace(RunState::Spawning);
+            inner.dispatch(next);
+            announced_complete = false;
+            ramp_done_at = None;
+            let delay = Duration::from_secs_f64(current.abs_diff(next) as f64 / rate);
+            let until = Instant::now() + delay;
+            // Sleep the step out; a worker change meanwhile is placed at once.
+            while Instant::now() < until {
+                if !pause(&inner, until.saturating_duration_since(Instant::now())).await {
+                    break;
+                }
+                if inner.core.lock().placement_stale {
+                    let total = inner.core.lock().dispatched_total;
+                    inner.dispatch(total);
+                }
+                if inner.core.lock().target != target {
+                    break;
+                }
+            }
+            continue;
+        }
+        if stale {
+            inner.dispatch(current);
+        }
+        if !announced_complete {
+            let done_at = *ramp_done_at.get_or_insert_with(Instant::now);
+            let reported = inner.reported_users();
+            if reported == target || done_at.elapsed() >= RAMP_REPORT_WAIT {
+                if reported != target {
+                    tracing::info!(
+                        target,
+                        reported,
+                        "ramp done; not every worker has reported its users yet"
+                    );
+                } else {
+                    tracing::info!(users = target, "All users spawned");
+                }
+                let live = inner.core.lock().live_ids();
+                for id in &live {
+                    let data = wire::map([("user_count", Value::from(target))]);
+                    inner.send(id, Message::new("spawning_complete", data, id.clone()));
+                }
+                announced_complete = true;
+                inner.state.send_replace(RunState::Running);
+                inner.peak_users.fetch_max(reported, Ordering::Relaxed);
+                continue;
+            }
+            pause(&inner, Duration::from_millis(100)).await;
+            continue;
+        }
+        pause(&inner, Duration::from_secs(1)).await;
+    }
+
+    // 3. Quit every worker and wait for their final reports.
+    inner.state.send_replace(RunState::Stopping);
+    let quit_ids: Vec<String> = {
+        let mut core = inner.core.lock();
+        core.stopping = true;
+        core.nodes.keys().cloned().collect()
+    };
+    tracing::info!(
+        workers = quit_ids.len(),
+        "stopping: telling every worker to quit"
+    );
+    for id in &quit_ids {
+        inner.send(id, Message::new("quit", Value::Nil, id.clone()));
+    }
+    let deadline =
+        Instant::now() + Duration::from_secs_f64(inner.options.stop_timeout) + QUIT_GRACE;
+    loop {
+        let waiting = {
+            let core = inner.core.lock();
+            core.nodes
+                .values()
+                .filter(|n| !n.quit && n.state != NodeState::Missing)
+                .count()
+        };
+        if waiting == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(waiting, "some workers did not quit in time");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some(timer) = timer {
+        timer.abort();
+    }
+    if let Some(printer) = printer {
+        printer.abort();
+    }
+    let duration = started.elapsed();
+    if inner.print_stats {
+        console::print_final(&inner.stats.lock().clone());
+    }
+    *inner.summary.lock() = Some(summarize(&inner, duration));
+    inner.state.send_replace(RunState::Stopped);
+}
+
+fn summarize(inner: &Inner, duration: Duration) -> Summary {
+    let stats = inner.stats.lock().clone();
+    let total = stats.total();
+    let secs = duration.as_secs_f64();
+    Summary {
+        user_detail: inner.config.user_detail_dict.clone(),
+        user_count: inner.config.user_count,
+        spawn_rate: inner.config.spawn_rate,
+        test_time: inner.config.test_time,
+        web_ui: inner.config.web_ui_dict.clone(),
+        runner_mode: "master".to_owned(),
+        users_spawned: inner.peak_users.load(Ordering::Relaxed),
+        duration_s: secs,
+        totals: Totals {
+            requests: total.num_requests(),
+            successes: total.num_successes(),
+            failures: total.num_failures(),
+            failure_rate: total.failure_ratio(),
+            requests_per_second: if secs > 0.0 {
+                total.num_requests() as f64 / secs
+            } else {
+                0.0
+            },
+            p50_ms: total.percentile_ms(50.0),
+            p95_ms: total.percentile_ms(95.0),
+            p99_ms: total.percentile_ms(99.0),
+            max_ms: total.max_response_time_us() as f64 / 1000.0,
+        },
+    }
+}

@@ -1,0 +1,310 @@
+//! Distributed runs: a master and its workers, speaking Locust's own master/worker protocol
+//! (ZeroMQ ROUTER/DEALER, msgpack), so either side can be Locust itself.
+//!
+//! - [`Master`] (`runner_mode: "master"`) binds `master_bind_host:master_bind_port`, waits for
+//!   `expected_workers`, splits `user_count` over the workers at `spawn_rate` (absolute
+//!   per-worker, per-class targets, ramped in steps, as Locust's dispatcher does), answers every
+//!   heartbeat, marks a silent worker missing and gives its users to the others, accepts
+//!   workers joining mid-run, and stops everyone after `test_time`. It implements
+//!   [`RunControl`](crate::RunControl), so a front end can watch and steer it.
+//! - [`Worker`] (`runner_mode: "worker"`) connects to `master_host:master_port` with node id
+//!   `<host>_<32 hex>`, runs the users its master gives it and reports every 3 s. A LoadDensity
+//!   master sends it the whole test plan; a Locust master does not, so a worker joining one
+//!   runs the plan it was started with.
+//!
+//! Each user group of the plan is a Locust user class of the same name (a plan without
+//! `user_groups` is one class named after its user type, e.g. `fast_http_user`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), load_density::RunError> {
+//! use load_density::distributed::{Master, Worker};
+//! use load_density::{RunControl, StartTest};
+//!
+//! let plan: StartTest = serde_json::from_value(serde_json::json!({
+//!     "runner_mode": "master", "master_bind_host": "127.0.0.1", "master_bind_port": 5557,
+//!     "expected_workers": 1, "user_count": 10, "spawn_rate": 5, "test_time": 10,
+//!     "tasks": [{"method": "get", "request_url": "http://127.0.0.1:8080/"}]
+//! })).expect("plan");
+//! let master = Master::start(plan).await?;
+//! let worker = Worker::start(serde_json::from_value(serde_json::json!({
+//!     "runner_mode": "worker", "master_host": "127.0.0.1", "master_port": 5557
+//! })).expect("worker")).await?;
+//! let summary = master.wait().await;
+//! println!("{} requests over {} workers", summary.totals.requests, master.workers().len());
+//! worker.wait().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Options (keyword arguments of `start_test`, taken out before the plan's groups see them):
+//!
+//! | key | default | side | meaning |
+//! |---|---|---|---|
+//! | `expected_workers_timeout` | 60 | master | seconds to wait for `expected_workers` before starting anyway |
+//! | `stop_timeout` | 10 | master | seconds workers give running tasks to finish at the end (sent in `spawn`) |
+//! | `distributed_records` | `"all"` | master | records workers send: `"all"`, `"errors"` or `"none"` |
+//! | `master_timeout` | 60 | worker | seconds without a heartbeat reply before a worker gives up |
+
+pub mod dispatch;
+pub mod locust_stats;
+mod master;
+mod plan;
+mod sysinfo;
+pub mod wire;
+mod worker;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use locust_stats::RecordShipping;
+pub use master::Master;
+pub use worker::Worker;
+
+use crate::config::StartTest;
+use crate::error::RunError;
+
+/// The Locust version our peers announce (the protocol was checked against it).
+pub const LOCUST_VERSION: &str = "2.47.0";
+/// A worker's heartbeat period, and the master's liveness tick.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Heartbeats a worker may miss before its master marks it missing.
+pub const HEARTBEAT_LIVENESS: u32 = 3;
+/// A worker's statistics report period.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(3);
+/// A worker resends `client_ready` this often until it gets an `ack`.
+pub const CONNECT_RETRY: Duration = Duration::from_secs(5);
+/// How long a master keeps a missing worker before forgetting it.
+pub const MISSING_FORGET_AFTER: Duration = Duration::from_secs(60);
+/// The custom message carrying the test plan from a LoadDensity master to its workers.
+pub const PLAN_MESSAGE: &str = "ld_plan";
+
+/// The keys [`DistributedOptions`] reads.
+pub const DISTRIBUTED_OPTION_KEYS: &[&str] = &[
+    "expected_workers_timeout",
+    "stop_timeout",
+    "distributed_records",
+    "master_timeout",
+];
+
+/// Why a distributed run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DistributedError {
+    /// The master could not listen.
+    #[error("the master cannot listen on {address}: {source}")]
+    Bind {
+        /// `host:port`.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// ZeroMQ refused the socket.
+    #[error("ZeroMQ: {0}")]
+    Zmq(String),
+    /// The worker's master stopped answering.
+    #[error(
+        "the master at {address} has not answered for {silent_s:.0} s (master_timeout); \
+         this worker gives up"
+    )]
+    MasterLost {
+        /// `host:port`.
+        address: String,
+        /// Seconds without a heartbeat reply.
+        silent_s: f64,
+    },
+    /// The worker cannot run what it was given.
+    #[error("{0}")]
+    Plan(String),
+}
+
+/// The distributed options of one `start_test` call (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistributedOptions {
+    /// How long a master waits for `expected_workers`.
+    pub expected_workers_timeout: Duration,
+    /// Seconds workers give running tasks to finish at the end.
+    pub stop_timeout: f64,
+    /// Records workers ship.
+    pub records: RecordShipping,
+    /// How long a worker waits for a silent master.
+    pub master_timeout: Duration,
+}
+
+impl Default for DistributedOptions {
+    fn default() -> Self {
+        Self {
+            expected_workers_timeout: Duration::from_secs(60),
+            stop_timeout: 10.0,
+            records: RecordShipping::All,
+            master_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+fn seconds(key: &str, value: &Value) -> Result<Duration, RunError> {
+    value
+        .as_f64()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            RunError::Config(format!(
+                "{key} must be a number of seconds >= 0, got {value}"
+            ))
+        })
+}
+
+impl DistributedOptions {
+    /// Takes the distributed options out of `config` (its keyword arguments and
+    /// `user_detail_dict`), so the plan's groups never see them.
+    pub fn take_from(config: &mut StartTest) -> Result<Self, RunError> {
+        let mut options = Self::default();
+        for key in DISTRIBUTED_OPTION_KEYS {
+            let from_extra = config.extra.remove(*key);
+            let from_detail = config.user_detail_dict.remove(*key);
+            let Some(value) = from_extra.or(from_detail) else {
+                continue;
+            };
+            if value.is_null() {
+                continue;
+            }
+            match *key {
+                "expected_workers_timeout" => {
+                    options.expected_workers_timeout = seconds(key, &value)?
+                }
+                "stop_timeout" => options.stop_timeout = seconds(key, &value)?.as_secs_f64(),
+                "master_timeout" => options.master_timeout = seconds(key, &value)?,
+                "distributed_records" => {
+                    options.records = value
+                        .as_str()
+                        .and_then(RecordShipping::parse)
+                        .ok_or_else(|| {
+                            RunError::Config(format!(
+                                "distributed_records must be \"all\", \"errors\" or \"none\", got {value}"
+                            ))
+                        })?;
+                }
+                _ => {}
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// A node id as Locust makes them: `<hostname>_<32 hex digits>`.
+pub fn new_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    // The identity must stay under 256 bytes; keep whole characters.
+    let host: String = host
+        .chars()
+        .scan(0usize, |len, c| {
+            *len += c.len_utf8();
+            (*len <= 200).then_some(c)
+        })
+        .collect();
+    format!("{host}_{:032x}", rand::random::<u128>())
+}
+
+/// Splits `host:port` for messages.
+fn address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Whether `config` asks for a master or a worker.
+pub fn is_distributed(config: &StartTest) -> bool {
+    matches!(config.runner_mode.as_str(), "master" | "worker")
+}
+
+/// Rejects a master or worker configuration where a local [`Environment`](crate::Environment)
+/// is expected (`create_env`, `prepare_env`).
+pub fn check_local(config: &StartTest) -> Result<(), RunError> {
+    match config.runner_mode.as_str() {
+        "master" => Err(RunError::Config(
+            "runner_mode \"master\" makes no local environment: run it with start_test, or \
+             embed it with distributed::Master::start"
+                .to_owned(),
+        )),
+        "worker" => Err(RunError::Config(
+            "runner_mode \"worker\" makes no local environment: run it with start_test, or \
+             embed it with distributed::Worker::start"
+                .to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Runs a master or a worker to its end (what `start_test` does for those modes). With
+/// `on_ctrl_c`, Ctrl-C stops it gracefully.
+pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
+    if config.runner_mode == "master" {
+        #[cfg(feature = "web-ui")]
+        let web_ui = crate::web::WebUiSettings::from_config(&config)
+            .map_err(|e| RunError::Config(error_chain(&e)))?;
+        let master = Master::start(config).await?;
+        // The web UI shows and steers the master through RunControl, until the run stops.
+        #[cfg(feature = "web-ui")]
+        let web_ui = match web_ui {
+            Some(settings) => Some(
+                crate::web::WebUi::start(std::sync::Arc::new(master.clone()), settings)
+                    .await
+                    .map_err(|e| RunError::Config(error_chain(&e)))?,
+            ),
+            None => None,
+        };
+        let ctrl_c = on_ctrl_c.then(|| {
+            let master = master.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::warn!("Ctrl-C: stopping the workers; their last reports follow");
+                    crate::RunControl::stop(&master);
+                }
+            })
+        });
+        let summary = master.wait().await;
+        if let Some(task) = ctrl_c {
+            task.abort();
+        }
+        #[cfg(feature = "web-ui")]
+        if let Some(web_ui) = web_ui {
+            web_ui.closed().await;
+        }
+        Ok(summary)
+    } else {
+        let worker = Worker::start(config).await?;
+        let ctrl_c = on_ctrl_c.then(|| {
+            let stop = worker.stopper();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::warn!("Ctrl-C: stopping; the last report goes to the master");
+                    stop();
+                }
+            })
+        });
+        let result = worker.wait().await;
+        if let Some(task) = ctrl_c {
+            task.abort();
+        }
+        result
+    }
+}
+
+/// An error and its causes on one line.
+#[cfg(feature = "web-ui")]
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,748 @@
+//! The worker: a ZeroMQ DEALER that runs the users its master gives it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use load_density_core::stats::SharedStats;
+use load_density_core::{test_record_instance, RequestListener, RequestStats};
+use rmpv::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
+
+use super::locust_stats::{RecordShipping, ReportBuilder};
+use super::sysinfo::{rss_bytes, CpuMonitor};
+use super::wire::{self, Message};
+use super::{
+    address, new_node_id, plan, DistributedError, DistributedOptions, CONNECT_RETRY,
+    HEARTBEAT_INTERVAL, LOCUST_VERSION, PLAN_MESSAGE, REPORT_INTERVAL,
+};
+use crate::config::{StartTest, Summary, Totals};
+use crate::env::{Environment, RunState};
+use crate::error::RunError;
+
+/// How long one connection attempt may take before it starts again (the crate's own default,
+/// 30 s, would only delay noticing a master that appeared meanwhile).
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
+/// Users a worker starts per second to reach a `spawn` target (the master paces the ramp).
+const WORKER_SPAWN_RATE: f64 = 100_000.0;
+/// How long a worker waits for its users to reach a `spawn` target before reporting anyway.
+const SPAWN_COMPLETE_WAIT: Duration = Duration::from_secs(10);
+/// Time for the last messages to leave before the process may exit.
+const LINGER: Duration = Duration::from_millis(300);
+
+/// The version string a LoadDensity worker announces in `client_ready`: Locust's version
+/// (a Locust 2.47 master logs the difference at debug level only) plus a marker a
+/// LoadDensity master recognises.
+fn announced_version() -> String {
+    format!("{LOCUST_VERSION}+loaddensity.{}", env!("CARGO_PKG_VERSION"))
+}
+
+struct Shared {
+    node_id: String,
+    quit: watch::Sender<bool>,
+    stats: SharedStats,
+    users: AtomicU64,
+}
+
+/// A LoadDensity worker (`runner_mode: "worker"`).
+pub struct Worker {
+    shared: Arc<Shared>,
+    task: JoinHandle<Result<Summary, RunError>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("node_id", &self.shared.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Starts a worker on the current tokio runtime: it connects to
+    /// `master_host:master_port` (retrying until the master appears) and follows it.
+    ///
+    /// The configuration's plan (tasks or user groups), if it has one, is what the worker runs
+    /// for a Locust master; a LoadDensity master sends its own.
+    ///
+    /// # Errors
+    /// An invalid local plan or option.
+    pub async fn start(mut config: StartTest) -> Result<Self, RunError> {
+        let options = DistributedOptions::take_from(&mut config)?;
+        config.runner_mode = "worker".to_owned();
+        let has_plan = config.tasks.is_some()
+            || config.user_groups.is_some()
+            || config
+                .user_type()
+                .ok()
+                .is_some_and(|t| load_density_core::locust_wrapper_proxy().get(t).is_some());
+        let local_plan = if has_plan {
+            drop(Environment::create(env_config(&config, None)).await?);
+            Some(config.clone())
+        } else {
+            None
+        };
+        let node_id = new_node_id();
+        let shared = Arc::new(Shared {
+            node_id: node_id.clone(),
+            quit: watch::channel(false).0,
+            stats: SharedStats::new(),
+            users: AtomicU64::new(0),
+        });
+        let master = address(&config.master_host, config.master_port);
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(link_task(
+            format!("tcp://{master}"),
+            node_id.clone(),
+            out_rx,
+            events_tx,
+        ));
+        tracing::info!(node_id = %node_id, master = %master, "worker connecting to its master");
+        let (env_done_tx, env_done) = mpsc::unbounded_channel();
+        let run = Run {
+            shared: shared.clone(),
+            started: Instant::now(),
+            summary_config: config,
+            master,
+            options,
+            out,
+            env_done_tx,
+            local_plan,
+            plan: None,
+            plan_text: None,
+            plan_dir: std::env::temp_dir().join(format!("loaddensity-worker-{node_id}")),
+            env: None,
+            builder: Arc::new(ReportBuilder::new()),
+            users_spawned: 0,
+            state: WorkerState::Ready,
+            acked: false,
+            acked_at: None,
+            master_loaddensity: false,
+            last_spawn_timestamp: 0.0,
+            stop_timeout: 0.0,
+            last_heartbeat_reply: None,
+            pending_complete: None,
+            ready_again_at: None,
+            next_client_ready: Instant::now(),
+            next_heartbeat: Instant::now(),
+            next_report: Instant::now(),
+            cpu: CpuMonitor::new(),
+        };
+        let task = tokio::spawn(run.main(events, env_done));
+        Ok(Self { shared, task })
+    }
+
+    /// This worker's node id (`<host>_<hex>`), its ZeroMQ identity.
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    /// Every request this worker made, over its whole life.
+    pub fn stats(&self) -> RequestStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Users running now.
+    pub fn user_count(&self) -> u64 {
+        self.shared.users.load(Ordering::Relaxed)
+    }
+
+    /// Stops the users, sends the last report and `quit` to the master, and ends.
+    pub fn stop(&self) {
+        self.shared.quit.send_replace(true);
+    }
+
+    /// A handle that can stop the worker from elsewhere (e.g. on Ctrl-C).
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || {
+            shared.quit.send_replace(true);
+        }
+    }
+
+    /// Waits until the worker ends: `Ok` when its master told it to quit (or
+    /// [`Worker::stop`]), an error when the master went silent for `master_timeout`.
+    pub async fn wait(self) -> Result<Summary, RunError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(error) => Err(RunError::Distributed(DistributedError::Plan(format!(
+                "the worker task ended abnormally: {error}"
+            )))),
+        }
+    }
+}
+
+/// The environment configuration a worker runs: no users until told, no time limit.
+fn env_config(plan: &StartTest, host: Option<&str>) -> StartTest {
+    let mut config = plan.clone();
+    config.runner_mode = "worker".to_owned();
+    config.user_count = 0;
+    config.test_time = None;
+    if let Some(host) = host.filter(|h| !h.is_empty()) {
+        if config.host.is_none() {
+            config.host = Some(host.to_owned());
+        }
+    }
+    config
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkerState {
+    Ready,
+    Spawning,
+    Running,
+}
+
+impl WorkerState {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Spawning => "spawning",
+            Self::Running => "running",
+        }
+    }
+}
+
+enum Outgoing {
+    Payload(Vec<u8>),
+    Flush(oneshot::Sender<()>),
+    Reset,
+}
+
+enum LinkEvent {
+    Connected,
+    Message(Message),
+}
+
+/// Owns the DEALER: connects (forever), sends what the worker queues, forwards what arrives,
+/// and connects again when the master goes away or asks for it.
+async fn link_task(
+    endpoint: String,
+    node_id: String,
+    mut out: mpsc::UnboundedReceiver<Outgoing>,
+    events: mpsc::UnboundedSender<LinkEvent>,
+) {
+    let mut unsent: Option<Vec<u8>> = None;
+    let mut attempts: u64 = 0;
+    loop {
+        let socket = loop {
+            let mut options = SocketOptions::default();
+            match node_id.parse() {
+                Ok(identity) => {
+                    options.peer_identity(identity);
+                }
+                Err(error) => tracing::error!(%error, "the node id cannot be a ZeroMQ identity"),
+            }
+            options.connect_timeout(CONNECT_ATTEMPT);
+            let mut socket = DealerSocket::with_options(options);
+            let attempt = tokio::select! {
+                result = socket.connect(&endpoint) => result,
+                _ = events.closed() => return,
+            };
+            match attempt {
+                Ok(()) => break socket,
+                Err(error) => {
+                    attempts += 1;
+                    if attempts == 1 || attempts.is_multiple_of(15) {
+                        tracing::info!(%endpoint, %error, "cannot reach the master yet; still trying");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        attempts = 0;
+        if events.send(LinkEvent::Connected).is_err() {
+            return;
+        }
+        let (mut send, mut recv) = socket.split();
+        let forward = events.clone();
+        let mut reader = tokio::spawn(async move {
+            loop {
+                match recv.recv().await {
+                    Ok(message) => {
+                        // DEALER: one frame, the payload.
+                        let Some(payload) = message.into_vec().into_iter().last() else {
+                            continue;
+                        };
+                        match Message::decode(&payload) {
+                            Ok(msg) => {
+                                if forward.send(LinkEvent::Message(msg)).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "skipped an unreadable message from the master")
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "receive error from the master");
+                        return;
+                    }
+                }
+            }
+        });
+        if let Some(payload) = unsent.take() {
+            if send.send(ZmqMessage::from(payload.clone())).await.is_err() {
+                unsent = Some(payload);
+            }
+        }
+        while unsent.is_none() {
+            tokio::select! {
+                item = out.recv() => match item {
+                    None => {
+                        reader.abort();
+                        return;
+                    }
+                    Some(Outgoing::Payload(payload)) => {
+                        if let Err(error) = send.send(ZmqMessage::from(payload.clone())).await {
+                            tracing::info!(%error, "lost the connection to the master; reconnecting");
+                            unsent = Some(payload);
+                        }
+                    }
+                    Some(Outgoing::Flush(done)) => {
+                        let _ = done.send(());
+                    }
+                    Some(Outgoing::Reset) => {
+                        tracing::warn!("the master asked for a new connection");
+                        break;
+                    }
+                },
+                _ = &mut reader => break,
+            }
+        }
+        reader.abort();
+    }
+}
+
+struct Run {
+    shared: Arc<Shared>,
+    started: Instant,
+    summary_config: StartTest,
+    master: String,
+    options: DistributedOptions,
+    out: mpsc::UnboundedSender<Outgoing>,
+    env_done_tx: mpsc::UnboundedSender<()>,
+    /// The plan the worker was started with.
+    local_plan: Option<StartTest>,
+    /// The plan a LoadDensity master sent.
+    plan: Option<StartTest>,
+    plan_text: Option<String>,
+    plan_dir: PathBuf,
+    env: Option<Environment>,
+    builder: Arc<ReportBuilder>,
+    users_spawned: u64,
+    state: WorkerState,
+    acked: bool,
+    acked_at: Option<Instant>,
+    master_loaddensity: bool,
+    last_spawn_timestamp: f64,
+    stop_timeout: f64,
+    last_heartbeat_reply: Option<Instant>,
+    pending_complete: Option<(Vec<(String, u64)>, Instant)>,
+    ready_again_at: Option<Instant>,
+    next_client_ready: Instant,
+    next_heartbeat: Instant,
+    next_report: Instant,
+    cpu: CpuMonitor,
+}
+
+/// What ends the main loop.
+enum End {
+    Quit,
+    Lost(f64),
+    Failed(String),
+}
+
+impl Run {
+    fn send(&self, kind: &str, data: Value) {
+        let message = Message::new(kind, data, self.shared.node_id.clone());
+        let _ = self.out.send(Outgoing::Payload(message.encode()));
+    }
+
+    async fn main(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+        mut env_done: mpsc::UnboundedReceiver<()>,
+    ) -> Result<Summary, RunError> {
+        let mut quit = self.shared.quit.subscribe();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let end = loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(LinkEvent::Connected) => {
+                        tracing::info!(master = %self.master, "connected to the master");
+                        self.acked = false;
+                        self.next_client_ready = Instant::now();
+                    }
+                    Some(LinkEvent::Message(msg)) => {
+                        if let Some(end) = self.on_message(msg).await {
+                            break end;
+                        }
+                    }
+                    None => break End::Failed("the connection task ended".to_owned()),
+                },
+                Some(()) = env_done.recv() => self.on_env_stopped(),
+                changed = quit.changed() => {
+                    if changed.is_err() || *quit.borrow() {
+                        break End::Quit;
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some(end) = self.on_tick() {
+                        break end;
+                    }
+                }
+            }
+        };
+        self.finish(end).await
+    }
+
+    fn plan(&self) -> Option<&StartTest> {
+        if self.master_loaddensity {
+            self.plan.as_ref().or(self.local_plan.as_ref())
+        } else {
+            self.local_plan.as_ref()
+        }
+    }
+
+    fn class_counts(&self) -> Vec<(String, u64)> {
+        match &self.env {
+            Some(env) => env.group_user_counts(),
+            None => Vec::new(),
+        }
+    }
+
+    fn on_tick(&mut self) -> Option<End> {
+        if *self.shared.quit.borrow() {
+            return Some(End::Quit);
+        }
+        let now = Instant::now();
+        if !self.acked {
+            if now >= self.next_client_ready {
+                self.send("client_ready", Value::from(announced_version()));
+                self.next_client_ready = now + CONNECT_RETRY;
+            }
+            return None;
+        }
+        if let Some(at) = self.ready_again_at {
+            if now >= at {
+                self.ready_again_at = None;
+                self.send("client_ready", Value::from(announced_version()));
+            }
+        }
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + HEARTBEAT_INTERVAL;
+            let data = wire::map([
+                ("state", Value::from(self.state.name())),
+                ("current_cpu_usage", Value::from(self.cpu.sample())),
+                ("current_memory_usage", Value::from(rss_bytes())),
+            ]);
+            self.send("heartbeat", data);
+        }
+        if now >= self.next_report {
+            self.next_report = now + REPORT_INTERVAL;
+            self.report();
+        }
+        if let Some((targets, since)) = &self.pending_complete {
+            let counts = self.class_counts();
+            let reached = targets
+                .iter()
+                .all(|(name, want)| counts.iter().any(|(n, c)| n == name && c == want));
+            if reached || since.elapsed() >= SPAWN_COMPLETE_WAIT {
+                if !reached {
+                    tracing::warn!(
+                        ?targets,
+                        ?counts,
+                        "users did not reach the spawn target in time"
+                    );
+                }
+                let user_count: u64 = counts.iter().map(|(_, c)| c).sum();
+                self.send(
+                    "spawning_complete",
+                    wire::map([
+                        ("user_classes_count", wire::counts_value(&counts)),
+                        ("user_count", Value::from(user_count)),
+                    ]),
+                );
+                self.pending_complete = None;
+                self.state = WorkerState::Running;
+            }
+        }
+        self.shared.users.store(
+            self.class_counts().iter().map(|(_, c)| c).sum(),
+            Ordering::Relaxed,
+        );
+        let since = self.last_heartbeat_reply.or(self.acked_at)?;
+        let silent = since.elapsed();
+        (silent > self.options.master_timeout).then_some(End::Lost(silent.as_secs_f64()))
+    }
+
+    /// Sends the statistics since the previous report.
+    fn report(&mut self) {
+        let counts = match (&self.env, self.plan()) {
+            (Some(_), _) => self.class_counts(),
+            (None, Some(plan)) => crate::groups::groups_of(plan)
+                .map(|g| g.into_iter().map(|g| (g.name, 0)).collect())
+                .unwrap_or_default(),
+            (None, None) => Vec::new(),
+        };
+        if let Some(env) = &self.env {
+            // Delivers the events still buffered in the run's bus.
+            drop(env.stats());
+        }
+        let (data, _) = self.builder.take_report(&counts, true);
+        self.send("stats", data);
+    }
+
+    async fn on_message(&mut self, msg: Message) -> Option<End> {
+        match msg.kind.as_str() {
+            "ack" => {
+                self.acked = true;
+                self.acked_at = Some(Instant::now());
+                self.next_heartbeat = Instant::now();
+                self.next_report = Instant::now();
+                self.master_loaddensity = wire::get(&msg.data, "loaddensity").is_some();
+                let index = wire::get(&msg.data, "index").and_then(wire::as_u64);
+                tracing::info!(
+                    index,
+                    loaddensity_master = self.master_loaddensity,
+                    "the master accepted this worker"
+                );
+                if self.master_loaddensity {
+                    let records = wire::get(&msg.data, "records")
+                        .and_then(Value::as_str)
+                        .and_then(RecordShipping::parse)
+                        .unwrap_or_default();
+                    self.builder.ship_records(Some(records));
+                } else {
+                    self.builder.ship_records(None);
+                    if self.local_plan.is_none() {
+                        let text = format!(
+                            "the master at {} is a Locust master, which sends no test plan: start \
+                             this worker with one (a start_test configuration whose user groups \
+                             are named like the master's user classes)",
+                            self.master
+                        );
+                        return Some(End::Failed(text));
+                    }
+                }
+            }
+            PLAN_MESSAGE => {
+                let text = wire::req_str(&msg, "config").ok().map(str::to_owned);
+                if text.is_some() && text == self.plan_text {
+                    return None;
+                }
+                match plan::read(&msg, &self.plan_dir) {
+                    Ok(config) => match Environment::create(env_config(&config, None)).await {
+                        Ok(check) => {
+                            drop(check);
+                            tracing::info!("received the test plan from the master");
+                            self.plan = Some(config);
+                            self.plan_text = text;
+                        }
+                        Err(error) => {
+                            return Some(End::Failed(format!(
+                                "the master's test plan cannot run here: {error}"
+                            )))
+                        }
+                    },
+                    Err(error) => {
+                        return Some(End::Failed(format!("unreadable test plan: {error}")))
+                    }
+                }
+            }
+            "spawn" => {
+                if let Err(error) = self.on_spawn(&msg).await {
+                    tracing::error!(%error, "cannot follow a spawn message");
+                    self.send(
+                        "exception",
+                        wire::map([
+                            ("msg", Value::from(error.clone())),
+                            ("traceback", Value::from(format!("{error}\n"))),
+                        ]),
+                    );
+                }
+            }
+            "stop" => self.on_stop(),
+            "quit" => return Some(End::Quit),
+            "heartbeat" => self.last_heartbeat_reply = Some(Instant::now()),
+            "reconnect" => {
+                let _ = self.out.send(Outgoing::Reset);
+            }
+            "spawning_complete" => {
+                tracing::debug!("the master says every user is spawned");
+            }
+            other => tracing::warn!(
+                kind = other,
+                "unknown message type from the master (ignored)"
+            ),
+        }
+        None
+    }
+
+    async fn on_spawn(&mut self, msg: &Message) -> Result<(), String> {
+        self.send("spawning", Value::Nil);
+        let timestamp = wire::req_f64(msg, "timestamp").map_err(|e| e.to_string())?;
+        if timestamp <= self.last_spawn_timestamp {
+            tracing::info!("Discard spawn message with older or equal timestamp than timestamp of previous spawn message");
+            return Ok(());
+        }
+        let counts = wire::req_counts(msg, "user_classes_count").map_err(|e| e.to_string())?;
+        self.last_spawn_timestamp = timestamp;
+        self.stop_timeout = wire::get(&msg.data, "stop_timeout")
+            .and_then(wire::as_f64)
+            .unwrap_or(0.0);
+        let host = wire::get(&msg.data, "host")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        self.ready_again_at = None;
+        if self.state == WorkerState::Ready || self.env.is_none() {
+            self.start_env(host.as_deref()).await?;
+        }
+        self.state = WorkerState::Spawning;
+        let Some(env) = &self.env else {
+            return Err("no environment to spawn users in".to_owned());
+        };
+        let names = env.group_names();
+        let (known, unknown): (Vec<_>, Vec<_>) = counts
+            .into_iter()
+            .partition(|(name, _)| names.contains(name));
+        if !unknown.is_empty() {
+            tracing::error!(
+                classes = ?unknown.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                groups = ?names,
+                "the master dispatched user classes this worker's plan has no group for"
+            );
+        }
+        env.set_group_user_counts(&known, WORKER_SPAWN_RATE)
+            .map_err(|e| e.to_string())?;
+        self.pending_complete = Some((known, Instant::now()));
+        Ok(())
+    }
+
+    /// A fresh environment for a new test (clears what was not reported: Locust's
+    /// `stats.clear_all()` at test start).
+    async fn start_env(&mut self, host: Option<&str>) -> Result<(), String> {
+        let Some(plan) = self.plan().cloned() else {
+            return Err("this worker has no test plan yet".to_owned());
+        };
+        if let Some(old) = self.env.take() {
+            old.stop();
+            self.users_spawned += old.users_spawned();
+        }
+        let env = Environment::create(env_config(&plan, host))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.builder.clear();
+        env.add_listener(self.builder.clone() as Arc<dyn RequestListener>);
+        env.add_listener(Arc::new(self.shared.stats.clone()));
+        if !self.master_loaddensity {
+            env.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
+        }
+        env.start();
+        self.env = Some(env);
+        Ok(())
+    }
+
+    fn on_stop(&mut self) {
+        self.pending_complete = None;
+        match &self.env {
+            Some(env) if env.state() != RunState::Stopped => {
+                env.stop();
+                let env = env.clone();
+                let done = self.env_done_tx.clone();
+                tokio::spawn(async move {
+                    env.wait().await;
+                    let _ = done.send(());
+                });
+            }
+            _ => self.after_stop(),
+        }
+    }
+
+    fn on_env_stopped(&mut self) {
+        self.after_stop();
+    }
+
+    fn after_stop(&mut self) {
+        self.report();
+        self.send("client_stopped", Value::Nil);
+        if let Some(env) = self.env.take() {
+            self.users_spawned += env.users_spawned();
+        }
+        self.state = WorkerState::Ready;
+        self.ready_again_at =
+            Some(Instant::now() + Duration::from_secs_f64(self.stop_timeout.max(0.0)));
+    }
+
+    async fn finish(mut self, end: End) -> Result<Summary, RunError> {
+        if let Some(env) = self.env.take() {
+            env.stop();
+            env.wait().await;
+            self.users_spawned += env.users_spawned();
+        }
+        let result = match end {
+            End::Quit => {
+                tracing::info!("quitting: sending the last report to the master");
+                self.report();
+                self.send("quit", Value::Nil);
+                Ok(())
+            }
+            End::Lost(silent_s) => Err(DistributedError::MasterLost {
+                address: self.master.clone(),
+                silent_s,
+            }),
+            End::Failed(text) => {
+                self.send("quit", Value::Nil);
+                Err(DistributedError::Plan(text))
+            }
+        };
+        let (done, flushed) = oneshot::channel();
+        if self.out.send(Outgoing::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), flushed).await;
+        }
+        tokio::time::sleep(LINGER).await;
+        let _ = std::fs::remove_dir_all(&self.plan_dir);
+        self.shared.users.store(0, Ordering::Relaxed);
+        result?;
+        Ok(self.summary())
+    }
+
+    fn summary(&self) -> Summary {
+        let stats = self.shared.stats.snapshot();
+        let total = stats.total();
+        let secs = self.started.elapsed().as_secs_f64();
+        let config = &self.summary_config;
+        Summary {
+            user_detail: config.user_detail_dict.clone(),
+            user_count: config.user_count,
+            spawn_rate: config.spawn_rate,
+            test_time: config.test_time,
+            web_ui: config.web_ui_dict.clone(),
+            runner_mode: "worker".to_owned(),
+            users_spawned: self.users_spawned,
+            duration_s: secs,
+            totals: Totals {
+                requests: total.num_requests(),
+                successes: total.num_successes(),
+                failures: total.num_failures(),
+                failure_rate: total.failure_ratio(),
+                requests_per_second: if secs > 0.0 {
+                    total.num_requests() as f64 / secs
+                } else {
+                    0.0
+                },
+                p50_ms: total.percentile_ms(50.0),
+                p95_ms: total.percentile_ms(95.0),
+                p99_ms: total.percentile_ms(99.0),
+                max_ms: total.max_response_time_us() as f64 / 1000.0,
+            },
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Shared helpers of the distributed tests: real Locust processes, fixtures, CSV reading.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The venv's `locust` executable (next to `$LOAD_DENSITY_PYTHON`, or in /var/tmp/ld-venv).
+pub fn locust_bin() -> PathBuf {
+    let python = std::env::var_os("LOAD_DENSITY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/ld-venv/bin/python3"));
+    let locust = python
+        .parent()
+        .map(|dir| dir.join("locust"))
+        .unwrap_or_else(|| PathBuf::from("locust"));
+    assert!(
+        locust.exists(),
+        "{} is missing: run .ci/install-deps (it installs Locust into the test venv)",
+        locust.display()
+    );
+    locust
+}
+
+/// A fixture file under tests/fixtures/locust.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/locust")
+        .join(name)
+}
+
+/// A child process killed when dropped (unless it already ended), with its output in a file.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `program args...`, stdout and stderr going to `dir/<name>.log`.
+    pub fn start(name: &str, dir: &Path, program: &Path, args: &[String]) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("create the log file");
+        let err = out.try_clone().expect("clone the log file");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Self {
+            child,
+            log,
+            name: name.to_owned(),
+        }
+    }
+
+    /// The output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to end, at most `timeout`; panics (showing its output) if it
+    /// does not.
+    pub async fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{} did not end within {timeout:?}; its output:\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Rows of a Locust `--csv` stats file, as column -> value maps.
+pub fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header line").split(',').collect();
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            header
+                .iter()
+                .zip(line.split(','))
+                .map(|(k, v)| ((*k).to_owned(), v.trim_matches('"').to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The `Request Count` of the row named `name` (e.g. "Aggregated").
+pub fn csv_count(rows: &[HashMap<String, String>], name: &str) -> u64 {
+    rows.iter()
+        .find(|r| r.get("Name").map(String::as_str) == Some(name))
+        .and_then(|r| r.get("Request Count"))
+        .unwrap_or_else(|| panic!("no {name} row in {rows:?}"))
+        .parse()
+        .expect("a request count")
+}
