@@ -44,6 +44,7 @@
 
 pub mod conformance;
 pub mod grpc;
+pub mod harness;
 mod http;
 pub mod mqtt;
 mod routes;

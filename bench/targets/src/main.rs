@@ -6,28 +6,33 @@
 //! $CARGO_TARGET_DIR/release/ld-bench-targets [--threads N]
 //! ```
 //!
-//! Starts an HTTP target, a WebSocket echo server, a TCP echo server and a UDP echo server on
+//! Starts an HTTP target, a WebSocket echo server, a TCP echo server, a UDP echo server and
+//! the gRPC `loadtest.Echo` service (testkit's `GrpcTarget`, plain text, with reflection) on
 //! `127.0.0.1` (ephemeral ports) inside a Tokio runtime with `N` worker threads (default 1),
-//! then prints one JSON line with their addresses:
+//! then prints one JSON line with their addresses and where the gRPC service's `.proto` is:
 //!
 //! ```json
-//! {"http": "http://127.0.0.1:P", "ws": "ws://127.0.0.1:P", "tcp": "127.0.0.1:P", "udp": "127.0.0.1:P"}
+//! {"http": "http://127.0.0.1:P", "ws": "ws://127.0.0.1:P", "tcp": "127.0.0.1:P", "udp": "127.0.0.1:P",
+//!  "grpc": "127.0.0.1:P", "grpc_proto": "/.../testkit/proto/loadtest.proto", "grpc_proto_dir": "/.../testkit/proto"}
 //! ```
 //!
 //! Then it reads commands from standard input, one per line:
 //!
 //! | line | reply (one JSON line on stdout) |
 //! |---|---|
-//! | `stats` | the servers' counters: `{"http_served", "ws_messages", "ws_connections", "tcp_messages", "tcp_connections", "udp_datagrams"}` |
+//! | `stats` | the servers' counters: `{"http_served", "ws_messages", "ws_connections", "tcp_messages", "tcp_connections", "udp_datagrams", "grpc_calls", "grpc_unary_calls", "grpc_connections"}` |
 //! | `quit` (or end of input) | none: the servers stop and the process exits |
 //!
 //! The counters only grow; a driver takes `stats` before and after a run and uses the
-//! difference.
+//! difference. `grpc_calls` counts every call to `loadtest.Echo` when it arrives (any method,
+//! any outcome; reflection calls are not counted), `grpc_unary_calls` those to `Unary`.
 
 use std::io::{BufRead, Write};
 
 use anyhow::{bail, Context};
-use load_density_testkit::{HttpTarget, TcpEchoServer, UdpEchoServer, WsEchoServer};
+use load_density_testkit::{
+    grpc, GrpcTarget, HttpTarget, TcpEchoServer, UdpEchoServer, WsEchoServer,
+};
 use serde_json::json;
 
 /// The running servers.
@@ -36,6 +41,7 @@ struct Targets {
     ws: WsEchoServer,
     tcp: TcpEchoServer,
     udp: UdpEchoServer,
+    grpc: GrpcTarget,
 }
 
 impl Targets {
@@ -53,6 +59,9 @@ impl Targets {
             udp: UdpEchoServer::start()
                 .await
                 .context("starting the UDP echo server")?,
+            grpc: GrpcTarget::start()
+                .await
+                .context("starting the gRPC target")?,
         })
     }
 
@@ -62,6 +71,9 @@ impl Targets {
             "ws": self.ws.base_url(),
             "tcp": self.tcp.target(),
             "udp": self.udp.target(),
+            "grpc": self.grpc.target(),
+            "grpc_proto": grpc::loadtest_proto().display().to_string(),
+            "grpc_proto_dir": grpc::loadtest_proto_dir().display().to_string(),
         })
     }
 
@@ -73,6 +85,9 @@ impl Targets {
             "tcp_messages": self.tcp.messages(),
             "tcp_connections": self.tcp.connections(),
             "udp_datagrams": self.udp.datagrams(),
+            "grpc_calls": self.grpc.calls(),
+            "grpc_unary_calls": self.grpc.calls_to("Unary"),
+            "grpc_connections": self.grpc.connections(),
         })
     }
 }

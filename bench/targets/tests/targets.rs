@@ -28,10 +28,29 @@ fn prints_addresses_counts_tcp_lines_and_quits() {
         .read_line(&mut line)
         .expect("read the addresses line");
     let addresses: Value = serde_json::from_str(&line).expect("the addresses line is JSON");
-    for key in ["http", "ws", "tcp", "udp"] {
+    for key in ["http", "ws", "tcp", "udp", "grpc"] {
         let address = addresses[key].as_str().expect("every address is a string");
         assert!(address.contains("127.0.0.1:"), "{key} = {address}");
     }
+
+    // The gRPC service's .proto is where the addresses line says, beside its import path.
+    let proto = addresses["grpc_proto"]
+        .as_str()
+        .expect("grpc_proto is a string");
+    let proto_dir = addresses["grpc_proto_dir"]
+        .as_str()
+        .expect("grpc_proto_dir is a string");
+    assert!(proto.ends_with("loadtest.proto"), "{proto}");
+    assert!(
+        std::path::Path::new(proto).starts_with(proto_dir),
+        "{proto} in {proto_dir}"
+    );
+    let text = std::fs::read_to_string(proto).expect("read loadtest.proto");
+    assert!(text.contains("service Echo"), "{text}");
+
+    // A TCP connection to the gRPC port is counted as a gRPC connection (no call made).
+    let grpc = addresses["grpc"].as_str().expect("grpc address");
+    let grpc_stream = TcpStream::connect(grpc).expect("connect to the gRPC target");
 
     // One request/reply on the TCP echo server.
     let tcp = addresses["tcp"].as_str().expect("tcp address");
@@ -52,7 +71,9 @@ fn prints_addresses_counts_tcp_lines_and_quits() {
         line.clear();
         stdout.read_line(&mut line).expect("read the stats line");
         let stats: Value = serde_json::from_str(&line).expect("the stats line is JSON");
-        if stats["tcp_messages"] == 1 || Instant::now() > deadline {
+        if (stats["tcp_messages"] == 1 && stats["grpc_connections"] == 1)
+            || Instant::now() > deadline
+        {
             break stats;
         }
         pause();
@@ -61,6 +82,10 @@ fn prints_addresses_counts_tcp_lines_and_quits() {
     assert_eq!(stats["tcp_connections"], 1, "{stats}");
     assert_eq!(stats["ws_messages"], 0, "{stats}");
     assert_eq!(stats["http_served"], 0, "{stats}");
+    assert_eq!(stats["grpc_connections"], 1, "{stats}");
+    assert_eq!(stats["grpc_calls"], 0, "{stats}");
+    assert_eq!(stats["grpc_unary_calls"], 0, "{stats}");
+    drop(grpc_stream);
 
     stdin.write_all(b"quit\n").expect("send quit");
     drop(stdin);

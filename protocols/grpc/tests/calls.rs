@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_success, merge, proto_options, Harness};
+use common::{assert_success, harness, harness_with, merge, proto_options};
 use load_density_testkit::{GrpcReflection, GrpcTarget};
 use prost::Message as _;
 use serde_json::{json, Value};
@@ -44,7 +44,7 @@ fn tasks(target: &str) -> Value {
 
 async fn exercise(server: &GrpcTarget, options: Value, how: &str) {
     let before = server.calls();
-    let mut user = Harness::new(tasks(&server.target()), options).await;
+    let mut user = harness(tasks(&server.target()), options).await;
     for (index, method) in ["Unary", "ServerStream", "ClientStream", "Bidi"]
         .into_iter()
         .enumerate()
@@ -65,7 +65,7 @@ async fn exercise(server: &GrpcTarget, options: Value, how: &str) {
         assert_eq!(event.status, Some(0), "{how}");
         assert!(event.response_length > 0, "{how}: {event:?}");
     }
-    user.run(4).await;
+    user.run(4, 1).await;
     let events = user.take();
     assert_eq!(
         events.len(),
@@ -141,7 +141,7 @@ async fn every_call_kind_with_reflection_v1alpha_only() {
 async fn the_group_target_and_host_are_defaults() {
     let server = GrpcTarget::start().await.expect("start");
     // Target from the group option.
-    let mut user = Harness::new(
+    let mut user = harness(
         json!([{"call": "loadtest.Echo/Unary", "payload": {"message": "x"}}]),
         merge(proto_options(), json!({"target": server.url()})),
     )
@@ -165,7 +165,7 @@ async fn dynamic_payloads_are_rendered_per_call() {
     let mut variables = load_density_core::Variables::new();
     variables.insert("who", json!("ada"));
     variables.insert("n", json!(41));
-    let mut user = Harness::with_variables(
+    let mut user = harness_with(
         json!([
             {"call": "loadtest.Echo/Unary", "target": server.target(),
              "payload": {"message": "hello ${var.who}", "id": "${var.n}"},

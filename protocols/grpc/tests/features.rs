@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_success, merge, proto_options, Harness};
+use common::{assert_success, harness, harness_with, merge, proto_options};
 use load_density_core::Variables;
 use load_density_testkit::GrpcTarget;
 use serde_json::json;
@@ -12,7 +12,7 @@ async fn metadata_is_sent_with_placeholders_rendered() {
     let server = GrpcTarget::start().await.expect("start");
     let mut variables = Variables::new();
     variables.insert("who", json!("ada"));
-    let mut user = Harness::with_variables(
+    let mut user = harness_with(
         json!([
             {"call": "loadtest.Echo/Unary", "target": server.target(),
              "metadata": {"x-user": "${var.who}", "X-Static": "s", "x-number": 7},
@@ -34,7 +34,7 @@ async fn metadata_is_sent_with_placeholders_rendered() {
 #[tokio::test]
 async fn gzip_compresses_requests() {
     let server = GrpcTarget::start().await.expect("start");
-    let mut user = Harness::new(
+    let mut user = harness(
         json!([
             {"call": "loadtest.Echo/Unary", "target": server.target(), "payload": {"message": "zip"},
              "compression": "gzip",
@@ -54,7 +54,7 @@ async fn gzip_compresses_requests() {
     assert_eq!(server.compressed_calls(), 2);
 
     // The group option sets the default; a task may turn it off.
-    let mut user = Harness::new(
+    let mut user = harness(
         json!([
             {"call": "loadtest.Echo/Unary", "target": server.target()},
             {"call": "loadtest.Echo/Unary", "target": server.target(), "compression": "identity"},
@@ -71,8 +71,8 @@ async fn gzip_compresses_requests() {
 async fn each_user_has_its_channel_unless_shared() {
     let server = GrpcTarget::start().await.expect("start");
     let tasks = json!([{"call": "loadtest.Echo/Unary", "target": server.target()}]);
-    let mut first = Harness::new(tasks.clone(), proto_options()).await;
-    let mut second = Harness::new(tasks.clone(), proto_options()).await;
+    let mut first = harness(tasks.clone(), proto_options()).await;
+    let mut second = harness(tasks.clone(), proto_options()).await;
     for _ in 0..3 {
         assert_success(&first.once(0).await);
         assert_success(&second.once(0).await);

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_success, error_of, Harness};
+use common::{assert_success, error_of, harness_with};
 use load_density_testkit::conformance::{assert_protocol_conformance, ConformanceCase};
 use load_density_testkit::unused_local_port;
 use serde_json::{json, Value};
@@ -161,10 +161,9 @@ async fn exercise(greeter: &Greeter, options: Value, how: &str) {
     let before = greeter.calls();
     let mut variables = load_density_core::Variables::new();
     variables.insert("who", json!("bob"));
-    let mut user =
-        Harness::with_variables(greeter_tasks(&greeter.target()), options, variables).await;
+    let mut user = harness_with(greeter_tasks(&greeter.target()), options, variables).await;
     assert_success(&user.once(0).await);
-    user.run(1).await;
+    user.run(1, 1).await;
     let events = user.take();
     assert_eq!(
         events.len(),

@@ -147,7 +147,7 @@ async fn the_longest_timeout_is_accepted_and_the_call_runs() {
     let tasks = json!([{"call": "loadtest.Echo/Unary", "target": server.target(),
                         "payload": {"message": "far"},
                         "timeout": load_density_core::task::options::MAX_SECONDS}]);
-    let mut user = common::Harness::new(tasks, proto_options()).await;
+    let mut user = common::harness(tasks, proto_options()).await;
     let event = user.once(0).await;
     common::assert_success(&event);
     assert_eq!(server.calls(), 1);

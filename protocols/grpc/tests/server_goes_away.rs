@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use common::{assert_success, error_of, proto_options, Harness};
+use common::{assert_success, error_of, harness, proto_options};
 use load_density_core::context::StopHandle;
 use load_density_core::scenario::{run_user, Scenario};
 use load_density_core::variables::UserVariables;
@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 #[tokio::test]
 async fn a_call_cut_mid_stream_then_refused_then_recovered() {
     let server = GrpcTarget::start().await.expect("start");
-    let mut user = Harness::new(
+    let mut user = harness(
         json!([
             {"call": "loadtest.Echo/ServerStream", "target": server.target(),
              "payload": {"message": "tick", "count": 50, "delay_ms": 50}},

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_success, error_of, proto_options, Harness};
+use common::{assert_success, error_of, harness, proto_options};
 use load_density_grpc::code_name;
 use load_density_testkit::GrpcTarget;
 use serde_json::json;
@@ -19,7 +19,7 @@ async fn every_non_ok_code_is_a_failure_with_its_name() {
                    "payload": {"code": code, "message": format!("asked for {code}")}})
         })
         .collect();
-    let mut user = Harness::new(json!(tasks), proto_options()).await;
+    let mut user = harness(json!(tasks), proto_options()).await;
     let ok = user.once(0).await;
     assert_success(&ok);
     assert_eq!(ok.status, Some(0));
@@ -57,7 +57,7 @@ async fn status_code_assertions_compare_names_and_numbers() {
         json!({"call": "loadtest.Echo/Fail", "target": server.target(),
                "payload": {"code": code, "message": "gone"}, "assertions": [assertion]})
     };
-    let mut user = Harness::new(
+    let mut user = harness(
         json!([
             fail(5, json!({"type": "status_code", "value": "NOT_FOUND"})),
             fail(5, json!({"type": "status_code", "value": "not_found"})),
@@ -85,7 +85,7 @@ async fn status_code_assertions_compare_names_and_numbers() {
 #[tokio::test]
 async fn the_client_deadline_is_deadline_exceeded() {
     let server = GrpcTarget::start().await.expect("start");
-    let mut user = Harness::new(
+    let mut user = harness(
         json!([
             {"call": "loadtest.Echo/Unary", "target": server.target(),
              "payload": {"delay_ms": 3000}, "timeout": 0.3},

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_success, error_of, merge, proto_options, Harness};
+use common::{assert_success, error_of, harness, merge, proto_options};
 use load_density_testkit::GrpcTarget;
 use serde_json::json;
 
@@ -30,7 +30,7 @@ async fn tls_server() -> (GrpcTarget, tempfile::TempDir, String) {
 async fn a_custom_ca_is_trusted() {
     let (server, _dir, ca) = tls_server().await;
     assert!(server.url().starts_with("https://127.0.0.1:"));
-    let mut user = Harness::new(
+    let mut user = harness(
         json!([{"call": "loadtest.Echo/Unary", "target": server.url(), "payload": {"message": "secure"},
                 "assertions": [{"type": "json_path", "path": "message", "value": "secure"}]}]),
         merge(proto_options(), json!({"ca_file": ca})),
@@ -43,7 +43,7 @@ async fn a_custom_ca_is_trusted() {
         format!("{}/loadtest.Echo/Unary", server.url())
     );
     // Reflection goes over TLS too.
-    let mut user = Harness::new(
+    let mut user = harness(
         json!([{"call": "loadtest.Echo/Unary", "target": server.url()}]),
         json!({"reflection": true, "ca_file": ca}),
     )
@@ -55,7 +55,7 @@ async fn a_custom_ca_is_trusted() {
 #[tokio::test]
 async fn an_untrusted_certificate_fails_unless_verify_is_off() {
     let (server, _dir, _ca) = tls_server().await;
-    let mut user = Harness::new(
+    let mut user = harness(
         json!([
             {"call": "loadtest.Echo/Unary", "target": server.url()},
             {"call": "loadtest.Echo/Unary", "target": server.url(), "verify": false},
@@ -74,7 +74,7 @@ async fn an_untrusted_certificate_fails_unless_verify_is_off() {
     assert_eq!(server.calls(), 1);
 
     // The group option turns it off for every task.
-    let mut user = Harness::new(
+    let mut user = harness(
         json!([{"call": "loadtest.Echo/Unary", "target": server.url()}]),
         merge(proto_options(), json!({"verify": false})),
     )

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{failure, ok, options, prepare, run_one, Recorder};
+use common::{failure, ok, options, prepare, recorder, run_one};
 use load_density_testkit::{Mosquitto, MosquittoConfig, MqttBroker, MqttBrokerConfig};
 use serde_json::json;
 
@@ -17,7 +17,7 @@ async fn connect_with(
         {"method": "connect", "username": username, "password": password, "protocol_version": version},
     ]);
     let factory = prepare(tasks, None, options(&[("broker", json!(broker))])).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut user = factory.new_user(1);
     let mut ctx = recorder.context(1);
     let event = run_one(user.as_mut(), 0, &mut ctx, &recorder).await;

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{ok, options, run_one, topic, DelayProxy, Recorder};
+use common::{ok, options, recorder, run_one, topic, DelayProxy};
 use load_density_core::{GroupPlan, TaskList, UserTemplate};
 use load_density_mqtt::{stamped_stats, MqttProtocol, StampedStats};
 use load_density_testkit::MqttBroker;
@@ -50,7 +50,7 @@ async fn publish_as_child(broker: String, topic: String) -> anyhow::Result<()> {
     let plan = GroupPlan::new("mqtt_user", TaskList::from_json(&tasks)?)
         .with_options(options(&[("broker", json!(broker))]));
     let factory = MqttProtocol.prepare_group(&plan).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut publisher = factory.user(1);
     let mut ctx = recorder.context(1);
     let published = ok(run_one(&mut publisher, 0, &mut ctx, &recorder).await);
@@ -79,7 +79,7 @@ async fn subscribe_as_parent() -> anyhow::Result<()> {
     let plan = GroupPlan::new("mqtt_user", TaskList::from_json(&tasks)?)
         .with_options(options(&[("broker", json!(proxy.broker()))]));
     let factory = MqttProtocol.prepare_group(&plan).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut subscriber = factory.user(1);
     let mut ctx = recorder.context(1);
     ok(run_one(&mut subscriber, 0, &mut ctx, &recorder).await);

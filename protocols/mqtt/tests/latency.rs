@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::{ok, options, run_one, topic, DelayProxy, Recorder};
+use common::{ok, options, recorder, run_one, topic, DelayProxy};
 use load_density_core::{GroupPlan, TaskList, UserTemplate};
 use load_density_mqtt::MqttProtocol;
 use load_density_testkit::MqttBroker;
@@ -32,7 +32,7 @@ async fn latency_is_the_delivery_not_the_look() -> anyhow::Result<()> {
     let plan = GroupPlan::new("mqtt_user", TaskList::from_json(&tasks)?)
         .with_options(options(&[("broker", json!(broker.broker()))]));
     let factory = MqttProtocol.prepare_group(&plan).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut subscriber = factory.user(1);
     let mut sub_ctx = recorder.context(1);
     let mut publisher = factory.user(2);

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{options, prepare, Recorder};
+use common::{options, prepare, recorder};
 use load_density_core::scenario::{run_user, Scenario};
 use load_density_core::{Pacing, RequestStats, TaskList};
 use load_density_mqtt::{reset_stamped_stats, stamped_stats};
@@ -42,7 +42,7 @@ async fn five_hundred_publishers_fifty_subscribers_ten_seconds() -> anyhow::Resu
     let sub_scenario = Arc::new(Scenario::new(&TaskList::from_json(&sub_tasks)?)?);
     let pub_scenario = Arc::new(Scenario::new(&TaskList::from_json(&pub_tasks)?)?);
 
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut users = JoinSet::new();
 
     // Subscribers first: subscribed (task 0, run once by hand) before anyone publishes.
@@ -83,7 +83,7 @@ async fn five_hundred_publishers_fifty_subscribers_ten_seconds() -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(200)).await;
         events.extend(recorder.take());
     }
-    recorder.stop.stop();
+    recorder.stop_handle().stop();
     let stopping = Instant::now();
     tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(joined) = users.join_next().await {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{failure, ok, options, prepare, run_one, topic, Recorder};
+use common::{failure, ok, options, prepare, recorder, run_one, topic};
 use load_density_core::{GroupPlan, Response, TaskList, UserTemplate};
 use load_density_mqtt::MqttProtocol;
 use load_density_testkit::{Mosquitto, MosquittoConfig, MqttBroker, MqttBrokerConfig};
@@ -37,7 +37,7 @@ async fn every_method(broker: &str, version: u8) -> anyhow::Result<()> {
         ]),
     )
     .await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut user = factory.new_user(7);
     let mut ctx = recorder.context(7);
 
@@ -141,7 +141,7 @@ async fn qos_matrix(broker: &str, version: u8) -> anyhow::Result<()> {
                     ("protocol_version", json!(version)),
                 ]));
             let factory = MqttProtocol.prepare_group(&plan).await?;
-            let recorder = Recorder::new();
+            let recorder = recorder();
             let mut subscriber = factory.user(1);
             let mut publisher = factory.user(2);
             let mut sub_ctx = recorder.context(1);
@@ -194,7 +194,7 @@ async fn placeholders_retain_and_the_group_host() -> anyhow::Result<()> {
         Map::new(),
     )
     .await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut ctx = recorder.context(1);
     ctx.variables_mut().set("base", json!(t));
     ctx.variables_mut().set("n", json!(5));
@@ -225,7 +225,7 @@ async fn a_slow_broker_times_out_acks_without_stalling_the_event_loop() -> anyho
         {"method": "receive", "topic": t},
     ]);
     let factory = prepare(tasks, Some(broker.broker()), Map::new()).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut subscriber = factory.new_user(1);
     let mut publisher = factory.new_user(2);
     let mut sub_ctx = recorder.context(1);
@@ -274,7 +274,7 @@ async fn a_timeout_beyond_the_clock_does_not_panic() -> anyhow::Result<()> {
         {"method": "receive", "topic": t, "timeout": 1e9},
     ]);
     let factory = prepare(tasks, Some(broker.broker()), Map::new()).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut user = factory.new_user(1);
     let mut ctx = recorder.context(1);
     for index in 0..3 {

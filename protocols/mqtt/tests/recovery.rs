@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{failure, ok, options, prepare, run_one, topic, Recorder};
+use common::{failure, ok, options, prepare, recorder, run_one, topic};
 use load_density_core::{GroupPlan, TaskList, UserTemplate};
 use load_density_mqtt::MqttProtocol;
 use load_density_testkit::{unused_local_port, Mosquitto, MosquittoConfig, MqttBroker};
@@ -21,7 +21,7 @@ async fn publishing_to_a_dead_broker_fails_then_recovers_when_mosquitto_restarts
     let plan = GroupPlan::new("mqtt_user", TaskList::from_json(&tasks)?)
         .with_options(options(&[("broker", json!(broker))]));
     let factory = MqttProtocol.prepare_group(&plan).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut user = factory.user(1);
     let mut ctx = recorder.context(1);
 
@@ -82,7 +82,7 @@ async fn a_connection_dropped_while_waiting_is_reported_once_by_the_waiting_task
         {"method": "publish", "topic": t, "payload": "again"},
     ]);
     let factory = prepare(tasks, Some(broker.broker()), serde_json::Map::new()).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut user = factory.new_user(1);
     let mut ctx = recorder.context(1);
     ok(run_one(user.as_mut(), 0, &mut ctx, &recorder).await);
@@ -127,7 +127,7 @@ async fn a_refused_port_and_a_silent_one_are_failures() -> anyhow::Result<()> {
         {"method": "connect", "broker": format!("mqtt://127.0.0.1:{silent_port}"), "timeout": 0.3},
     ]);
     let factory = prepare(tasks, None, serde_json::Map::new()).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut user = factory.new_user(1);
     let mut ctx = recorder.context(1);
     let refused = run_one(user.as_mut(), 0, &mut ctx, &recorder).await;

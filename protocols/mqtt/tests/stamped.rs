@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{ok, options, run_one, topic, Recorder};
+use common::{ok, options, recorder, run_one, topic};
 use load_density_core::{GroupPlan, RequestEvent, Response, TaskList, UserTemplate};
 use load_density_mqtt::{reset_stamped_stats, stamped_stats, MqttProtocol, STAMP_LEN};
 use load_density_testkit::MqttBroker;
@@ -61,7 +61,7 @@ async fn stamped_messages_are_timed_counted_and_stripped() -> anyhow::Result<()>
     let plan = GroupPlan::new("mqtt_user", TaskList::from_json(&tasks)?)
         .with_options(options(&[("broker", json!(broker.broker()))]));
     let factory = MqttProtocol.prepare_group(&plan).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut subscriber = factory.user(1);
     let mut sub_ctx = recorder.context(1);
     let mut publisher = factory.user(2);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{failure, ok, options, prepare, run_one, Recorder};
+use common::{failure, ok, options, prepare, recorder, run_one};
 use load_density_testkit::{Mosquitto, MosquittoConfig};
 use serde_json::json;
 
@@ -28,7 +28,7 @@ async fn tls_with_ca_file_without_it_and_without_verification() -> anyhow::Resul
 
     // Without our CA, the self-signed certificate is rejected.
     let factory = prepare(tasks.clone(), None, options(&[("broker", json!(broker))])).await?;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let mut user = factory.new_user(1);
     let mut ctx = recorder.context(1);
     let rejected = run_one(user.as_mut(), 0, &mut ctx, &recorder).await;

@@ -46,7 +46,7 @@ async fn a_silent_server_times_out_then_the_user_reconnects() {
     .await;
     let mut h = Harness::new(&factory);
     let started = Instant::now();
-    h.run(0).await;
+    h.run(0, 1).await;
     let took = started.elapsed();
     let events = h.take();
     assert_eq!(

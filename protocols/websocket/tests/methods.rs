@@ -73,8 +73,8 @@ async fn one_connection_per_user_kept_across_iterations_and_closed_on_stop() {
     let mut users: Vec<Harness> = (0..3).map(|_| Harness::new(&factory)).collect();
     for _ in 0..5 {
         for h in &mut users {
-            h.run(0).await;
-            h.run(1).await;
+            h.run(0, 1).await;
+            h.run(1, 1).await;
         }
     }
     for h in &users {

@@ -1,24 +1,20 @@
-//! Shared test helpers: driving one `fast_http_user` directly, and a scripted raw HTTP server.
-#![allow(dead_code)]
+//! Shared test helpers: driving one `fast_http_user` directly (through the testkit harness),
+//! and a scripted raw HTTP server.
+#![allow(dead_code, unused_imports)] // each test file uses a different subset
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use load_density_core::context::StopHandle;
-use load_density_core::variables::{UserVariables, Variables};
-use load_density_core::{
-    EventBus, GroupPlan, PlanError, RequestEvent, TaskList, UserContext, UserFactory, UserTemplate,
-};
-use serde_json::{Map, Value};
+use load_density_core::{PlanError, UserFactory};
+use load_density_testkit::harness::Group;
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+pub use load_density_testkit::harness::{UserHarness as Harness, STEP};
+
 // Name the crate so its registration is linked into this test binary.
 use load_density_fast_http as _;
-
-/// Upper bound for any single test step.
-pub const STEP: Duration = Duration::from_secs(20);
 
 /// Prepares a `fast_http_user` group.
 pub async fn prepare(
@@ -26,83 +22,11 @@ pub async fn prepare(
     host: Option<String>,
     options: Value,
 ) -> Result<Arc<dyn UserFactory>, PlanError> {
-    let options: Map<String, Value> = match options {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    let plan = GroupPlan::new("fast_http_user", TaskList::from_json(&tasks)?)
-        .with_host(host)
-        .with_options(options);
-    let registration =
-        load_density_core::registry::lookup("fast_http_user").expect("fast_http_user registered");
-    registration.protocol().prepare(&plan).await
-}
-
-/// One user with its context and an event collector.
-pub struct Harness {
-    pub bus: Arc<EventBus>,
-    pub events: Arc<Mutex<Vec<RequestEvent>>>,
-    pub ctx: UserContext,
-    pub user: Box<dyn UserTemplate>,
-}
-
-impl Harness {
-    /// A user of `factory` with no variables.
-    pub fn new(factory: &Arc<dyn UserFactory>) -> Self {
-        Self::with_variables(factory, Variables::new())
-    }
-
-    /// A user of `factory` whose run variables are `variables`.
-    pub fn with_variables(factory: &Arc<dyn UserFactory>, variables: Variables) -> Self {
-        let bus = Arc::new(EventBus::new(1));
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
-        bus.add_listener(Arc::new(move |batch: &[RequestEvent]| {
-            sink.lock().expect("events lock").extend_from_slice(batch)
-        }));
-        let ctx = UserContext::new(
-            1,
-            bus.clone(),
-            UserVariables::new(Arc::new(variables)),
-            StopHandle::new().signal(),
-        );
-        Self {
-            bus,
-            events,
-            ctx,
-            user: factory.new_user(1),
-        }
-    }
-
-    /// Runs task `index` `times` times, bounded in time.
-    pub async fn run(&mut self, index: usize, times: usize) {
-        for _ in 0..times {
-            tokio::time::timeout(STEP, self.user.run_task(index, &mut self.ctx))
-                .await
-                .expect("run_task finished in time");
-        }
-    }
-
-    /// Runs task `index` once and returns its one event.
-    pub async fn once(&mut self, index: usize) -> RequestEvent {
-        self.run(index, 1).await;
-        let mut events = self.take();
-        assert_eq!(events.len(), 1, "one task run, one event: {events:?}");
-        events.remove(0)
-    }
-
-    /// Flushes the bus and takes every event collected so far.
-    pub fn take(&self) -> Vec<RequestEvent> {
-        self.bus.flush();
-        std::mem::take(&mut *self.events.lock().expect("events lock"))
-    }
-
-    /// Stops the user.
-    pub async fn stop(&mut self) {
-        tokio::time::timeout(STEP, self.user.on_stop(&mut self.ctx))
-            .await
-            .expect("on_stop finished in time");
-    }
+    Group::new("fast_http_user", tasks)
+        .maybe_host(host)
+        .options(options)
+        .factory()
+        .await
 }
 
 /// What a scripted server does with one request.
