@@ -71,7 +71,7 @@
 //! | `name` | statistics name; default `/package.Service/Method` |
 //! | `each_message_event` | server and bidi streams: also record each received message as its own event (request type `GRPC_MSG`) |
 //! | `verify` | verify the server certificate of an `https://` target (default the group's `verify`, else `true`) |
-//! | `compression` | `"gzip"` to compress requests (default the group's `compression`, else none); gzip responses are always accepted |
+//! | `compression` | `"gzip"` to compress requests (default the group's `compression`, else none); gzip responses are accepted (advertised) only then |
 //!
 //! ```json
 //! [

@@ -98,10 +98,13 @@ impl Call<'_> {
             let mut grpc = tonic::client::Grpc::with_origin(
                 H2Service(channel.send.clone()),
                 self.endpoint.origin.clone(),
-            )
-            .accept_compressed(CompressionEncoding::Gzip);
+            );
+            // gzip both ways only when asked: advertising it by default makes servers compress
+            // every reply, which costs both sides CPU that a load test should not spend.
             if self.task.gzip {
-                grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+                grpc = grpc
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .accept_compressed(CompressionEncoding::Gzip);
             }
             match grpc.ready().await {
                 Ok(()) => break (channel, grpc),
