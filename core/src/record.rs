@@ -195,7 +195,8 @@ impl TestRecord {
         for event in events {
             if lists.successes.len() + lists.failures.len() >= capacity {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                if !self.warned.swap(true, Ordering::Relaxed) {
+                // A capacity of 0 turns records off on purpose: nothing to warn about.
+                if capacity > 0 && !self.warned.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         capacity,
                         "the record store is full: further requests are counted in the statistics \
@@ -271,5 +272,21 @@ mod tests {
         assert_eq!(store.stats().total().num_requests(), 0);
         assert_eq!(store.counts(), (0, 0));
         assert_eq!(store.dropped(), 0);
+    }
+
+    #[test]
+    fn capacity_zero_keeps_no_records_and_does_not_warn() {
+        let store = TestRecord::with_capacity(0);
+        store.record_events(&[event(None, None), event(Some("e"), None)]);
+        assert_eq!(store.counts(), (0, 0));
+        assert_eq!(store.dropped(), 2);
+        assert_eq!(store.stats().total().num_requests(), 2);
+        assert!(!store.warned.load(Ordering::Relaxed));
+        store.set_capacity(1);
+        store.record_events(&[event(None, None), event(None, None)]);
+        assert!(
+            store.warned.load(Ordering::Relaxed),
+            "a real cap still warns"
+        );
     }
 }
