@@ -1,6 +1,9 @@
 //! One simulated WebSocket user: its connection and how each method uses it.
 
+use std::future::Future as _;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -252,8 +255,10 @@ impl WebSocketUser {
             let Some(url) = target.or_else(|| self.last_url.clone()) else {
                 return Outcome::new(None, Err(WsError::NotConnected));
             };
-            self.replace_current(task, timer).await;
-            if let Err(e) = self.open(task, &url, vars).await {
+            // Boxed: the handshake's future is large, and keeping it out of this one keeps the
+            // per-message future (moved into a box for every task) small.
+            Box::pin(self.replace_current(task, timer)).await;
+            if let Err(e) = Box::pin(self.open(task, &url, vars)).await {
                 return Outcome::new(Some(&url), Err(e));
             }
         }
@@ -263,7 +268,14 @@ impl WebSocketUser {
         let url = conn.url.clone();
         let mut sent = 0;
         if let Some((message, len)) = payload {
-            let sending = tokio::time::timeout(task.timeout, conn.ws.send(message)).await;
+            let mut send = conn.ws.send(message);
+            // A small frame is usually written at the first try: only arm a timer when the
+            // socket is full (a timer per message costs more than the write itself).
+            let first_try = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut send).poll(cx)));
+            let sending = match first_try.await {
+                Poll::Ready(written) => Ok(written),
+                Poll::Pending => tokio::time::timeout(task.timeout, send).await,
+            };
             match sending {
                 Err(_) => return Outcome::new(Some(&url), Err(WsError::SendTimeout(task.timeout))),
                 Ok(Err(e)) => return Outcome::new(Some(&url), Err(WsError::from_stream(e))),
@@ -304,8 +316,9 @@ impl UserTemplate for WebSocketUser {
                     self.last_url.clone_from(&target);
                 }
                 match task.method {
-                    Method::Connect => self.connect(task, target, vars, &mut timer).await,
-                    Method::Close => self.close(task, target).await,
+                    // Boxed for the same reason as in `exchange`.
+                    Method::Connect => Box::pin(self.connect(task, target, vars, &mut timer)).await,
+                    Method::Close => Box::pin(self.close(task, target)).await,
                     Method::Send | Method::Recv | Method::SendRecv => {
                         self.exchange(task, target, vars, &mut timer).await
                     }

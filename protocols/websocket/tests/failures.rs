@@ -90,6 +90,52 @@ async fn a_refused_port_is_a_failure_and_the_user_goes_on() {
     assert_eq!(server.connections(), 3);
 }
 
+/// A server that completes the WebSocket handshake, then never reads: the client's writes
+/// fill the socket buffers and block.
+async fn server_that_stops_reading() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().expect("address"));
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let ws = tokio_tungstenite::accept_async(stream)
+            .await
+            .expect("handshake");
+        // Keep the connection open, unread, until the test ends (bounded).
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(ws);
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn a_server_that_stops_reading_makes_a_send_time_out() {
+    let (url, server) = server_that_stops_reading().await;
+    // 1 MiB frames: a few fill the loopback socket buffers.
+    let payload = "x".repeat(1 << 20);
+    let factory = factory(
+        json!([{"method": "send", "url": url, "payload": payload, "timeout": 0.3}]),
+        None,
+    )
+    .await;
+    let mut h = Harness::new(&factory);
+    let mut sent = 0;
+    let reason = loop {
+        let event = h.once(0).await;
+        match &event.error {
+            None => sent += 1,
+            Some(reason) => break reason.to_string(),
+        }
+        assert!(
+            sent < 200,
+            "200 MiB were sent to a server that reads nothing"
+        );
+    };
+    assert_eq!(reason, "timed out after 0.3s sending a frame");
+    server.abort();
+}
+
 /// Runs one user through the scenario loop (as the runner does) for `duration`.
 async fn run_for(tasks: Value, duration: Duration) -> Vec<RequestEvent> {
     let factory = factory(tasks.clone(), None).await;
