@@ -26,6 +26,11 @@ even ones), with --users users spawned at --users per second for --seconds:
                 the runner (a monkeypatch, its best case for throughput);
 - rust-nowait:  load-density with the same task list and no wait (its default).
 
+With --floor, each ws round also runs `ld-bench-floor` (in ld-bench-targets): one Tokio
+runtime with the generators' thread count, --users connections doing bare round trips of a
+pre-encoded "hello" frame, nothing parsed, timed or recorded. Its messages per CPU-second over
+python-nowait's is the highest ratio any Tokio-based generator could show on this machine.
+
 Two ratios are printed: rust / python (the same work at the same pacing: both tools idle
 between bursts, so fixed costs per wake-up weigh in), and rust-nowait / python-nowait (both
 generators as busy as they can be: the capacity per CPU-second).
@@ -144,6 +149,20 @@ def run_rust(binary, targets, protocol, tasks, args, pacing):
                     f"{totals['requests']} requests recorded", totals["failures"])
 
 
+def run_floor(bin_dir, targets, args):
+    """ld-bench-floor: bare Tokio WebSocket round trips, nothing recorded (the floor)."""
+    before = targets.stats()
+    m = ldbench.run_measured(ldbench.pin(ldbench.GENERATOR_CPU)
+                             + [os.path.join(bin_dir, "ld-bench-floor"), targets.addresses["ws"] + "/echo",
+                                str(args.seconds), str(args.users)],
+                             timeout=args.seconds + 120)
+    after = targets.stats()
+    if m.returncode != 0:
+        raise SystemExit(f"ld-bench-floor failed ({m.returncode}): {m.stderr[-2000:]}")
+    own = json.loads(m.stdout.strip().splitlines()[-1])["messages"]
+    return measured(m, after["ws_messages"] - before["ws_messages"], f"{own} round trips", 0)
+
+
 def measured(m, messages, own, failures):
     return {"messages": messages, "cpu": m.cpu, "wall": m.wall, "rate": messages / m.cpu,
             "own_count": own, "failures": failures}
@@ -158,6 +177,10 @@ def main():
     parser.add_argument("--protocols", default="ws,tcp")
     parser.add_argument("--rust-read-until", action="store_true",
                         help="also run load-density's TCP task with read_until instead of expect_bytes")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run ld-bench-floor (bare Tokio WebSocket round trips, nothing "
+                             "recorded) against the WebSocket server: the most any Tokio "
+                             "generator can do per CPU-second on this machine")
     parser.add_argument("--no-build", action="store_true",
                         help="use the release binaries already in $CARGO_TARGET_DIR")
     args = parser.parse_args()
@@ -167,7 +190,7 @@ def main():
 
     versions = ensure_venv()
     bin_dir = ldbench.build(["load-density-cli", "ld-bench-targets"],
-                            ["load-density", "ld-bench-targets"], skip=args.no_build)
+                            ["load-density", "ld-bench-targets", "ld-bench-floor"], skip=args.no_build)
     binary = os.path.join(bin_dir, "load-density")
     print(f"machine: {ldbench.machine()}")
     print(f"python side: {versions} in {VENV}")
@@ -187,6 +210,8 @@ def main():
             runs = {"python": [], "rust": [], "python-nowait": [], "rust-nowait": []}
             if protocol == "tcp" and args.rust_read_until:
                 runs["rust-read-until"] = []
+            if protocol == "ws" and args.floor:
+                runs["floor"] = []
             ratios = []
             ratios_nowait = []
             for i in range(args.repeat):
@@ -203,6 +228,8 @@ def main():
                         this[kind] = run_python(targets, protocol, tasks, args, nowait=True)
                     elif kind == "rust-nowait":
                         this[kind] = run_rust(binary, targets, protocol, tasks, args, None)
+                    elif kind == "floor":
+                        this[kind] = run_floor(bin_dir, targets, args)
                     else:
                         this[kind] = run_rust(binary, targets, protocol,
                                               tasks_for(protocol, targets.addresses, args.steps, True),
@@ -219,6 +246,10 @@ def main():
                           f"{r['messages'] / r['wall']:>8.0f} msg/s, {r['rate']:>8.0f} msg per CPU-second")
                 print(f"  ratio rust / python (same pacing, per CPU-second): {ratio:.1f}x; "
                       f"rust-nowait / python-nowait (both at full speed): {ratio_nowait:.1f}x")
+                if "floor" in this:
+                    print(f"  floor / python-nowait (the most a Tokio generator could reach): "
+                          f"{this['floor']['rate'] / this['python-nowait']['rate']:.1f}x; "
+                          f"rust-nowait / floor: {this['rust-nowait']['rate'] / this['floor']['rate']:.2f}")
             s = {kind: {"msg_per_cpu_s": round(ldbench.median([r["rate"] for r in rs])),
                         "msg_per_s": round(ldbench.median([r["messages"] / r["wall"] for r in rs])),
                         "cpu_s": round(ldbench.median([r["cpu"] for r in rs]), 2)}
