@@ -152,8 +152,10 @@
 //! [`StampedStats::received`] + [`StampedStats::lost`]. A message counts as received when any
 //! user of this process receives it, so the counts add up only when a topic's publishers and
 //! subscribers share the process; the registry this takes holds the ids of messages published
-//! and not yet received (and, for [`StampedStats::duplicates`], of messages received in the last
-//! [`STAMP_DUPLICATE_WINDOW`] or two), never timers. Read the counts after the run stopped, and
+//! and not yet received (for [`STAMP_LOSS_WINDOW`] or two at most: a message not received by
+//! then counts as lost for good, so a publish-only process does not accumulate ids) and, for
+//! [`StampedStats::duplicates`], of messages received in the last [`STAMP_DUPLICATE_WINDOW`] or
+//! two, never timers. Read the counts after the run stopped, and
 //! reset them between runs with [`reset_stamped_stats`].
 //!
 //! ## Choices
@@ -195,7 +197,7 @@ pub use response::MqttResponse;
 pub use session::{ProtocolVersion, MESSAGE_BUFFER, RECEIPT_BUFFER};
 pub use stamp::{
     reset_stamped_stats, stamped_stats, StampedStats, STAMP_DUPLICATE_WINDOW, STAMP_LEN,
-    STAMP_MAGIC,
+    STAMP_LOSS_WINDOW, STAMP_MAGIC,
 };
 pub use task::{MqttMethod, DEFAULT_KEEPALIVE, DEFAULT_TIMEOUT};
 pub use user::{MqttUser, CONNECTION_LOST_NAME, RECV_REQUEST_TYPE, REQUEST_TYPE};

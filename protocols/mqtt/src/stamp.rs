@@ -19,8 +19,9 @@
 //! # The registry
 //!
 //! Every stamped QoS 1/2 message this process publishes is registered by its id until a user
-//! of this process receives it; [`stamped_stats`] reads the counts. It holds ids only: the
-//! timing needs nothing from the publisher but the header.
+//! of this process receives it, or for [`STAMP_LOSS_WINDOW`] to twice that at most;
+//! [`stamped_stats`] reads the counts. It holds ids only: the timing needs nothing from the
+//! publisher but the header.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,12 @@ pub const STAMP_LEN: usize = 20;
 /// How long the id of a received stamped QoS 1/2 message is remembered, so that further
 /// receipts of it count as [`StampedStats::duplicates`] (between this and twice this).
 pub const STAMP_DUPLICATE_WINDOW: Duration = Duration::from_secs(30);
+/// How long a stamped QoS 1/2 message this process published waits to be received: one not
+/// received within this (up to twice this) counts as [lost](StampedStats::lost) for good and
+/// its id is forgotten, so a process that publishes with no subscriber of its own (say, one
+/// side of a distributed test) holds the ids of the last minute or two only, not of the whole
+/// run. A later receipt of it is timed and recorded as usual but counted nowhere.
+pub const STAMP_LOSS_WINDOW: Duration = Duration::from_secs(60);
 
 /// The header of a stamped message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +113,8 @@ fn now_us() -> u64 {
 ///
 /// Loss is counted for QoS 1 and 2 only, and within one process: a stamped QoS 1/2 message is
 /// *published* once its PUBLISH was handed to a live connection, *received* once any user of
-/// this process received it, and *lost* while neither has happened. So
+/// this process received it, and *lost* while neither has happened (for good after
+/// [`STAMP_LOSS_WINDOW`] to twice that). So
 /// `published == received + lost()` always holds; read the counts after the run stopped
 /// (messages still in flight count as lost), and give every stamped topic a subscriber in this
 /// process, or its messages all count as lost. Messages stamped by another process are timed
@@ -142,11 +150,7 @@ impl StampedStats {
 /// assert_eq!(stats.published, stats.received + stats.lost());
 /// ```
 pub fn stamped_stats() -> StampedStats {
-    let inner = registry().inner.lock();
-    StampedStats {
-        lost: inner.outstanding.len() as u64,
-        ..inner.stats
-    }
+    registry().inner.lock().stats()
 }
 
 /// Forgets every stamped message and zeroes the counts (call between runs).
@@ -161,31 +165,107 @@ struct Registry {
     inner: Mutex<Inner>,
 }
 
+/// Ids in two generations: the current one, and the one before it. Rotating drops the older
+/// generation, so an id stays between one and two windows.
+#[derive(Default)]
+struct Generations {
+    current: HashSet<u64>,
+    before: HashSet<u64>,
+}
+
+impl Generations {
+    fn insert(&mut self, id: u64) -> bool {
+        !self.before.contains(&id) && self.current.insert(id)
+    }
+
+    fn remove(&mut self, id: u64) -> bool {
+        self.current.remove(&id) || self.before.remove(&id)
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        self.current.contains(&id) || self.before.contains(&id)
+    }
+
+    fn len(&self) -> usize {
+        self.current.len() + self.before.len()
+    }
+
+    /// How many rotations are due `now` after the last one at `rotated`: none within a
+    /// window, one after it, two (everything forgotten) after two windows of silence.
+    fn due(rotated: Instant, now: Instant, window: Duration) -> u32 {
+        let elapsed = now.saturating_duration_since(rotated);
+        u32::from(elapsed >= window) + u32::from(elapsed >= window * 2)
+    }
+
+    /// Starts a new generation; returns how many ids the dropped one still held.
+    fn rotate(&mut self) -> usize {
+        let dropped = std::mem::replace(&mut self.before, std::mem::take(&mut self.current));
+        dropped.len()
+    }
+}
+
 struct Inner {
     stats: StampedStats,
-    /// QoS 1/2 ids published and not yet received.
-    outstanding: HashSet<u64>,
-    /// QoS 1/2 ids received, in two generations rotated every [`STAMP_DUPLICATE_WINDOW`].
-    seen: HashSet<u64>,
-    seen_before: HashSet<u64>,
-    rotated: Instant,
+    /// QoS 1/2 ids published and not yet received, rotated every [`STAMP_LOSS_WINDOW`].
+    outstanding: Generations,
+    /// Ids that stayed outstanding past the loss window: lost for good, forgotten.
+    expired: u64,
+    outstanding_rotated: Instant,
+    /// QoS 1/2 ids received, rotated every [`STAMP_DUPLICATE_WINDOW`].
+    seen: Generations,
+    seen_rotated: Instant,
 }
 
 impl Inner {
     fn new() -> Self {
         Self {
             stats: StampedStats::default(),
-            outstanding: HashSet::new(),
-            seen: HashSet::new(),
-            seen_before: HashSet::new(),
-            rotated: Instant::now(),
+            outstanding: Generations::default(),
+            expired: 0,
+            outstanding_rotated: Instant::now(),
+            seen: Generations::default(),
+            seen_rotated: Instant::now(),
         }
     }
 
-    fn rotate_if_due(&mut self) {
-        if self.rotated.elapsed() >= STAMP_DUPLICATE_WINDOW {
-            self.seen_before = std::mem::take(&mut self.seen);
-            self.rotated = Instant::now();
+    fn stats(&self) -> StampedStats {
+        StampedStats {
+            lost: self.expired + self.outstanding.len() as u64,
+            ..self.stats
+        }
+    }
+
+    fn rotate_if_due(&mut self, now: Instant) {
+        for _ in 0..Generations::due(self.outstanding_rotated, now, STAMP_LOSS_WINDOW) {
+            self.expired += self.outstanding.rotate() as u64;
+            self.outstanding_rotated = now;
+        }
+        for _ in 0..Generations::due(self.seen_rotated, now, STAMP_DUPLICATE_WINDOW) {
+            self.seen.rotate();
+            self.seen_rotated = now;
+        }
+    }
+
+    fn published(&mut self, id: u64, now: Instant) {
+        self.rotate_if_due(now);
+        if self.outstanding.insert(id) {
+            self.stats.published += 1;
+        }
+    }
+
+    fn withdrawn(&mut self, id: u64) {
+        if self.outstanding.remove(id) {
+            self.stats.published = self.stats.published.saturating_sub(1);
+        }
+    }
+
+    fn received(&mut self, id: u64, now: Instant) {
+        self.rotate_if_due(now);
+        if self.outstanding.remove(id) {
+            self.stats.received += 1;
+            self.seen.insert(id);
+        } else if self.seen.contains(id) {
+            self.stats.duplicates += 1;
         }
     }
 }
@@ -207,30 +287,17 @@ pub(crate) fn next_id() -> u64 {
 
 /// Registers a stamped QoS 1/2 message about to be published (QoS 0 ones are not counted).
 pub(crate) fn published(id: u64) {
-    let mut inner = registry().inner.lock();
-    if inner.outstanding.insert(id) {
-        inner.stats.published += 1;
-    }
+    registry().inner.lock().published(id, Instant::now());
 }
 
 /// Takes back a registration whose PUBLISH never reached the connection.
 pub(crate) fn withdrawn(id: u64) {
-    let mut inner = registry().inner.lock();
-    if inner.outstanding.remove(&id) {
-        inner.stats.published = inner.stats.published.saturating_sub(1);
-    }
+    registry().inner.lock().withdrawn(id);
 }
 
 /// Counts the receipt of a stamped message (of any publisher and QoS).
 pub(crate) fn received(id: u64) {
-    let mut inner = registry().inner.lock();
-    inner.rotate_if_due();
-    if inner.outstanding.remove(&id) {
-        inner.stats.received += 1;
-        inner.seen.insert(id);
-    } else if inner.seen.contains(&id) || inner.seen_before.contains(&id) {
-        inner.stats.duplicates += 1;
-    }
+    registry().inner.lock().received(id, Instant::now());
 }
 
 /// Counts receipts that could not be recorded (a full receipt queue).
@@ -255,6 +322,54 @@ mod tests {
         assert_eq!(&body[..], b"body");
         assert!(decode(&Bytes::from_static(b"plain text payload here")).is_none());
         assert!(decode(&Bytes::from_static(b"\0LD\x01short")).is_none());
+    }
+
+    #[test]
+    fn unreceived_ids_are_forgotten_after_the_loss_window_and_stay_counted_as_lost() {
+        let mut inner = Inner::new();
+        let start = inner.outstanding_rotated;
+        // A publish-only process: 1,000 messages in each of five loss windows.
+        for window in 0..5u32 {
+            let now = start + STAMP_LOSS_WINDOW * window + Duration::from_millis(1);
+            for i in 0..1_000 {
+                inner.published(u64::from(window) * 1_000 + i, now);
+            }
+            let stats = inner.stats();
+            assert_eq!(stats.published, 1_000 * u64::from(window + 1));
+            assert_eq!(stats.published, stats.received + stats.lost());
+            // Only the ids of the current and the previous window are held.
+            assert!(
+                inner.outstanding.len() <= 2_000,
+                "{}",
+                inner.outstanding.len()
+            );
+        }
+        assert_eq!(inner.expired, 3_000);
+        // A message of the previous window can still be received; an expired one is counted
+        // nowhere.
+        let now = start + STAMP_LOSS_WINDOW * 4 + Duration::from_millis(2);
+        inner.received(3_500, now);
+        inner.received(10, now);
+        let stats = inner.stats();
+        assert_eq!(stats.received, 1);
+        assert_eq!(stats.duplicates, 0);
+        assert_eq!(stats.published, stats.received + stats.lost());
+        assert_eq!(stats.lost(), 4_999);
+    }
+
+    #[test]
+    fn a_second_receipt_within_the_window_is_a_duplicate() {
+        let mut inner = Inner::new();
+        let now = inner.seen_rotated;
+        inner.published(7, now);
+        inner.received(7, now);
+        inner.received(7, now + STAMP_DUPLICATE_WINDOW / 2);
+        assert_eq!(inner.stats().duplicates, 1);
+        // Two windows later the id is forgotten.
+        inner.received(7, now + STAMP_DUPLICATE_WINDOW * 2);
+        inner.received(7, now + STAMP_DUPLICATE_WINDOW * 3);
+        let stats = inner.stats();
+        assert_eq!((stats.received, stats.duplicates, stats.lost()), (1, 1, 0));
     }
 
     #[test]
