@@ -98,7 +98,10 @@ pub async fn create_env(config: StartTest) -> Result<Environment, RunError> {
 /// run has stopped ([`web::local_addr`] gives its address).
 pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
     distributed::check_local(&config)?;
+    #[cfg(feature = "web-ui")]
     let web_ui = web_ui_settings(&config)?;
+    #[cfg(not(feature = "web-ui"))]
+    web_ui_settings(&config)?;
     let env = Environment::create(config).await?;
     #[cfg(feature = "web-ui")]
     if let Some(settings) = web_ui {
@@ -106,8 +109,6 @@ pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
             .await
             .map_err(|e| RunError::Config(executor::error_chain(&e)))?;
     }
-    #[cfg(not(feature = "web-ui"))]
-    let () = web_ui;
     env.start();
     Ok(env)
 }

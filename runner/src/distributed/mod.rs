@@ -247,7 +247,7 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
     if config.runner_mode == "master" {
         #[cfg(feature = "web-ui")]
         let web_ui = crate::web::WebUiSettings::from_config(&config)
-            .map_err(|e| RunError::Config(error_chain(&e)))?;
+            .map_err(|e| RunError::Config(crate::executor::error_chain(&e)))?;
         let master = Master::start(config).await?;
         // The web UI shows and steers the master through RunControl, until the run stops.
         #[cfg(feature = "web-ui")]
@@ -255,7 +255,7 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
             Some(settings) => Some(
                 crate::web::WebUi::start(std::sync::Arc::new(master.clone()), settings)
                     .await
-                    .map_err(|e| RunError::Config(error_chain(&e)))?,
+                    .map_err(|e| RunError::Config(crate::executor::error_chain(&e)))?,
             ),
             None => None,
         };
@@ -296,15 +296,3 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
     }
 }
 
-/// An error and its causes on one line.
-#[cfg(feature = "web-ui")]
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
