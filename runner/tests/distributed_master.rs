@@ -198,6 +198,47 @@ async fn a_worker_started_before_its_master_joins_when_it_appears() {
     assert_eq!(test_record_instance().counts(), (0, failed as usize));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_on_every_interface_takes_ipv4_and_ipv6_workers() {
+    let _serial = SERIAL.lock().await;
+    test_record_instance().clear_records();
+    let target = HttpTarget::start().await.expect("start the HTTP target");
+    let master = Master::start(config(json!({
+        "runner_mode": "master",
+        "master_bind_host": "*",
+        "master_bind_port": 0,
+        "expected_workers": 2,
+        "expected_workers_timeout": 20,
+        "user_count": 2,
+        "spawn_rate": 10,
+        "test_time": 2,
+        "host": target.base_url(),
+        "wait_time": {"constant": 0.05},
+        "print_stats": false,
+        "tasks": [{"method": "get", "request_url": "/get"}]
+    })))
+    .await
+    .expect("start the master");
+    let port = master.local_addr().port();
+    let mut workers = Vec::new();
+    for host in ["127.0.0.1", "::1"] {
+        let mut worker = worker_config(port);
+        worker.master_host = host.to_owned();
+        workers.push(Worker::start(worker).await.expect("start a worker"));
+    }
+    let summary = tokio::time::timeout(Duration::from_secs(30), master.wait())
+        .await
+        .expect("the master ends");
+    for worker in workers {
+        let s = tokio::time::timeout(Duration::from_secs(10), worker.wait())
+            .await
+            .expect("the worker ends")
+            .expect("the worker quits cleanly");
+        assert!(s.totals.requests > 0, "each worker ran a user");
+    }
+    assert_eq!(summary.totals.requests, target.served());
+}
+
 fn envelope(kind: Value, data: Value, node: Value) -> Vec<u8> {
     let mut bytes = Vec::new();
     rmpv::encode::write_value(&mut bytes, &Value::Array(vec![kind, data, node])).expect("encode");

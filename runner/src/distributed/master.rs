@@ -1,7 +1,8 @@
 //! The master: a ZeroMQ ROUTER that dispatches users to workers and merges their reports.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -224,17 +225,14 @@ impl Master {
         let (print_stats, stats_interval) = print_options(&config)?;
         let plan = plan::build(&config)?;
 
-        let bind_host = match config.master_bind_host.as_str() {
-            "*" | "" => "0.0.0.0",
-            host => host,
-        };
-        let bind_address = address(bind_host, config.master_bind_port);
-        let listener = std::net::TcpListener::bind((bind_host, config.master_bind_port)).map_err(
-            |source| DistributedError::Bind {
-                address: bind_address.clone(),
-                source,
-            },
-        )?;
+        let bind_address = address(&config.master_bind_host, config.master_bind_port);
+        let listener =
+            listen(&config.master_bind_host, config.master_bind_port).map_err(|source| {
+                DistributedError::Bind {
+                    address: bind_address.clone(),
+                    source,
+                }
+            })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| DistributedError::Bind {
@@ -1042,5 +1040,85 @@ fn summarize(inner: &Inner, duration: Duration) -> Summary {
             p99_ms: total.percentile_ms(99.0),
             max_ms: total.max_response_time_us() as f64 / 1000.0,
         },
+    }
+}
+
+/// Idle time before the kernel probes a silent connection to a worker (Locust sets the same).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// The master's listening socket on `host:port`.
+///
+/// `*` (or an empty host) means every interface, as in Locust: a dual-stack `[::]` socket, so
+/// workers reach it over IPv4 and IPv6 alike, or `0.0.0.0` on a host without IPv6. Other hosts
+/// are resolved and the first address that binds is used. Connections accepted on it inherit
+/// TCP keepalive, so a worker whose machine vanished is noticed by the kernel as well as by the
+/// missing heartbeats.
+fn listen(host: &str, port: u16) -> io::Result<std::net::TcpListener> {
+    if matches!(host, "*" | "") {
+        let any_v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+        let any_v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port));
+        return listen_on(any_v6, true).or_else(|_| listen_on(any_v4, false));
+    }
+    let mut last_error = None;
+    for addr in (host, port).to_socket_addrs()? {
+        match listen_on(addr, false) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, "the host resolved to no address")
+    }))
+}
+
+fn listen_on(addr: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if dual_stack {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_keepalive(&TcpKeepalive::new().with_time(KEEPALIVE_IDLE))?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_interface_takes_ipv4_and_ipv6_and_accepted_connections_keep_alive() {
+        let listener = listen("*", 0).expect("listen on every interface");
+        let port = listener.local_addr().expect("address").port();
+        let mut targets = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        if listener.local_addr().expect("address").is_ipv6() {
+            targets.push(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)));
+        }
+        for target in targets {
+            let _client = std::net::TcpStream::connect(target).expect("connect");
+            let (accepted, _) = listener.accept().expect("accept");
+            let accepted = socket2::SockRef::from(&accepted);
+            assert!(accepted.keepalive().expect("SO_KEEPALIVE"), "{target}");
+            assert_eq!(
+                accepted.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+                KEEPALIVE_IDLE,
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_named_host_binds_that_address_and_a_taken_port_is_an_error() {
+        let listener = listen("127.0.0.1", 0).expect("listen");
+        let addr = listener.local_addr().expect("address");
+        assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            listen("127.0.0.1", addr.port())
+                .expect_err("the port is taken")
+                .kind(),
+            io::ErrorKind::AddrInUse
+        );
     }
 }

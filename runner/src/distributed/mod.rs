@@ -1,7 +1,8 @@
 //! Distributed runs: a master and its workers, speaking Locust's own master/worker protocol
 //! (ZeroMQ ROUTER/DEALER, msgpack), so either side can be Locust itself.
 //!
-//! - [`Master`] (`runner_mode: "master"`) binds `master_bind_host:master_bind_port`, waits for
+//! - [`Master`] (`runner_mode: "master"`) binds `master_bind_host:master_bind_port` (`*`, the
+//!   default, is every interface, IPv4 and IPv6; accepted connections use TCP keepalive), waits for
 //!   `expected_workers`, splits `user_count` over the workers at `spawn_rate` (absolute
 //!   per-worker, per-class targets, ramped in steps, as Locust's dispatcher does), answers every
 //!   heartbeat, marks a silent worker missing and gives its users to the others, accepts
@@ -295,4 +296,3 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
         result
     }
 }
-
