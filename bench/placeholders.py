@@ -21,10 +21,9 @@ load-density process, from os.wait4) for both, the CPU microseconds per request,
 relative cost (1 - placeholders rate / plain rate), median over the rounds. Both runs must have
 0 failures (nginx serves the static file whatever the query string).
 
-Both tasks have a `name`, as any task with a dynamic URL should: statistics are kept per name,
-and without one every distinct URL (here every request, because of the uuid) gets its own
-statistics entry. `--unnamed-probe` measures that case once, for 2 s (it is expensive in CPU
-and memory): the placeholder task without `name`, with its peak RSS.
+Both tasks have a `name`. Without one, a task whose URL has placeholders is recorded under the
+URL as written (one statistics entry per task, not one per distinct URL); `--unnamed-probe`
+checks that case once, for 2 s: the placeholder task without `name`, with its peak RSS.
 
 Then (unless --no-criterion) it runs the criterion micro-benchmark of template rendering,
 `cargo bench -p load-density-core --bench resolve`, and prints its estimates. All traffic goes
@@ -144,7 +143,7 @@ def main():
                 print(f"  {name:<13} {r['requests']:>9} requests, {r['cpu']:6.2f} CPU s in "
                       f"{r['wall']:5.2f} s wall, {r['rate']:>8.0f} req per CPU-second, "
                       f"{r['us_per_request']:5.2f} CPU us per request")
-            print(f"  relative cost of the placeholders: {100 * cost:+.1f}% requests per CPU-second "
+            print(f"  relative cost of the placeholders: {100 * cost:.1f}% fewer requests per CPU-second "
                   f"({heavy['us_per_request'] - plain['us_per_request']:+.2f} CPU us per request)")
         probe = unnamed_probe(binary, nginx, args.users) if args.unnamed_probe else None
     summary = {
