@@ -3,14 +3,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
+use h2::client::SendRequest;
 use http::uri::{Authority, Uri};
-use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body::{Body as _, Frame};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -143,7 +143,7 @@ impl Endpoint {
     /// Opens a new HTTP/2 connection (TCP, TLS when the target is `https://`, the HTTP/2
     /// handshake). The connection is driven by a spawned task that ends when the connection
     /// closes or every handle to it is dropped.
-    pub(crate) async fn connect(&self) -> Result<SendRequest<tonic::body::Body>, ConnectError> {
+    pub(crate) async fn connect(&self) -> Result<Connection, ConnectError> {
         let address = self.target.authority.as_str();
         let stream = TcpStream::connect((self.target.host.as_str(), self.target.port))
             .await
@@ -167,26 +167,53 @@ impl Endpoint {
     }
 }
 
-async fn handshake<S>(io: S) -> Result<SendRequest<tonic::body::Body>, ConnectError>
+/// Flow-control windows a load generator should advertise: the protocol's 64 KiB default makes
+/// a large streamed reply wait for window updates (hyper's client uses the same values).
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+
+/// An open HTTP/2 connection: the handle that starts calls on it, and whether it has closed.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    pub(crate) send: SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Connection {
+    /// Whether the connection has ended (its driver task finished).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// The HTTP/2 handshake on `io`, with the h2 crate directly: hyper's HTTP/2 client adds a
+/// request queue and spawns a task per call, which cost a tenth of a unary call's CPU.
+async fn handshake<S>(io: S) -> Result<Connection, ConnectError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(io))
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
         .await
         .map_err(|error| ConnectError::Handshake(error.to_string()))?;
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!("gRPC connection ended: {error}");
         }
+        flag.store(true, Ordering::Release);
     });
-    Ok(send)
+    Ok(Connection { send, closed })
 }
 
 /// An open connection, with an id so that a failed one is discarded only once.
 #[derive(Debug, Clone)]
 pub(crate) struct Channel {
-    pub(crate) send: SendRequest<tonic::body::Body>,
+    pub(crate) connection: Connection,
     id: u64,
 }
 
@@ -203,14 +230,16 @@ impl ChannelSlot {
     pub(crate) async fn get(&self, endpoint: &Endpoint) -> Result<Channel, ConnectError> {
         let mut current = self.current.lock().await;
         if let Some(channel) = current.as_ref() {
-            if !channel.send.is_closed() {
+            if !channel.connection.is_closed() {
                 return Ok(channel.clone());
             }
         }
         *current = None;
-        let send = endpoint.connect().await?;
+        // Boxed: the connect future (TCP, TLS, HTTP/2 handshake) is large, and inline it would
+        // grow every call's future, which is moved into a box for each task.
+        let connection = Box::pin(endpoint.connect()).await?;
         let channel = Channel {
-            send,
+            connection,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
         };
         *current = Some(channel.clone());
@@ -231,16 +260,19 @@ impl ChannelSlot {
     }
 }
 
-/// A tower service over one HTTP/2 connection, for `tonic::client::Grpc`.
+/// A tower service over one HTTP/2 connection, for `tonic::client::Grpc`: each call opens a
+/// stream, writes the request body into it and hands back the response with a body that reads
+/// the stream (and finishes writing the request, for a body longer than the wait for the
+/// response head).
 #[derive(Debug, Clone)]
-pub(crate) struct H2Service(pub(crate) SendRequest<tonic::body::Body>);
+pub(crate) struct H2Service(pub(crate) SendRequest<Bytes>);
 
 type ResponseFuture =
-    Pin<Box<dyn Future<Output = Result<http::Response<Incoming>, hyper::Error>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, h2::Error>> + Send>>;
 
 impl tower_service::Service<http::Request<tonic::body::Body>> for H2Service {
-    type Response = http::Response<Incoming>;
-    type Error = hyper::Error;
+    type Response = http::Response<ResponseBody>;
+    type Error = h2::Error;
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -248,6 +280,119 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for H2Service {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.0.send_request(request))
+        let (head, body) = request.into_parts();
+        let end_of_stream = body.is_end_stream();
+        let opened = self
+            .0
+            .send_request(http::Request::from_parts(head, ()), end_of_stream);
+        Box::pin(async move {
+            let (mut response, stream) = opened?;
+            let mut pipe = (!end_of_stream).then(|| RequestPipe::new(body, stream));
+            let head = std::future::poll_fn(|cx| {
+                if let Some(writing) = &mut pipe {
+                    if writing.poll_write(cx).is_ready() {
+                        pipe = None;
+                    }
+                }
+                Pin::new(&mut response).poll(cx)
+            })
+            .await?;
+            let (head, recv) = head.into_parts();
+            Ok(http::Response::from_parts(
+                head,
+                ResponseBody {
+                    recv,
+                    pipe,
+                    data_done: false,
+                },
+            ))
+        })
+    }
+}
+
+/// Writes a request body into its HTTP/2 stream. h2 buffers data beyond the peer's window and
+/// sends it as the window opens, so a frame is handed over as soon as the body yields it.
+struct RequestPipe {
+    body: tonic::body::Body,
+    stream: h2::SendStream<Bytes>,
+}
+
+impl RequestPipe {
+    fn new(body: tonic::body::Body, stream: h2::SendStream<Bytes>) -> Self {
+        Self { body, stream }
+    }
+
+    /// Ready when the whole body was handed over, or writing failed (the response says why:
+    /// a server may answer and reset the stream before reading the whole request).
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let (written, finished) = match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                None => (self.stream.send_data(Bytes::new(), true), true),
+                Some(Err(error)) => {
+                    tracing::debug!("gRPC request body failed: {error}");
+                    self.stream.send_reset(h2::Reason::CANCEL);
+                    return Poll::Ready(());
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => (self.stream.send_data(data, false), false),
+                    Err(frame) => match frame.into_trailers() {
+                        Ok(trailers) => (self.stream.send_trailers(trailers), true),
+                        Err(_) => (Ok(()), false),
+                    },
+                },
+            };
+            if let Err(error) = written {
+                tracing::debug!("gRPC request stream closed while writing: {error}");
+                return Poll::Ready(());
+            }
+            if finished {
+                return Poll::Ready(());
+            }
+        }
+    }
+}
+
+/// The body of a response: the stream's data frames, then its trailers.
+pub(crate) struct ResponseBody {
+    recv: h2::RecvStream,
+    /// The rest of the request body, for a call that got its response head first.
+    pipe: Option<RequestPipe>,
+    data_done: bool,
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = self.get_mut();
+        if let Some(pipe) = &mut this.pipe {
+            if pipe.poll_write(cx).is_ready() {
+                this.pipe = None;
+            }
+        }
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // The data is consumed: let the peer send more.
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => this.data_done = true,
+            }
+        }
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(error) => Poll::Ready(Some(Err(error))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
     }
 }

@@ -31,7 +31,7 @@ enum Answer {
 /// One call to the reflection service, for a generated client module (`v1` or `v1alpha`).
 macro_rules! ask_fn {
     ($name:ident, $($module:ident)::+) => {
-        async fn $name(endpoint: &Endpoint, send: &hyper::client::conn::http2::SendRequest<tonic::body::Body>, question: &Question) -> Result<Answer, Status> {
+        async fn $name(endpoint: &Endpoint, send: &h2::client::SendRequest<bytes::Bytes>, question: &Question) -> Result<Answer, Status> {
             use $($module)::+ as pb;
             use pb::server_reflection_request::MessageRequest;
             use pb::server_reflection_response::MessageResponse;
@@ -84,7 +84,7 @@ enum Version {
 
 struct Session<'a> {
     endpoint: &'a Endpoint,
-    send: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+    send: h2::client::SendRequest<bytes::Bytes>,
     version: Version,
 }
 
@@ -122,7 +122,8 @@ pub(crate) async fn reflect(endpoint: &Endpoint, wanted: &[String]) -> Result<Re
     let send = endpoint
         .connect()
         .await
-        .map_err(|e| format!("UNAVAILABLE: {e}"))?;
+        .map_err(|e| format!("UNAVAILABLE: {e}"))?
+        .send;
     let mut session = Session {
         endpoint,
         send,

@@ -54,16 +54,13 @@ struct Finished {
     metadata: Vec<MetadataMap>,
 }
 
-/// Whether a status stands for a broken connection rather than an answer: the error came
-/// from hyper (or the socket) and not from the server's trailers.
+/// Whether a status stands for a broken connection or stream rather than an answer: the
+/// error came from HTTP/2 (or the socket) and not from the server's trailers.
 fn transport_error(status: &Status) -> Option<String> {
     let mut source = status.source();
     while let Some(error) = source {
-        if let Some(hyper_error) = error.downcast_ref::<hyper::Error>() {
-            return Some(match hyper_error.source() {
-                Some(inner) => format!("{hyper_error}: {inner}"),
-                None => hyper_error.to_string(),
-            });
+        if let Some(h2_error) = error.downcast_ref::<h2::Error>() {
+            return Some(h2_error.to_string());
         }
         if error.downcast_ref::<std::io::Error>().is_some() {
             return Some(error.to_string());
@@ -96,7 +93,7 @@ impl Call<'_> {
             let channel = self.slot.get(self.endpoint).await?;
             progress.connected = true;
             let mut grpc = tonic::client::Grpc::with_origin(
-                H2Service(channel.send.clone()),
+                H2Service(channel.connection.send.clone()),
                 self.endpoint.origin.clone(),
             );
             // gzip both ways only when asked: advertising it by default makes servers compress

@@ -106,3 +106,38 @@ async fn each_user_has_its_channel_unless_shared() {
     assert_eq!(bus.pending(), 10);
     assert_eq!(server.connections(), 4, "five users shared one new channel");
 }
+
+#[tokio::test]
+async fn messages_larger_than_the_flow_control_windows_go_through_both_ways() {
+    let server = GrpcTarget::start().await.expect("start");
+    // 3 MiB each way: more than either side's initial stream window (64 KiB to 2 MiB), so the
+    // call completes only if both sides open their windows as the data is consumed.
+    let big = "x".repeat(3 << 20);
+    // 40 replies of 256 KiB on one stream: 10 MiB, twice the connection window.
+    let chunk = "y".repeat(256 << 10);
+    let mut user = harness(
+        json!([
+            {"call": "loadtest.Echo/Unary", "target": server.target(),
+             "payload": {"message": big},
+             "assertions": [{"type": "json_path", "path": "message", "value": big}]},
+            {"call": "loadtest.Echo/ServerStream", "target": server.target(),
+             "payload": {"message": chunk, "count": 40}},
+        ]),
+        proto_options(),
+    )
+    .await;
+    let unary = user.once(0).await;
+    assert_success(&unary);
+    assert!(
+        unary.response_length >= 3 << 20,
+        "{}",
+        unary.response_length
+    );
+    let streamed = user.once(1).await;
+    assert_success(&streamed);
+    assert!(
+        streamed.response_length >= 40 * (256 << 10),
+        "{}",
+        streamed.response_length
+    );
+}
