@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use load_density::core::test_record_instance;
 use load_density::distributed::wire::Message;
 use load_density::distributed::{Master, Worker};
-use load_density::{RunControl, RunState, StartTest};
+use load_density::{RunControl, RunState, StartTest, Summary};
 use load_density_testkit::{unused_local_port, HttpTarget};
 use rmpv::Value;
 use serde_json::json;
@@ -100,15 +100,10 @@ async fn three_workers_get_even_shares_and_the_master_merges_exactly() {
     expected.sort_unstable();
     assert_eq!(ids, expected, "workers are known by their node ids");
 
-    let summary = tokio::time::timeout(Duration::from_secs(40), master.wait())
-        .await
-        .expect("the master ends");
+    let summary = master_ends(&master, Duration::from_secs(40)).await;
     let mut worker_total = 0;
     for worker in workers {
-        let s = tokio::time::timeout(Duration::from_secs(10), worker.wait())
-            .await
-            .expect("the worker ends")
-            .expect("the worker quits cleanly");
+        let s = worker_ends(worker).await;
         assert!(s.totals.requests > 0, "every worker worked");
         worker_total += s.totals.requests;
     }
@@ -181,13 +176,8 @@ async fn a_worker_started_before_its_master_joins_when_it_appears() {
     })))
     .await
     .expect("start the master");
-    let summary = tokio::time::timeout(Duration::from_secs(30), master.wait())
-        .await
-        .expect("the master ends");
-    let worker_summary = tokio::time::timeout(Duration::from_secs(10), worker.wait())
-        .await
-        .expect("the worker ends")
-        .expect("the worker quits cleanly");
+    let summary = master_ends(&master, Duration::from_secs(30)).await;
+    let worker_summary = worker_ends(worker).await;
     let served = target.served();
     assert!(served > 10, "the worker ran users: {served}");
     assert_eq!(summary.totals.requests, served);
@@ -226,17 +216,27 @@ async fn a_master_on_every_interface_takes_ipv4_and_ipv6_workers() {
         worker.master_host = host.to_owned();
         workers.push(Worker::start(worker).await.expect("start a worker"));
     }
-    let summary = tokio::time::timeout(Duration::from_secs(30), master.wait())
-        .await
-        .expect("the master ends");
+    let summary = master_ends(&master, Duration::from_secs(30)).await;
     for worker in workers {
-        let s = tokio::time::timeout(Duration::from_secs(10), worker.wait())
-            .await
-            .expect("the worker ends")
-            .expect("the worker quits cleanly");
+        let s = worker_ends(worker).await;
         assert!(s.totals.requests > 0, "each worker ran a user");
     }
     assert_eq!(summary.totals.requests, target.served());
+}
+
+/// The master's summary once its run has ended, bounded in time.
+async fn master_ends(master: &Master, within: Duration) -> Summary {
+    tokio::time::timeout(within, master.wait())
+        .await
+        .expect("the master ends")
+}
+
+/// A worker's summary once it has quit cleanly, bounded in time.
+async fn worker_ends(worker: Worker) -> Summary {
+    tokio::time::timeout(Duration::from_secs(10), worker.wait())
+        .await
+        .expect("the worker ends")
+        .expect("the worker quits cleanly")
 }
 
 fn envelope(kind: Value, data: Value, node: Value) -> Vec<u8> {
@@ -396,9 +396,7 @@ async fn malformed_and_unknown_messages_never_stop_the_master() {
         || worker.user_count() == 2,
     )
     .await;
-    let summary = tokio::time::timeout(Duration::from_secs(30), master.wait())
-        .await
-        .expect("the master ends");
+    let summary = master_ends(&master, Duration::from_secs(30)).await;
     worker.wait().await.expect("the worker quits cleanly");
     let served = target.served();
     assert!(served > 10, "{served}");
