@@ -49,6 +49,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use prost_reflect::DescriptorPool;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tonic::Status;
@@ -245,7 +246,13 @@ pub struct GrpcTarget {
     addr: SocketAddr,
     tls: Option<(TlsMaterial, TlsAcceptor)>,
     state: Arc<State>,
-    server: Mutex<Option<JoinHandle<()>>>,
+    server: Mutex<Option<Serving>>,
+}
+
+/// The running accept loop and the way to stop it.
+struct Serving {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for GrpcTarget {
@@ -272,9 +279,10 @@ impl GrpcTarget {
     fn spawn(&self, listener: TcpListener) {
         let state = self.state.clone();
         let acceptor = self.tls.as_ref().map(|(_, acceptor)| acceptor.clone());
-        let handle = tokio::spawn(accept_loop(listener, state, acceptor));
-        if let Some(old) = self.server.lock().replace(handle) {
-            old.abort();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(accept_loop(listener, state, acceptor, stopped));
+        if let Some(old) = self.server.lock().replace(Serving { stop, task }) {
+            old.task.abort();
         }
     }
 
@@ -331,16 +339,22 @@ impl GrpcTarget {
         self.server
             .lock()
             .as_ref()
-            .is_some_and(|h| !h.is_finished())
+            .is_some_and(|serving| !serving.task.is_finished())
     }
 
     /// Makes the server go away: stops listening and cuts every open connection at once (no
     /// GOAWAY), so calls in flight fail and new connections are refused. Idempotent.
+    ///
+    /// When it returns, the listener and every connection's socket are closed: no call
+    /// started afterwards can reach this server until [`restart`](Self::restart).
     pub async fn stop(&self) {
-        let handle = self.server.lock().take();
-        if let Some(handle) = handle {
-            handle.abort();
-            let _ = handle.await;
+        let serving = self.server.lock().take();
+        if let Some(Serving { stop, task }) = serving {
+            // An error means the loop has already ended.
+            let _ = stop.send(());
+            if let Err(error) = task.await {
+                tracing::debug!("grpc target accept loop: {error}");
+            }
         }
     }
 
@@ -368,17 +382,26 @@ impl GrpcTarget {
 
 impl Drop for GrpcTarget {
     fn drop(&mut self) {
-        if let Some(handle) = self.server.lock().take() {
-            handle.abort();
+        if let Some(serving) = self.server.lock().take() {
+            // Aborting the accept loop drops its JoinSet, which aborts every connection too.
+            serving.task.abort();
         }
     }
 }
 
-/// Accepts connections until aborted; aborting it drops every connection task with it.
-async fn accept_loop(listener: TcpListener, state: Arc<State>, tls: Option<TlsAcceptor>) {
+/// Accepts connections until told to stop; then closes the listener, cuts every connection
+/// and returns only once every connection task is gone (their sockets closed). A plain
+/// abort would not wait: an aborted task is dropped whenever a worker next gets to it.
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<TlsAcceptor>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
+            _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     state.connections.fetch_add(1, Ordering::Relaxed);
@@ -392,6 +415,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, tls: Option<TlsAc
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    drop(listener);
+    connections.shutdown().await;
 }
 
 async fn serve_connection(stream: TcpStream, state: Arc<State>, tls: Option<TlsAcceptor>) {

@@ -102,8 +102,9 @@ async fn users_fail_while_the_server_is_away_and_recover() {
     };
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let stopped_at = SystemTime::now();
+    let stop_began = SystemTime::now();
     server.stop().await;
+    let stopped_at = SystemTime::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let restarted_at = SystemTime::now();
     server.restart().await.expect("restart");
@@ -128,8 +129,8 @@ async fn users_fail_while_the_server_is_away_and_recover() {
             .collect::<Vec<_>>()
     };
     let before = started_in(
-        stopped_at - Duration::from_secs(1),
-        stopped_at - Duration::from_millis(100),
+        stop_began - Duration::from_secs(1),
+        stop_began - Duration::from_millis(100),
     );
     assert!(before.len() >= 50, "{} calls before the stop", before.len());
     assert!(
