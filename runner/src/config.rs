@@ -1,5 +1,8 @@
 //! `start_test`'s configuration and its summary.
 
+use std::time::Duration;
+
+use load_density_core::stats::StatsEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -133,6 +136,28 @@ pub struct Totals {
     pub max_ms: f64,
 }
 
+impl Totals {
+    /// The totals of one statistics entry, over a run that lasted `duration`.
+    pub(crate) fn of(total: &StatsEntry, duration: Duration) -> Totals {
+        let secs = duration.as_secs_f64();
+        Totals {
+            requests: total.num_requests(),
+            successes: total.num_successes(),
+            failures: total.num_failures(),
+            failure_rate: total.failure_ratio(),
+            requests_per_second: if secs > 0.0 {
+                total.num_requests() as f64 / secs
+            } else {
+                0.0
+            },
+            p50_ms: total.percentile_ms(50.0),
+            p95_ms: total.percentile_ms(95.0),
+            p99_ms: total.percentile_ms(99.0),
+            max_ms: total.max_response_time_us() as f64 / 1000.0,
+        }
+    }
+}
+
 /// What `start_test` returns: the configuration (as the Python version returns it) plus the
 /// run's totals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,4 +180,97 @@ pub struct Summary {
     pub duration_s: f64,
     /// Totals.
     pub totals: Totals,
+}
+
+impl Summary {
+    /// The summary of a finished run: `config` as given, the mode it ran in, how many users it
+    /// started, how long it lasted and its total statistics.
+    pub(crate) fn of_run(
+        config: &StartTest,
+        runner_mode: &str,
+        users_spawned: u64,
+        total: &StatsEntry,
+        duration: Duration,
+    ) -> Summary {
+        Summary {
+            user_detail: config.user_detail_dict.clone(),
+            user_count: config.user_count,
+            spawn_rate: config.spawn_rate,
+            test_time: config.test_time,
+            web_ui: config.web_ui_dict.clone(),
+            runner_mode: runner_mode.to_owned(),
+            users_spawned,
+            duration_s: duration.as_secs_f64(),
+            totals: Totals::of(total, duration),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use load_density_core::stats::RequestStats;
+    use load_density_core::RequestEvent;
+
+    use super::*;
+
+    fn event(response_ms: u64, error: Option<&str>) -> RequestEvent {
+        RequestEvent {
+            request_type: Arc::from("GET"),
+            name: Arc::from("/"),
+            url: Arc::from("http://127.0.0.1/"),
+            status: Some(200),
+            response_time: Duration::from_millis(response_ms),
+            response_length: 1,
+            error: error.map(Arc::from),
+            start_time: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn a_summary_carries_the_config_the_mode_and_the_totals() {
+        let mut stats = RequestStats::new();
+        stats.add(&event(10, None));
+        stats.add(&event(20, None));
+        stats.add(&event(30, None));
+        stats.add(&event(400, Some("HTTP 500")));
+        let config: StartTest = serde_json::from_value(serde_json::json!({
+            "user_detail_dict": {"user": "fast_http_user"},
+            "user_count": 7,
+            "spawn_rate": 2.5,
+            "test_time": 9,
+        }))
+        .expect("config");
+
+        let summary = Summary::of_run(&config, "worker", 6, stats.total(), Duration::from_secs(2));
+
+        assert_eq!(summary.user_detail, config.user_detail_dict);
+        assert_eq!(summary.user_count, 7);
+        assert_eq!(summary.spawn_rate, 2.5);
+        assert_eq!(summary.test_time, Some(9.0));
+        assert_eq!(summary.runner_mode, "worker");
+        assert_eq!(summary.users_spawned, 6);
+        assert_eq!(summary.duration_s, 2.0);
+        let totals = &summary.totals;
+        assert_eq!(
+            (totals.requests, totals.successes, totals.failures),
+            (4, 3, 1)
+        );
+        assert_eq!(totals.failure_rate, 0.25);
+        assert_eq!(totals.requests_per_second, 2.0);
+        assert!((399.0..=401.0).contains(&totals.max_ms), "{totals:?}");
+        assert!(totals.p50_ms < totals.p99_ms, "{totals:?}");
+    }
+
+    #[test]
+    fn a_run_of_no_time_has_no_rate_rather_than_an_infinite_one() {
+        let mut stats = RequestStats::new();
+        stats.add(&event(1, None));
+        assert_eq!(
+            Totals::of(stats.total(), Duration::ZERO).requests_per_second,
+            0.0
+        );
+    }
 }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{StartTest, Summary, Totals};
+use crate::config::{StartTest, Summary};
 use crate::console;
 use crate::error::RunError;
 use crate::globals;
@@ -460,33 +460,13 @@ pub fn worker_threads() -> usize {
 
 fn summarize(inner: &Inner, duration: Duration) -> Summary {
     let stats = inner.stats.snapshot();
-    let total = stats.total();
-    let secs = duration.as_secs_f64();
-    Summary {
-        user_detail: inner.config.user_detail_dict.clone(),
-        user_count: inner.config.user_count,
-        spawn_rate: inner.config.spawn_rate,
-        test_time: inner.config.test_time,
-        web_ui: inner.config.web_ui_dict.clone(),
-        runner_mode: inner.config.runner_mode.clone(),
-        users_spawned: inner.spawned.load(Ordering::Relaxed),
-        duration_s: secs,
-        totals: Totals {
-            requests: total.num_requests(),
-            successes: total.num_successes(),
-            failures: total.num_failures(),
-            failure_rate: total.failure_ratio(),
-            requests_per_second: if secs > 0.0 {
-                total.num_requests() as f64 / secs
-            } else {
-                0.0
-            },
-            p50_ms: total.percentile_ms(50.0),
-            p95_ms: total.percentile_ms(95.0),
-            p99_ms: total.percentile_ms(99.0),
-            max_ms: total.max_response_time_us() as f64 / 1000.0,
-        },
-    }
+    Summary::of_run(
+        &inner.config,
+        &inner.config.runner_mode,
+        inner.spawned.load(Ordering::Relaxed),
+        stats.total(),
+        duration,
+    )
 }
 
 fn spawn_user(

@@ -23,7 +23,7 @@ use super::{
     address, plan, DistributedError, DistributedOptions, HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS,
     MISSING_FORGET_AFTER, PLAN_MESSAGE,
 };
-use crate::config::{StartTest, Summary, Totals};
+use crate::config::{StartTest, Summary};
 use crate::console;
 use crate::control::{RunControl, WorkerInfo};
 use crate::env::{Environment, RunState};
@@ -1014,33 +1014,13 @@ async fn drive(inner: Arc<Inner>) {
 
 fn summarize(inner: &Inner, duration: Duration) -> Summary {
     let stats = inner.stats.lock().clone();
-    let total = stats.total();
-    let secs = duration.as_secs_f64();
-    Summary {
-        user_detail: inner.config.user_detail_dict.clone(),
-        user_count: inner.config.user_count,
-        spawn_rate: inner.config.spawn_rate,
-        test_time: inner.config.test_time,
-        web_ui: inner.config.web_ui_dict.clone(),
-        runner_mode: "master".to_owned(),
-        users_spawned: inner.peak_users.load(Ordering::Relaxed),
-        duration_s: secs,
-        totals: Totals {
-            requests: total.num_requests(),
-            successes: total.num_successes(),
-            failures: total.num_failures(),
-            failure_rate: total.failure_ratio(),
-            requests_per_second: if secs > 0.0 {
-                total.num_requests() as f64 / secs
-            } else {
-                0.0
-            },
-            p50_ms: total.percentile_ms(50.0),
-            p95_ms: total.percentile_ms(95.0),
-            p99_ms: total.percentile_ms(99.0),
-            max_ms: total.max_response_time_us() as f64 / 1000.0,
-        },
-    }
+    Summary::of_run(
+        &inner.config,
+        "master",
+        inner.peak_users.load(Ordering::Relaxed),
+        stats.total(),
+        duration,
+    )
 }
 
 /// Idle time before the kernel probes a silent connection to a worker (Locust sets the same).

@@ -19,7 +19,7 @@ use super::{
     address, new_node_id, plan, DistributedError, DistributedOptions, CONNECT_RETRY,
     HEARTBEAT_INTERVAL, LOCUST_VERSION, PLAN_MESSAGE, REPORT_INTERVAL,
 };
-use crate::config::{StartTest, Summary, Totals};
+use crate::config::{StartTest, Summary};
 use crate::env::{Environment, RunState};
 use crate::error::RunError;
 
@@ -716,33 +716,12 @@ impl Run {
 
     fn summary(&self) -> Summary {
         let stats = self.shared.stats.snapshot();
-        let total = stats.total();
-        let secs = self.started.elapsed().as_secs_f64();
-        let config = &self.summary_config;
-        Summary {
-            user_detail: config.user_detail_dict.clone(),
-            user_count: config.user_count,
-            spawn_rate: config.spawn_rate,
-            test_time: config.test_time,
-            web_ui: config.web_ui_dict.clone(),
-            runner_mode: "worker".to_owned(),
-            users_spawned: self.users_spawned,
-            duration_s: secs,
-            totals: Totals {
-                requests: total.num_requests(),
-                successes: total.num_successes(),
-                failures: total.num_failures(),
-                failure_rate: total.failure_ratio(),
-                requests_per_second: if secs > 0.0 {
-                    total.num_requests() as f64 / secs
-                } else {
-                    0.0
-                },
-                p50_ms: total.percentile_ms(50.0),
-                p95_ms: total.percentile_ms(95.0),
-                p99_ms: total.percentile_ms(99.0),
-                max_ms: total.max_response_time_us() as f64 / 1000.0,
-            },
-        }
+        Summary::of_run(
+            &self.summary_config,
+            "worker",
+            self.users_spawned,
+            stats.total(),
+            self.started.elapsed(),
+        )
     }
 }
