@@ -3,11 +3,12 @@
 
 mod distributed_support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use distributed_support::{csv_count, fixture, locust_bin, read_csv, Proc};
 use load_density::distributed::{Master, Worker};
-use load_density::{start_test_async, RunControl, StartTest};
+use load_density::{start_test_async, RunControl, RunError, StartTest, Summary};
 use load_density_testkit::{unused_local_port, HttpTarget};
 use serde_json::json;
 
@@ -18,41 +19,87 @@ fn config(value: serde_json::Value) -> StartTest {
     serde_json::from_value(value).expect("a valid start_test configuration")
 }
 
+/// Starts the venv's `locust` with `args`, its output in `dir/<name>.log`.
+fn locust(name: &str, dir: &Path, args: &[&str]) -> Proc {
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    Proc::start(name, dir, &locust_bin(), &args)
+}
+
+/// A Locust master running `fixture`'s classes on `127.0.0.1:port`, plus `extra` options.
+fn locust_master(dir: &Path, fixture_name: &str, port: u16, extra: &[&str]) -> Proc {
+    let fixture = fixture(fixture_name).display().to_string();
+    let port = port.to_string();
+    let mut args = vec![
+        "-f",
+        &fixture,
+        "--master",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        &port,
+    ];
+    args.extend_from_slice(extra);
+    locust("locust-master", dir, &args)
+}
+
+/// A headless Locust master that waits up to 30 s for one worker, runs `users` users started
+/// at `rate` per second for `run_time`, and writes its CSV files to `dir/run_*.csv`.
+fn headless_locust_master(
+    dir: &Path,
+    fixture_name: &str,
+    port: u16,
+    (users, rate, run_time): (&str, &str, &str),
+) -> Proc {
+    let prefix = dir.join("run").display().to_string();
+    locust_master(
+        dir,
+        fixture_name,
+        port,
+        &[
+            "--headless",
+            "--expect-workers",
+            "1",
+            "--expect-workers-max-wait",
+            "30",
+            "-u",
+            users,
+            "-r",
+            rate,
+            "-t",
+            run_time,
+            "--csv",
+            &prefix,
+            "--loglevel",
+            "INFO",
+        ],
+    )
+}
+
+/// Waits (at most 60 s) for our worker under a Locust master to end; panics with the master's
+/// output if it does not end or fails.
+async fn our_worker_ends(
+    worker: impl std::future::Future<Output = Result<Summary, RunError>>,
+    master: &Proc,
+) -> Summary {
+    tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the worker did not end; master output:\n{}",
+                master.output()
+            )
+        })
+        .unwrap_or_else(|e| panic!("worker failed: {e}; master output:\n{}", master.output()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_worker_under_a_real_locust_master_counts_every_request() {
     let _serial = SERIAL.lock().await;
     let target = HttpTarget::start().await.expect("start the HTTP target");
     let dir = tempfile::tempdir().expect("temp dir");
     let port = unused_local_port();
-    let prefix = dir.path().join("run");
-    let args: Vec<String> = [
-        "-f",
-        &fixture("master_classes.py").display().to_string(),
-        "--master",
-        "--headless",
-        "--master-bind-host",
-        "127.0.0.1",
-        "--master-bind-port",
-        &port.to_string(),
-        "--expect-workers",
-        "1",
-        "--expect-workers-max-wait",
-        "30",
-        "-u",
-        "4",
-        "-r",
-        "2",
-        "-t",
-        "6s",
-        "--csv",
-        &prefix.display().to_string(),
-        "--loglevel",
-        "INFO",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut master = Proc::start("locust-master", dir.path(), &locust_bin(), &args);
+    let mut master =
+        headless_locust_master(dir.path(), "master_classes.py", port, ("4", "2", "6s"));
 
     let worker = start_test_async(config(json!({
         "runner_mode": "worker",
@@ -63,15 +110,7 @@ async fn our_worker_under_a_real_locust_master_counts_every_request() {
         "tasks": [{"method": "get", "request_url": "/get"}],
         "master_timeout": 30,
     })));
-    let summary = tokio::time::timeout(Duration::from_secs(60), worker)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "the worker did not end; master output:\n{}",
-                master.output()
-            )
-        })
-        .unwrap_or_else(|e| panic!("worker failed: {e}; master output:\n{}", master.output()));
+    let summary = our_worker_ends(worker, &master).await;
     let status = master.wait(Duration::from_secs(30)).await;
     let output = master.output();
     assert!(status.success(), "locust master failed: {status}\n{output}");
@@ -101,33 +140,7 @@ async fn a_locust_masters_classes_map_one_to_one_to_our_user_groups() {
     let target = HttpTarget::start().await.expect("start the HTTP target");
     let dir = tempfile::tempdir().expect("temp dir");
     let port = unused_local_port();
-    let prefix = dir.path().join("run");
-    let args: Vec<String> = [
-        "-f",
-        &fixture("two_classes.py").display().to_string(),
-        "--master",
-        "--headless",
-        "--master-bind-host",
-        "127.0.0.1",
-        "--master-bind-port",
-        &port.to_string(),
-        "--expect-workers",
-        "1",
-        "--expect-workers-max-wait",
-        "30",
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "-t",
-        "4s",
-        "--csv",
-        &prefix.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut master = Proc::start("locust-master", dir.path(), &locust_bin(), &args);
+    let mut master = headless_locust_master(dir.path(), "two_classes.py", port, ("4", "4", "4s"));
     let group = |name: &str, path: &str| {
         json!({
             "name": name,
@@ -144,15 +157,7 @@ async fn a_locust_masters_classes_map_one_to_one_to_our_user_groups() {
         // Our own weights do not matter: the Locust master's (3:1) decide.
         "user_groups": [group("api", "/anything/api"), group("browse", "/get")],
     })));
-    tokio::time::timeout(Duration::from_secs(60), worker)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "the worker did not end; master output:\n{}",
-                master.output()
-            )
-        })
-        .unwrap_or_else(|e| panic!("worker failed: {e}; master output:\n{}", master.output()));
+    our_worker_ends(worker, &master).await;
     let status = master.wait(Duration::from_secs(30)).await;
     let output = master.output();
     assert!(status.success(), "{status}\n{output}");
@@ -226,23 +231,13 @@ async fn our_worker_follows_swarm_stop_swarm_from_a_locust_web_ui() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = unused_local_port();
     let web_port = unused_local_port();
-    let args: Vec<String> = [
-        "-f",
-        &fixture("master_classes.py").display().to_string(),
-        "--master",
-        "--master-bind-host",
-        "127.0.0.1",
-        "--master-bind-port",
-        &port.to_string(),
-        "--web-host",
-        "127.0.0.1",
-        "--web-port",
-        &web_port.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut master = Proc::start("locust-master", dir.path(), &locust_bin(), &args);
+    let web_port_arg = web_port.to_string();
+    let mut master = locust_master(
+        dir.path(),
+        "master_classes.py",
+        port,
+        &["--web-host", "127.0.0.1", "--web-port", &web_port_arg],
+    );
     let worker = tokio::spawn(start_test_async(config(json!({
         "runner_mode": "worker",
         "master_host": "127.0.0.1",
@@ -306,22 +301,24 @@ async fn our_worker_follows_swarm_stop_swarm_from_a_locust_web_ui() {
     assert!(output.contains("reported that it has stopped"), "{output}");
 }
 
-fn locust_worker(name: &str, dir: &std::path::Path, port: u16) -> Proc {
-    let args: Vec<String> = [
-        "-f",
-        &fixture("fast_http_worker.py").display().to_string(),
-        "--worker",
-        "--master-host",
-        "127.0.0.1",
-        "--master-port",
-        &port.to_string(),
-        "--loglevel",
-        "INFO",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Proc::start(name, dir, &locust_bin(), &args)
+fn locust_worker(name: &str, dir: &Path, port: u16) -> Proc {
+    let fixture = fixture("fast_http_worker.py").display().to_string();
+    let port = port.to_string();
+    locust(
+        name,
+        dir,
+        &[
+            "-f",
+            &fixture,
+            "--worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            &port,
+            "--loglevel",
+            "INFO",
+        ],
+    )
 }
 
 /// The master's plan: one user group named like the Locust worker's class ("web").
