@@ -93,6 +93,28 @@ fn worker_args(port: u16, master_timeout: f64) -> Vec<String> {
     .collect()
 }
 
+/// Writes `plan` to `dir/plan.json` and starts `load-density master` on `127.0.0.1:port` with
+/// it, expecting two workers; `extra` options come before the plan.
+fn cli_master(dir: &Path, port: u16, plan: Value, extra: &[&str]) -> Proc {
+    let plan_path = dir.join("plan.json");
+    std::fs::write(&plan_path, plan.to_string()).expect("write the plan");
+    let port = port.to_string();
+    let plan_path = plan_path.display().to_string();
+    let mut args = vec![
+        "master",
+        "--expect-workers",
+        "2",
+        "--bind-host",
+        "127.0.0.1",
+        "--bind-port",
+        &port,
+    ];
+    args.extend_from_slice(extra);
+    args.push(&plan_path);
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    Proc::start(dir, "master", &args)
+}
+
 async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !check() {
@@ -205,37 +227,16 @@ async fn a_worker_killed_mid_run_goes_missing_and_its_users_move() {
 async fn workers_give_up_with_a_clear_message_when_the_master_is_killed() {
     let target = HttpTarget::start().await.expect("start the HTTP target");
     let dir = tempfile::tempdir().expect("temp dir");
-    let plan = dir.path().join("plan.json");
-    std::fs::write(
-        &plan,
-        json!({
-            "user_count": 2,
-            "spawn_rate": 10,
-            "host": target.base_url(),
-            "wait_time": {"constant": 0.05},
-            "print_stats": false,
-            "tasks": [{"method": "get", "request_url": "/get"}]
-        })
-        .to_string(),
-    )
-    .expect("write the plan");
     let port = unused_local_port();
-    let master_args: Vec<String> = [
-        "master",
-        "--expect-workers",
-        "2",
-        "--bind-host",
-        "127.0.0.1",
-        "--bind-port",
-        &port.to_string(),
-        "--run-time",
-        "120",
-        &plan.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut master = Proc::start(dir.path(), "master", &master_args);
+    let plan = json!({
+        "user_count": 2,
+        "spawn_rate": 10,
+        "host": target.base_url(),
+        "wait_time": {"constant": 0.05},
+        "print_stats": false,
+        "tasks": [{"method": "get", "request_url": "/get"}]
+    });
+    let mut master = cli_master(dir.path(), port, plan, &["--run-time", "120"]);
     let mut workers: Vec<Proc> = (0..2)
         .map(|i| Proc::start(dir.path(), &format!("worker{i}"), &worker_args(port, 3.0)))
         .collect();
@@ -269,39 +270,14 @@ async fn workers_give_up_with_a_clear_message_when_the_master_is_killed() {
 async fn cli_master_and_workers_run_a_plan_and_agree_with_the_server() {
     let target = HttpTarget::start().await.expect("start the HTTP target");
     let dir = tempfile::tempdir().expect("temp dir");
-    let plan = dir.path().join("plan.json");
-    std::fs::write(
-        &plan,
-        json!({
-            "host": target.base_url(),
-            "wait_time": {"constant": 0.05},
-            "print_stats": false,
-            "tasks": [{"method": "get", "request_url": "/get"}]
-        })
-        .to_string(),
-    )
-    .expect("write the plan");
     let port = unused_local_port();
-    let master_args: Vec<String> = [
-        "master",
-        "--expect-workers",
-        "2",
-        "--bind-host",
-        "127.0.0.1",
-        "--bind-port",
-        &port.to_string(),
-        "-u",
-        "4",
-        "-r",
-        "10",
-        "-t",
-        "4",
-        &plan.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut master = Proc::start(dir.path(), "master", &master_args);
+    let plan = json!({
+        "host": target.base_url(),
+        "wait_time": {"constant": 0.05},
+        "print_stats": false,
+        "tasks": [{"method": "get", "request_url": "/get"}]
+    });
+    let mut master = cli_master(dir.path(), port, plan, &["-u", "4", "-r", "10", "-t", "4"]);
     let mut workers: Vec<Proc> = (0..2)
         .map(|i| Proc::start(dir.path(), &format!("worker{i}"), &worker_args(port, 30.0)))
         .collect();
