@@ -164,46 +164,23 @@ def main():
         print(f"python step: {json.dumps(python_tasks(target, 1)[0])}")
         rust = rust_tasks(target, args.steps)
         python = python_tasks(target, args.steps)
-        runs = {"python": [], "rust": [], "python-nowait": [], "rust-nowait": []}
-        ratios, ratios_nowait = [], []
-        for i in range(args.repeat):
-            order = list(runs)
-            if i % 2 == 1:
-                order = order[1:] + order[:1]
-            this = {}
-            for kind in order:
-                if kind == "python":
-                    this[kind] = run_python(targets, python, args, stubs, nowait=False)
-                elif kind == "rust":
-                    this[kind] = run_rust(binary, targets, rust, args, pyside.PACING)
-                elif kind == "python-nowait":
-                    this[kind] = run_python(targets, python, args, stubs, nowait=True)
-                else:
-                    this[kind] = run_rust(binary, targets, rust, args, None)
-            ratio = this["rust"]["rate"] / this["python"]["rate"]
-            ratio_nowait = this["rust-nowait"]["rate"] / this["python-nowait"]["rate"]
-            ratios.append(ratio)
-            ratios_nowait.append(ratio_nowait)
-            print(f"round {i + 1} (order: {', '.join(order)}):")
-            for kind in runs:
-                r = this[kind]
-                runs[kind].append(r)
-                print(f"  {kind:<14} {r['calls']:>8} calls (server count; tool: {r['own_note']}), "
-                      f"{r['cpu']:6.2f} CPU s in {r['wall']:5.2f} s wall, "
-                      f"{r['calls'] / r['wall']:>7.0f} calls/s, {r['rate']:>7.0f} calls per CPU-second; "
-                      f"server {r['server_cpu']:.2f} CPU s, {r['connections']} connections")
-            print(f"  ratio rust / python (same pacing, per CPU-second): {ratio:.1f}x; "
-                  f"rust-nowait / python-nowait (both at full speed): {ratio_nowait:.1f}x")
-        s = {kind: {"calls_per_cpu_s": round(ldbench.median([r["rate"] for r in rs])),
-                    "calls_per_s": round(ldbench.median([r["calls"] / r["wall"] for r in rs])),
-                    "cpu_s": round(ldbench.median([r["cpu"] for r in rs]), 2),
-                    "runs": [[r["calls"], r["own"], round(r["cpu"], 2), round(r["wall"], 2),
-                              round(r["server_cpu"], 2), r["connections"]] for r in rs]}
-             for kind, rs in runs.items()}
-        s["ratio_median"] = round(ldbench.median(ratios), 2)
-        s["ratios"] = [round(r, 2) for r in ratios]
-        s["ratio_nowait_median"] = round(ldbench.median(ratios_nowait), 2)
-        s["ratios_nowait"] = [round(r, 2) for r in ratios_nowait]
+        runners = {
+            "python": lambda: run_python(targets, python, args, stubs, nowait=False),
+            "rust": lambda: run_rust(binary, targets, rust, args, pyside.PACING),
+            "python-nowait": lambda: run_python(targets, python, args, stubs, nowait=True),
+            "rust-nowait": lambda: run_rust(binary, targets, rust, args, None),
+        }
+        runs, ratios, ratios_nowait = pyside.compare_rounds(args.repeat, runners, lambda r: (
+            f"{r['calls']:>8} calls (server count; tool: {r['own_note']}), "
+            f"{r['cpu']:6.2f} CPU s in {r['wall']:5.2f} s wall, "
+            f"{r['calls'] / r['wall']:>7.0f} calls/s, {r['rate']:>7.0f} calls per CPU-second; "
+            f"server {r['server_cpu']:.2f} CPU s, {r['connections']} connections"))
+        s = pyside.ratio_summary(runs, ratios, ratios_nowait, lambda rs: {
+            "calls_per_cpu_s": round(ldbench.median([r["rate"] for r in rs])),
+            "calls_per_s": round(ldbench.median([r["calls"] / r["wall"] for r in rs])),
+            "cpu_s": round(ldbench.median([r["cpu"] for r in rs]), 2),
+            "runs": [[r["calls"], r["own"], round(r["cpu"], 2), round(r["wall"], 2),
+                      round(r["server_cpu"], 2), r["connections"]] for r in rs]})
         summary["unary"] = s
         rates = ", ".join(f"{kind} {s[kind]['calls_per_cpu_s']}" for kind in runs)
         print(f"median over {args.repeat} rounds, unary calls per CPU-second: {rates}; "

@@ -326,46 +326,23 @@ def main():
         for qos in levels:
             tasks = tasks_for(broker.port, qos, args.steps)
             print(f"== QoS {qos}: step {json.dumps(tasks[-1])}")
-            runs = {"python": [], "rust": [], "python-nowait": [], "rust-nowait": []}
-            ratios, ratios_nowait = [], []
-            for i in range(args.repeat):
-                order = list(runs)
-                if i % 2 == 1:
-                    order = order[1:] + order[:1]
-                this = {}
-                for kind in order:
-                    if kind == "python":
-                        this[kind] = run_python(broker, tasks, args, nowait=False)
-                    elif kind == "rust":
-                        this[kind] = run_rust(binary, broker, tasks, args, pyside.PACING)
-                    elif kind == "python-nowait":
-                        this[kind] = run_python(broker, tasks, args, nowait=True)
-                    else:
-                        this[kind] = run_rust(binary, broker, tasks, args, None)
-                ratio = this["rust"]["rate"] / this["python"]["rate"]
-                ratio_nowait = this["rust-nowait"]["rate"] / this["python-nowait"]["rate"]
-                ratios.append(ratio)
-                ratios_nowait.append(ratio_nowait)
-                print(f"round {i + 1} (order: {', '.join(order)}):")
-                for kind in runs:
-                    r = this[kind]
-                    runs[kind].append(r)
-                    print(f"  {kind:<14} {r['published']:>8} publishes (broker count; tool: {r['own_note']}), "
-                          f"{r['cpu']:6.2f} CPU s in {r['wall']:5.2f} s wall, "
-                          f"{r['published'] / r['wall']:>8.0f} pub/s, {r['rate']:>8.0f} pub per CPU-second; "
-                          f"broker {r['broker_cpu']:.2f} CPU s")
-                print(f"  ratio rust / python (same pacing, per CPU-second): {ratio:.1f}x; "
-                      f"rust-nowait / python-nowait (both at full speed): {ratio_nowait:.1f}x")
-            s = {kind: {"pub_per_cpu_s": round(ldbench.median([r["rate"] for r in rs])),
-                        "pub_per_s": round(ldbench.median([r["published"] / r["wall"] for r in rs])),
-                        "cpu_s": round(ldbench.median([r["cpu"] for r in rs]), 2),
-                        "runs": [[r["published"], r["own"], round(r["cpu"], 2), round(r["wall"], 2),
-                                  round(r["broker_cpu"], 2)] for r in rs]}
-                 for kind, rs in runs.items()}
-            s["ratio_median"] = round(ldbench.median(ratios), 2)
-            s["ratios"] = [round(r, 2) for r in ratios]
-            s["ratio_nowait_median"] = round(ldbench.median(ratios_nowait), 2)
-            s["ratios_nowait"] = [round(r, 2) for r in ratios_nowait]
+            runners = {
+                "python": lambda: run_python(broker, tasks, args, nowait=False),
+                "rust": lambda: run_rust(binary, broker, tasks, args, pyside.PACING),
+                "python-nowait": lambda: run_python(broker, tasks, args, nowait=True),
+                "rust-nowait": lambda: run_rust(binary, broker, tasks, args, None),
+            }
+            runs, ratios, ratios_nowait = pyside.compare_rounds(args.repeat, runners, lambda r: (
+                f"{r['published']:>8} publishes (broker count; tool: {r['own_note']}), "
+                f"{r['cpu']:6.2f} CPU s in {r['wall']:5.2f} s wall, "
+                f"{r['published'] / r['wall']:>8.0f} pub/s, {r['rate']:>8.0f} pub per CPU-second; "
+                f"broker {r['broker_cpu']:.2f} CPU s"))
+            s = pyside.ratio_summary(runs, ratios, ratios_nowait, lambda rs: {
+                "pub_per_cpu_s": round(ldbench.median([r["rate"] for r in rs])),
+                "pub_per_s": round(ldbench.median([r["published"] / r["wall"] for r in rs])),
+                "cpu_s": round(ldbench.median([r["cpu"] for r in rs]), 2),
+                "runs": [[r["published"], r["own"], round(r["cpu"], 2), round(r["wall"], 2),
+                          round(r["broker_cpu"], 2)] for r in rs]})
             summary[f"qos{qos}"] = s
             rates = ", ".join(f"{kind} {s[kind]['pub_per_cpu_s']}" for kind in runs)
             print(f"median over {args.repeat} rounds (QoS {qos}), publishes per CPU-second: {rates}; "

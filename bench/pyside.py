@@ -1,5 +1,5 @@
-"""The Python LoadDensity side of the comparisons (imported by bench/mqtt_vs_python.py and
-bench/grpc_vs_python.py, not run).
+"""The Python LoadDensity side of the comparisons (imported by bench/mqtt_vs_python.py,
+bench/grpc_vs_python.py and bench/vs_python_loaddensity.py, not run).
 
 - `ensure_venv(requirements, probe)`: the virtualenv /var/tmp/ld-bench-venv (created when
   missing, as bench/vs_python_loaddensity.py does), with `requirements` installed by pip from
@@ -8,6 +8,8 @@ bench/grpc_vs_python.py, not run).
   bench/py_loaddensity_runner.py, pinned to the generator CPU and measured with `os.wait4`.
 - `proc_cpu(pid)`: the CPU seconds a running process (a server we started) has used so far,
   from /proc, to tell whether the server was the bottleneck of a run.
+- `compare_rounds(...)` and `ratio_summary(...)`: the rounds every comparison runs (python,
+  rust, python-nowait, rust-nowait, ...) and the medians and ratios it reports.
 """
 
 import json
@@ -98,3 +100,43 @@ def proc_cpu(pid):
         return (int(fields[11]) + int(fields[12])) / _TICKS
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def compare_rounds(repeat, runners, describe, after_round=None):
+    """Runs every kind of `runners` (kind -> function returning a result dict whose "rate" is
+    units per generator CPU-second) once per round, `repeat` rounds. Every other round starts
+    one kind later, so no kind always runs first. Prints each round: every result through
+    `describe(result)`, then the two ratios (rust / python at the same pacing, rust-nowait /
+    python-nowait both at full speed), then whatever `after_round(results)` prints.
+    Returns (runs: kind -> [result], ratios, ratios_nowait)."""
+    runs = {kind: [] for kind in runners}
+    ratios, ratios_nowait = [], []
+    for i in range(repeat):
+        order = list(runs)
+        if i % 2 == 1:
+            order = order[1:] + order[:1]
+        this = {kind: runners[kind]() for kind in order}
+        ratio = this["rust"]["rate"] / this["python"]["rate"]
+        ratio_nowait = this["rust-nowait"]["rate"] / this["python-nowait"]["rate"]
+        ratios.append(ratio)
+        ratios_nowait.append(ratio_nowait)
+        print(f"round {i + 1} (order: {', '.join(order)}):")
+        for kind in runs:
+            runs[kind].append(this[kind])
+            print(f"  {kind:<15} {describe(this[kind])}")
+        print(f"  ratio rust / python (same pacing, per CPU-second): {ratio:.1f}x; "
+              f"rust-nowait / python-nowait (both at full speed): {ratio_nowait:.1f}x")
+        if after_round is not None:
+            after_round(this)
+    return runs, ratios, ratios_nowait
+
+
+def ratio_summary(runs, ratios, ratios_nowait, per_kind):
+    """The SUMMARY entry of one comparison: `per_kind(results)` for every kind, plus the
+    median and every round's ratio at the same pacing and at full speed."""
+    s = {kind: per_kind(results) for kind, results in runs.items()}
+    s["ratio_median"] = round(ldbench.median(ratios), 2)
+    s["ratios"] = [round(r, 2) for r in ratios]
+    s["ratio_nowait_median"] = round(ldbench.median(ratios_nowait), 2)
+    s["ratios_nowait"] = [round(r, 2) for r in ratios_nowait]
+    return s

@@ -59,36 +59,10 @@ python messages per CPU-second (target >= 20x). All traffic goes to 127.0.0.1.
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
 import ldbench
-
-VENV = "/var/tmp/ld-bench-venv"
-VENV_PYTHON = os.path.join(VENV, "bin", "python")
-PY_PACKAGE = "je-load-density[websocket]"
-RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py_loaddensity_runner.py")
-PACING = {"between": [0.1, 0.2]}
-
-
-def ensure_venv():
-    if not os.path.exists(VENV_PYTHON):
-        print(f"creating {VENV} and installing {PY_PACKAGE} with pip")
-        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-    probe = subprocess.run([VENV_PYTHON, "-c", "import je_load_density, websocket"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        pip = subprocess.run([VENV_PYTHON, "-m", "pip", "install", "-q", PY_PACKAGE],
-                             capture_output=True, text=True)
-        if pip.returncode != 0:
-            raise SystemExit(f"pip install {PY_PACKAGE} failed ({pip.returncode}); the comparison "
-                             f"cannot run:\n{pip.stdout[-2000:]}\n{pip.stderr[-3000:]}")
-    version = subprocess.run([VENV_PYTHON, "-c",
-                              "import importlib.metadata as m; print(m.version('je_load_density'), "
-                              "m.version('locust'), m.version('websocket-client'))"],
-                             capture_output=True, text=True, check=True).stdout.split()
-    return {"je_load_density": version[0], "locust": version[1], "websocket-client": version[2]}
+import pyside
 
 
 def tasks_for(protocol, addresses, steps, read_until=False):
@@ -109,22 +83,15 @@ USER_TYPE = {"ws": "websocket_user", "tcp": "socket_user"}
 COUNTER = {"ws": "ws_messages", "tcp": "tcp_messages"}
 
 
+def start_test(protocol, tasks, args):
+    return {"user_detail_dict": {"user": USER_TYPE[protocol]}, "user_count": args.users,
+            "spawn_rate": args.users, "test_time": args.seconds, "tasks": tasks}
+
+
 def run_python(targets, protocol, tasks, args, nowait=False):
-    kwargs = {"user_detail_dict": {"user": USER_TYPE[protocol]}, "user_count": args.users,
-              "spawn_rate": args.users, "test_time": args.seconds, "tasks": tasks}
     before = targets.stats()
-    with tempfile.TemporaryDirectory(prefix="ld-bench-py-") as cwd:  # it writes a log file in cwd
-        m = ldbench.run_measured(ldbench.pin(ldbench.GENERATOR_CPU)
-                                 + [VENV_PYTHON, RUNNER, json.dumps(kwargs)]
-                                 + (["--nowait"] if nowait else []),
-                                 timeout=args.seconds + 120, cwd=cwd)
+    m, result = pyside.run_python(start_test(protocol, tasks, args), args.seconds, nowait=nowait)
     after = targets.stats()
-    if m.returncode != 0:
-        raise SystemExit(f"the Python runner failed ({m.returncode}): {m.stderr[-3000:]}")
-    result = next((json.loads(line[len("RESULT "):]) for line in m.stdout.splitlines()
-                   if line.startswith("RESULT ")), None)
-    if result is None:
-        raise SystemExit(f"the Python runner printed no RESULT line: {m.stdout[-2000:]}")
     own = f"{result['records']} records + {result['errors']} errors"
     if result["errors"]:
         own += f" (first: {result['first_error']})"
@@ -132,17 +99,12 @@ def run_python(targets, protocol, tasks, args, nowait=False):
 
 
 def run_rust(binary, targets, protocol, tasks, args, pacing):
-    start_test = {"user_detail_dict": {"user": USER_TYPE[protocol]}, "user_count": args.users,
-                  "spawn_rate": args.users, "test_time": args.seconds, "print_stats": False,
-                  "tasks": tasks}
+    config = {**start_test(protocol, tasks, args), "print_stats": False}
     if pacing:
-        start_test["wait_time"] = pacing
+        config["wait_time"] = pacing
     before = targets.stats()
-    m = ldbench.run_measured(ldbench.pin(ldbench.GENERATOR_CPU)
-                             + [binary, "run-str", ldbench.load_density_doc(start_test)],
-                             timeout=args.seconds + 120)
+    m, totals = pyside.run_rust(binary, config, args.seconds)
     after = targets.stats()
-    totals = ldbench.load_density_totals(m)
     if totals["failures"]:
         raise SystemExit(f"load-density saw {totals['failures']} failures: {m.stderr[-2000:]}")
     return measured(m, after[COUNTER[protocol]] - before[COUNTER[protocol]],
@@ -161,6 +123,14 @@ def run_floor(bin_dir, targets, args):
         raise SystemExit(f"ld-bench-floor failed ({m.returncode}): {m.stderr[-2000:]}")
     own = json.loads(m.stdout.strip().splitlines()[-1])["messages"]
     return measured(m, after["ws_messages"] - before["ws_messages"], f"{own} round trips", 0)
+
+
+def print_floor(results):
+    """After a round with a floor run: how the floor and load-density compare."""
+    if "floor" in results:
+        print(f"  floor / python-nowait (the most a Tokio generator could reach): "
+              f"{results['floor']['rate'] / results['python-nowait']['rate']:.1f}x; "
+              f"rust-nowait / floor: {results['rust-nowait']['rate'] / results['floor']['rate']:.2f}")
 
 
 def measured(m, messages, own, failures):
@@ -188,16 +158,16 @@ def main():
     if any(p not in USER_TYPE for p in protocols):
         raise SystemExit(f"--protocols takes ws and/or tcp, got {args.protocols}")
 
-    versions = ensure_venv()
+    versions = pyside.ensure_venv(["je-load-density[websocket]"], "je_load_density, websocket",
+                                  ["je_load_density", "locust", "websocket-client"])
     bin_dir = ldbench.build(["load-density-cli", "ld-bench-targets"],
                             ["load-density", "ld-bench-targets", "ld-bench-floor"], skip=args.no_build)
     binary = os.path.join(bin_dir, "load-density")
     print(f"machine: {ldbench.machine()}")
-    print(f"python side: {versions} in {VENV}")
+    print(f"python side: {versions} in {pyside.VENV}")
     # je_load_density imports Locust lazily; importing both is what a run pays before starting.
-    imp = ldbench.run_measured([VENV_PYTHON, "-c", "import je_load_density, locust"], timeout=120,
-                               cwd=tempfile.gettempdir())
-    print(f"python side: `import je_load_density, locust` alone costs {imp.cpu:.2f} CPU s "
+    imp = pyside.import_cost(["je_load_density", "locust"])
+    print(f"python side: `import je_load_density, locust` alone costs {imp:.2f} CPU s "
           f"(included in each python run's CPU below)")
     summary = {"versions": versions}
     with ldbench.Targets(bin_dir) as targets:
@@ -207,57 +177,28 @@ def main():
         for protocol in protocols:
             tasks = tasks_for(protocol, targets.addresses, args.steps)
             print(f"== {protocol}: step {json.dumps(tasks[-1])}")
-            runs = {"python": [], "rust": [], "python-nowait": [], "rust-nowait": []}
+            runners = {
+                "python": lambda: run_python(targets, protocol, tasks, args),
+                "rust": lambda: run_rust(binary, targets, protocol, tasks, args, pyside.PACING),
+                "python-nowait": lambda: run_python(targets, protocol, tasks, args, nowait=True),
+                "rust-nowait": lambda: run_rust(binary, targets, protocol, tasks, args, None),
+            }
             if protocol == "tcp" and args.rust_read_until:
-                runs["rust-read-until"] = []
+                read_until = tasks_for(protocol, targets.addresses, args.steps, read_until=True)
+                runners["rust-read-until"] = lambda: run_rust(binary, targets, protocol, read_until,
+                                                              args, pyside.PACING)
             if protocol == "ws" and args.floor:
-                runs["floor"] = []
-            ratios = []
-            ratios_nowait = []
-            for i in range(args.repeat):
-                order = list(runs)
-                if i % 2 == 1:
-                    order = order[1:] + order[:1]
-                this = {}
-                for kind in order:
-                    if kind == "python":
-                        this[kind] = run_python(targets, protocol, tasks, args)
-                    elif kind == "rust":
-                        this[kind] = run_rust(binary, targets, protocol, tasks, args, PACING)
-                    elif kind == "python-nowait":
-                        this[kind] = run_python(targets, protocol, tasks, args, nowait=True)
-                    elif kind == "rust-nowait":
-                        this[kind] = run_rust(binary, targets, protocol, tasks, args, None)
-                    elif kind == "floor":
-                        this[kind] = run_floor(bin_dir, targets, args)
-                    else:
-                        this[kind] = run_rust(binary, targets, protocol,
-                                              tasks_for(protocol, targets.addresses, args.steps, True),
-                                              args, PACING)
-                ratio = this["rust"]["rate"] / this["python"]["rate"]
-                ratio_nowait = this["rust-nowait"]["rate"] / this["python-nowait"]["rate"]
-                ratios.append(ratio)
-                ratios_nowait.append(ratio_nowait)
-                print(f"round {i + 1} (order: {', '.join(order)}):")
-                for kind, r in this.items():
-                    runs[kind].append(r)
-                    print(f"  {kind:<15} {r['messages']:>8} messages (server count; tool: {r['own_count']}), "
-                          f"{r['cpu']:6.2f} CPU s in {r['wall']:5.2f} s wall, "
-                          f"{r['messages'] / r['wall']:>8.0f} msg/s, {r['rate']:>8.0f} msg per CPU-second")
-                print(f"  ratio rust / python (same pacing, per CPU-second): {ratio:.1f}x; "
-                      f"rust-nowait / python-nowait (both at full speed): {ratio_nowait:.1f}x")
-                if "floor" in this:
-                    print(f"  floor / python-nowait (the most a Tokio generator could reach): "
-                          f"{this['floor']['rate'] / this['python-nowait']['rate']:.1f}x; "
-                          f"rust-nowait / floor: {this['rust-nowait']['rate'] / this['floor']['rate']:.2f}")
-            s = {kind: {"msg_per_cpu_s": round(ldbench.median([r["rate"] for r in rs])),
-                        "msg_per_s": round(ldbench.median([r["messages"] / r["wall"] for r in rs])),
-                        "cpu_s": round(ldbench.median([r["cpu"] for r in rs]), 2)}
-                 for kind, rs in runs.items()}
-            s["ratio_median"] = round(ldbench.median(ratios), 2)
-            s["ratios"] = [round(r, 2) for r in ratios]
-            s["ratio_nowait_median"] = round(ldbench.median(ratios_nowait), 2)
-            s["ratios_nowait"] = [round(r, 2) for r in ratios_nowait]
+                runners["floor"] = lambda: run_floor(bin_dir, targets, args)
+            runs, ratios, ratios_nowait = pyside.compare_rounds(
+                args.repeat, runners,
+                lambda r: (f"{r['messages']:>8} messages (server count; tool: {r['own_count']}), "
+                           f"{r['cpu']:6.2f} CPU s in {r['wall']:5.2f} s wall, "
+                           f"{r['messages'] / r['wall']:>8.0f} msg/s, {r['rate']:>8.0f} msg per CPU-second"),
+                after_round=print_floor)
+            s = pyside.ratio_summary(runs, ratios, ratios_nowait, lambda rs: {
+                "msg_per_cpu_s": round(ldbench.median([r["rate"] for r in rs])),
+                "msg_per_s": round(ldbench.median([r["messages"] / r["wall"] for r in rs])),
+                "cpu_s": round(ldbench.median([r["cpu"] for r in rs]), 2)})
             summary[protocol] = s
             rates = ", ".join(f"{kind} {s[kind]['msg_per_cpu_s']}" for kind in runs)
             print(f"median over {args.repeat} rounds ({protocol}), msg per CPU-second: {rates}; "
