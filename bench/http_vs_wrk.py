@@ -50,15 +50,7 @@ def run_wrk(nginx, seconds, connections):
 
 def run_load_density(binary, nginx, seconds, users, task):
     before = nginx.status()["requests"]
-    doc = ldbench.load_density_doc({
-        "user_detail_dict": {"user": "fast_http_user"},
-        "user_count": users,
-        "spawn_rate": 100000,
-        "test_time": seconds,
-        "host": nginx.host,
-        "print_stats": False,
-        "tasks": [task],
-    })
+    doc = ldbench.load_density_doc(ldbench.nginx_start_test(nginx, users, seconds, task))
     m = ldbench.run_measured(ldbench.pin(ldbench.GENERATOR_CPU) + [binary, "run-str", doc],
                              timeout=seconds + 60)
     served = nginx.status()["requests"] - before - 1

@@ -5,6 +5,8 @@
   `/nginx_status` so a driver can read the requests nginx served and its open connections.
 - `Targets`: the `ld-bench-targets` binary (testkit WebSocket/TCP/UDP echo and HTTP servers),
   pinned to the last CPU, with its counters read through `stats` on its stdin.
+- `nginx_start_test(...)`: the `start_test` of a `fast_http_user` run against that nginx.
+- `wait_listening(proc, port, name)`: waits for a server we started to accept connections.
 - `run_measured(cmd)`: runs one generator process to completion (bounded by a timeout) and
   returns its own CPU time and peak RSS from `os.wait4`, plus sampled `VmHWM`.
 - `machine()`: the facts RESULTS.md quotes (date, nproc, load average).
@@ -218,6 +220,36 @@ def load_density_totals(measured):
     raise RuntimeError(f"no LD_start_test result in: {measured.stdout[-2000:]}")
 
 
+def wait_listening(proc, port, name, log=lambda: "", within=10):
+    """Waits until something accepts connections on 127.0.0.1:`port`. Raises (with its stderr
+    and `log()`) when `proc` exits first; returns False when `within` seconds pass first."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited: {proc.stderr.read()} {log()}".rstrip())
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def nginx_start_test(nginx, users, seconds, task, **extra):
+    """The `start_test` of a `fast_http_user` run of `task` against `nginx`: `users` users all
+    started at once, no console statistics; `extra` adds keys (`variables`, say)."""
+    return {
+        "user_detail_dict": {"user": "fast_http_user"},
+        "user_count": users,
+        "spawn_rate": 100000,
+        "test_time": seconds,
+        "host": nginx.host,
+        "print_stats": False,
+        "tasks": [task],
+        **extra,
+    }
+
+
 class Nginx:
     """nginx serving `/index.html` ("ok\\n", 3 bytes) and `/nginx_status` on 127.0.0.1."""
 
@@ -262,16 +294,7 @@ http {{
     def __enter__(self):
         self.proc = subprocess.Popen(pin(TARGET_CPU) + ["nginx", "-c", self.conf, "-p", self.workdir],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.proc.stderr.read()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        else:
+        if not wait_listening(self.proc, self.port, "nginx"):
             self.__exit__(None, None, None)
             raise RuntimeError("nginx did not start listening within 10 s")
         # nginx must serve 200 with the expected body before anything is measured.

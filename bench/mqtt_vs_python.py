@@ -211,16 +211,7 @@ max_connections -1
     def __enter__(self):
         self.proc = subprocess.Popen(ldbench.pin(ldbench.TARGET_CPU) + [self.binary, "-c", self.conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read()} {self.read_log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        else:
+        if not ldbench.wait_listening(self.proc, self.port, "mosquitto", log=self.read_log):
             self.__exit__(None, None, None)
             raise RuntimeError("mosquitto did not start listening within 10 s")
         self.counter = SysCounter(self.port)

@@ -49,18 +49,13 @@ PLACEHOLDERS = {
 }
 
 
+VARIABLES = {"x": "bench"}  # what ${var.x} in the placeholder task reads
+
+
 def run(binary, nginx, users, seconds, task):
     before = nginx.status()["requests"]
-    doc = ldbench.load_density_doc({
-        "user_detail_dict": {"user": "fast_http_user"},
-        "user_count": users,
-        "spawn_rate": 100000,
-        "test_time": seconds,
-        "host": nginx.host,
-        "print_stats": False,
-        "variables": {"x": "bench"},
-        "tasks": [task],
-    })
+    doc = ldbench.load_density_doc(ldbench.nginx_start_test(nginx, users, seconds, task,
+                                                             variables=VARIABLES))
     m = ldbench.run_measured(ldbench.pin(ldbench.GENERATOR_CPU) + [binary, "run-str", doc],
                              timeout=seconds + 60)
     served = nginx.status()["requests"] - before - 1
@@ -76,10 +71,8 @@ def run(binary, nginx, users, seconds, task):
 def unnamed_probe(binary, nginx, users):
     """The placeholder task without a name, 2 s: CPU per request and peak RSS."""
     task = {k: v for k, v in PLACEHOLDERS.items() if k != "name"}
-    doc = ldbench.load_density_doc({
-        "user_detail_dict": {"user": "fast_http_user"}, "user_count": users, "spawn_rate": 100000,
-        "test_time": 2, "host": nginx.host, "print_stats": False, "variables": {"x": "bench"},
-        "tasks": [task]})
+    doc = ldbench.load_density_doc(ldbench.nginx_start_test(nginx, users, 2, task,
+                                                             variables=VARIABLES))
     m = ldbench.run_measured(ldbench.pin(ldbench.GENERATOR_CPU) + [binary, "run-str", doc],
                              timeout=120, gnu_time_maxrss=True)
     totals = ldbench.load_density_totals(m)
