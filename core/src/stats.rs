@@ -239,13 +239,22 @@ impl StatsEntry {
     pub fn histogram(&self) -> &Histogram<u64> {
         &self.histogram
     }
-    /// The latency at `percentile` (0-100), in milliseconds, from the HDR histogram.
+    /// The latency at `percentile` (0-100), in milliseconds, from the HDR histogram, clamped
+    /// to the exact smallest and largest latency (a histogram bucket's upper edge can lie a
+    /// little above the largest value recorded). 0 when empty.
     pub fn percentile_ms(&self, percentile: f64) -> f64 {
         if self.num_requests == 0 {
             return 0.0;
         }
         let quantile = (percentile / 100.0).clamp(0.0, 1.0);
-        self.histogram.value_at_quantile(quantile) as f64 / 1000.0
+        // min/max rather than clamp: a merged worker report could carry min > max, and clamp
+        // would panic on it.
+        let us = self
+            .histogram
+            .value_at_quantile(quantile)
+            .min(self.max_response_time_us)
+            .max(self.min_response_time_us());
+        us as f64 / 1000.0
     }
     /// Requests per second over the entry's whole life (first to last request second).
     pub fn total_rps(&self) -> f64 {
@@ -514,6 +523,23 @@ mod tests {
         assert_eq!(stats.total().num_failures(), 2);
         assert_eq!(stats.errors()[0].occurrences, 2);
         assert_eq!(&*stats.errors()[0].message, "boom");
+    }
+
+    #[test]
+    fn percentiles_never_leave_the_exact_minimum_and_maximum() {
+        let mut stats = RequestStats::new();
+        // At this magnitude an HDR bucket is 1024 us wide: its upper edge is 1,234,943 us.
+        let slow = RequestEvent {
+            response_time: Duration::from_micros(1_234_567),
+            ..event("/slow", 0, None)
+        };
+        stats.add(&slow);
+        stats.add(&slow);
+        let entry = stats.entry("GET", "/slow").expect("entry /slow");
+        assert!(entry.histogram().value_at_quantile(1.0) > 1_234_567);
+        for percentile in [0.0, 50.0, 99.0, 100.0] {
+            assert_eq!(entry.percentile_ms(percentile), 1234.567, "p{percentile}");
+        }
     }
 
     #[test]

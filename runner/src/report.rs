@@ -89,10 +89,10 @@ pub fn summary_of(stats: &RequestStats) -> Value {
         },
         "latency_overall": {
             "count": requests,
-            "p50_ms": percentile_ms(total, 50.0),
-            "p90_ms": percentile_ms(total, 90.0),
-            "p95_ms": percentile_ms(total, 95.0),
-            "p99_ms": percentile_ms(total, 99.0),
+            "p50_ms": total.percentile_ms(50.0),
+            "p90_ms": total.percentile_ms(90.0),
+            "p95_ms": total.percentile_ms(95.0),
+            "p99_ms": total.percentile_ms(99.0),
             "max_ms": us_to_ms(total.max_response_time_us()),
         },
         "per_name": per_name,
@@ -141,23 +141,11 @@ fn name_row(entry: &StatsEntry) -> Value {
         "min_ms": us_to_ms(entry.min_response_time_us()),
         "max_ms": us_to_ms(entry.max_response_time_us()),
         "mean_ms": entry.mean_response_time_ms(),
-        "p50_ms": percentile_ms(entry, 50.0),
-        "p90_ms": percentile_ms(entry, 90.0),
-        "p95_ms": percentile_ms(entry, 95.0),
-        "p99_ms": percentile_ms(entry, 99.0),
+        "p50_ms": entry.percentile_ms(50.0),
+        "p90_ms": entry.percentile_ms(90.0),
+        "p95_ms": entry.percentile_ms(95.0),
+        "p99_ms": entry.percentile_ms(99.0),
     })
-}
-
-/// The HDR percentile, clamped to the entry's exact minimum and maximum (a histogram bucket's
-/// upper edge can lie a little above the largest value recorded).
-fn percentile_ms(entry: &StatsEntry, percentile: f64) -> f64 {
-    if entry.num_requests() == 0 {
-        return 0.0;
-    }
-    entry
-        .percentile_ms(percentile)
-        .min(us_to_ms(entry.max_response_time_us()))
-        .max(us_to_ms(entry.min_response_time_us()))
 }
 
 fn us_to_ms(us: u64) -> f64 {

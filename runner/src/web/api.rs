@@ -13,9 +13,7 @@ use axum::Json;
 use load_density_core::StatsEntry;
 use serde_json::{json, Map, Value};
 
-use super::live::{
-    current_rates, percentile_ms, state_name, total_rates, unix_secs_f64, MAX_ERRORS, MAX_ROWS,
-};
+use super::live::{current_rates, state_name, total_rates, unix_secs_f64, MAX_ERRORS, MAX_ROWS};
 use super::Shared;
 use crate::env::RunState;
 
@@ -225,7 +223,7 @@ fn stats_row(entry: &StatsEntry, now: SystemTime) -> Value {
         ),
         (
             "median_response_time",
-            json!(percentile_ms(entry, 50.0).round() as u64),
+            json!(entry.percentile_ms(50.0).round() as u64),
         ),
         ("method", json!(entry.request_type())),
         ("min_response_time", min),
@@ -234,11 +232,11 @@ fn stats_row(entry: &StatsEntry, now: SystemTime) -> Value {
         ("num_requests", json!(entry.num_requests())),
         (
             "response_time_percentile_0.95",
-            json!(percentile_ms(entry, 95.0).round() as u64),
+            json!(entry.percentile_ms(95.0).round() as u64),
         ),
         (
             "response_time_percentile_0.99",
-            json!(percentile_ms(entry, 99.0).round() as u64),
+            json!(entry.percentile_ms(99.0).round() as u64),
         ),
         ("total_fail_per_sec", json!(total_fps)),
         ("total_rps", json!(total_rps)),
@@ -456,7 +454,7 @@ pub(crate) async fn requests_csv(State(shared): AppState) -> Response {
             entry.name().to_owned(),
             entry.num_requests().to_string(),
             entry.num_failures().to_string(),
-            (percentile_ms(entry, 50.0).round() as u64).to_string(),
+            (entry.percentile_ms(50.0).round() as u64).to_string(),
             py_float(entry.mean_response_time_ms()),
             if entry.num_requests() == 0 {
                 "0".to_owned()
@@ -472,7 +470,7 @@ pub(crate) async fn requests_csv(State(shared): AppState) -> Response {
             fields.push(if entry.num_requests() == 0 {
                 "N/A".to_owned()
             } else {
-                (percentile_ms(entry, p).round() as u64).to_string()
+                (entry.percentile_ms(p).round() as u64).to_string()
             });
         }
         csv_line(&mut out, &fields);

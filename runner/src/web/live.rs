@@ -106,17 +106,6 @@ fn us_to_ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// The HDR percentile in ms, clamped to the entry's exact minimum and maximum.
-pub(crate) fn percentile_ms(entry: &StatsEntry, percentile: f64) -> f64 {
-    if entry.num_requests() == 0 {
-        return 0.0;
-    }
-    entry
-        .percentile_ms(percentile)
-        .min(us_to_ms(entry.max_response_time_us()))
-        .max(us_to_ms(entry.min_response_time_us()))
-}
-
 pub(crate) fn state_name(state: RunState) -> &'static str {
     match state {
         RunState::Ready => "ready",
@@ -140,9 +129,9 @@ fn row(entry: &StatsEntry, now: SystemTime) -> Value {
         entry.name(),
         entry.num_requests(),
         entry.num_failures(),
-        round2(percentile_ms(entry, 50.0)),
-        round2(percentile_ms(entry, 95.0)),
-        round2(percentile_ms(entry, 99.0)),
+        round2(entry.percentile_ms(50.0)),
+        round2(entry.percentile_ms(95.0)),
+        round2(entry.percentile_ms(99.0)),
         round2(entry.mean_response_time_ms()),
         round2(us_to_ms(entry.min_response_time_us())),
         round2(us_to_ms(entry.max_response_time_us())),
@@ -270,7 +259,7 @@ impl Live {
                 }
             }
             None if total.num_requests() > 0 => {
-                Some((percentile_ms(total, 50.0), percentile_ms(total, 95.0)))
+                Some((total.percentile_ms(50.0), total.percentile_ms(95.0)))
             }
             None => None,
         };
