@@ -2,6 +2,7 @@
 //! recorded exactly once (also at stop), refused connections reported as failures.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use load_density_testkit::conformance::{assert_protocol_conformance, ConformanceCase};
 use load_density_testkit::{unused_local_port, Mosquitto, MosquittoConfig, MqttBroker};
@@ -43,6 +44,17 @@ async fn mqtt_user_conforms_against_mosquitto() -> anyhow::Result<()> {
     client
         .subscribe("conformance-m/#", rumqttc::QoS::AtLeastOnce)
         .await?;
+    // Count only once the broker has acknowledged the subscription: a message published before
+    // that would reach no one and be missing from the count.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) = eventloop.poll().await? {
+                return Ok::<_, rumqttc::ConnectionError>(());
+            }
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("mosquitto did not acknowledge the counter's subscription"))??;
     let counting = tokio::spawn(async move {
         while let Ok(event) = eventloop.poll().await {
             if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) = event {
