@@ -220,6 +220,17 @@ def load_density_totals(measured):
     raise RuntimeError(f"no LD_start_test result in: {measured.stdout[-2000:]}")
 
 
+def terminate(proc):
+    """SIGTERM to a server process we started (if it still runs), SIGKILL after 10 s."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def wait_listening(proc, port, name, log=lambda: "", within=10):
     """Waits until something accepts connections on 127.0.0.1:`port`. Raises (with its stderr
     and `log()`) when `proc` exits first; returns False when `within` seconds pass first."""
@@ -305,13 +316,7 @@ http {{
         return self
 
     def __exit__(self, *exc):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM to the master we started; it stops its worker
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        terminate(self.proc)  # the nginx master we started; it stops its worker
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property

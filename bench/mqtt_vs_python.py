@@ -228,13 +228,7 @@ max_connections -1
     def __exit__(self, *exc):
         if self.counter:
             self.counter.close()
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM to the one process we started
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        ldbench.terminate(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
