@@ -126,6 +126,9 @@ pub struct UserContext {
     /// The running task's checks; `None` when it has none (or no task is running), which
     /// keeps recording a response as cheap as without the task language.
     checks: Option<Arc<TaskChecks>>,
+    /// How late the running iteration started against its due time, when it has one; copied
+    /// into every request it records (the corrected latency).
+    start_delay: Option<std::time::Duration>,
 }
 
 impl UserContext {
@@ -144,7 +147,31 @@ impl UserContext {
             finished: false,
             run_stop: None,
             checks: None,
+            start_delay: None,
         }
+    }
+
+    /// Sets how late the coming iteration started against its due time (`None`: it has no
+    /// due time). Every request recorded until the next call carries it, so statistics keep
+    /// its corrected latency too. The loop that runs iterations calls this; a protocol does
+    /// not need to.
+    pub fn set_start_delay(&mut self, delay: Option<std::time::Duration>) {
+        self.start_delay = delay;
+    }
+
+    /// The start delay of the running iteration (see [`UserContext::set_start_delay`]).
+    pub fn start_delay(&self) -> Option<std::time::Duration> {
+        self.start_delay
+    }
+
+    /// Counts one finished iteration of this user (for `totals.iterations`).
+    pub fn count_iteration(&self) {
+        self.bus.count_iteration();
+    }
+
+    /// Counts iterations a schedule wanted that never started.
+    pub fn count_dropped(&self, dropped: u64) {
+        self.bus.count_dropped(dropped);
     }
 
     /// The user's id, unique within the run.
@@ -256,6 +283,7 @@ impl UserContext {
             response_length: response.length(),
             error,
             start_time: timer.wall,
+            start_delay: self.start_delay,
         });
     }
 
@@ -281,6 +309,7 @@ impl UserContext {
             response_length: response.length(),
             error,
             start_time,
+            start_delay: None,
         });
     }
 
@@ -304,6 +333,7 @@ impl UserContext {
             response_length,
             error: Some(Arc::from(error.to_string())),
             start_time: timer.wall,
+            start_delay: self.start_delay,
         });
     }
 }

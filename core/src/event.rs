@@ -36,6 +36,11 @@ pub struct RequestEvent {
     pub error: Option<Arc<str>>,
     /// Wall-clock time at which the request started.
     pub start_time: SystemTime,
+    /// How late the iteration this request belongs to started compared with its due time,
+    /// when it had one (an arrival-rate load model, or `constant_pacing` /
+    /// `constant_throughput` pacing); `None` otherwise. The corrected latency is
+    /// `response_time + start_delay` ([`RequestEvent::corrected_time`]).
+    pub start_delay: Option<Duration>,
 }
 
 impl RequestEvent {
@@ -48,6 +53,13 @@ impl RequestEvent {
     pub fn response_time_us(&self) -> u64 {
         u64::try_from(self.response_time.as_micros()).unwrap_or(u64::MAX)
     }
+
+    /// The latency measured from the intended start: the response time plus the delay with
+    /// which the request's iteration started. `None` when the iteration had no due time.
+    pub fn corrected_time(&self) -> Option<Duration> {
+        self.start_delay
+            .map(|delay| self.response_time.saturating_add(delay))
+    }
 }
 
 /// Receives batches of finished requests.
@@ -57,6 +69,11 @@ impl RequestEvent {
 pub trait RequestListener: Send + Sync + 'static {
     /// Called with every batch of events, in emission order per worker thread.
     fn on_requests(&self, events: &[RequestEvent]);
+
+    /// Called on each flush that counted iterations: `completed` passes over a group's
+    /// scenario that ran, and `dropped` iterations a schedule wanted but that never started
+    /// (see [`EventBus::count_iteration`]). The default ignores them.
+    fn on_iterations(&self, _completed: u64, _dropped: u64) {}
 }
 
 impl<F> RequestListener for F
@@ -68,9 +85,17 @@ where
     }
 }
 
+/// What one shard buffers between flushes.
+#[derive(Default)]
+struct ShardBuffer {
+    events: Vec<RequestEvent>,
+    iterations: u64,
+    dropped: u64,
+}
+
 /// A shard buffer, padded so that two shards never share a cache line.
 #[repr(align(128))]
-struct Shard(Mutex<Vec<RequestEvent>>);
+struct Shard(Mutex<ShardBuffer>);
 
 /// The sharded event buffer of one run, with its listeners.
 pub struct EventBus {
@@ -109,7 +134,12 @@ impl EventBus {
     /// A bus with `shards` buffers (at least one); use the number of runtime worker threads.
     pub fn new(shards: usize) -> Self {
         let shards = (0..shards.max(1))
-            .map(|_| Shard(Mutex::new(Vec::with_capacity(256))))
+            .map(|_| {
+                Shard(Mutex::new(ShardBuffer {
+                    events: Vec::with_capacity(256),
+                    ..ShardBuffer::default()
+                }))
+            })
             .collect();
         Self {
             shards,
@@ -126,7 +156,24 @@ impl EventBus {
     /// Buffers one event in the calling thread's shard.
     pub fn emit(&self, event: RequestEvent) {
         let shard = &self.shards[thread_slot() % self.shards.len()];
-        shard.0.lock().push(event);
+        shard.0.lock().events.push(event);
+    }
+
+    /// Counts one finished iteration (one pass over a group's scenario) in the calling
+    /// thread's shard; listeners see the counts at the next flush
+    /// ([`RequestListener::on_iterations`]).
+    pub fn count_iteration(&self) {
+        let shard = &self.shards[thread_slot() % self.shards.len()];
+        shard.0.lock().iterations += 1;
+    }
+
+    /// Counts `dropped` iterations that a schedule wanted but that never started.
+    pub fn count_dropped(&self, dropped: u64) {
+        if dropped == 0 {
+            return;
+        }
+        let shard = &self.shards[thread_slot() % self.shards.len()];
+        shard.0.lock().dropped += dropped;
     }
 
     /// Drains every shard and delivers the events to the listeners. Returns how many events
@@ -134,19 +181,29 @@ impl EventBus {
     pub fn flush(&self) -> usize {
         let mut batch = self.flushing.lock();
         batch.clear();
+        let (mut iterations, mut dropped) = (0, 0);
         for shard in self.shards.iter() {
             let mut buffer = shard.0.lock();
+            iterations += std::mem::take(&mut buffer.iterations);
+            dropped += std::mem::take(&mut buffer.dropped);
             if batch.is_empty() {
-                std::mem::swap(&mut *batch, &mut *buffer);
+                std::mem::swap(&mut *batch, &mut buffer.events);
             } else {
-                batch.append(&mut buffer);
+                batch.append(&mut buffer.events);
             }
         }
         let delivered = batch.len();
-        if delivered > 0 {
+        if delivered > 0 || iterations > 0 || dropped > 0 {
             let listeners = self.listeners.read().clone();
             for listener in listeners {
-                let outcome = catch_unwind(AssertUnwindSafe(|| listener.on_requests(&batch)));
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    if iterations > 0 || dropped > 0 {
+                        listener.on_iterations(iterations, dropped);
+                    }
+                    if delivered > 0 {
+                        listener.on_requests(&batch);
+                    }
+                }));
                 if outcome.is_err() {
                     tracing::error!("a request listener panicked; the other listeners still ran");
                 }
@@ -162,7 +219,7 @@ impl EventBus {
 
     /// Events buffered and not yet flushed.
     pub fn pending(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().len()).sum()
+        self.shards.iter().map(|s| s.0.lock().events.len()).sum()
     }
 }
 
@@ -180,7 +237,33 @@ mod tests {
             response_length: 10,
             error: None,
             start_time: SystemTime::now(),
+            start_delay: None,
         }
+    }
+
+    #[test]
+    fn iteration_counts_reach_every_listener_once() {
+        let bus = EventBus::new(2);
+        let seen = Arc::new(Mutex::new((0u64, 0u64)));
+        let s = seen.clone();
+        struct Counter(Arc<Mutex<(u64, u64)>>);
+        impl RequestListener for Counter {
+            fn on_requests(&self, _: &[RequestEvent]) {}
+            fn on_iterations(&self, completed: u64, dropped: u64) {
+                let mut seen = self.0.lock();
+                seen.0 += completed;
+                seen.1 += dropped;
+            }
+        }
+        bus.add_listener(Arc::new(Counter(s)));
+        for _ in 0..5 {
+            bus.count_iteration();
+        }
+        bus.count_dropped(3);
+        bus.count_dropped(0);
+        assert_eq!(bus.flush(), 0);
+        bus.flush();
+        assert_eq!(*seen.lock(), (5, 3));
     }
 
     #[test]

@@ -123,6 +123,15 @@ impl Pacing {
         }
     }
 
+    /// The period of a paced schedule (`constant_pacing`, `constant_throughput`): iteration
+    /// `k` of a user is due `k` periods after its first. `None` for the other kinds.
+    pub fn period(&self) -> Option<Duration> {
+        match *self {
+            Pacing::ConstantPacing(period) if !period.is_zero() => Some(period),
+            _ => None,
+        }
+    }
+
     /// How long to wait after an iteration that started at `iteration_start`.
     pub fn wait_after(&self, iteration_start: Instant) -> Duration {
         match *self {
@@ -138,6 +147,52 @@ impl Pacing {
             }
             Pacing::ConstantPacing(period) => period.saturating_sub(iteration_start.elapsed()),
         }
+    }
+}
+
+/// The due times of one paced user: slot `k` is due `k` periods after the origin.
+///
+/// An iteration that starts late takes the latest slot already due; the slots it jumped over
+/// are *missed* and counted rather than skipped silently, and its start delay (how late it
+/// is against its slot) goes into its requests' corrected latency.
+#[derive(Debug, Clone, Copy)]
+pub struct PacedSchedule {
+    origin: Instant,
+    period_ns: u128,
+    next_slot: u64,
+}
+
+impl PacedSchedule {
+    /// A schedule whose slot 0 is due at `origin`. `period` must not be zero.
+    pub fn new(origin: Instant, period: Duration) -> Self {
+        Self {
+            origin,
+            period_ns: period.as_nanos().max(1),
+            next_slot: 0,
+        }
+    }
+
+    fn due(&self, slot: u64) -> Instant {
+        let ns = self.period_ns.saturating_mul(u128::from(slot));
+        let secs = u64::try_from(ns / 1_000_000_000).unwrap_or(u64::MAX);
+        // The remainder of a division by 10^9 always fits.
+        let nanos = (ns % 1_000_000_000) as u32;
+        self.origin + Duration::new(secs, nanos)
+    }
+
+    /// An iteration starts at `now`: returns its start delay and the slots it missed.
+    pub fn begin(&mut self, now: Instant) -> (Duration, u64) {
+        let late = now.saturating_duration_since(self.due(self.next_slot));
+        let missed = u64::try_from(late.as_nanos() / self.period_ns).unwrap_or(u64::MAX);
+        self.next_slot = self.next_slot.saturating_add(missed);
+        let delay = now.saturating_duration_since(self.due(self.next_slot));
+        self.next_slot = self.next_slot.saturating_add(1);
+        (delay, missed)
+    }
+
+    /// How long to wait from `now` until the next slot is due.
+    pub fn wait(&self, now: Instant) -> Duration {
+        self.due(self.next_slot).saturating_duration_since(now)
     }
 }
 
@@ -169,6 +224,33 @@ mod tests {
         assert!(Pacing::from_json(&json!({"constant": -1})).is_err());
         assert!(Pacing::from_json(&json!({"constant_throughput": 0})).is_err());
         assert!(Pacing::from_json(&json!("fast")).is_err());
+    }
+
+    #[test]
+    fn a_paced_schedule_counts_missed_slots_and_measures_the_delay() {
+        let origin = Instant::now();
+        let mut schedule = PacedSchedule::new(origin, Duration::from_millis(100));
+        assert_eq!(schedule.begin(origin), (Duration::ZERO, 0));
+        assert_eq!(
+            schedule.wait(origin + Duration::from_millis(30)),
+            Duration::from_millis(70)
+        );
+        // Slot 1 (100 ms) started 20 ms late.
+        assert_eq!(
+            schedule.begin(origin + Duration::from_millis(120)),
+            (Duration::from_millis(20), 0)
+        );
+        // Slot 2 was due at 200 ms; at 450 ms slots 2 and 3 are missed, slot 4 is 50 ms late.
+        assert_eq!(
+            schedule.begin(origin + Duration::from_millis(450)),
+            (Duration::from_millis(50), 2)
+        );
+        assert_eq!(
+            schedule.wait(origin + Duration::from_millis(460)),
+            Duration::from_millis(40)
+        );
+        assert_eq!(Pacing::ConstantPacing(Duration::ZERO).period(), None);
+        assert_eq!(Pacing::Constant(Duration::from_secs(1)).period(), None);
     }
 
     #[test]

@@ -187,6 +187,11 @@ impl TestRecord {
         self.warned.store(false, Ordering::Relaxed);
     }
 
+    /// Counts iterations into the store's statistics (a master adds its workers' here).
+    pub fn record_iterations(&self, completed: u64, dropped: u64) {
+        self.stats.lock().add_iterations(completed, dropped);
+    }
+
     /// Stores one batch of events.
     pub fn record_events(&self, events: &[RequestEvent]) {
         self.stats.lock().add_all(events);
@@ -219,6 +224,10 @@ impl RequestListener for TestRecord {
     fn on_requests(&self, events: &[RequestEvent]) {
         self.record_events(events);
     }
+
+    fn on_iterations(&self, completed: u64, dropped: u64) {
+        self.record_iterations(completed, dropped);
+    }
 }
 
 /// The process-wide record store (Python's `test_record_instance`).
@@ -242,6 +251,7 @@ mod tests {
             response_length: 42,
             error: error.map(Arc::from),
             start_time: SystemTime::now(),
+            start_delay: None,
         }
     }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::checks::TaskChecks;
 use crate::context::UserContext;
 use crate::data::OnEnd;
-use crate::pacing::Pacing;
+use crate::pacing::{PacedSchedule, Pacing};
 use crate::predicate::Predicate;
 use crate::task::{PlanError, ScenarioMode, TaskDef, TaskList};
 use crate::user::UserTemplate;
@@ -201,6 +201,11 @@ impl Scenario {
 /// The request in flight when stop is asked finishes (or times out) and is recorded; no new
 /// task starts after it. A user whose iterations keep running no task (every condition false)
 /// pauses briefly now and then instead of spinning.
+///
+/// Every iteration is counted ([`UserContext::count_iteration`]). Under `constant_pacing` /
+/// `constant_throughput` the user keeps a schedule ([`PacedSchedule`]): each iteration's
+/// start delay goes into its requests' corrected latency, and the slots an overrun jumps
+/// over are counted as dropped iterations.
 pub async fn run_user(
     mut user: Box<dyn UserTemplate>,
     mut ctx: UserContext,
@@ -213,14 +218,26 @@ pub async fn run_user(
     }
     let mut stop = ctx.stop_signal();
     let mut idle = 0u32;
+    let mut schedule = pacing
+        .period()
+        .map(|period| PacedSchedule::new(Instant::now(), period));
     while !ctx.is_stopping() {
         let started = Instant::now();
+        if let Some(schedule) = schedule.as_mut() {
+            let (delay, missed) = schedule.begin(started);
+            ctx.count_dropped(missed);
+            ctx.set_start_delay(Some(delay));
+        }
         if scenario.run_iteration(user.as_mut(), &mut ctx).await == 0 {
             idle += 1;
         } else {
             idle = 0;
         }
-        let mut wait = pacing.wait_after(started);
+        ctx.count_iteration();
+        let mut wait = match &schedule {
+            Some(schedule) => schedule.wait(Instant::now()),
+            None => pacing.wait_after(started),
+        };
         if idle >= IDLE_ITERATIONS {
             idle = 0;
             wait = wait.max(IDLE_PAUSE);

@@ -69,6 +69,28 @@ mod histogram_serde {
     }
 }
 
+mod optional_histogram {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(
+        histogram: &Option<Histogram<u64>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match histogram {
+            Some(histogram) => histogram_serde::serialize(histogram, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Histogram<u64>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "histogram_serde")] Histogram<u64>);
+        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|w| w.0))
+    }
+}
+
 /// Statistics for one `(request_type, name)`, or for the total.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatsEntry {
@@ -82,6 +104,17 @@ pub struct StatsEntry {
     total_content_length: u64,
     #[serde(with = "histogram_serde")]
     histogram: Histogram<u64>,
+    /// Corrected latencies (response time + the iteration's start delay), in microseconds,
+    /// of the requests whose iteration had a due time; `None` until the first such request.
+    #[serde(
+        default,
+        with = "optional_histogram",
+        skip_serializing_if = "Option::is_none"
+    )]
+    corrected: Option<Histogram<u64>>,
+    /// The largest corrected latency, exact.
+    #[serde(default)]
+    max_corrected_us: u64,
     /// unix second -> (requests, failures)
     per_second: BTreeMap<u64, (u64, u64)>,
     first_request_unix: Option<u64>,
@@ -100,6 +133,8 @@ impl StatsEntry {
             max_response_time_us: 0,
             total_content_length: 0,
             histogram: new_histogram(),
+            corrected: None,
+            max_corrected_us: 0,
             per_second: BTreeMap::new(),
             first_request_unix: None,
             last_request_unix: None,
@@ -122,6 +157,15 @@ impl StatsEntry {
         // The histogram auto-resizes; should that ever fail, clamp rather than lose the value.
         if self.histogram.record(us.max(1)).is_err() {
             self.histogram.saturating_record(us.max(1));
+        }
+        if let Some(delay) = event.start_delay {
+            let delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+            let corrected_us = us.saturating_add(delay_us).max(1);
+            let histogram = self.corrected.get_or_insert_with(new_histogram);
+            if histogram.record(corrected_us).is_err() {
+                histogram.saturating_record(corrected_us);
+            }
+            self.max_corrected_us = self.max_corrected_us.max(corrected_us);
         }
         let second = unix_secs(event.start_time + event.response_time);
         let slot = self.per_second.entry(second).or_insert((0, 0));
@@ -158,6 +202,13 @@ impl StatsEntry {
         // Both histograms auto-resize, so adding cannot run out of range.
         if let Err(error) = self.histogram.add(&other.histogram) {
             tracing::warn!(?error, "could not merge a latency histogram");
+        }
+        if let Some(theirs) = &other.corrected {
+            let mine = self.corrected.get_or_insert_with(new_histogram);
+            if let Err(error) = mine.add(theirs) {
+                tracing::warn!(?error, "could not merge a corrected latency histogram");
+            }
+            self.max_corrected_us = self.max_corrected_us.max(other.max_corrected_us);
         }
         for (second, (requests, failures)) in &other.per_second {
             let slot = self.per_second.entry(*second).or_insert((0, 0));
@@ -256,6 +307,26 @@ impl StatsEntry {
             .max(self.min_response_time_us());
         us as f64 / 1000.0
     }
+    /// The corrected latency histogram (response time + the iteration's start delay, in
+    /// microseconds), when some request of this entry belonged to an iteration with a due
+    /// time.
+    pub fn corrected_histogram(&self) -> Option<&Histogram<u64>> {
+        self.corrected.as_ref()
+    }
+    /// The corrected latency at `percentile` (0-100), in milliseconds, clamped to the exact
+    /// largest corrected latency; `None` when no request had a due time.
+    pub fn corrected_percentile_ms(&self, percentile: f64) -> Option<f64> {
+        let histogram = self.corrected.as_ref().filter(|h| !h.is_empty())?;
+        let quantile = (percentile / 100.0).clamp(0.0, 1.0);
+        let us = histogram
+            .value_at_quantile(quantile)
+            .min(self.max_corrected_us);
+        Some(us as f64 / 1000.0)
+    }
+    /// The largest corrected latency in microseconds (0 when there is none).
+    pub fn max_corrected_us(&self) -> u64 {
+        self.max_corrected_us
+    }
     /// Requests per second over the entry's whole life (first to last request second).
     pub fn total_rps(&self) -> f64 {
         match (self.first_request_unix, self.last_request_unix) {
@@ -307,6 +378,12 @@ pub struct RequestStats {
     total: StatsEntry,
     #[serde(with = "errors_serde")]
     errors: ErrorCounts,
+    /// Iterations (passes over a group's scenario) that ran.
+    #[serde(default)]
+    iterations: u64,
+    /// Iterations a schedule wanted that never started (see the load models).
+    #[serde(default)]
+    dropped_iterations: u64,
 }
 
 mod entries_serde {
@@ -365,7 +442,31 @@ impl RequestStats {
             entries: HashMap::new(),
             total: StatsEntry::new(Arc::from(""), Arc::from("Aggregated")),
             errors: HashMap::new(),
+            iterations: 0,
+            dropped_iterations: 0,
         }
+    }
+
+    /// Counts `completed` iterations that ran and `dropped` ones that never started.
+    pub fn add_iterations(&mut self, completed: u64, dropped: u64) {
+        self.iterations = self.iterations.saturating_add(completed);
+        self.dropped_iterations = self.dropped_iterations.saturating_add(dropped);
+    }
+
+    /// Iterations (passes over a group's scenario) that ran.
+    pub fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    /// Iterations a schedule wanted that never started.
+    pub fn dropped_iterations(&self) -> u64 {
+        self.dropped_iterations
+    }
+
+    /// Whether some request belonged to an iteration with a due time (so corrected
+    /// latencies exist).
+    pub fn has_schedule(&self) -> bool {
+        self.total.corrected.is_some()
     }
 
     /// Adds one event.
@@ -409,6 +510,7 @@ impl RequestStats {
         for (key, count) in &other.errors {
             *self.errors.entry(key.clone()).or_insert(0) += count;
         }
+        self.add_iterations(other.iterations, other.dropped_iterations);
     }
 
     /// The entries, sorted by (name, request type) as Locust prints them.
@@ -480,6 +582,10 @@ impl RequestListener for SharedStats {
     fn on_requests(&self, events: &[RequestEvent]) {
         self.0.lock().add_all(events);
     }
+
+    fn on_iterations(&self, completed: u64, dropped: u64) {
+        self.0.lock().add_iterations(completed, dropped);
+    }
 }
 
 #[cfg(test)]
@@ -497,7 +603,62 @@ mod tests {
             response_length: 100,
             error: error.map(Arc::from),
             start_time: SystemTime::now(),
+            start_delay: None,
         }
+    }
+
+    #[test]
+    fn corrected_latency_is_kept_apart_and_merges_exactly() {
+        let mut whole = RequestStats::new();
+        let mut left = RequestStats::new();
+        let mut right = RequestStats::new();
+        whole.add(&event("/a", 5, None));
+        assert!(!whole.has_schedule());
+        assert_eq!(whole.total().corrected_percentile_ms(50.0), None);
+        for i in 0..200u64 {
+            let e = RequestEvent {
+                start_delay: Some(Duration::from_millis(if i % 10 == 0 { 1000 } else { 0 })),
+                ..event("/a", 5, None)
+            };
+            whole.add(&e);
+            if i % 2 == 0 {
+                left.add(&e)
+            } else {
+                right.add(&e)
+            }
+        }
+        left.add(&event("/a", 5, None));
+        left.add_iterations(7, 2);
+        right.add_iterations(3, 1);
+        let wire = serde_json::to_string(&right).expect("serialize");
+        let right: RequestStats = serde_json::from_str(&wire).expect("deserialize");
+        left.merge(&right);
+        assert!(left.has_schedule());
+        assert_eq!((left.iterations(), left.dropped_iterations()), (10, 3));
+        let a = left.entry("GET", "/a").expect("entry");
+        // Service time stays 5 ms; one request in ten waited a second to start.
+        assert_eq!(a.percentile_ms(95.0), 5.0);
+        let near =
+            |got: Option<f64>, want: f64| got.is_some_and(|g| (g - want).abs() < want * 0.002);
+        assert!(
+            near(a.corrected_percentile_ms(50.0), 5.0),
+            "{:?}",
+            a.corrected_percentile_ms(50.0)
+        );
+        assert!(
+            near(a.corrected_percentile_ms(95.0), 1005.0),
+            "{:?}",
+            a.corrected_percentile_ms(95.0)
+        );
+        assert_eq!(a.max_corrected_us(), 1_005_000);
+        assert_eq!(
+            a.corrected_percentile_ms(99.0),
+            whole
+                .entry("GET", "/a")
+                .expect("whole")
+                .corrected_percentile_ms(99.0)
+        );
+        assert_eq!(a.corrected_histogram().map(|h| h.len()), Some(200));
     }
 
     #[test]

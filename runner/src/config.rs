@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use load_density_core::stats::StatsEntry;
+use std::collections::BTreeMap;
+
+use load_density_core::stats::{RequestStats, StatsEntry};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -64,6 +66,10 @@ pub struct StartTest {
     /// `[{"name", "user", "weight" | "fixed_count", "tasks", "wait_time", "host", ...options}]`.
     /// `user_detail_dict` + `tasks` is the one-group shorthand.
     pub user_groups: Option<Vec<Value>>,
+    /// The load model: `{"type": "constant_users" | "ramping_users" | "constant_arrival_rate"
+    /// | "ramping_arrival_rate" | "per_user_iterations" | "shared_iterations", ...}` (default:
+    /// `constant_users` of `user_count` at `spawn_rate`). See [`crate::plan::LoadModel`].
+    pub load_model: Option<Value>,
     /// Protocol options and other keyword arguments, checked against what the user type
     /// accepts before the run starts.
     #[serde(flatten)]
@@ -95,6 +101,7 @@ impl Default for StartTest {
             host: None,
             wait_time: None,
             user_groups: None,
+            load_model: None,
             extra: Map::new(),
         }
     }
@@ -134,6 +141,56 @@ pub struct Totals {
     pub p99_ms: f64,
     /// Largest latency (ms).
     pub max_ms: f64,
+    /// Iterations (passes over a group's scenario) that ran.
+    #[serde(default)]
+    pub iterations: u64,
+    /// Iterations a schedule wanted that never started (an arrival-rate model with every
+    /// user busy, or slots a paced user missed).
+    #[serde(default)]
+    pub dropped_iterations: u64,
+}
+
+/// Latency percentiles in milliseconds (the corrected latency: measured from each
+/// iteration's due time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    /// The corrected latency percentiles of an entry, when it has any.
+    pub fn corrected(entry: &StatsEntry) -> Option<Self> {
+        Some(Self {
+            p50_ms: entry.corrected_percentile_ms(50.0)?,
+            p90_ms: entry.corrected_percentile_ms(90.0)?,
+            p95_ms: entry.corrected_percentile_ms(95.0)?,
+            p99_ms: entry.corrected_percentile_ms(99.0)?,
+            max_ms: entry.max_corrected_us() as f64 / 1000.0,
+        })
+    }
+}
+
+/// Corrected latency over every request of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverallLatency {
+    /// Response time plus the iteration's start delay.
+    pub corrected: Percentiles,
+}
+
+/// Corrected latency of one request name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NameLatency {
+    /// Response time plus the iteration's start delay.
+    pub corrected: Percentiles,
 }
 
 impl Totals {
@@ -154,6 +211,8 @@ impl Totals {
             p95_ms: total.percentile_ms(95.0),
             p99_ms: total.percentile_ms(99.0),
             max_ms: total.max_response_time_us() as f64 / 1000.0,
+            iterations: 0,
+            dropped_iterations: 0,
         }
     }
 }
@@ -180,18 +239,35 @@ pub struct Summary {
     pub duration_s: f64,
     /// Totals.
     pub totals: Totals,
+    /// The corrected latency over the run (`latency_overall.corrected`); present when the
+    /// run had a schedule (an arrival-rate model, or paced users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_overall: Option<OverallLatency>,
+    /// The corrected latency per request name (`per_name[NAME].corrected`, keyed as in the
+    /// summary report); empty when the run had no schedule.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_name: BTreeMap<String, NameLatency>,
 }
 
 impl Summary {
     /// The summary of a finished run: `config` as given, the mode it ran in, how many users it
-    /// started, how long it lasted and its total statistics.
+    /// started, how long it lasted and its statistics.
     pub(crate) fn of_run(
         config: &StartTest,
         runner_mode: &str,
         users_spawned: u64,
-        total: &StatsEntry,
+        stats: &RequestStats,
         duration: Duration,
     ) -> Summary {
+        let mut totals = Totals::of(stats.total(), duration);
+        totals.iterations = stats.iterations();
+        totals.dropped_iterations = stats.dropped_iterations();
+        let per_name = crate::report::keyed_entries(stats)
+            .into_iter()
+            .filter_map(|(key, entry)| {
+                Percentiles::corrected(entry).map(|corrected| (key, NameLatency { corrected }))
+            })
+            .collect();
         Summary {
             user_detail: config.user_detail_dict.clone(),
             user_count: config.user_count,
@@ -201,7 +277,10 @@ impl Summary {
             runner_mode: runner_mode.to_owned(),
             users_spawned,
             duration_s: duration.as_secs_f64(),
-            totals: Totals::of(total, duration),
+            totals,
+            latency_overall: Percentiles::corrected(stats.total())
+                .map(|corrected| OverallLatency { corrected }),
+            per_name,
         }
     }
 }
@@ -226,6 +305,7 @@ mod tests {
             response_length: 1,
             error: error.map(Arc::from),
             start_time: SystemTime::now(),
+            start_delay: None,
         }
     }
 
@@ -244,7 +324,15 @@ mod tests {
         }))
         .expect("config");
 
-        let summary = Summary::of_run(&config, "worker", 6, stats.total(), Duration::from_secs(2));
+        stats.add_iterations(4, 1);
+        let summary = Summary::of_run(&config, "worker", 6, &stats, Duration::from_secs(2));
+        assert_eq!(
+            (summary.totals.iterations, summary.totals.dropped_iterations),
+            (4, 1)
+        );
+        // No schedule, no corrected latency.
+        assert_eq!(summary.latency_overall, None);
+        assert!(summary.per_name.is_empty());
 
         assert_eq!(summary.user_detail, config.user_detail_dict);
         assert_eq!(summary.user_count, 7);

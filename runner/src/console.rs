@@ -66,11 +66,17 @@ pub fn stats_table(stats: &RequestStats, users: u64) -> String {
     }
     let _ = writeln!(out, "{rule}");
     row(&mut out, stats.total(), "", now);
-    let _ = writeln!(out, "users: {users}");
+    let _ = writeln!(
+        out,
+        "users: {users}  iterations: {}  dropped iterations: {}",
+        stats.iterations(),
+        stats.dropped_iterations()
+    );
     out
 }
 
-/// Renders the response-time percentiles table.
+/// Renders the response-time percentiles table. When the run had a schedule, each row is
+/// followed by a `corrected` row: the latency measured from the iteration's due time.
 pub fn percentile_table(stats: &RequestStats) -> String {
     const PERCENTILES: [f64; 10] = [50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 100.0];
     let mut out = String::from("Response time percentiles (ms, from HDR histograms)\n");
@@ -91,6 +97,20 @@ pub fn percentile_table(stats: &RequestStats) -> String {
             let _ = write!(out, " {:>7.1}", entry.percentile_ms(p));
         }
         let _ = writeln!(out, " {:>8}", entry.num_requests());
+        if let Some(histogram) = entry.corrected_histogram() {
+            let _ = write!(
+                out,
+                "{:<8} {:<width$}",
+                "",
+                "  corrected",
+                width = NAME_WIDTH
+            );
+            for p in PERCENTILES {
+                let value = entry.corrected_percentile_ms(p).unwrap_or(0.0);
+                let _ = write!(out, " {value:>7.1}");
+            }
+            let _ = writeln!(out, " {:>8}", histogram.len());
+        }
     };
     for entry in stats.entries() {
         line(entry, entry.request_type());

@@ -4,20 +4,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use load_density_core::context::{StopHandle, StopSignal};
 use load_density_core::data::DataSources;
 use load_density_core::event::{EventBus, RequestListener};
 use load_density_core::registry;
-use load_density_core::scenario::{run_user, Scenario};
+use load_density_core::scenario::Scenario;
 use load_density_core::stats::SharedStats;
 use load_density_core::template::JsonTemplate;
-use load_density_core::variables::UserVariables;
-use load_density_core::{
-    test_record_instance, GroupPlan, Pacing, PlanError, RequestStats, TaskList, UserContext,
-    UserFactory, Variables,
-};
+use load_density_core::{test_record_instance, GroupPlan, PlanError, RequestStats, Variables};
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -25,17 +20,12 @@ use crate::config::{StartTest, Summary};
 use crate::console;
 use crate::error::RunError;
 use crate::globals;
-use crate::groups::{self, GroupSpec};
+use crate::plan::{ArrivalModel, LoadModel, PlannedGroup, RunPlan, RunnerMode};
+use crate::run::closed::{self, Pool};
+use crate::run::{arrival, iterations, log_join, GroupRuntime, RunShared, Share};
 
 /// Option keys the runner itself reads, whatever the protocol.
 pub const RUNNER_OPTIONS: &[&str] = &["record_capacity", "print_stats", "stats_interval"];
-
-/// How many users each group should have, and how fast to get there.
-#[derive(Debug, Clone, PartialEq)]
-struct Target {
-    per_group: Vec<u64>,
-    spawn_rate: f64,
-}
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,46 +42,19 @@ pub enum RunState {
     Stopped,
 }
 
-struct Group {
-    name: String,
-    data: Arc<DataSources>,
-    active: AtomicU64,
-    factory: Arc<dyn UserFactory>,
-    scenario: Arc<Scenario>,
-    pacing: Pacing,
-}
-
 async fn prepare_group(
-    spec: GroupSpec,
+    group: &PlannedGroup,
     variables: &Arc<Variables>,
     data: &Arc<DataSources>,
-) -> Result<Group, RunError> {
+) -> Result<GroupRuntime, RunError> {
+    let spec = group.spec();
     let registration = registry::lookup(&spec.user_type)?;
     let protocol = registration.protocol();
-    let known: Vec<&str> = RUNNER_OPTIONS
-        .iter()
-        .chain(protocol.option_names())
-        .copied()
-        .collect();
-    if let Some(unknown) = spec.options.keys().find(|k| !known.contains(&k.as_str())) {
-        let mut sorted = known.clone();
-        sorted.sort_unstable();
-        return Err(RunError::Config(format!(
-            "unknown key {unknown:?} for user type {:?} (start_test keys: {}; options of this user type: {})",
-            spec.user_type,
-            START_TEST_KEYS.join(", "),
-            sorted.join(", ")
-        )));
-    }
     let plan_error = |source| RunError::Plan {
         group: spec.name.clone(),
         source,
     };
-    let pacing = match &spec.wait_time {
-        None => Pacing::None,
-        Some(value) => Pacing::from_json(value).map_err(|e| plan_error(PlanError::Config(e)))?,
-    };
-    let tasks = TaskList::from_json(&spec.tasks).map_err(plan_error)?;
+    let tasks = group.tasks().clone();
     // Every `${csv.SOURCE.COLUMN}` must name a registered source and one of its columns.
     for task in tasks.tasks() {
         let all_keys = JsonTemplate::new(Value::Object(task.keys().clone()));
@@ -114,13 +77,13 @@ async fn prepare_group(
         .with_options(spec.options.clone())
         .with_variables(variables.clone());
     let factory = protocol.prepare(&plan).await.map_err(plan_error)?;
-    Ok(Group {
-        name: spec.name,
+    Ok(GroupRuntime {
+        name: spec.name.clone(),
         data: data.clone(),
         active: AtomicU64::new(0),
         factory,
         scenario: Arc::new(scenario),
-        pacing,
+        pacing: group.pacing(),
     })
 }
 
@@ -143,23 +106,18 @@ pub const START_TEST_KEYS: &[&str] = &[
     "host",
     "wait_time",
     "user_groups",
+    "load_model",
 ];
 
 struct Inner {
-    config: StartTest,
-    groups: Vec<Group>,
-    /// Weights and fixed counts, to split a new user count over the groups.
-    specs: Vec<GroupSpec>,
-    target: watch::Sender<Target>,
-    variables: Arc<Variables>,
-    bus: Arc<EventBus>,
+    plan: RunPlan,
+    shared: Arc<RunShared>,
+    /// The closed models' pools (the run's own first, when it has one).
+    pools: Vec<Arc<Pool>>,
+    /// The arrival-rate groups and the share of their schedule this process runs.
+    arrivals: Vec<(usize, ArrivalModel, watch::Sender<Option<Share>>)>,
     stats: SharedStats,
-    stop: StopHandle,
-    state: watch::Sender<RunState>,
-    spawned: AtomicU64,
-    active: AtomicU64,
-    print_stats: bool,
-    stats_interval: Duration,
+    state: Arc<watch::Sender<RunState>>,
     summary: Mutex<Option<Summary>>,
     started: Mutex<Option<Instant>>,
 }
@@ -179,83 +137,27 @@ impl std::fmt::Debug for Environment {
     }
 }
 
-fn option_bool(options: &Map<String, Value>, key: &str, default: bool) -> Result<bool, RunError> {
-    match options.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(RunError::Config(format!(
-            "{key} must be true or false, got {other}"
-        ))),
-    }
-}
-
-fn option_f64(options: &Map<String, Value>, key: &str) -> Result<Option<f64>, RunError> {
-    match options.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(other) => Err(RunError::Config(format!(
-            "{key} must be a number, got {other}"
-        ))),
-    }
-}
-
 impl Environment {
     /// Validates `config` and prepares every user group (Python's `create_env`). No user
     /// starts. Everything that can be wrong with the configuration is reported here.
     pub async fn create(config: StartTest) -> Result<Self, RunError> {
-        // A worker's environment is driven by its master (user counts, start and stop);
-        // a master runs no users itself (see `crate::distributed`).
-        let worker = match config.runner_mode.as_str() {
-            "local" => false,
-            "worker" => true,
-            "master" => {
-                return Err(RunError::Config(
-                    "runner_mode \"master\" runs no users itself: start it with start_test or \
-                     distributed::Master::start"
-                        .to_owned(),
-                ))
-            }
-            other => return Err(RunError::UnsupportedMode(other.to_owned())),
-        };
-        if !(config.spawn_rate.is_finite() && config.spawn_rate > 0.0) {
-            return Err(RunError::Config(format!(
-                "spawn_rate must be a positive number, got {}",
-                config.spawn_rate
-            )));
-        }
-        if let Some(t) = config.test_time {
-            if !(t.is_finite() && t >= 0.0) {
-                return Err(RunError::Config(format!(
-                    "test_time must be a number of seconds >= 0 or null, got {t}"
-                )));
-            }
-        }
-        let specs = groups::groups_of(&config)?;
-        // Runner options may sit in any group's options (or user_detail_dict); read them from
-        // the first group that has them.
-        let runner_options: Map<String, Value> = specs
-            .iter()
-            .flat_map(|g| g.options.iter())
-            .filter(|(k, _)| RUNNER_OPTIONS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        // A worker prints nothing: its master shows the run.
-        let print_stats = option_bool(&runner_options, "print_stats", true)? && !worker;
-        let stats_interval = option_f64(&runner_options, "stats_interval")?.unwrap_or(2.0);
-        if !(stats_interval.is_finite() && stats_interval > 0.0) {
-            return Err(RunError::Config(format!(
-                "stats_interval must be a positive number of seconds, got {stats_interval}"
-            )));
-        }
-        let record_capacity = match option_f64(&runner_options, "record_capacity")? {
-            Some(c) if c < 0.0 || c.fract() != 0.0 => {
-                return Err(RunError::Config(format!(
-                    "record_capacity must be a whole number >= 0, got {c}"
-                )))
-            }
-            other => other,
-        };
+        Self::from_plan(RunPlan::compile(config)?).await
+    }
 
+    /// Prepares every user group of a compiled plan. No user starts.
+    ///
+    /// # Errors
+    /// A `master` plan (a master runs no users itself), a task its protocol rejects, a CSV
+    /// source that cannot be opened.
+    pub async fn from_plan(plan: RunPlan) -> Result<Self, RunError> {
+        if plan.mode() == RunnerMode::Master {
+            return Err(RunError::Config(
+                "runner_mode \"master\" runs no users itself: start it with start_test or \
+                 distributed::Master::start"
+                    .to_owned(),
+            ));
+        }
+        let config = plan.source();
         // Variables and CSV sources: registered ones first, this run's on top (for this run
         // only: a run's own csv_sources are not registered for later runs).
         let mut variables = globals::registered_variables();
@@ -264,53 +166,74 @@ impl Environment {
         }
         let variables = Arc::new(variables);
         let data = Arc::new(globals::open_data_sources(config.csv_sources.as_ref())?);
-
-        let targets = groups::distribute(config.user_count, &specs);
-        let mut prepared = Vec::with_capacity(specs.len());
-        let kept_specs = specs.clone();
-        let spawn_rate = config.spawn_rate;
-        for spec in specs {
-            prepared.push(prepare_group(spec, &variables, &data).await?);
+        let mut prepared = Vec::with_capacity(plan.groups().len());
+        for group in plan.groups() {
+            prepared.push(prepare_group(group, &variables, &data).await?);
         }
-        if let Some(capacity) = record_capacity {
-            test_record_instance().set_capacity(capacity as usize);
+        if let Some(capacity) = plan.runner_options().record_capacity() {
+            test_record_instance().set_capacity(capacity);
         }
         let bus = Arc::new(EventBus::new(worker_threads() + 1));
         let stats = SharedStats::new();
         bus.add_listener(Arc::new(stats.clone()));
         // A worker ships its records to its master, which keeps them; it adds the local
         // record store itself when its master cannot take them (a Locust master).
-        if !worker {
+        if plan.mode() != RunnerMode::Worker {
             bus.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
+        }
+        let driven = plan.is_driven();
+        let mut pools = Vec::new();
+        let mut arrivals = Vec::new();
+        let sharing: Vec<usize> = (0..plan.groups().len())
+            .filter(|&i| plan.groups()[i].own_model().is_none())
+            .collect();
+        // A worker's groups all wait for their master: the run's closed model is its pool.
+        if let (false, LoadModel::Users(model)) = (sharing.is_empty(), plan.shared_model()) {
+            pools.push(Arc::new(Pool::new(
+                sharing.clone(),
+                sharing
+                    .iter()
+                    .map(|&i| plan.groups()[i].spec().clone())
+                    .collect(),
+                model.stages().to_vec(),
+                plan.shared_model().end(),
+                true,
+                driven,
+            )));
+        }
+        for (index, group) in plan.groups().iter().enumerate() {
+            if let Some(LoadModel::Users(model)) = group.own_model() {
+                pools.push(Arc::new(Pool::new(
+                    vec![index],
+                    vec![group.spec().clone()],
+                    model.stages().to_vec(),
+                    group.own_model().and_then(LoadModel::end),
+                    false,
+                    driven,
+                )));
+            }
+            if let Some(LoadModel::Arrivals(model)) = plan.model_of(index) {
+                let share = (!driven).then_some(Share::WHOLE);
+                arrivals.push((index, model.clone(), watch::channel(share).0));
+            }
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                config,
-                target: watch::channel(Target {
-                    per_group: targets,
-                    spawn_rate,
-                })
-                .0,
-                specs: kept_specs,
-                groups: prepared,
-                variables,
-                bus,
+                shared: Arc::new(RunShared::new(prepared, variables, bus)),
+                pools,
+                arrivals,
                 stats,
-                stop: StopHandle::new(),
-                state: watch::channel(RunState::Ready).0,
-                spawned: AtomicU64::new(0),
-                active: AtomicU64::new(0),
-                print_stats,
-                stats_interval: Duration::from_secs_f64(stats_interval),
+                state: Arc::new(watch::channel(RunState::Ready).0),
                 summary: Mutex::new(None),
                 started: Mutex::new(None),
+                plan,
             }),
         })
     }
 
     /// Adds a listener that sees every batch of finished requests of this run.
     pub fn add_listener(&self, listener: Arc<dyn RequestListener>) {
-        self.inner.bus.add_listener(listener);
+        self.inner.shared.bus.add_listener(listener);
     }
 
     /// Starts the run on the current tokio runtime. Calling it again does nothing.
@@ -331,7 +254,7 @@ impl Environment {
     /// Asks the run to stop: no new task starts; requests in flight finish (or time out) and
     /// are recorded.
     pub fn stop(&self) {
-        self.inner.stop.stop();
+        self.inner.shared.stop.stop();
     }
 
     /// The run's state.
@@ -341,16 +264,27 @@ impl Environment {
 
     /// Users currently running.
     pub fn user_count(&self) -> u64 {
-        self.inner.active.load(Ordering::Relaxed)
+        self.inner.shared.active.load(Ordering::Relaxed)
     }
 
     /// Changes the number of users while the run goes (Locust's swarm): the new count is split
     /// over the groups as at the start (fixed counts first, then weights) and users are started
     /// or stopped one at a time at `spawn_rate` per second. Stopped users finish their task in
     /// flight first.
+    ///
+    /// # Errors
+    /// A spawn rate that is not a positive number; a run whose own load model is not a closed
+    /// one (an arrival-rate or iteration model decides how many users run).
     pub fn set_user_count(&self, user_count: u64, spawn_rate: f64) -> Result<(), RunError> {
-        let per_group = groups::distribute(user_count, &self.inner.specs);
-        self.set_targets(per_group, spawn_rate)
+        check_spawn_rate(spawn_rate)?;
+        let pool = self
+            .inner
+            .pools
+            .iter()
+            .find(|p| p.shared)
+            .ok_or_else(|| RunError::Config(OPEN_MODEL_REFUSES_USER_COUNT.to_owned()))?;
+        pool.set_total(user_count, spawn_rate);
+        Ok(())
     }
 
     /// Sets the number of users of each named group (a master's per-class dispatch). Groups not
@@ -360,56 +294,60 @@ impl Environment {
         counts: &[(String, u64)],
         spawn_rate: f64,
     ) -> Result<(), RunError> {
-        let mut per_group = vec![0; self.inner.groups.len()];
+        check_spawn_rate(spawn_rate)?;
+        let groups = &self.inner.shared.groups;
+        let mut per_group = vec![0; groups.len()];
         for (name, count) in counts {
-            let index = self
-                .inner
-                .groups
-                .iter()
-                .position(|g| &g.name == name)
-                .ok_or_else(|| {
-                    RunError::Config(format!(
-                        "no user group named {name:?} (groups: {})",
-                        self.group_names().join(", ")
-                    ))
-                })?;
+            let index = groups.iter().position(|g| &g.name == name).ok_or_else(|| {
+                RunError::Config(format!(
+                    "no user group named {name:?} (groups: {})",
+                    self.group_names().join(", ")
+                ))
+            })?;
             per_group[index] = *count;
         }
-        self.set_targets(per_group, spawn_rate)
-    }
-
-    fn set_targets(&self, per_group: Vec<u64>, spawn_rate: f64) -> Result<(), RunError> {
-        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
-            return Err(RunError::Config(format!(
-                "spawn_rate must be a positive number, got {spawn_rate}"
-            )));
+        for pool in &self.inner.pools {
+            pool.set(
+                pool.groups.iter().map(|&i| per_group[i]).collect(),
+                spawn_rate,
+            );
         }
-        self.inner.target.send_replace(Target {
-            per_group,
-            spawn_rate,
-        });
         Ok(())
     }
 
-    /// The user count the run is heading for.
+    /// Gives this process its share of every arrival-rate schedule (a master splitting the
+    /// rate over its workers). Ignored by runs without an arrival-rate model.
+    pub fn set_arrival_share(&self, share: Share) {
+        for (_, _, sender) in &self.inner.arrivals {
+            sender.send_replace(Some(share));
+        }
+    }
+
+    /// The user count the run is heading for (closed models).
     pub fn target_user_count(&self) -> u64 {
-        self.inner.target.borrow().per_group.iter().sum()
+        self.inner.pools.iter().map(|p| p.target_total()).sum()
     }
 
     /// The groups' names, in configuration order.
     pub fn group_names(&self) -> Vec<String> {
-        self.inner.groups.iter().map(|g| g.name.clone()).collect()
+        self.inner
+            .shared
+            .groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect()
     }
 
     /// Clears this run's statistics (the record store is not touched).
     pub fn reset_stats(&self) {
-        self.inner.bus.flush();
+        self.inner.shared.bus.flush();
         self.inner.stats.with(|stats| stats.reset());
     }
 
     /// Users currently running, per group: (group name, users).
     pub fn group_user_counts(&self) -> Vec<(String, u64)> {
         self.inner
+            .shared
             .groups
             .iter()
             .map(|g| (g.name.clone(), g.active.load(Ordering::Relaxed)))
@@ -418,23 +356,28 @@ impl Environment {
 
     /// Users started so far.
     pub fn users_spawned(&self) -> u64 {
-        self.inner.spawned.load(Ordering::Relaxed)
+        self.inner.shared.spawned.load(Ordering::Relaxed)
     }
 
     /// Live statistics of this run (buffered events are delivered first).
     pub fn stats(&self) -> RequestStats {
-        self.inner.bus.flush();
+        self.inner.shared.bus.flush();
         self.inner.stats.snapshot()
     }
 
     /// The configuration.
     pub fn config(&self) -> &StartTest {
-        &self.inner.config
+        self.inner.plan.source()
+    }
+
+    /// The compiled plan.
+    pub fn plan(&self) -> &RunPlan {
+        &self.inner.plan
     }
 
     /// The run-level variables.
     pub fn variables(&self) -> &Arc<Variables> {
-        &self.inner.variables
+        &self.inner.shared.variables
     }
 
     /// Waits until the run has stopped and returns its summary.
@@ -450,6 +393,21 @@ impl Environment {
     }
 }
 
+/// Why a user count cannot be set on a run whose own model is open.
+pub const OPEN_MODEL_REFUSES_USER_COUNT: &str =
+    "this run's load model is not a closed one (an arrival-rate or iteration model decides how \
+     many users run), so its user count cannot be set";
+
+fn check_spawn_rate(spawn_rate: f64) -> Result<(), RunError> {
+    if spawn_rate.is_finite() && spawn_rate > 0.0 {
+        Ok(())
+    } else {
+        Err(RunError::Config(format!(
+            "spawn_rate must be a positive number, got {spawn_rate}"
+        )))
+    }
+}
+
 /// Worker threads the runtime uses: one per CPU this process may run on (its affinity mask and
 /// cgroup quota, as `available_parallelism` reports on Linux), not the machine's core count.
 pub fn worker_threads() -> usize {
@@ -461,52 +419,22 @@ pub fn worker_threads() -> usize {
 fn summarize(inner: &Inner, duration: Duration) -> Summary {
     let stats = inner.stats.snapshot();
     Summary::of_run(
-        &inner.config,
-        &inner.config.runner_mode,
-        inner.spawned.load(Ordering::Relaxed),
-        stats.total(),
+        inner.plan.source(),
+        inner.plan.mode().name(),
+        inner.shared.spawned.load(Ordering::Relaxed),
+        &stats,
         duration,
     )
-}
-
-fn spawn_user(
-    inner: &Arc<Inner>,
-    users: &mut JoinSet<()>,
-    group_index: usize,
-    user_id: u64,
-    stop: StopSignal,
-) {
-    let group = &inner.groups[group_index];
-    let user = group.factory.new_user(user_id);
-    let ctx = UserContext::new(
-        user_id,
-        inner.bus.clone(),
-        UserVariables::with_data(inner.variables.clone(), group.data.clone(), user_id),
-        stop,
-    )
-    .with_run_stop(inner.stop.clone());
-    let scenario = group.scenario.clone();
-    let pacing = group.pacing;
-    let active = inner.clone();
-    active.active.fetch_add(1, Ordering::Relaxed);
-    group.active.fetch_add(1, Ordering::Relaxed);
-    users.spawn(async move {
-        run_user(user, ctx, scenario, pacing).await;
-        active.active.fetch_sub(1, Ordering::Relaxed);
-        active.groups[group_index]
-            .active
-            .fetch_sub(1, Ordering::Relaxed);
-    });
-    inner.spawned.fetch_add(1, Ordering::Relaxed);
 }
 
 async fn run(inner: Arc<Inner>) {
     let started = Instant::now();
     *inner.started.lock() = Some(started);
-    let mut stop: StopSignal = inner.stop.signal();
+    let shared = inner.shared.clone();
+    let print_stats = inner.plan.runner_options().print_stats();
 
     let collector = tokio::spawn({
-        let bus = inner.bus.clone();
+        let bus = shared.bus.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
@@ -515,89 +443,94 @@ async fn run(inner: Arc<Inner>) {
             }
         }
     });
-    let printer = inner.print_stats.then(|| {
+    let printer = print_stats.then(|| {
         let inner = inner.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(inner.stats_interval);
+            let mut tick = tokio::time::interval(inner.plan.runner_options().stats_interval());
             tick.tick().await;
             loop {
                 tick.tick().await;
-                inner.bus.flush();
+                inner.shared.bus.flush();
                 console::print_stats(
                     &inner.stats.snapshot(),
-                    inner.active.load(Ordering::Relaxed),
+                    inner.shared.active.load(Ordering::Relaxed),
                 );
             }
         })
     });
-    let timer = inner.config.test_time.map(|secs| {
-        let stop = inner.stop.clone();
+    // test_time, or the models' own end, whichever comes first.
+    let timer = inner.plan.end().map(|end| {
+        let stop = shared.stop.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            tokio::time::sleep(end).await;
             stop.stop();
         })
     });
 
-    let mut users = JoinSet::new();
-    let mut running: Vec<Vec<StopHandle>> = vec![Vec::new(); inner.groups.len()];
-    let mut target_rx = inner.target.subscribe();
-    let mut next_user_id = 0u64;
-    let mut next_step_at = started;
-    loop {
-        if inner.stop.is_stopped() {
-            break;
+    let mut drivers = JoinSet::new();
+    for pool in &inner.pools {
+        drivers.spawn(closed::run_pool(
+            shared.clone(),
+            pool.clone(),
+            inner.state.clone(),
+        ));
+    }
+    // Models that end by themselves; when all have, the run ends.
+    let mut ending = JoinSet::new();
+    if !inner.plan.is_driven() {
+        for pool in &inner.pools {
+            if pool.stages.len() > 1 || pool.end.is_some() {
+                ending.spawn(closed::drive_stages(shared.clone(), pool.clone(), started));
+            }
         }
-        let target = target_rx.borrow_and_update().clone();
-        let current: Vec<u64> = running.iter().map(|g| g.len() as u64).collect();
-        let Some(step) = groups::next_step(&target.per_group, &current) else {
-            if *inner.state.borrow() == RunState::Spawning {
-                inner.state.send_replace(RunState::Running);
-                tracing::info!(users = current.iter().sum::<u64>(), "all users spawned");
+        for (index, group) in inner.plan.groups().iter().enumerate() {
+            if let Some(LoadModel::Iterations(model)) = inner.plan.model_of(index) {
+                let _ = group;
+                ending.spawn(iterations::drive(shared.clone(), index, *model));
             }
-            tokio::select! {
-                changed = target_rx.changed() => {
-                    if changed.is_err() { break; }
-                    inner.state.send_replace(RunState::Spawning);
-                }
-                _ = stop.stopped() => break,
-            }
-            continue;
-        };
+        }
+    }
+    for (index, model, share) in &inner.arrivals {
+        ending.spawn(arrival::drive(
+            shared.clone(),
+            *index,
+            model.clone(),
+            share.subscribe(),
+        ));
+    }
+    if inner.pools.is_empty() {
+        inner.state.send_replace(RunState::Running);
+    }
+    let every_model_ends = !inner.plan.is_driven()
+        && (0..inner.plan.groups().len()).all(|i| {
+            inner
+                .plan
+                .model_of(i)
+                .is_some_and(|m| matches!(m, LoadModel::Iterations(_)) || m.end().is_some())
+        });
+    let mut stop = shared.stop.signal();
+    loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(next_step_at.into()) => {}
+            joined = ending.join_next() => match joined {
+                Some(joined) => log_join(joined),
+                None => {
+                    if every_model_ends {
+                        tracing::info!("every load model has ended: the run stops");
+                        shared.stop.stop();
+                    }
+                    break;
+                }
+            },
             _ = stop.stopped() => break,
         }
-        let interval = Duration::from_secs_f64(1.0 / target.spawn_rate);
-        next_step_at = next_step_at.max(Instant::now() - interval) + interval;
-        match step {
-            groups::Step::Stop(group_index) => {
-                if let Some(handle) = running[group_index].pop() {
-                    handle.stop();
-                }
-            }
-            groups::Step::Spawn(group_index) => {
-                let user_id = next_user_id;
-                next_user_id += 1;
-                let handle = StopHandle::new();
-                spawn_user(&inner, &mut users, group_index, user_id, handle.signal());
-                running[group_index].push(handle);
-            }
-        }
-        // Reap users that ended on their own (their data ran out).
-        while let Some(joined) = users.try_join_next() {
-            if let Err(error) = joined {
-                tracing::error!(%error, "a user task ended abnormally");
-            }
-        }
     }
+    let _ = stop.stopped().await;
     inner.state.send_replace(RunState::Stopping);
-    for handle in running.iter().flatten() {
-        handle.stop();
+    while let Some(joined) = ending.join_next().await {
+        log_join(joined);
     }
-    while let Some(joined) = users.join_next().await {
-        if let Err(error) = joined {
-            tracing::error!(%error, "a user task ended abnormally");
-        }
+    while let Some(joined) = drivers.join_next().await {
+        log_join(joined);
     }
     if let Some(timer) = timer {
         timer.abort();
@@ -606,9 +539,9 @@ async fn run(inner: Arc<Inner>) {
         printer.abort();
     }
     collector.abort();
-    inner.bus.flush();
+    shared.bus.flush();
     let duration = started.elapsed();
-    if inner.print_stats {
+    if print_stats {
         console::print_final(&inner.stats.snapshot());
     }
     *inner.summary.lock() = Some(summarize(&inner, duration));

@@ -34,6 +34,7 @@ const GROUP_KEYS: &[&str] = &[
     "tasks",
     "wait_time",
     "host",
+    "load_model",
 ];
 
 fn count(value: &Value, what: &str) -> Result<u64, RunError> {

@@ -53,7 +53,9 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+pub mod plan;
 pub mod report;
+mod run;
 #[cfg(feature = "web-ui")]
 pub mod web;
 
@@ -66,6 +68,8 @@ pub use globals::{
     register_variables,
 };
 pub use load_density_core as core;
+pub use plan::RunPlan;
+pub use run::Share;
 
 // Name the protocol crates so the linker keeps their registrations.
 #[cfg(feature = "fast-http")]
@@ -85,11 +89,12 @@ pub use load_density_websocket as websocket;
 ///
 /// # Errors
 /// Everything wrong with the configuration: an unknown user type (listing the known ones), an
-/// invalid task (naming its index and key), an unknown option, an invalid `web_ui_dict`.
+/// invalid task (naming its index and key), an unknown option, an invalid `web_ui_dict`, an
+/// invalid load model (naming its JSON path); see [`RunPlan::compile`].
 pub async fn create_env(config: StartTest) -> Result<Environment, RunError> {
-    distributed::check_local(&config)?;
-    web_ui_settings(&config)?;
-    Environment::create(config).await
+    let plan = RunPlan::compile(config)?;
+    distributed::check_local(&plan)?;
+    Environment::from_plan(plan).await
 }
 
 /// Like [`create_env`], then starts the run on the current runtime (Python's `prepare_env`).
@@ -97,12 +102,15 @@ pub async fn create_env(config: StartTest) -> Result<Environment, RunError> {
 /// With `web_ui_dict`, the web UI starts listening before the run starts and serves until the
 /// run has stopped ([`web::local_addr`] gives its address).
 pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
-    distributed::check_local(&config)?;
+    prepare_plan(RunPlan::compile(config)?).await
+}
+
+/// [`prepare_env`] for a compiled plan.
+pub async fn prepare_plan(plan: RunPlan) -> Result<Environment, RunError> {
+    distributed::check_local(&plan)?;
     #[cfg(feature = "web-ui")]
-    let web_ui = web_ui_settings(&config)?;
-    #[cfg(not(feature = "web-ui"))]
-    web_ui_settings(&config)?;
-    let env = Environment::create(config).await?;
+    let web_ui = plan.web_ui().cloned();
+    let env = Environment::from_plan(plan).await?;
     #[cfg(feature = "web-ui")]
     if let Some(settings) = web_ui {
         web::attach(&env, settings)
@@ -118,30 +126,15 @@ pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
 /// `runner_mode` `"master"` and `"worker"` run a [`distributed::Master`] or
 /// [`distributed::Worker`].
 pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
-    if distributed::is_distributed(&config) {
-        return distributed::run(config, false).await;
+    let plan = RunPlan::compile(config)?;
+    if distributed::is_distributed(&plan) {
+        return distributed::run(plan, false).await;
     }
-    let env = prepare_env(config).await?;
+    let env = prepare_plan(plan).await?;
     let summary = env.wait().await;
     #[cfg(feature = "web-ui")]
     web::closed(&env).await;
     Ok(summary)
-}
-
-#[cfg(feature = "web-ui")]
-fn web_ui_settings(config: &StartTest) -> Result<Option<web::WebUiSettings>, RunError> {
-    web::WebUiSettings::from_config(config).map_err(|e| RunError::Config(executor::error_chain(&e)))
-}
-
-#[cfg(not(feature = "web-ui"))]
-fn web_ui_settings(config: &StartTest) -> Result<(), RunError> {
-    match config.web_ui_dict {
-        None => Ok(()),
-        Some(_) => Err(RunError::Config(
-            "web_ui_dict needs the web UI, which this build leaves out (cargo feature `web-ui`)"
-                .to_owned(),
-        )),
-    }
 }
 
 /// Runs a test to its end and returns its summary (Python's `start_test`).
@@ -157,11 +150,12 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
+    let plan = RunPlan::compile(config)?;
     runtime.block_on(async {
-        if distributed::is_distributed(&config) {
-            return distributed::run(config, true).await;
+        if distributed::is_distributed(&plan) {
+            return distributed::run(plan, true).await;
         }
-        let env = prepare_env(config).await?;
+        let env = prepare_plan(plan).await?;
         let on_ctrl_c = env.clone();
         let ctrl_c = tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {

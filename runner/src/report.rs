@@ -22,6 +22,13 @@
 //!   and `POST /x`), the first type in alphabetical order keeps the plain name and the others
 //!   are keyed `"<TYPE> <name>"` (`"POST /x"`); an empty name is keyed `"unknown"`.
 //!
+//! `totals` also counts `iterations` (passes over a group's scenario) and
+//! `dropped_iterations` (iterations a schedule wanted that never started). When the run had
+//! a schedule (an arrival-rate load model, or `constant_pacing` / `constant_throughput`
+//! pacing), `latency_overall` and each `per_name` row also carry `corrected`:
+//! `{"p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"}` of the latency measured from each
+//! iteration's due time (response time + the iteration's start delay).
+//!
 //! The file written by [`generate_summary_report`] follows the JSON schema checked in at
 //! `runner/schema/summary.schema.json` ([`SUMMARY_SCHEMA`]).
 
@@ -69,16 +76,19 @@ pub fn summary_of(stats: &RequestStats) -> Value {
     let requests = total.num_requests();
     let failures = total.num_failures();
     let mut per_name = Map::new();
-    for entry in stats.entries() {
-        let name = if entry.name().is_empty() {
-            "unknown"
-        } else {
-            entry.name()
-        };
-        per_name.insert(
-            row_key(&per_name, entry.request_type(), name),
-            name_row(entry),
-        );
+    for (key, entry) in keyed_entries(stats) {
+        per_name.insert(key, name_row(entry));
+    }
+    let mut latency_overall = json!({
+        "count": requests,
+        "p50_ms": total.percentile_ms(50.0),
+        "p90_ms": total.percentile_ms(90.0),
+        "p95_ms": total.percentile_ms(95.0),
+        "p99_ms": total.percentile_ms(99.0),
+        "max_ms": us_to_ms(total.max_response_time_us()),
+    });
+    if let Some(corrected) = corrected_row(total) {
+        latency_overall["corrected"] = corrected;
     }
     json!({
         "totals": {
@@ -86,17 +96,36 @@ pub fn summary_of(stats: &RequestStats) -> Value {
             "successes": total.num_successes(),
             "failures": failures,
             "failure_rate": failures as f64 / requests.max(1) as f64,
+            "iterations": stats.iterations(),
+            "dropped_iterations": stats.dropped_iterations(),
         },
-        "latency_overall": {
-            "count": requests,
-            "p50_ms": total.percentile_ms(50.0),
-            "p90_ms": total.percentile_ms(90.0),
-            "p95_ms": total.percentile_ms(95.0),
-            "p99_ms": total.percentile_ms(99.0),
-            "max_ms": us_to_ms(total.max_response_time_us()),
-        },
+        "latency_overall": latency_overall,
         "per_name": per_name,
     })
+}
+
+/// The entries of `stats` with their `per_name` keys (see the [module docs](self)), in name
+/// order.
+pub(crate) fn keyed_entries(stats: &RequestStats) -> Vec<(String, &StatsEntry)> {
+    let mut keyed: Vec<(String, &StatsEntry)> = Vec::new();
+    let mut taken = Map::new();
+    for entry in stats.entries() {
+        let name = if entry.name().is_empty() {
+            "unknown"
+        } else {
+            entry.name()
+        };
+        let key = row_key(&taken, entry.request_type(), name);
+        taken.insert(key.clone(), Value::Null);
+        keyed.push((key, entry));
+    }
+    keyed
+}
+
+/// `{"p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"}` of the corrected latency, when the
+/// entry has one.
+fn corrected_row(entry: &StatsEntry) -> Option<Value> {
+    crate::config::Percentiles::corrected(entry).and_then(|p| serde_json::to_value(p).ok())
 }
 
 /// Writes [`build_summary`] to `<report_name>.json` (indent 2, no trailing newline, like the
@@ -135,7 +164,7 @@ fn row_key(rows: &Map<String, Value>, request_type: &str, name: &str) -> String 
 }
 
 fn name_row(entry: &StatsEntry) -> Value {
-    json!({
+    let mut row = json!({
         "count": entry.num_requests(),
         "failures": entry.num_failures(),
         "min_ms": us_to_ms(entry.min_response_time_us()),
@@ -145,7 +174,11 @@ fn name_row(entry: &StatsEntry) -> Value {
         "p90_ms": entry.percentile_ms(90.0),
         "p95_ms": entry.percentile_ms(95.0),
         "p99_ms": entry.percentile_ms(99.0),
-    })
+    });
+    if let Some(corrected) = corrected_row(entry) {
+        row["corrected"] = corrected;
+    }
+    row
 }
 
 fn us_to_ms(us: u64) -> f64 {

@@ -63,6 +63,7 @@ fn report_data(requests: usize, shape: Shape) -> Value {
             response_length: 512,
             error: None,
             start_time: now,
+            start_delay: None,
         })
         .collect();
     builder.on_requests(&events);

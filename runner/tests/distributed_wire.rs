@@ -89,6 +89,7 @@ fn event(name: &str, ms: f64, error: Option<&str>, at: SystemTime) -> RequestEve
         response_length: 10,
         error: error.map(Arc::from),
         start_time: at,
+        start_delay: None,
     }
 }
 

@@ -44,6 +44,7 @@ fn event(name: &str, ms: u64, error: Option<&str>) -> RequestEvent {
         response_length: 10,
         error: error.map(Arc::from),
         start_time: SystemTime::now(),
+        start_delay: None,
     }
 }
 

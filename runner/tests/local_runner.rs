@@ -163,14 +163,43 @@ async fn no_test_time_runs_until_stopped_and_nothing_is_lost() {
 }
 
 #[tokio::test]
-async fn zero_test_time_stops_at_once() {
-    let started = Instant::now();
-    let env = prepare_env(config("zero", 3, 10.0, Some(0.0)))
+async fn zero_test_time_no_users_and_no_tasks_are_errors_naming_the_key() {
+    // These used to run silently (a run of nothing); they are mistakes.
+    let text = create_env(config("zero", 3, 10.0, Some(0.0)))
         .await
-        .expect("env");
-    let summary = env.wait().await;
-    assert!(started.elapsed() < Duration::from_secs(1));
-    assert!(summary.users_spawned <= 1);
+        .expect_err("test_time 0")
+        .to_string();
+    assert!(
+        text.contains("test_time: must be a number of seconds > 0"),
+        "{text}"
+    );
+    let text = create_env(config("zero", 0, 10.0, Some(1.0)))
+        .await
+        .expect_err("user_count 0")
+        .to_string();
+    assert!(text.contains("user_count: must be at least 1"), "{text}");
+    let mut bad = config("zero", 1, 10.0, Some(1.0));
+    bad.tasks = Some(json!([]));
+    let text = create_env(bad).await.expect_err("no tasks").to_string();
+    assert!(
+        text.contains("tasks: group \"tick_test_user\" has no tasks"),
+        "{text}"
+    );
+    let grouped: StartTest = serde_json::from_value(json!({
+        "user_groups": [
+            {"name": "ok", "user": "tick_test_user", "tasks": [{}]},
+            {"name": "empty", "user": "tock_test_user", "tasks": {"mode": "weighted", "tasks": []}}
+        ]
+    }))
+    .expect("config");
+    let text = create_env(grouped)
+        .await
+        .expect_err("empty group")
+        .to_string();
+    assert!(
+        text.contains("user_groups[1].tasks: group \"empty\" has no tasks"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

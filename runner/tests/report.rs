@@ -24,6 +24,7 @@ fn event(request_type: &str, name: &str, us: u64, error: Option<&str>) -> Reques
         response_length: 1,
         error: error.map(Arc::from),
         start_time: SystemTime::now(),
+        start_delay: None,
     }
 }
 
@@ -39,7 +40,8 @@ fn empty_stats_give_zeros() {
     assert_eq!(
         summary,
         json!({
-            "totals": {"requests": 0, "successes": 0, "failures": 0, "failure_rate": 0.0},
+            "totals": {"requests": 0, "successes": 0, "failures": 0, "failure_rate": 0.0,
+                       "iterations": 0, "dropped_iterations": 0},
             "latency_overall": {"count": 0, "p50_ms": 0.0, "p90_ms": 0.0, "p95_ms": 0.0,
                                 "p99_ms": 0.0, "max_ms": 0.0},
             "per_name": {}

@@ -30,6 +30,7 @@
 //! | `/post`, `/put`, `/patch`, `/delete`, `/anything`, `/anything/{*rest}` | JSON echo `{"method", "url", "args", "headers", "json", "data", "form", "cookies"}` |
 //! | `/status/{code}` | that status (100..=599, otherwise `400`), empty body; hyper cannot send a final 1xx, so 1xx arrives as `500` |
 //! | `/delay/{ms}` | sleeps `ms` (capped at 60000) then `{"delay_ms": ms}` |
+//! | `/stall/{stall_ms}/{period_ms}` | freezes for the first `stall_ms` of every `period_ms` (a request arriving then waits until the stall ends), then `{"stalled_ms": waited}` |
 //! | `/bytes/{n}` | `n` bytes (capped at 100 MiB); byte at offset `i` is `i % 256` |
 //! | `/headers` | `{"headers": {...}}` |
 //! | `/cookies` | `{"cookies": {...}}` |

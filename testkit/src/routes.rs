@@ -41,6 +41,7 @@ pub(crate) fn router(stats: Shared) -> Router {
         .route("/anything/{*rest}", any(echo))
         .route("/status/{code}", any(status))
         .route("/delay/{ms}", any(delay))
+        .route("/stall/{stall_ms}/{period_ms}", any(stall))
         .route("/bytes/{n}", any(bytes_route))
         .route("/headers", any(headers))
         .route("/cookies", any(cookies))
@@ -122,6 +123,34 @@ async fn delay(Path(ms): Path<String>) -> Response {
     let ms = ms.min(MAX_DELAY_MS);
     tokio::time::sleep(Duration::from_millis(ms)).await;
     Json(json!({ "delay_ms": ms })).into_response()
+}
+
+/// The clock the stall windows of [`stall`] are cut from (shared by every target of the
+/// process, so two targets stall together).
+fn stall_epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+/// `/stall/{stall_ms}/{period_ms}`: a target that freezes for the first `stall_ms` of every
+/// `period_ms` (e.g. `/stall/1000/4000`, 1 s out of every 4): a request that arrives during
+/// a stall waits until it ends; any other is answered at once. Answers
+/// `{"stalled_ms": <how long this request waited>}`.
+async fn stall(Path((stall_ms, period_ms)): Path<(String, String)>) -> Response {
+    let (Ok(stall_ms), Ok(period_ms)) = (stall_ms.parse::<u64>(), period_ms.parse::<u64>()) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if period_ms == 0 || stall_ms > period_ms || period_ms > MAX_DELAY_MS {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let period = Duration::from_millis(period_ms);
+    let phase_ns = stall_epoch().elapsed().as_nanos() % period.as_nanos();
+    let phase = Duration::from_nanos(u64::try_from(phase_ns).unwrap_or(u64::MAX));
+    let wait = Duration::from_millis(stall_ms).saturating_sub(phase);
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    Json(json!({ "stalled_ms": wait.as_millis() as u64 })).into_response()
 }
 
 async fn bytes_route(Path(n): Path<String>) -> Response {

@@ -225,7 +225,8 @@ fn python_repr(text: &str) -> String {
 }
 
 /// One request as shipped to the master: (method, url, name, status, response time µs,
-/// length, error, start µs since the epoch).
+/// length, error, start µs since the epoch, the iteration's start delay µs when it had a due
+/// time).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WireRecord(
     pub Arc<str>,
@@ -236,6 +237,7 @@ pub struct WireRecord(
     pub u64,
     pub Option<Arc<str>>,
     pub u64,
+    #[serde(default)] pub Option<u64>,
 );
 
 impl WireRecord {
@@ -255,6 +257,9 @@ impl WireRecord {
             event.response_length,
             event.error.clone(),
             start_us,
+            event
+                .start_delay
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
         )
     }
 
@@ -269,6 +274,7 @@ impl WireRecord {
             response_length: self.5,
             error: self.6,
             start_time: UNIX_EPOCH + Duration::from_micros(self.7),
+            start_delay: self.8.map(Duration::from_micros),
         }
     }
 }
@@ -400,6 +406,10 @@ impl ReportBuilder {
 }
 
 impl RequestListener for ReportBuilder {
+    fn on_iterations(&self, completed: u64, dropped: u64) {
+        self.delta.lock().exact.add_iterations(completed, dropped);
+    }
+
     fn on_requests(&self, events: &[RequestEvent]) {
         let shipping = *self.records.lock();
         let mut delta = self.delta.lock();
@@ -622,6 +632,7 @@ pub fn events_from_report(msg: &wire::Message) -> Result<Vec<RequestEvent>, Wire
                 response_length: share,
                 error,
                 start_time: end.checked_sub(response_time).unwrap_or(end),
+                start_delay: None,
             });
         }
     }

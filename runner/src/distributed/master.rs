@@ -21,7 +21,7 @@ use super::locust_stats::{self, RecordShipping};
 use super::wire::{self, Message, WireError};
 use super::{
     address, plan, DistributedError, DistributedOptions, HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS,
-    MISSING_FORGET_AFTER, PLAN_MESSAGE,
+    MISSING_FORGET_AFTER, PLAN_MESSAGE, SHARE_MESSAGE,
 };
 use crate::config::{StartTest, Summary};
 use crate::console;
@@ -29,6 +29,7 @@ use crate::control::{RunControl, WorkerInfo};
 use crate::env::{Environment, RunState};
 use crate::error::RunError;
 use crate::groups::{self, GroupSpec};
+use crate::plan::{LoadModel, RunPlan};
 
 /// How long after the last ramp step the master waits for the workers to report the target.
 const RAMP_REPORT_WAIT: Duration = Duration::from_secs(1);
@@ -81,6 +82,8 @@ struct Node {
     memory_bytes: u64,
     user_classes_count: Vec<(String, u64)>,
     quit: bool,
+    /// A LoadDensity worker (it takes arrival-rate shares).
+    loaddensity: bool,
 }
 
 impl Node {
@@ -104,6 +107,10 @@ struct Core {
     /// Requests received per worker id (workers that left included).
     requests: BTreeMap<String, u64>,
     stopping: bool,
+    /// When the run started (arrival shares count from it).
+    run_started: Option<Instant>,
+    /// The LoadDensity workers the arrival schedules were last split over.
+    share_members: Vec<String>,
 }
 
 impl Core {
@@ -117,10 +124,13 @@ impl Core {
 }
 
 struct Inner {
-    config: StartTest,
+    plan: RunPlan,
     options: DistributedOptions,
+    /// The groups as the closed-model dispatch sees them: groups with their own (arrival-rate)
+    /// model get no users.
     specs: Vec<GroupSpec>,
-    plan: Value,
+    /// The plan message sent to LoadDensity workers.
+    plan_message: Value,
     local_addr: SocketAddr,
     outbox: mpsc::UnboundedSender<(Bytes, Vec<u8>)>,
     core: Mutex<Core>,
@@ -130,8 +140,6 @@ struct Inner {
     wake: Notify,
     malformed: AtomicU64,
     peak_users: AtomicU64,
-    print_stats: bool,
-    stats_interval: Duration,
     summary: Mutex<Option<Summary>>,
 }
 
@@ -163,34 +171,6 @@ fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn print_options(config: &StartTest) -> Result<(bool, Duration), RunError> {
-    let lookup = |key: &str| {
-        config
-            .extra
-            .get(key)
-            .or_else(|| config.user_detail_dict.get(key))
-            .filter(|v| !v.is_null())
-    };
-    let print_stats = match lookup("print_stats") {
-        None => true,
-        Some(v) => v.as_bool().ok_or_else(|| {
-            RunError::Config(format!("print_stats must be true or false, got {v}"))
-        })?,
-    };
-    let interval = match lookup("stats_interval") {
-        None => 2.0,
-        Some(v) => v
-            .as_f64()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .ok_or_else(|| {
-                RunError::Config(format!(
-                    "stats_interval must be a positive number of seconds, got {v}"
-                ))
-            })?,
-    };
-    Ok((print_stats, Duration::from_secs_f64(interval)))
-}
-
 impl Master {
     /// Validates the plan, binds the ROUTER and starts the run in the background on the
     /// current tokio runtime: wait for `expected_workers`, ramp, run for `test_time`, quit
@@ -198,32 +178,39 @@ impl Master {
     ///
     /// # Errors
     /// An invalid plan (checked as a worker would check it), or the address cannot be bound.
-    pub async fn start(mut config: StartTest) -> Result<Self, RunError> {
-        let options = DistributedOptions::take_from(&mut config)?;
-        if !(config.spawn_rate.is_finite() && config.spawn_rate > 0.0) {
-            return Err(RunError::Config(format!(
-                "spawn_rate must be a positive number, got {}",
-                config.spawn_rate
-            )));
-        }
-        if let Some(t) = config.test_time {
-            if !(t.is_finite() && t >= 0.0) {
-                return Err(RunError::Config(format!(
-                    "test_time must be a number of seconds >= 0 or null, got {t}"
-                )));
-            }
-        }
-        let specs = groups::groups_of(&config)?;
+    pub async fn start(config: StartTest) -> Result<Self, RunError> {
+        Self::from_plan(RunPlan::compile(config)?).await
+    }
+
+    /// [`Master::start`] for a compiled plan.
+    pub async fn from_plan(plan: RunPlan) -> Result<Self, RunError> {
+        let options = plan.distributed().clone();
         // Check the plan exactly as a LoadDensity worker will, before anyone connects.
-        let mut check = config.clone();
-        check.runner_mode = "worker".to_owned();
-        check.user_count = 0;
-        check.test_time = None;
-        check.extra.remove("print_stats");
-        check.extra.remove("stats_interval");
-        drop(Environment::create(check).await?);
-        let (print_stats, stats_interval) = print_options(&config)?;
-        let plan = plan::build(&config)?;
+        drop(Environment::from_plan(plan.for_worker(None)).await?);
+        let plan_message = plan::build(plan.source())?;
+        let config = plan.source();
+        let sharing = |i: usize| plan.groups()[i].own_model().is_none();
+        let closed = plan.shared_model().is_closed();
+        let specs: Vec<GroupSpec> = plan
+            .groups()
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let mut spec = g.spec().clone();
+                if !(closed && sharing(i)) {
+                    spec.weight = 0;
+                    spec.fixed_count = None;
+                }
+                spec
+            })
+            .collect();
+        let (target, spawn_rate) = match plan.shared_model() {
+            LoadModel::Users(model) if (0..plan.groups().len()).any(sharing) => model
+                .stages()
+                .first()
+                .map_or((0, config.spawn_rate), |s| (s.target, s.spawn_rate)),
+            _ => (0, config.spawn_rate),
+        };
 
         let bind_address = address(&config.master_bind_host, config.master_bind_port);
         let listener =
@@ -250,31 +237,31 @@ impl Master {
         let classes: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         let inner = Arc::new(Inner {
             options,
-            plan,
+            plan_message,
             local_addr,
             outbox,
             core: Mutex::new(Core {
                 nodes: BTreeMap::new(),
                 indices: HashMap::new(),
-                target: config.user_count,
-                spawn_rate: config.spawn_rate,
+                target,
+                spawn_rate,
                 placement_stale: false,
                 dispatched_total: 0,
                 dispatcher: Dispatcher::new(classes),
                 last_spawn_timestamp: 0.0,
                 requests: BTreeMap::new(),
                 stopping: false,
+                run_started: None,
+                share_members: Vec::new(),
             }),
             specs,
-            config,
+            plan,
             stats: Mutex::new(RequestStats::new()),
             state: watch::channel(RunState::Ready).0,
             stop: watch::channel(false).0,
             wake: Notify::new(),
             malformed: AtomicU64::new(0),
             peak_users: AtomicU64::new(0),
-            print_stats,
-            stats_interval,
             summary: Mutex::new(None),
         });
         tracing::info!(addr = %local_addr, "master listening");
@@ -368,7 +355,7 @@ impl RunControl for Master {
         *self.inner.stats.lock() = RequestStats::new();
     }
     fn host(&self) -> Option<String> {
-        self.inner.config.host.clone()
+        self.inner.plan.source().host.clone()
     }
     fn workers(&self) -> Vec<WorkerInfo> {
         let core = self.inner.core.lock();
@@ -629,6 +616,7 @@ impl Inner {
                         memory_bytes: 0,
                         user_classes_count: Vec::new(),
                         quit: false,
+                        loaddensity,
                     },
                 )
                 .is_some();
@@ -662,7 +650,7 @@ impl Inner {
         if loaddensity {
             self.send(
                 identity,
-                Message::new(PLAN_MESSAGE, self.plan.clone(), identity),
+                Message::new(PLAN_MESSAGE, self.plan_message.clone(), identity),
             );
         }
         if stopping {
@@ -725,6 +713,8 @@ impl Inner {
             let mut stats = self.stats.lock();
             if let Some(exact) = &report.exact {
                 stats.merge(exact);
+                test_record_instance()
+                    .record_iterations(exact.iterations(), exact.dropped_iterations());
             } else {
                 stats.add_all(&report.rebuilt);
             }
@@ -788,7 +778,12 @@ impl Inner {
             core.placement_stale = false;
             let timestamp = now_unix().max(core.last_spawn_timestamp + 1e-3);
             core.last_spawn_timestamp = timestamp;
-            let host = self.config.host.as_deref().map_or(Value::Nil, Value::from);
+            let host = self
+                .plan
+                .source()
+                .host
+                .as_deref()
+                .map_or(Value::Nil, Value::from);
             let messages: Vec<(String, Message)> = live
                 .iter()
                 .map(|id| {
@@ -808,6 +803,52 @@ impl Inner {
             (messages, live.len())
         };
         tracing::debug!(users = total, workers = live, "dispatching");
+        for (id, message) in messages {
+            self.send(&id, message);
+        }
+        self.send_shares(false);
+    }
+
+    /// Splits every arrival-rate schedule over the live LoadDensity workers (worker `i` of
+    /// `n` runs every `n`-th iteration from `i`, so the shares add up to the whole schedule
+    /// exactly). Sends only when the set of workers changed, unless `force`.
+    fn send_shares(&self, force: bool) {
+        if !self.plan.has_open_model() {
+            return;
+        }
+        let messages = {
+            let mut core = self.core.lock();
+            let Some(started) = core.run_started else {
+                return;
+            };
+            let members: Vec<String> = core
+                .live_ids()
+                .into_iter()
+                .filter(|id| core.nodes.get(id).is_some_and(|n| n.loaddensity))
+                .collect();
+            if members == core.share_members && !force {
+                return;
+            }
+            core.share_members = members.clone();
+            let elapsed = started.elapsed().as_secs_f64();
+            let count = members.len() as u64;
+            members
+                .into_iter()
+                .enumerate()
+                .map(|(index, id)| {
+                    let data = wire::map([
+                        ("index", Value::from(index as u64)),
+                        ("count", Value::from(count)),
+                        ("elapsed", Value::from(elapsed)),
+                    ]);
+                    (id.clone(), Message::new(SHARE_MESSAGE, data, id))
+                })
+                .collect::<Vec<_>>()
+        };
+        tracing::info!(
+            workers = messages.len(),
+            "splitting the arrival rate over the workers"
+        );
         for (id, message) in messages {
             self.send(&id, message);
         }
@@ -843,7 +884,7 @@ async fn pause(inner: &Inner, timeout: Duration) -> bool {
 
 async fn drive(inner: Arc<Inner>) {
     // 1. Wait for the expected workers.
-    let expected = u64::from(inner.config.expected_workers);
+    let expected = u64::from(inner.plan.source().expected_workers);
     let waited = Instant::now();
     loop {
         let live = inner.core.lock().live_ids().len() as u64;
@@ -867,23 +908,28 @@ async fn drive(inner: Arc<Inner>) {
     if !*stopping.borrow() {
         inner.state.send_replace(RunState::Spawning);
         tracing::info!(
-            users = inner.config.user_count,
-            spawn_rate = inner.config.spawn_rate,
+            users = inner.core.lock().target,
+            spawn_rate = inner.core.lock().spawn_rate,
             workers = inner.core.lock().live_ids().len(),
             "starting the run"
         );
     }
-    let timer = inner.config.test_time.map(|secs| {
+    inner.core.lock().run_started = Some(started);
+    inner.send_shares(true);
+    // test_time, or the end of the load models, whichever comes first.
+    let timer = inner.plan.end().map(|end| {
         let stop = inner.stop.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            tokio::time::sleep(end).await;
             stop.send_replace(true);
         })
     });
-    let printer = inner.print_stats.then(|| {
+    let stages = ramp_stages(&inner, started);
+    let print_stats = inner.plan.runner_options().print_stats();
+    let printer = print_stats.then(|| {
         let inner = inner.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(inner.stats_interval);
+            let mut tick = tokio::time::interval(inner.plan.runner_options().stats_interval());
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -1004,8 +1050,11 @@ async fn drive(inner: Arc<Inner>) {
     if let Some(printer) = printer {
         printer.abort();
     }
+    if let Some(stages) = stages {
+        stages.abort();
+    }
     let duration = started.elapsed();
-    if inner.print_stats {
+    if print_stats {
         console::print_final(&inner.stats.lock().clone());
     }
     *inner.summary.lock() = Some(summarize(&inner, duration));
@@ -1015,12 +1064,41 @@ async fn drive(inner: Arc<Inner>) {
 fn summarize(inner: &Inner, duration: Duration) -> Summary {
     let stats = inner.stats.lock().clone();
     Summary::of_run(
-        &inner.config,
+        inner.plan.source(),
         "master",
         inner.peak_users.load(Ordering::Relaxed),
-        stats.total(),
+        &stats,
         duration,
     )
+}
+
+/// Drives the stages of a ramping closed model: at each stage start, the new target and
+/// spawn rate, dispatched over every worker as a user count change is.
+fn ramp_stages(inner: &Arc<Inner>, started: Instant) -> Option<tokio::task::JoinHandle<()>> {
+    let LoadModel::Users(model) = inner.plan.shared_model() else {
+        return None;
+    };
+    if model.stages().len() < 2 {
+        return None;
+    }
+    let stages = model.stages().to_vec();
+    let inner = inner.clone();
+    Some(tokio::spawn(async move {
+        for stage in stages.iter().skip(1) {
+            tokio::time::sleep_until((started + stage.start).into()).await;
+            tracing::info!(
+                users = stage.target,
+                spawn_rate = stage.spawn_rate,
+                "load model: next stage"
+            );
+            {
+                let mut core = inner.core.lock();
+                core.target = stage.target;
+                core.spawn_rate = stage.spawn_rate;
+            }
+            inner.wake.notify_one();
+        }
+    }))
 }
 
 /// Idle time before the kernel probes a silent connection to a worker (Locust sets the same).

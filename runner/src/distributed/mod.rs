@@ -63,6 +63,7 @@ pub use worker::Worker;
 
 use crate::config::StartTest;
 use crate::error::RunError;
+use crate::plan::{RunPlan, RunnerMode};
 
 /// The Locust version our peers announce (the protocol was checked against it).
 pub const LOCUST_VERSION: &str = "2.47.0";
@@ -78,6 +79,10 @@ pub const CONNECT_RETRY: Duration = Duration::from_secs(5);
 pub const MISSING_FORGET_AFTER: Duration = Duration::from_secs(60);
 /// The custom message carrying the test plan from a LoadDensity master to its workers.
 pub const PLAN_MESSAGE: &str = "ld_plan";
+/// The custom message giving a LoadDensity worker its share of the arrival-rate schedules:
+/// `{"index", "count", "elapsed"}` (every `count`-th iteration from `index`, from `elapsed`
+/// seconds into the run).
+pub const SHARE_MESSAGE: &str = "ld_share";
 
 /// The keys [`DistributedOptions`] reads.
 pub const DISTRIBUTED_OPTION_KEYS: &[&str] = &[
@@ -219,37 +224,36 @@ fn address(host: &str, port: u16) -> String {
     }
 }
 
-/// Whether `config` asks for a master or a worker.
-pub fn is_distributed(config: &StartTest) -> bool {
-    matches!(config.runner_mode.as_str(), "master" | "worker")
+/// Whether `plan` asks for a master or a worker.
+pub fn is_distributed(plan: &RunPlan) -> bool {
+    matches!(plan.mode(), RunnerMode::Master | RunnerMode::Worker)
 }
 
-/// Rejects a master or worker configuration where a local [`Environment`](crate::Environment)
+/// Rejects a master or worker plan where a local [`Environment`](crate::Environment)
 /// is expected (`create_env`, `prepare_env`).
-pub fn check_local(config: &StartTest) -> Result<(), RunError> {
-    match config.runner_mode.as_str() {
-        "master" => Err(RunError::Config(
+pub fn check_local(plan: &RunPlan) -> Result<(), RunError> {
+    match plan.mode() {
+        RunnerMode::Master => Err(RunError::Config(
             "runner_mode \"master\" makes no local environment: run it with start_test, or \
              embed it with distributed::Master::start"
                 .to_owned(),
         )),
-        "worker" => Err(RunError::Config(
+        RunnerMode::Worker => Err(RunError::Config(
             "runner_mode \"worker\" makes no local environment: run it with start_test, or \
              embed it with distributed::Worker::start"
                 .to_owned(),
         )),
-        _ => Ok(()),
+        RunnerMode::Local => Ok(()),
     }
 }
 
 /// Runs a master or a worker to its end (what `start_test` does for those modes). With
 /// `on_ctrl_c`, Ctrl-C stops it gracefully.
-pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
-    if config.runner_mode == "master" {
+pub async fn run(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
+    if plan.mode() == RunnerMode::Master {
         #[cfg(feature = "web-ui")]
-        let web_ui = crate::web::WebUiSettings::from_config(&config)
-            .map_err(|e| RunError::Config(crate::executor::error_chain(&e)))?;
-        let master = Master::start(config).await?;
+        let web_ui = plan.web_ui().cloned();
+        let master = Master::from_plan(plan).await?;
         // The web UI shows and steers the master through RunControl, until the run stops.
         #[cfg(feature = "web-ui")]
         let web_ui = match web_ui {
@@ -279,7 +283,7 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
         }
         Ok(summary)
     } else {
-        let worker = Worker::start(config).await?;
+        let worker = Worker::from_plan(plan).await?;
         let ctrl_c = on_ctrl_c.then(|| {
             let stop = worker.stopper();
             tokio::spawn(async move {

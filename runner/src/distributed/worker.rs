@@ -17,11 +17,13 @@ use super::sysinfo::{rss_bytes, CpuMonitor};
 use super::wire::{self, Message};
 use super::{
     address, new_node_id, plan, DistributedError, DistributedOptions, CONNECT_RETRY,
-    HEARTBEAT_INTERVAL, LOCUST_VERSION, PLAN_MESSAGE, REPORT_INTERVAL,
+    HEARTBEAT_INTERVAL, LOCUST_VERSION, PLAN_MESSAGE, REPORT_INTERVAL, SHARE_MESSAGE,
 };
 use crate::config::{StartTest, Summary};
 use crate::env::{Environment, RunState};
 use crate::error::RunError;
+use crate::plan::{LoadModel, RunPlan};
+use crate::run::Share;
 
 /// How long one connection attempt may take before it starts again (the crate's own default,
 /// 30 s, would only delay noticing a master that appeared meanwhile).
@@ -71,20 +73,20 @@ impl Worker {
     /// # Errors
     /// An invalid local plan or option.
     pub async fn start(mut config: StartTest) -> Result<Self, RunError> {
-        let options = DistributedOptions::take_from(&mut config)?;
         config.runner_mode = "worker".to_owned();
-        let has_plan = config.tasks.is_some()
-            || config.user_groups.is_some()
-            || config
-                .user_type()
-                .ok()
-                .is_some_and(|t| load_density_core::locust_wrapper_proxy().get(t).is_some());
-        let local_plan = if has_plan {
-            drop(Environment::create(env_config(&config, None)).await?);
-            Some(config.clone())
-        } else {
+        Self::from_plan(RunPlan::compile(config)?).await
+    }
+
+    /// [`Worker::start`] for a compiled plan.
+    pub async fn from_plan(plan: RunPlan) -> Result<Self, RunError> {
+        let options = plan.distributed().clone();
+        let local_plan = if plan.groups().is_empty() {
             None
+        } else {
+            drop(Environment::from_plan(plan.for_worker(None)).await?);
+            Some(plan.clone())
         };
+        let config = plan.source().clone();
         let node_id = new_node_id();
         let shared = Arc::new(Shared {
             node_id: node_id.clone(),
@@ -174,20 +176,6 @@ impl Worker {
             )))),
         }
     }
-}
-
-/// The environment configuration a worker runs: no users until told, no time limit.
-fn env_config(plan: &StartTest, host: Option<&str>) -> StartTest {
-    let mut config = plan.clone();
-    config.runner_mode = "worker".to_owned();
-    config.user_count = 0;
-    config.test_time = None;
-    if let Some(host) = host.filter(|h| !h.is_empty()) {
-        if config.host.is_none() {
-            config.host = Some(host.to_owned());
-        }
-    }
-    config
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,9 +316,9 @@ struct Run {
     out: mpsc::UnboundedSender<Outgoing>,
     env_done_tx: mpsc::UnboundedSender<()>,
     /// The plan the worker was started with.
-    local_plan: Option<StartTest>,
+    local_plan: Option<RunPlan>,
     /// The plan a LoadDensity master sent.
-    plan: Option<StartTest>,
+    plan: Option<RunPlan>,
     plan_text: Option<String>,
     plan_dir: PathBuf,
     env: Option<Environment>,
@@ -403,7 +391,7 @@ impl Run {
         self.finish(end).await
     }
 
-    fn plan(&self) -> Option<&StartTest> {
+    fn plan(&self) -> Option<&RunPlan> {
         if self.master_loaddensity {
             self.plan.as_ref().or(self.local_plan.as_ref())
         } else {
@@ -487,9 +475,11 @@ impl Run {
     fn report(&mut self) {
         let counts = match (&self.env, self.plan()) {
             (Some(_), _) => self.class_counts(),
-            (None, Some(plan)) => crate::groups::groups_of(plan)
-                .map(|g| g.into_iter().map(|g| (g.name, 0)).collect())
-                .unwrap_or_default(),
+            (None, Some(plan)) => plan
+                .groups()
+                .iter()
+                .map(|g| (g.name().to_owned(), 0))
+                .collect(),
             (None, None) => Vec::new(),
         };
         if let Some(env) = &self.env {
@@ -522,6 +512,18 @@ impl Run {
                     self.builder.ship_records(Some(records));
                 } else {
                     self.builder.ship_records(None);
+                    if let Some(plan) = self.local_plan.as_ref().filter(|p| p.has_open_model()) {
+                        let groups: Vec<&str> = (0..plan.groups().len())
+                            .filter(|&i| matches!(plan.model_of(i), Some(LoadModel::Arrivals(_))))
+                            .map(|i| plan.groups()[i].name())
+                            .collect();
+                        let text = format!(
+                            "the master at {} is a Locust master, which sends only user counts;                              this plan asks for an arrival-rate load model (group(s) {}), which                              needs a LoadDensity master: run `load-density master`, or give these                              groups a closed model (constant_users)",
+                            self.master,
+                            groups.join(", ")
+                        );
+                        return Some(End::Failed(text));
+                    }
                     if self.local_plan.is_none() {
                         let text = format!(
                             "the master at {} is a Locust master, which sends no test plan: start \
@@ -538,23 +540,38 @@ impl Run {
                 if text.is_some() && text == self.plan_text {
                     return None;
                 }
-                match plan::read(&msg, &self.plan_dir) {
-                    Ok(config) => match Environment::create(env_config(&config, None)).await {
-                        Ok(check) => {
-                            drop(check);
-                            tracing::info!("received the test plan from the master");
-                            self.plan = Some(config);
-                            self.plan_text = text;
+                let compiled = plan::read(&msg, &self.plan_dir)
+                    .map_err(|e| e.to_string())
+                    .map(RunPlan::compile);
+                match compiled {
+                    Ok(Ok(compiled)) => {
+                        match Environment::from_plan(compiled.for_worker(None)).await {
+                            Ok(check) => {
+                                drop(check);
+                                tracing::info!("received the test plan from the master");
+                                self.plan = Some(compiled);
+                                self.plan_text = text;
+                            }
+                            Err(error) => {
+                                return Some(End::Failed(format!(
+                                    "the master's test plan cannot run here: {error}"
+                                )))
+                            }
                         }
-                        Err(error) => {
-                            return Some(End::Failed(format!(
-                                "the master's test plan cannot run here: {error}"
-                            )))
-                        }
-                    },
+                    }
+                    Ok(Err(error)) => {
+                        return Some(End::Failed(format!(
+                            "the master's test plan cannot run here: {error}"
+                        )))
+                    }
                     Err(error) => {
                         return Some(End::Failed(format!("unreadable test plan: {error}")))
                     }
+                }
+            }
+            SHARE_MESSAGE => {
+                if let Err(error) = self.on_share(&msg).await {
+                    tracing::error!(%error, "cannot follow an arrival share message");
                 }
             }
             "spawn" => {
@@ -626,6 +643,34 @@ impl Run {
         Ok(())
     }
 
+    /// Takes this worker's share of the arrival-rate schedules (starting the environment
+    /// first if no `spawn` did).
+    async fn on_share(&mut self, msg: &Message) -> Result<(), String> {
+        let index = wire::get(&msg.data, "index").and_then(wire::as_u64);
+        let count = wire::get(&msg.data, "count").and_then(wire::as_u64);
+        let elapsed = wire::get(&msg.data, "elapsed").and_then(wire::as_f64);
+        let (Some(index), Some(count), Some(elapsed)) = (index, count, elapsed) else {
+            return Err(format!("{SHARE_MESSAGE} needs index, count and elapsed"));
+        };
+        if count == 0 || index >= count || !(elapsed.is_finite() && elapsed >= 0.0) {
+            return Err(format!(
+                "{SHARE_MESSAGE}: share {index} of {count} from {elapsed} s is not a share"
+            ));
+        }
+        if self.env.is_none() {
+            self.start_env(None).await?;
+            self.state = WorkerState::Running;
+        }
+        if let Some(env) = &self.env {
+            env.set_arrival_share(Share {
+                index,
+                count,
+                elapsed: Duration::from_secs_f64(elapsed),
+            });
+        }
+        Ok(())
+    }
+
     /// A fresh environment for a new test (clears what was not reported: Locust's
     /// `stats.clear_all()` at test start).
     async fn start_env(&mut self, host: Option<&str>) -> Result<(), String> {
@@ -636,7 +681,7 @@ impl Run {
             old.stop();
             self.users_spawned += old.users_spawned();
         }
-        let env = Environment::create(env_config(&plan, host))
+        let env = Environment::from_plan(plan.for_worker(host))
             .await
             .map_err(|e| e.to_string())?;
         self.builder.clear();
@@ -720,7 +765,7 @@ impl Run {
             &self.summary_config,
             "worker",
             self.users_spawned,
-            stats.total(),
+            &stats,
             self.started.elapsed(),
         )
     }

@@ -132,6 +132,7 @@ fn event(name: &Arc<str>, i: u64, failed: bool) -> RequestEvent {
         response_length: 100,
         error: failed.then(|| Arc::from("HTTP 500")),
         start_time: SystemTime::now() - Duration::from_millis(1500),
+        start_delay: None,
     }
 }
 

@@ -1,0 +1,181 @@
+//! Closed models: pools of users that loop over their scenario, heading for a user count.
+//!
+//! A pool holds the groups that share one closed model: the run's (split by weight and
+//! `fixed_count`) or a group's own. Its users start (or stop) one at a time at the spawn
+//! rate until each group has its share; a stage driver moves the target over time
+//! (`ramping_users`), and stops the pool's users when the last stage ends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use load_density_core::context::StopHandle;
+use load_density_core::scenario::run_user;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::{log_join, RunShared};
+use crate::env::RunState;
+use crate::groups::{self, GroupSpec, Step};
+use crate::plan::UserStage;
+
+/// How many users each group of a pool should have, and how fast to get there.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Target {
+    pub(crate) per_group: Vec<u64>,
+    pub(crate) spawn_rate: f64,
+}
+
+/// The groups sharing one closed model.
+pub(crate) struct Pool {
+    /// Indices into the run's groups.
+    pub(crate) groups: Vec<usize>,
+    /// Their specs, to split a user count by weight.
+    pub(crate) specs: Vec<GroupSpec>,
+    pub(crate) target: watch::Sender<Target>,
+    pub(crate) stages: Vec<UserStage>,
+    pub(crate) end: Option<Duration>,
+    /// The pool of the run's own model (what a user count from the web UI or a master sets).
+    pub(crate) shared: bool,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        groups: Vec<usize>,
+        specs: Vec<GroupSpec>,
+        stages: Vec<UserStage>,
+        end: Option<Duration>,
+        shared: bool,
+        driven: bool,
+    ) -> Self {
+        let first = stages.first().copied();
+        let per_group = match first {
+            Some(stage) if !driven => groups::distribute(stage.target, &specs),
+            _ => vec![0; groups.len()],
+        };
+        let spawn_rate = first.map_or(1.0, |s| s.spawn_rate);
+        Self {
+            groups,
+            specs,
+            target: watch::channel(Target {
+                per_group,
+                spawn_rate,
+            })
+            .0,
+            stages,
+            end,
+            shared,
+        }
+    }
+
+    /// Heads for `total` users split over the pool's groups.
+    pub(crate) fn set_total(&self, total: u64, spawn_rate: f64) {
+        self.set(groups::distribute(total, &self.specs), spawn_rate);
+    }
+
+    pub(crate) fn set(&self, per_group: Vec<u64>, spawn_rate: f64) {
+        self.target.send_replace(Target {
+            per_group,
+            spawn_rate,
+        });
+    }
+
+    /// The users the pool is heading for.
+    pub(crate) fn target_total(&self) -> u64 {
+        self.target.borrow().per_group.iter().sum()
+    }
+}
+
+/// Starts and stops the pool's users towards its target until the run stops; then stops
+/// them all and waits for them.
+pub(crate) async fn run_pool(
+    shared: Arc<RunShared>,
+    pool: Arc<Pool>,
+    state: Arc<watch::Sender<RunState>>,
+) {
+    let mut stop = shared.stop.signal();
+    let mut users = JoinSet::new();
+    let mut running: Vec<Vec<StopHandle>> = vec![Vec::new(); pool.groups.len()];
+    let mut target_rx = pool.target.subscribe();
+    let mut next_step_at = Instant::now();
+    loop {
+        if shared.stop.is_stopped() {
+            break;
+        }
+        let target = target_rx.borrow_and_update().clone();
+        let current: Vec<u64> = running.iter().map(|g| g.len() as u64).collect();
+        let Some(step) = groups::next_step(&target.per_group, &current) else {
+            if *state.borrow() == RunState::Spawning {
+                state.send_replace(RunState::Running);
+                tracing::info!(users = current.iter().sum::<u64>(), "all users spawned");
+            }
+            tokio::select! {
+                changed = target_rx.changed() => {
+                    if changed.is_err() { break; }
+                    state.send_replace(RunState::Spawning);
+                }
+                _ = stop.stopped() => break,
+            }
+            continue;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_step_at.into()) => {}
+            _ = stop.stopped() => break,
+        }
+        let interval = Duration::from_secs_f64(1.0 / target.spawn_rate);
+        next_step_at = next_step_at.max(Instant::now() - interval) + interval;
+        match step {
+            Step::Stop(index) => {
+                if let Some(handle) = running[index].pop() {
+                    handle.stop();
+                }
+            }
+            Step::Spawn(index) => {
+                let handle = StopHandle::new();
+                let new = shared.new_user(pool.groups[index], handle.signal());
+                users.spawn(async move {
+                    let _active = new.active;
+                    run_user(new.user, new.ctx, new.scenario, new.pacing).await;
+                });
+                running[index].push(handle);
+            }
+        }
+        // Reap users that ended on their own (their data ran out).
+        while let Some(joined) = users.try_join_next() {
+            log_join(joined);
+        }
+    }
+    for handle in running.iter().flatten() {
+        handle.stop();
+    }
+    while let Some(joined) = users.join_next().await {
+        log_join(joined);
+    }
+}
+
+/// Moves a ramping pool from stage to stage (`origin` is the start of the run); when the
+/// last stage ends, stops the pool's users. Returns when the model has ended (or the run
+/// stopped).
+pub(crate) async fn drive_stages(shared: Arc<RunShared>, pool: Arc<Pool>, origin: Instant) {
+    let mut stop = shared.stop.signal();
+    for stage in pool.stages.iter().skip(1) {
+        tokio::select! {
+            _ = tokio::time::sleep_until((origin + stage.start).into()) => {}
+            _ = stop.stopped() => return,
+        }
+        tracing::info!(
+            users = stage.target,
+            spawn_rate = stage.spawn_rate,
+            "load model: next stage"
+        );
+        pool.set_total(stage.target, stage.spawn_rate);
+    }
+    let Some(end) = pool.end else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::time::sleep_until((origin + end).into()) => {}
+        _ = stop.stopped() => return,
+    }
+    // The model is over: its users stop (all at once).
+    pool.set(vec![0; pool.groups.len()], f64::MAX);
+}

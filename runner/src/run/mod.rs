@@ -1,0 +1,143 @@
+//! What the local runner drives: users of each group, started by their load model.
+//!
+//! - [`closed`]: closed models (`constant_users`, `ramping_users`): pools of looping users
+//!   heading for a user count at a spawn rate, stage by stage.
+//! - [`arrival`]: arrival-rate models: iterations due on a schedule, handed to free users.
+//! - [`iterations`]: a fixed number of iterations, per user or shared.
+//!
+//! [`RunShared`] is what they share: the groups' user factories and scenarios, the event bus,
+//! and the counters of users started and running.
+
+pub(crate) mod arrival;
+pub(crate) mod closed;
+pub(crate) mod iterations;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use load_density_core::context::{StopHandle, StopSignal};
+use load_density_core::data::DataSources;
+use load_density_core::event::EventBus;
+use load_density_core::scenario::Scenario;
+use load_density_core::variables::UserVariables;
+use load_density_core::{Pacing, UserContext, UserFactory, UserTemplate, Variables};
+
+/// One group, ready to make users.
+pub(crate) struct GroupRuntime {
+    pub(crate) name: String,
+    pub(crate) data: Arc<DataSources>,
+    pub(crate) active: AtomicU64,
+    pub(crate) factory: Arc<dyn UserFactory>,
+    pub(crate) scenario: Arc<Scenario>,
+    pub(crate) pacing: Pacing,
+}
+
+/// What every driver of a run shares.
+pub(crate) struct RunShared {
+    pub(crate) groups: Vec<GroupRuntime>,
+    pub(crate) variables: Arc<Variables>,
+    pub(crate) bus: Arc<EventBus>,
+    /// The whole run's stop.
+    pub(crate) stop: StopHandle,
+    pub(crate) spawned: AtomicU64,
+    pub(crate) active: AtomicU64,
+    next_user_id: AtomicU64,
+}
+
+/// Counts a user as running until dropped.
+pub(crate) struct ActiveUser {
+    shared: Arc<RunShared>,
+    group: usize,
+}
+
+impl Drop for ActiveUser {
+    fn drop(&mut self) {
+        self.shared.active.fetch_sub(1, Ordering::Relaxed);
+        self.shared.groups[self.group]
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A new user of a group: its template, its context and its place in the counts.
+pub(crate) struct NewUser {
+    pub(crate) user: Box<dyn UserTemplate>,
+    pub(crate) ctx: UserContext,
+    pub(crate) scenario: Arc<Scenario>,
+    pub(crate) pacing: Pacing,
+    pub(crate) active: ActiveUser,
+}
+
+impl RunShared {
+    pub(crate) fn new(
+        groups: Vec<GroupRuntime>,
+        variables: Arc<Variables>,
+        bus: Arc<EventBus>,
+    ) -> Self {
+        Self {
+            groups,
+            variables,
+            bus,
+            stop: StopHandle::new(),
+            spawned: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            next_user_id: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes a user of group `group` that stops on `stop` (or when the run stops).
+    pub(crate) fn new_user(self: &Arc<Self>, group: usize, stop: StopSignal) -> NewUser {
+        let runtime = &self.groups[group];
+        let user_id = self.next_user_id.fetch_add(1, Ordering::Relaxed);
+        let user = runtime.factory.new_user(user_id);
+        let ctx = UserContext::new(
+            user_id,
+            self.bus.clone(),
+            UserVariables::with_data(self.variables.clone(), runtime.data.clone(), user_id),
+            stop,
+        )
+        .with_run_stop(self.stop.clone());
+        self.active.fetch_add(1, Ordering::Relaxed);
+        runtime.active.fetch_add(1, Ordering::Relaxed);
+        self.spawned.fetch_add(1, Ordering::Relaxed);
+        NewUser {
+            user,
+            ctx,
+            scenario: runtime.scenario.clone(),
+            pacing: runtime.pacing,
+            active: ActiveUser {
+                shared: self.clone(),
+                group,
+            },
+        }
+    }
+}
+
+/// The part of an arrival schedule one process runs: every `count`-th iteration from
+/// `index`, from `elapsed` into the run on (a master gives each worker its share).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Share {
+    /// This share's index, `0..count`.
+    pub index: u64,
+    /// How many shares the schedule is split into.
+    pub count: u64,
+    /// How far into the run the share starts.
+    pub elapsed: Duration,
+}
+
+impl Share {
+    /// The whole schedule, from the start.
+    pub const WHOLE: Share = Share {
+        index: 0,
+        count: 1,
+        elapsed: Duration::ZERO,
+    };
+}
+
+/// Logs a user task that ended abnormally (a panic in a protocol).
+pub(crate) fn log_join(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined {
+        tracing::error!(%error, "a user task ended abnormally");
+    }
+}
