@@ -274,7 +274,7 @@ impl Environment {
     ///
     /// # Errors
     /// A spawn rate that is not a positive number; a run whose own load model is not a closed
-    /// one (an arrival-rate or iteration model decides how many users run).
+    /// one, or that runs an arrival-rate model (its schedule decides how many users run).
     pub fn set_user_count(&self, user_count: u64, spawn_rate: f64) -> Result<(), RunError> {
         check_spawn_rate(spawn_rate)?;
         let pool = self
@@ -282,6 +282,7 @@ impl Environment {
             .pools
             .iter()
             .find(|p| p.shared)
+            .filter(|_| !self.inner.plan.has_open_model())
             .ok_or_else(|| RunError::Config(OPEN_MODEL_REFUSES_USER_COUNT.to_owned()))?;
         pool.set_total(user_count, spawn_rate);
         Ok(())
@@ -393,10 +394,10 @@ impl Environment {
     }
 }
 
-/// Why a user count cannot be set on a run whose own model is open.
+/// Why a user count cannot be set on a run with an open (or iteration) load model.
 pub const OPEN_MODEL_REFUSES_USER_COUNT: &str =
-    "this run's load model is not a closed one (an arrival-rate or iteration model decides how \
-     many users run), so its user count cannot be set";
+    "this run's load model is not a closed one (an arrival-rate schedule or an iteration model \
+     decides how many users run), so its user count cannot be set: stop it and start a new run";
 
 fn check_spawn_rate(spawn_rate: f64) -> Result<(), RunError> {
     if spawn_rate.is_finite() && spawn_rate > 0.0 {
@@ -458,8 +459,9 @@ async fn run(inner: Arc<Inner>) {
             }
         })
     });
-    // test_time, or the models' own end, whichever comes first.
-    let timer = inner.plan.end().map(|end| {
+    // test_time; the models' own end comes from their drivers ending (below), so that
+    // iterations an arrival-rate model delayed still run after its last due time.
+    let timer = inner.plan.test_time().map(|end| {
         let stop = shared.stop.clone();
         tokio::spawn(async move {
             tokio::time::sleep(end).await;

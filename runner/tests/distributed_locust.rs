@@ -442,3 +442,33 @@ async fn one_locust_worker_and_two_of_ours_under_our_master() {
         .sum();
     assert_eq!(ours_total + locust_total, served, "{per_worker:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_model_under_a_locust_master_is_a_clear_error() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = unused_local_port();
+    let master = headless_locust_master(dir.path(), "master_classes.py", port, ("1", "1", "5s"));
+    let worker = start_test_async(config(json!({
+        "runner_mode": "worker",
+        "master_host": "127.0.0.1",
+        "master_port": port,
+        "host": "http://127.0.0.1:9",
+        "load_model": {"type": "constant_arrival_rate", "rate": 10},
+        "tasks": [{"method": "get", "request_url": "/get"}],
+        "master_timeout": 30,
+    })));
+    let error = tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .expect("the worker ends")
+        .expect_err("a Locust master cannot run an arrival-rate model");
+    let text = error.to_string();
+    assert!(
+        text.contains("Locust master, which sends only user counts")
+            && text.contains("arrival-rate load model")
+            && text.contains("fast_http_user"),
+        "{text}"
+    );
+    // Dropping the Locust master (still waiting for a worker) kills it.
+    drop(master);
+}

@@ -475,3 +475,55 @@ async fn a_master_started_with_web_ui_dict_serves_its_workers() {
     worker.wait().await.expect("the worker quits cleanly");
     assert_eq!(summary.totals.requests, target.served());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_split_an_odd_arrival_rate_exactly() {
+    let _serial = SERIAL.lock().await;
+    test_record_instance().clear_records();
+    let target = HttpTarget::start().await.expect("start the HTTP target");
+    // 7 iterations per second for 3 s: 21 due in all, over two workers.
+    let master = Master::start(config(json!({
+        "runner_mode": "master",
+        "master_bind_host": "127.0.0.1",
+        "master_bind_port": 0,
+        "expected_workers": 2,
+        "expected_workers_timeout": 20,
+        "test_time": 30,
+        "host": target.base_url(),
+        "print_stats": false,
+        "load_model": {"type": "constant_arrival_rate", "rate": 7, "duration": 3,
+                       "pre_allocated_users": 2, "max_users": 5},
+        "tasks": [{"method": "get", "request_url": "/get"}]
+    })))
+    .await
+    .expect("start the master");
+    let port = master.local_addr().port();
+    let first = Worker::start(worker_config(port)).await.expect("worker");
+    let second = Worker::start(worker_config(port)).await.expect("worker");
+    let summary = master_ends(&master, Duration::from_secs(30)).await;
+    let shares = [first.stats().iterations(), second.stats().iterations()];
+    worker_ends(first).await;
+    worker_ends(second).await;
+    // Every 2nd iteration from 0 and from 1: 11 and 10, adding up to the whole schedule.
+    let mut sorted = shares;
+    sorted.sort_unstable();
+    assert_eq!(sorted, [10, 11], "each worker's share");
+    assert_eq!(summary.totals.iterations, 21, "{:?}", summary.totals);
+    assert_eq!(summary.totals.dropped_iterations, 0);
+    assert_eq!(summary.totals.requests, 21);
+    assert_eq!(target.served_path("/get"), 21);
+    // Both histograms merged: the corrected latency travelled from the workers.
+    let corrected = &summary
+        .latency_overall
+        .as_ref()
+        .expect("corrected")
+        .corrected;
+    assert!(corrected.max_ms >= corrected.p50_ms && corrected.p50_ms > 0.0);
+    assert!(
+        summary.duration_s < 10.0,
+        "the model ended the run: {}",
+        summary.duration_s
+    );
+    // The master's record store has the iterations too (LD_generate_summary_report).
+    assert_eq!(test_record_instance().stats().iterations(), 21);
+}

@@ -153,3 +153,27 @@ async fn swarm_changes_the_user_count_of_a_running_test() {
         "nothing listens any more"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_refuses_while_an_open_model_runs() {
+    let target = load_density_testkit::HttpTarget::start()
+        .await
+        .expect("testkit target");
+    let mut config = web_support::config(&target, 1, json!({"host": "127.0.0.1", "port": 0}));
+    config.load_model = Some(json!({"type": "constant_arrival_rate", "rate": 20,
+                                    "pre_allocated_users": 2, "max_users": 4}));
+    let env = load_density::prepare_env(config).await.expect("run starts");
+    let addr = load_density::web::local_addr(&env).expect("the run's web UI address");
+    let http = client();
+    let answer = swarm(
+        &http,
+        &format!("http://{addr}/swarm"),
+        &[("user_count", "5"), ("spawn_rate", "5")],
+    )
+    .await;
+    assert_eq!(answer["success"], false, "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not a closed one"), "{message}");
+    env.stop();
+    env.wait().await;
+}

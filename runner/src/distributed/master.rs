@@ -33,6 +33,9 @@ use crate::plan::{LoadModel, RunPlan};
 
 /// How long after the last ramp step the master waits for the workers to report the target.
 const RAMP_REPORT_WAIT: Duration = Duration::from_secs(1);
+/// How long past the end of its arrival-rate schedules a master lets its workers run, so the
+/// iterations due last start and finish before the workers are told to quit.
+const MODEL_END_GRACE: Duration = Duration::from_secs(1);
 /// Extra time, beyond `stop_timeout`, the master waits for workers to quit at the end.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -334,6 +337,11 @@ impl RunControl for Master {
         self.inner.core.lock().target
     }
     fn set_user_count(&self, user_count: u64, spawn_rate: f64) -> Result<(), RunError> {
+        if self.inner.plan.has_open_model() || !self.inner.plan.shared_model().is_closed() {
+            return Err(RunError::Config(
+                crate::env::OPEN_MODEL_REFUSES_USER_COUNT.to_owned(),
+            ));
+        }
         if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
             return Err(RunError::Config(format!(
                 "spawn_rate must be a positive number, got {spawn_rate}"
@@ -829,6 +837,13 @@ impl Inner {
             if members == core.share_members && !force {
                 return;
             }
+            // The first split covers the schedule from its start; a later one (a worker
+            // joined or left) from now on.
+            let from = if core.share_members.is_empty() && force {
+                0.0
+            } else {
+                started.elapsed().as_secs_f64()
+            };
             core.share_members = members.clone();
             let elapsed = started.elapsed().as_secs_f64();
             let count = members.len() as u64;
@@ -840,6 +855,7 @@ impl Inner {
                         ("index", Value::from(index as u64)),
                         ("count", Value::from(count)),
                         ("elapsed", Value::from(elapsed)),
+                        ("from", Value::from(from)),
                     ]);
                     (id.clone(), Message::new(SHARE_MESSAGE, data, id))
                 })
@@ -916,8 +932,22 @@ async fn drive(inner: Arc<Inner>) {
     }
     inner.core.lock().run_started = Some(started);
     inner.send_shares(true);
-    // test_time, or the end of the load models, whichever comes first.
-    let timer = inner.plan.end().map(|end| {
+    // test_time, or the end of the load models, whichever comes first. When the models end
+    // first and some are arrival-rate schedules, the workers get MODEL_END_GRACE to start and
+    // finish the last iterations due (their clocks started a message later than ours).
+    let end = match (inner.plan.test_time(), inner.plan.models_end()) {
+        (test_time, Some(models)) if test_time.is_none_or(|t| models < t) => {
+            let grace = if inner.plan.has_open_model() {
+                MODEL_END_GRACE
+            } else {
+                Duration::ZERO
+            };
+            let end = models + grace;
+            Some(test_time.map_or(end, |t| t.min(end)))
+        }
+        _ => inner.plan.end(),
+    };
+    let timer = end.map(|end| {
         let stop = inner.stop.clone();
         tokio::spawn(async move {
             tokio::time::sleep(end).await;

@@ -80,8 +80,8 @@ pub const MISSING_FORGET_AFTER: Duration = Duration::from_secs(60);
 /// The custom message carrying the test plan from a LoadDensity master to its workers.
 pub const PLAN_MESSAGE: &str = "ld_plan";
 /// The custom message giving a LoadDensity worker its share of the arrival-rate schedules:
-/// `{"index", "count", "elapsed"}` (every `count`-th iteration from `index`, from `elapsed`
-/// seconds into the run).
+/// `{"index", "count", "elapsed", "from"}` (every `count`-th iteration from `index`, of those
+/// due from `from` seconds into the run on; the run is `elapsed` seconds old).
 pub const SHARE_MESSAGE: &str = "ld_share";
 
 /// The keys [`DistributedOptions`] reads.

@@ -649,12 +649,17 @@ impl Run {
         let index = wire::get(&msg.data, "index").and_then(wire::as_u64);
         let count = wire::get(&msg.data, "count").and_then(wire::as_u64);
         let elapsed = wire::get(&msg.data, "elapsed").and_then(wire::as_f64);
-        let (Some(index), Some(count), Some(elapsed)) = (index, count, elapsed) else {
+        let from = wire::get(&msg.data, "from")
+            .and_then(wire::as_f64)
+            .or(elapsed);
+        let (Some(index), Some(count), Some(elapsed), Some(from)) = (index, count, elapsed, from)
+        else {
             return Err(format!("{SHARE_MESSAGE} needs index, count and elapsed"));
         };
-        if count == 0 || index >= count || !(elapsed.is_finite() && elapsed >= 0.0) {
+        let seconds = |s: f64| s.is_finite() && s >= 0.0;
+        if count == 0 || index >= count || !seconds(elapsed) || !seconds(from) {
             return Err(format!(
-                "{SHARE_MESSAGE}: share {index} of {count} from {elapsed} s is not a share"
+                "{SHARE_MESSAGE}: share {index} of {count} at {elapsed} s from {from} s is not a share"
             ));
         }
         if self.env.is_none() {
@@ -666,6 +671,7 @@ impl Run {
                 index,
                 count,
                 elapsed: Duration::from_secs_f64(elapsed),
+                from: Duration::from_secs_f64(from),
             });
         }
         Ok(())

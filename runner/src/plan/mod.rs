@@ -487,6 +487,15 @@ impl RunPlan {
     /// (`constant_users`, an arrival rate without `duration`) leaves only `test_time`.
     /// Iteration models also end when their iterations are done.
     pub fn end(&self) -> Option<Duration> {
+        match (self.test_time, self.models_end()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the last load model ends by itself (`None`: some model has no end, or only
+    /// iteration models without `max_duration`, which end when their iterations are done).
+    pub fn models_end(&self) -> Option<Duration> {
         let mut models_end = Some(Duration::ZERO);
         for index in 0..self.groups.len() {
             let end = self.model_of(index).and_then(|m| match m {
@@ -498,11 +507,7 @@ impl RunPlan {
                 _ => None,
             };
         }
-        let models_end = models_end.filter(|e| *e != Duration::MAX && !self.groups.is_empty());
-        match (self.test_time, models_end) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        models_end.filter(|e| *e != Duration::MAX && !self.groups.is_empty())
     }
     /// The runner's options.
     pub fn runner_options(&self) -> &RunnerOptions {

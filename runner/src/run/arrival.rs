@@ -46,7 +46,7 @@ pub(crate) async fn drive(
             model.poisson(),
             share.index,
             share.count,
-            share.elapsed.as_secs_f64(),
+            share.from.as_secs_f64(),
         )
     };
     let mut schedule = cursor(first);
@@ -77,7 +77,7 @@ pub(crate) async fn drive(
             changed = share.changed() => {
                 if changed.is_ok() {
                     if let Some(mut next) = *share.borrow_and_update() {
-                        next.elapsed = origin.elapsed();
+                        next.from = origin.elapsed();
                         tracing::info!(share = next.index, of = next.count, "arrival share changed");
                         schedule = cursor(next);
                     }
@@ -114,7 +114,11 @@ pub(crate) async fn drive(
                         Err(_) => break 'schedule,
                     },
                     _ = tokio::time::sleep_until(deadline.into()) => shared.bus.count_dropped(1),
-                    _ = stop.stopped() => break 'schedule,
+                    _ = stop.stopped() => {
+                        // It was due and never started: counted, not lost.
+                        shared.bus.count_dropped(1);
+                        break 'schedule;
+                    }
                 }
             }
         }

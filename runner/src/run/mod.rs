@@ -115,15 +115,18 @@ impl RunShared {
 }
 
 /// The part of an arrival schedule one process runs: every `count`-th iteration from
-/// `index`, from `elapsed` into the run on (a master gives each worker its share).
+/// `index`, those due from `from` on (a master gives each worker its share).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Share {
     /// This share's index, `0..count`.
     pub index: u64,
     /// How many shares the schedule is split into.
     pub count: u64,
-    /// How far into the run the share starts.
+    /// How far into the run it is now (the schedule's clock starts this long ago).
     pub elapsed: Duration,
+    /// The iterations due before this point of the schedule are not this share's (they
+    /// belonged to the split in force then).
+    pub from: Duration,
 }
 
 impl Share {
@@ -132,6 +135,7 @@ impl Share {
         index: 0,
         count: 1,
         elapsed: Duration::ZERO,
+        from: Duration::ZERO,
     };
 }
 
