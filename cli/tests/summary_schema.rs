@@ -106,7 +106,8 @@ fn real_summary_output_matches_the_schema() {
 fn the_schema_rejects_what_the_summary_must_not_be() {
     let validator = validator();
     let valid = json!({
-        "totals": {"requests": 1, "successes": 1, "failures": 0, "failure_rate": 0.0},
+        "totals": {"requests": 1, "successes": 1, "failures": 0, "failure_rate": 0.0,
+                   "iterations": 1, "dropped_iterations": 0},
         "latency_overall": {"count": 1, "p50_ms": 1.0, "p90_ms": 1.0, "p95_ms": 1.0,
                             "p99_ms": 1.0, "max_ms": 1.0},
         "per_name": {"/": {"count": 1, "failures": 0, "min_ms": 1.0, "max_ms": 1.0,

@@ -47,6 +47,10 @@ pub trait RunControl: Send + Sync + 'static {
     fn workers(&self) -> Vec<WorkerInfo> {
         Vec::new()
     }
+    /// Iterations per second the run's arrival-rate schedules ask for now (0 without one).
+    fn target_rate(&self) -> f64 {
+        0.0
+    }
 }
 
 impl RunControl for Environment {
@@ -73,5 +77,8 @@ impl RunControl for Environment {
     }
     fn host(&self) -> Option<String> {
         self.config().host.clone()
+    }
+    fn target_rate(&self) -> f64 {
+        Environment::target_rate(self)
     }
 }

@@ -324,6 +324,23 @@ impl Environment {
         }
     }
 
+    /// Iterations per second the arrival-rate schedules ask for now (0 before the start,
+    /// after the end, or without one).
+    pub fn target_rate(&self) -> f64 {
+        let Some(started) = *self.inner.started.lock() else {
+            return 0.0;
+        };
+        if self.state() == RunState::Stopped {
+            return 0.0;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        self.inner
+            .arrivals
+            .iter()
+            .map(|(_, model, _)| model.curve().rate_at(elapsed))
+            .sum()
+    }
+
     /// The user count the run is heading for (closed models).
     pub fn target_user_count(&self) -> u64 {
         self.inner.pools.iter().map(|p| p.target_total()).sum()

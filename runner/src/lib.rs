@@ -39,6 +39,36 @@
 //! [`load_density_core::register_user!`]; linking the crate is enough to make its user type
 //! selectable by name.
 //!
+//! ## Load models
+//!
+//! `load_model` picks how load is applied: closed users (`constant_users`, the default, and
+//! `ramping_users`), arrival rates (`constant_arrival_rate`, `ramping_arrival_rate`: iterations
+//! start on a schedule whatever the target's speed) or a number of iterations
+//! (`per_user_iterations`, `shared_iterations`). Runs with a schedule also measure the
+//! *corrected* latency, from each iteration's due time ([`Summary::latency_overall`]).
+//!
+//! ```no_run
+//! use load_density::{start_test, StartTest};
+//!
+//! let config: StartTest = serde_json::from_value(serde_json::json!({
+//!     "user_detail_dict": {"user": "fast_http_user"},
+//!     "host": "http://127.0.0.1:8080",
+//!     "test_time": 60,
+//!     "load_model": {"type": "constant_arrival_rate", "rate": 200, "duration": 30,
+//!                    "pre_allocated_users": 20, "max_users": 100},
+//!     "tasks": [{"method": "get", "request_url": "/"}]
+//! }))?;
+//! let summary = start_test(config)?;
+//! println!("{} iterations, {} dropped", summary.totals.iterations, summary.totals.dropped_iterations);
+//! if let Some(latency) = &summary.latency_overall {
+//!     println!("corrected p99 {} ms", latency.corrected.p99_ms);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Every keyword is compiled once into a [`RunPlan`] ([`plan`]), which reports every mistake
+//! before anything starts, naming its JSON path.
+//!
 //! ## Embedding
 //!
 //! [`create_env`] validates a configuration and returns an [`Environment`] without starting
@@ -59,7 +89,7 @@ mod run;
 #[cfg(feature = "web-ui")]
 pub mod web;
 
-pub use config::{StartTest, Summary, Totals};
+pub use config::{NameLatency, OverallLatency, Percentiles, StartTest, Summary, Totals};
 pub use control::{RunControl, WorkerInfo};
 pub use env::{Environment, RunState};
 pub use error::RunError;

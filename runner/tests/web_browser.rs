@@ -307,7 +307,10 @@ async fn the_dashboard_shows_a_live_run_and_stops_it() {
         .wait_js(
             "chart points",
             Duration::from_secs(10),
+            // The series of arrival-rate runs (target and achieved iterations/s, the corrected
+            // latency) stay hidden in this closed run.
             r#"const counts = Array.from(document.querySelectorAll('svg polyline.series'))
+                   .filter(p => p.style.display !== 'none')
                    .map(p => p.points.numberOfItems);
                return counts.length === 5 && counts.every(n => n >= 3) ? counts : null"#,
         )
@@ -416,6 +419,9 @@ async fn five_hundred_names_and_an_hour_of_history_stay_smooth() {
             fps: (i % 5) as f64,
             p50_ms: 10.0 + (i % 7) as f64,
             p95_ms: 40.0 + (i % 11) as f64,
+            corrected_p95_ms: 60.0 + (i % 13) as f64,
+            target_rate: 100.0,
+            iteration_rate: 90.0 + (i % 19) as f64,
         })
         .collect();
     let mut ours = ChartHistory::new();

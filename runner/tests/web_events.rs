@@ -70,8 +70,10 @@ async fn events_stream_history_then_one_update_a_second_then_the_end() {
     let recent = init["history"]["recent"].as_array().expect("history");
     assert!(recent.len() >= 2, "a point per second so far: {recent:?}");
     for point in recent {
-        let point = point.as_array().expect("[t, w, users, rps, fps, p50, p95]");
-        assert_eq!(point.len(), 7);
+        let point = point.as_array().expect(
+            "[t, w, users, rps, fps, p50, p95, corrected p95, target rate, iteration rate]",
+        );
+        assert_eq!(point.len(), 10);
         assert_eq!(point[1], 1, "recent points are one second wide");
     }
     let times: Vec<u64> = recent.iter().map(|p| p[0].as_u64().expect("t")).collect();

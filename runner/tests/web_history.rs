@@ -11,6 +11,9 @@ fn point(second: u64) -> ChartPoint {
         fps: (second % 3) as f64,
         p50_ms: 10.0,
         p95_ms: 50.0 + (second % 7) as f64,
+        corrected_p95_ms: 70.0 + (second % 5) as f64,
+        target_rate: 100.0,
+        iteration_rate: 95.0 + (second % 11) as f64,
     }
 }
 
@@ -50,7 +53,7 @@ fn a_day_of_points_stays_bounded_contiguous_and_keeps_the_request_count() {
     );
     // Serialized compactly, as the page reads it.
     let json = serde_json::to_value(&history).expect("json");
-    assert_eq!(json["recent"][0].as_array().expect("array").len(), 7);
+    assert_eq!(json["recent"][0].as_array().expect("array").len(), 10);
     assert_eq!(
         json["old"].as_array().expect("old").len() + RECENT_POINTS,
         history.len()

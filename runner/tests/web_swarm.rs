@@ -172,6 +172,8 @@ async fn swarm_refuses_while_an_open_model_runs() {
     )
     .await;
     assert_eq!(answer["success"], false, "{answer}");
+    // What the UI charts as the target rate.
+    assert_eq!(load_density::RunControl::target_rate(&env), 20.0);
     let message = answer["message"].as_str().unwrap_or_default();
     assert!(message.contains("not a closed one"), "{message}");
     env.stop();

@@ -365,6 +365,22 @@ impl RunControl for Master {
     fn host(&self) -> Option<String> {
         self.inner.plan.source().host.clone()
     }
+    fn target_rate(&self) -> f64 {
+        let Some(started) = self.inner.core.lock().run_started else {
+            return 0.0;
+        };
+        if matches!(self.state(), RunState::Stopping | RunState::Stopped) {
+            return 0.0;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let plan = &self.inner.plan;
+        (0..plan.groups().len())
+            .filter_map(|i| match plan.model_of(i) {
+                Some(LoadModel::Arrivals(model)) => Some(model.curve().rate_at(elapsed)),
+                _ => None,
+            })
+            .sum()
+    }
     fn workers(&self) -> Vec<WorkerInfo> {
         let core = self.inner.core.lock();
         core.nodes
@@ -923,12 +939,11 @@ async fn drive(inner: Arc<Inner>) {
     let mut stopping = inner.stop.subscribe();
     if !*stopping.borrow() {
         inner.state.send_replace(RunState::Spawning);
-        tracing::info!(
-            users = inner.core.lock().target,
-            spawn_rate = inner.core.lock().spawn_rate,
-            workers = inner.core.lock().live_ids().len(),
-            "starting the run"
-        );
+        let (users, spawn_rate, workers) = {
+            let core = inner.core.lock();
+            (core.target, core.spawn_rate, core.live_ids().len())
+        };
+        tracing::info!(users, spawn_rate, workers, "starting the run");
     }
     inner.core.lock().run_started = Some(started);
     inner.send_shares(true);

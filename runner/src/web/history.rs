@@ -36,6 +36,13 @@ pub struct ChartPoint {
     pub p50_ms: f64,
     /// 95th percentile response time (ms) over the recent window.
     pub p95_ms: f64,
+    /// 95th percentile corrected latency (ms, from the iterations' due times) over the
+    /// recent window; 0 when the run has no schedule.
+    pub corrected_p95_ms: f64,
+    /// Iterations per second an arrival-rate schedule asks for; 0 without one.
+    pub target_rate: f64,
+    /// Iterations per second that ran.
+    pub iteration_rate: f64,
 }
 
 impl ChartPoint {
@@ -47,15 +54,19 @@ impl ChartPoint {
         self.fps = mean(self.fps, other.fps);
         self.p50_ms = mean(self.p50_ms, other.p50_ms);
         self.p95_ms = mean(self.p95_ms, other.p95_ms);
+        self.corrected_p95_ms = mean(self.corrected_p95_ms, other.corrected_p95_ms);
+        self.target_rate = mean(self.target_rate, other.target_rate);
+        self.iteration_rate = mean(self.iteration_rate, other.iteration_rate);
         self.width_s += other.width_s;
     }
 }
 
 impl Serialize for ChartPoint {
-    /// A compact array: `[time_s, width_s, users, rps, fps, p50_ms, p95_ms]`.
+    /// A compact array: `[time_s, width_s, users, rps, fps, p50_ms, p95_ms,
+    /// corrected_p95_ms, target_rate, iteration_rate]`.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let round = |x: f64| (x * 1000.0).round() / 1000.0;
-        let mut seq = serializer.serialize_seq(Some(7))?;
+        let mut seq = serializer.serialize_seq(Some(10))?;
         seq.serialize_element(&self.time_s)?;
         seq.serialize_element(&self.width_s)?;
         seq.serialize_element(&round(self.users))?;
@@ -63,6 +74,9 @@ impl Serialize for ChartPoint {
         seq.serialize_element(&round(self.fps))?;
         seq.serialize_element(&round(self.p50_ms))?;
         seq.serialize_element(&round(self.p95_ms))?;
+        seq.serialize_element(&round(self.corrected_p95_ms))?;
+        seq.serialize_element(&round(self.target_rate))?;
+        seq.serialize_element(&round(self.iteration_rate))?;
         seq.end()
     }
 }

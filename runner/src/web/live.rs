@@ -59,6 +59,46 @@ struct Window {
     errors_seen: HashMap<ErrorKey, Seen>,
     last_point_s: Option<u64>,
     seq: u64,
+    /// The total's corrected histogram once per sample, like `ring`.
+    corrected_ring: VecDeque<(u64, Histogram<u64>)>,
+    /// Iterations counted at the previous sample, and when.
+    last_iterations: Option<(Instant, u64)>,
+    /// Iterations per second between the last two samples.
+    iteration_rate: f64,
+}
+
+/// The corrected p95 (ms) over the last ~10 s: the newest corrected histogram minus the one
+/// about `CURRENT_WINDOW_S` ago (the whole run's while the window is young).
+fn windowed_p95(
+    ring: &mut VecDeque<(u64, Histogram<u64>)>,
+    latest: Histogram<u64>,
+    now_s: u64,
+) -> f64 {
+    let reference = ring
+        .iter()
+        .filter(|(s, _)| *s < now_s)
+        .min_by_key(|(s, _)| s.abs_diff(now_s.saturating_sub(CURRENT_WINDOW_S)))
+        .map(|(_, h)| h.clone());
+    let mut window = latest.clone();
+    let p95 = match reference.map(|old| window.subtract(&old)) {
+        Some(Err(_)) => {
+            ring.clear();
+            0.0
+        }
+        _ if window.is_empty() => 0.0,
+        _ => window.value_at_quantile(0.95) as f64 / 1000.0,
+    };
+    if ring.back().is_some_and(|(s, _)| *s == now_s) {
+        ring.pop_back();
+    }
+    ring.push_back((now_s, latest));
+    while ring
+        .front()
+        .is_some_and(|(s, _)| *s + 2 * CURRENT_WINDOW_S < now_s)
+    {
+        ring.pop_front();
+    }
+    p95
 }
 
 /// The sampler's state, shared with the handlers.
@@ -178,6 +218,8 @@ impl Live {
         window.ring.clear();
         window.current = None;
         window.errors_seen.clear();
+        window.corrected_ring.clear();
+        window.last_iterations = None;
     }
 
     /// The current p50 and p95 (ms) of the total, over the last ~10 s; `None` before the
@@ -275,6 +317,23 @@ impl Live {
             window.ring.pop_front();
         }
 
+        // The corrected latency (runs with a schedule) and the iterations per second.
+        let corrected_p95 = match total.corrected_histogram() {
+            Some(corrected) => windowed_p95(&mut window.corrected_ring, corrected.clone(), now_s),
+            None => 0.0,
+        };
+        let iterations = stats.iterations();
+        let sampled = Instant::now();
+        if let Some((at, before)) = window.last_iterations {
+            let secs = sampled.duration_since(at).as_secs_f64();
+            if secs > 0.0 && iterations >= before {
+                window.iteration_rate = (iterations - before) as f64 / secs;
+            }
+        }
+        window.last_iterations = Some((sampled, iterations));
+        let iteration_rate = window.iteration_rate;
+        let target_rate = self.control.target_rate();
+
         // When error groups grew.
         let now_f = unix_secs_f64(now);
         let groups = stats.errors();
@@ -312,6 +371,9 @@ impl Live {
                 fps,
                 p50_ms: p50,
                 p95_ms: p95,
+                corrected_p95_ms: corrected_p95,
+                target_rate,
+                iteration_rate,
             });
             window.last_point_s = Some(second);
         }
@@ -367,6 +429,11 @@ impl Live {
             "fail_ratio": total.failure_ratio(),
             "p50": round2(p50),
             "p95": round2(p95),
+            "corrected_p95": round2(corrected_p95),
+            "iterations": iterations,
+            "dropped_iterations": stats.dropped_iterations(),
+            "iteration_rate": round2(iteration_rate),
+            "target_rate": round2(target_rate),
             "rows": rows,
             "more_rows": entries.len().saturating_sub(MAX_ROWS),
             "total": row(total, now),

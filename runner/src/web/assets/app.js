@@ -40,10 +40,13 @@
     rps: new LineChart($("chart-rps"), [
       { label: "RPS", color: "#2e9e6b", index: 3 },
       { label: "Failures/s", color: "#c8412f", index: 4 },
+      { label: "Target iterations/s", color: "#8a8f98", index: 8, optional: true },
+      { label: "Iterations/s", color: "#1f6f8b", index: 9, optional: true, shownWith: 8 },
     ], $("legend-rps")),
     latency: new LineChart($("chart-latency"), [
       { label: "Median", color: "#3d7bd9", index: 5 },
       { label: "95th percentile", color: "#e08a2c", index: 6 },
+      { label: "95th percentile, corrected", color: "#b5338a", index: 7, optional: true },
     ], $("legend-latency")),
     users: new LineChart($("chart-users"), [
       { label: "Users", color: "#7a55c7", index: 2 },
@@ -213,6 +216,14 @@
       && (update.state === "spawning" || update.state === "running");
     setText("users", ramping ? update.users + " → " + update.target_users : String(update.users));
     setText("rps", formatNumber(update.rps));
+    // Arrival-rate runs: achieved against target iterations per second, and what was dropped.
+    const scheduled = update.target_rate > 0 || update.dropped_iterations > 0;
+    $("fact-rate").hidden = !scheduled;
+    $("fact-dropped").hidden = !scheduled;
+    if (scheduled) {
+      setText("rate", formatNumber(update.iteration_rate) + " / " + formatNumber(update.target_rate));
+      setText("dropped", String(update.dropped_iterations));
+    }
     setText("fail-ratio", Math.round(update.fail_ratio * 1000) / 10 + "%");
     updateTable(update.rows, update.total, update.more_rows);
     updateFailures(update.errors);

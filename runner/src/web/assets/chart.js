@@ -1,6 +1,7 @@
 // LoadDensity charts: the run's history, downsampled, drawn as SVG line charts.
 //
-// A point is an array [time_s, width_s, users, rps, fps, p50_ms, p95_ms]. ChartHistory mirrors
+// A point is an array [time_s, width_s, users, rps, fps, p50_ms, p95_ms, corrected_p95_ms,
+// target_rate, iteration_rate]. ChartHistory mirrors
 // runner/src/web/history.rs: the last RECENT points keep one-second resolution; older points
 // live in a tier whose resolution doubles whenever it passes OLD_CAP points, merged as
 // time-weighted means.
@@ -93,7 +94,9 @@
   class LineChart {
     constructor(svg, series, legend) {
       this.svg = svg;
-      this.series = series; // [{label, color, index}]
+      // [{label, color, index, optional, shownWith}]: an optional series shows once its values
+      // (or those at index shownWith) are non-zero.
+      this.series = series;
       this.legend = legend;
       this.width = 1400;
       this.height = 250;
@@ -117,17 +120,21 @@
       this.empty = el("text", { class: "empty", x: this.width / 2, y: this.height / 2, "text-anchor": "middle" }, svg);
       this.empty.textContent = "Waiting for data…";
       this.legendValues = [];
+      this.legendItems = [];
       if (legend) {
         for (const s of series) {
+          const item = document.createElement("span");
           const swatch = document.createElement("span");
           swatch.className = "swatch";
           swatch.style.background = s.color;
-          legend.appendChild(swatch);
-          legend.appendChild(document.createTextNode(s.label + " "));
+          item.appendChild(swatch);
+          item.appendChild(document.createTextNode(s.label + " "));
           const value = document.createElement("b");
           value.textContent = "–";
-          legend.appendChild(value);
+          item.appendChild(value);
+          legend.appendChild(item);
           this.legendValues.push(value);
+          this.legendItems.push(item);
         }
       }
     }
@@ -173,6 +180,10 @@
         label.textContent = clock(t);
       }
       this.series.forEach((s, k) => {
+        const when = s.shownWith === undefined ? s.index : s.shownWith;
+        const shown = !s.optional || points.some((p) => p[when] > 0);
+        this.lines[k].style.display = shown ? "" : "none";
+        if (this.legendItems[k]) this.legendItems[k].style.display = shown ? "" : "none";
         let text = "";
         for (const p of points) {
           text += x(p[0] + p[1] / 2).toFixed(1) + "," + y(p[s.index]).toFixed(1) + " ";
