@@ -129,6 +129,15 @@ pub struct UserContext {
     /// How late the running iteration started against its due time, when it has one; copied
     /// into every request it records (the corrected latency).
     start_delay: Option<std::time::Duration>,
+    /// Iterations finished and not yet handed to the bus (they travel with the next request,
+    /// or when the context is dropped).
+    iterations: u64,
+}
+
+impl Drop for UserContext {
+    fn drop(&mut self) {
+        self.bus.count_iterations(self.iterations);
+    }
 }
 
 impl UserContext {
@@ -148,6 +157,7 @@ impl UserContext {
             run_stop: None,
             checks: None,
             start_delay: None,
+            iterations: 0,
         }
     }
 
@@ -164,9 +174,10 @@ impl UserContext {
         self.start_delay
     }
 
-    /// Counts one finished iteration of this user (for `totals.iterations`).
-    pub fn count_iteration(&self) {
-        self.bus.count_iteration();
+    /// Counts one finished iteration of this user (for `totals.iterations`). No lock: the
+    /// count travels with the user's next request (or when the context is dropped).
+    pub fn count_iteration(&mut self) {
+        self.iterations += 1;
     }
 
     /// Counts iterations a schedule wanted that never started.
@@ -274,17 +285,20 @@ impl UserContext {
             None => response.failure().map(|reason| Arc::from(reason.as_ref())),
             Some(checks) => checks.verdict(response, response_time, &mut self.variables),
         };
-        self.bus.emit(RequestEvent {
-            request_type: meta.request_type.clone(),
-            name: meta.name.clone(),
-            url: meta.url.clone(),
-            status: response.status(),
-            response_time,
-            response_length: response.length(),
-            error,
-            start_time: timer.wall,
-            start_delay: self.start_delay,
-        });
+        self.bus.emit_counting(
+            RequestEvent {
+                request_type: meta.request_type.clone(),
+                name: meta.name.clone(),
+                url: meta.url.clone(),
+                status: response.status(),
+                response_time,
+                response_length: response.length(),
+                error,
+                start_time: timer.wall,
+                start_delay: self.start_delay,
+            },
+            std::mem::take(&mut self.iterations),
+        );
     }
 
     /// Records a request measured elsewhere: `start_time` is when it began (wall clock) and
@@ -300,17 +314,20 @@ impl UserContext {
         response: &dyn Response,
     ) {
         let error = response.failure().map(|reason| Arc::from(reason.as_ref()));
-        self.bus.emit(RequestEvent {
-            request_type: meta.request_type.clone(),
-            name: meta.name.clone(),
-            url: meta.url.clone(),
-            status: response.status(),
-            response_time,
-            response_length: response.length(),
-            error,
-            start_time,
-            start_delay: None,
-        });
+        self.bus.emit_counting(
+            RequestEvent {
+                request_type: meta.request_type.clone(),
+                name: meta.name.clone(),
+                url: meta.url.clone(),
+                status: response.status(),
+                response_time,
+                response_length: response.length(),
+                error,
+                start_time,
+                start_delay: None,
+            },
+            std::mem::take(&mut self.iterations),
+        );
     }
 
     /// Records a request that failed: no response, or a response that fails a protocol's own
@@ -324,16 +341,19 @@ impl UserContext {
         error: impl Display,
     ) {
         let response_time = timer.elapsed();
-        self.bus.emit(RequestEvent {
-            request_type: meta.request_type.clone(),
-            name: meta.name.clone(),
-            url: meta.url.clone(),
-            status,
-            response_time,
-            response_length,
-            error: Some(Arc::from(error.to_string())),
-            start_time: timer.wall,
-            start_delay: self.start_delay,
-        });
+        self.bus.emit_counting(
+            RequestEvent {
+                request_type: meta.request_type.clone(),
+                name: meta.name.clone(),
+                url: meta.url.clone(),
+                status,
+                response_time,
+                response_length,
+                error: Some(Arc::from(error.to_string())),
+                start_time: timer.wall,
+                start_delay: self.start_delay,
+            },
+            std::mem::take(&mut self.iterations),
+        );
     }
 }

@@ -74,6 +74,11 @@ pub trait RequestListener: Send + Sync + 'static {
     /// scenario that ran, and `dropped` iterations a schedule wanted but that never started
     /// (see [`EventBus::count_iteration`]). The default ignores them.
     fn on_iterations(&self, _completed: u64, _dropped: u64) {}
+
+    /// Called on each flush with the start lags measured since the previous one: how late
+    /// (in microseconds) a schedule's timer fired against an iteration's due time, when the
+    /// generator itself (not a busy user) made it late. The default ignores them.
+    fn on_start_lags(&self, _lags_us: &[u64]) {}
 }
 
 impl<F> RequestListener for F
@@ -91,6 +96,7 @@ struct ShardBuffer {
     events: Vec<RequestEvent>,
     iterations: u64,
     dropped: u64,
+    start_lags: Vec<u64>,
 }
 
 /// A shard buffer, padded so that two shards never share a cache line.
@@ -101,7 +107,7 @@ struct Shard(Mutex<ShardBuffer>);
 pub struct EventBus {
     shards: Box<[Shard]>,
     listeners: RwLock<Vec<Arc<dyn RequestListener>>>,
-    flushing: Mutex<Vec<RequestEvent>>,
+    flushing: Mutex<(Vec<RequestEvent>, Vec<u64>)>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -144,7 +150,7 @@ impl EventBus {
         Self {
             shards,
             listeners: RwLock::new(Vec::new()),
-            flushing: Mutex::new(Vec::new()),
+            flushing: Mutex::new((Vec::new(), Vec::new())),
         }
     }
 
@@ -159,12 +165,31 @@ impl EventBus {
         shard.0.lock().events.push(event);
     }
 
-    /// Counts one finished iteration (one pass over a group's scenario) in the calling
-    /// thread's shard; listeners see the counts at the next flush
-    /// ([`RequestListener::on_iterations`]).
-    pub fn count_iteration(&self) {
+    /// Buffers one event and counts `iterations` finished iterations with it, under one
+    /// lock (a user's context counts its iterations and hands them over with its next
+    /// request).
+    pub fn emit_counting(&self, event: RequestEvent, iterations: u64) {
         let shard = &self.shards[thread_slot() % self.shards.len()];
-        shard.0.lock().iterations += 1;
+        let mut buffer = shard.0.lock();
+        buffer.events.push(event);
+        buffer.iterations += iterations;
+    }
+
+    /// Counts finished iterations (passes over a group's scenario) in the calling thread's
+    /// shard; listeners see the counts at the next flush ([`RequestListener::on_iterations`]).
+    pub fn count_iterations(&self, iterations: u64) {
+        if iterations == 0 {
+            return;
+        }
+        let shard = &self.shards[thread_slot() % self.shards.len()];
+        shard.0.lock().iterations += iterations;
+    }
+
+    /// Records how late a schedule's timer fired, in microseconds
+    /// ([`RequestListener::on_start_lags`]).
+    pub fn record_start_lag(&self, lag_us: u64) {
+        let shard = &self.shards[thread_slot() % self.shards.len()];
+        shard.0.lock().start_lags.push(lag_us);
     }
 
     /// Counts `dropped` iterations that a schedule wanted but that never started.
@@ -179,29 +204,35 @@ impl EventBus {
     /// Drains every shard and delivers the events to the listeners. Returns how many events
     /// were delivered. Concurrent flushes are serialised, so listeners see one batch at a time.
     pub fn flush(&self) -> usize {
-        let mut batch = self.flushing.lock();
+        let mut flushing = self.flushing.lock();
+        let (batch, lags) = &mut *flushing;
         batch.clear();
+        lags.clear();
         let (mut iterations, mut dropped) = (0, 0);
         for shard in self.shards.iter() {
             let mut buffer = shard.0.lock();
             iterations += std::mem::take(&mut buffer.iterations);
             dropped += std::mem::take(&mut buffer.dropped);
+            lags.append(&mut buffer.start_lags);
             if batch.is_empty() {
-                std::mem::swap(&mut *batch, &mut buffer.events);
+                std::mem::swap(batch, &mut buffer.events);
             } else {
                 batch.append(&mut buffer.events);
             }
         }
         let delivered = batch.len();
-        if delivered > 0 || iterations > 0 || dropped > 0 {
+        if delivered > 0 || iterations > 0 || dropped > 0 || !lags.is_empty() {
             let listeners = self.listeners.read().clone();
             for listener in listeners {
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     if iterations > 0 || dropped > 0 {
                         listener.on_iterations(iterations, dropped);
                     }
+                    if !lags.is_empty() {
+                        listener.on_start_lags(lags);
+                    }
                     if delivered > 0 {
-                        listener.on_requests(&batch);
+                        listener.on_requests(batch);
                     }
                 }));
                 if outcome.is_err() {
@@ -210,9 +241,13 @@ impl EventBus {
             }
         }
         batch.clear();
+        lags.clear();
         // Keep the allocation bounded: a burst should not pin a huge buffer forever.
         if batch.capacity() > 1 << 16 {
             batch.shrink_to(1 << 12);
+        }
+        if lags.capacity() > 1 << 16 {
+            lags.shrink_to(1 << 12);
         }
         delivered
     }
@@ -256,13 +291,14 @@ mod tests {
             }
         }
         bus.add_listener(Arc::new(Counter(s)));
-        for _ in 0..5 {
-            bus.count_iteration();
+        for _ in 0..3 {
+            bus.count_iterations(1);
         }
+        bus.emit_counting(event("a"), 2);
         bus.count_dropped(3);
         bus.count_dropped(0);
+        assert_eq!(bus.flush(), 1);
         assert_eq!(bus.flush(), 0);
-        bus.flush();
         assert_eq!(*seen.lock(), (5, 3));
     }
 

@@ -228,6 +228,10 @@ impl RequestListener for TestRecord {
     fn on_iterations(&self, completed: u64, dropped: u64) {
         self.record_iterations(completed, dropped);
     }
+
+    fn on_start_lags(&self, lags_us: &[u64]) {
+        self.stats.lock().add_start_lags(lags_us);
+    }
 }
 
 /// The process-wide record store (Python's `test_record_instance`).

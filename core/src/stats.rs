@@ -384,6 +384,14 @@ pub struct RequestStats {
     /// Iterations a schedule wanted that never started (see the load models).
     #[serde(default)]
     dropped_iterations: u64,
+    /// How late schedules' timers fired against the iterations' due times, in microseconds
+    /// (the generator's own start lag); `None` until the first.
+    #[serde(
+        default,
+        with = "optional_histogram",
+        skip_serializing_if = "Option::is_none"
+    )]
+    start_lag: Option<Histogram<u64>>,
 }
 
 mod entries_serde {
@@ -444,7 +452,29 @@ impl RequestStats {
             errors: HashMap::new(),
             iterations: 0,
             dropped_iterations: 0,
+            start_lag: None,
         }
+    }
+
+    /// Adds start lags (microseconds) of a schedule's timers.
+    pub fn add_start_lags(&mut self, lags_us: &[u64]) {
+        if lags_us.is_empty() {
+            return;
+        }
+        let histogram = self.start_lag.get_or_insert_with(new_histogram);
+        for &lag in lags_us {
+            if histogram.record(lag).is_err() {
+                histogram.saturating_record(lag);
+            }
+        }
+    }
+
+    /// The start lag at `percentile` (0-100) in milliseconds; `None` when nothing ran on a
+    /// schedule's timer.
+    pub fn start_lag_percentile_ms(&self, percentile: f64) -> Option<f64> {
+        let histogram = self.start_lag.as_ref().filter(|h| !h.is_empty())?;
+        let quantile = (percentile / 100.0).clamp(0.0, 1.0);
+        Some(histogram.value_at_quantile(quantile) as f64 / 1000.0)
     }
 
     /// Counts `completed` iterations that ran and `dropped` ones that never started.
@@ -511,6 +541,12 @@ impl RequestStats {
             *self.errors.entry(key.clone()).or_insert(0) += count;
         }
         self.add_iterations(other.iterations, other.dropped_iterations);
+        if let Some(theirs) = &other.start_lag {
+            let mine = self.start_lag.get_or_insert_with(new_histogram);
+            if let Err(error) = mine.add(theirs) {
+                tracing::warn!(?error, "could not merge a start lag histogram");
+            }
+        }
     }
 
     /// The entries, sorted by (name, request type) as Locust prints them.
@@ -586,6 +622,10 @@ impl RequestListener for SharedStats {
     fn on_iterations(&self, completed: u64, dropped: u64) {
         self.0.lock().add_iterations(completed, dropped);
     }
+
+    fn on_start_lags(&self, lags_us: &[u64]) {
+        self.0.lock().add_start_lags(lags_us);
+    }
 }
 
 #[cfg(test)]
@@ -630,11 +670,16 @@ mod tests {
         left.add(&event("/a", 5, None));
         left.add_iterations(7, 2);
         right.add_iterations(3, 1);
+        assert_eq!(left.start_lag_percentile_ms(99.0), None);
+        left.add_start_lags(&[100, 200]);
+        right.add_start_lags(&[9_000]);
         let wire = serde_json::to_string(&right).expect("serialize");
         let right: RequestStats = serde_json::from_str(&wire).expect("deserialize");
         left.merge(&right);
         assert!(left.has_schedule());
         assert_eq!((left.iterations(), left.dropped_iterations()), (10, 3));
+        let lag_max = left.start_lag_percentile_ms(100.0).expect("lags");
+        assert!((8.9..9.1).contains(&lag_max), "{lag_max}");
         let a = left.entry("GET", "/a").expect("entry");
         // Service time stays 5 ms; one request in ten waited a second to start.
         assert_eq!(a.percentile_ms(95.0), 5.0);

@@ -179,6 +179,20 @@ impl Percentiles {
     }
 }
 
+/// Is the generator the bottleneck? Its own CPU use and start lag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generator {
+    /// Mean CPU use of the generating process over the run, in percent of the CPUs it may use
+    /// (a master: the busiest worker's busiest report interval).
+    pub cpu_percent: f64,
+    /// How late schedules' timers fired against the iterations' due times, p99 (ms); 0 when
+    /// nothing ran on a schedule.
+    pub start_lag_p99_ms: f64,
+    /// Whether the generator rather than the target limited the run (CPU above 90 %, or a
+    /// start lag p99 above 5 ms); a warning was logged when it happened.
+    pub saturated: bool,
+}
+
 /// Corrected latency over every request of the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OverallLatency {
@@ -247,6 +261,9 @@ pub struct Summary {
     /// summary report); empty when the run had no schedule.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub per_name: BTreeMap<String, NameLatency>,
+    /// The generator's own CPU use and start lag, and whether it limited the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<Generator>,
 }
 
 impl Summary {
@@ -281,7 +298,14 @@ impl Summary {
             latency_overall: Percentiles::corrected(stats.total())
                 .map(|corrected| OverallLatency { corrected }),
             per_name,
+            generator: None,
         }
+    }
+
+    /// The same summary with the generator's figures.
+    pub(crate) fn with_generator(mut self, generator: Generator) -> Summary {
+        self.generator = Some(generator);
+        self
     }
 }
 

@@ -51,6 +51,11 @@ pub trait RunControl: Send + Sync + 'static {
     fn target_rate(&self) -> f64 {
         0.0
     }
+    /// The generator's CPU use and start lag, and whether it limits the run (`None` when
+    /// unknown).
+    fn generator(&self) -> Option<crate::config::Generator> {
+        None
+    }
 }
 
 impl RunControl for Environment {
@@ -80,5 +85,8 @@ impl RunControl for Environment {
     }
     fn target_rate(&self) -> f64 {
         Environment::target_rate(self)
+    }
+    fn generator(&self) -> Option<crate::config::Generator> {
+        Environment::generator(self)
     }
 }

@@ -16,12 +16,13 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{StartTest, Summary};
+use crate::config::{Generator, StartTest, Summary};
 use crate::console;
 use crate::error::RunError;
 use crate::globals;
 use crate::plan::{ArrivalModel, LoadModel, PlannedGroup, RunPlan, RunnerMode};
 use crate::run::closed::{self, Pool};
+use crate::run::generator::GeneratorMonitor;
 use crate::run::{arrival, iterations, log_join, GroupRuntime, RunShared, Share};
 
 /// Option keys the runner itself reads, whatever the protocol.
@@ -120,6 +121,8 @@ struct Inner {
     state: Arc<watch::Sender<RunState>>,
     summary: Mutex<Option<Summary>>,
     started: Mutex<Option<Instant>>,
+    /// The generator's CPU and start lag, from the start of the run.
+    generator: Mutex<Option<GeneratorMonitor>>,
 }
 
 /// A configured test. Cheap to clone; clones share the run.
@@ -226,6 +229,7 @@ impl Environment {
                 state: Arc::new(watch::channel(RunState::Ready).0),
                 summary: Mutex::new(None),
                 started: Mutex::new(None),
+                generator: Mutex::new(None),
                 plan,
             }),
         })
@@ -341,6 +345,13 @@ impl Environment {
             .sum()
     }
 
+    /// The generator's CPU use and start lag so far, and whether it limits the run (`None`
+    /// before the start).
+    pub fn generator(&self) -> Option<Generator> {
+        let lag = self.inner.stats.with(|s| s.start_lag_percentile_ms(99.0));
+        self.inner.generator.lock().as_ref().map(|g| g.status(lag))
+    }
+
     /// The user count the run is heading for (closed models).
     pub fn target_user_count(&self) -> u64 {
         self.inner.pools.iter().map(|p| p.target_total()).sum()
@@ -436,18 +447,25 @@ pub fn worker_threads() -> usize {
 
 fn summarize(inner: &Inner, duration: Duration) -> Summary {
     let stats = inner.stats.snapshot();
-    Summary::of_run(
+    let summary = Summary::of_run(
         inner.plan.source(),
         inner.plan.mode().name(),
         inner.shared.spawned.load(Ordering::Relaxed),
         &stats,
         duration,
-    )
+    );
+    match inner.generator.lock().as_ref() {
+        Some(generator) => {
+            summary.with_generator(generator.status(stats.start_lag_percentile_ms(99.0)))
+        }
+        None => summary,
+    }
 }
 
 async fn run(inner: Arc<Inner>) {
     let started = Instant::now();
     *inner.started.lock() = Some(started);
+    *inner.generator.lock() = Some(GeneratorMonitor::new());
     let shared = inner.shared.clone();
     let print_stats = inner.plan.runner_options().print_stats();
 
@@ -458,6 +476,21 @@ async fn run(inner: Arc<Inner>) {
             loop {
                 tick.tick().await;
                 bus.flush();
+            }
+        }
+    });
+    // Is the generator the bottleneck? Sampled once a second; warns once.
+    let monitor = tokio::spawn({
+        let inner = inner.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let lag = inner.stats.with(|s| s.start_lag_percentile_ms(99.0));
+                if let Some(generator) = inner.generator.lock().as_mut() {
+                    generator.sample(lag);
+                }
             }
         }
     });
@@ -558,6 +591,7 @@ async fn run(inner: Arc<Inner>) {
         printer.abort();
     }
     collector.abort();
+    monitor.abort();
     shared.bus.flush();
     let duration = started.elapsed();
     if print_stats {

@@ -89,7 +89,7 @@ mod run;
 #[cfg(feature = "web-ui")]
 pub mod web;
 
-pub use config::{NameLatency, OverallLatency, Percentiles, StartTest, Summary, Totals};
+pub use config::{Generator, NameLatency, OverallLatency, Percentiles, StartTest, Summary, Totals};
 pub use control::{RunControl, WorkerInfo};
 pub use env::{Environment, RunState};
 pub use error::RunError;

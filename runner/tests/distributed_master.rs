@@ -524,6 +524,9 @@ async fn two_workers_split_an_odd_arrival_rate_exactly() {
         "the model ended the run: {}",
         summary.duration_s
     );
+    // The workers' start lags merged, and their CPU use reached the master.
+    let generator = summary.generator.as_ref().expect("generator figures");
+    assert!(generator.start_lag_p99_ms > 0.0, "{generator:?}");
     // The master's record store has the iterations too (LD_generate_summary_report).
     assert_eq!(test_record_instance().stats().iterations(), 21);
 }

@@ -63,6 +63,15 @@ async fn a_constant_arrival_rate_is_kept_and_its_duration_ends_the_run() {
         summary.per_name.contains_key("/get"),
         "{:?}",
         summary.per_name
+    ); // The generator's own figures: its CPU use and how late its timers fired.
+    let generator = summary.generator.as_ref().expect("generator figures");
+    assert!(
+        (0.0..=100.0).contains(&generator.cpu_percent),
+        "{generator:?}"
+    );
+    assert!(
+        generator.start_lag_p99_ms > 0.0 && generator.start_lag_p99_ms < 1000.0,
+        "{generator:?}"
     );
 }
 

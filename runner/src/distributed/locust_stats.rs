@@ -27,6 +27,9 @@ use super::wire::{self, as_f64, as_u64, get, kind_of, WireError};
 
 /// The extra `stats` key holding core's exact statistics (msgpack of [`RequestStats`], as bin).
 pub const LD_STATS_KEY: &str = "ld_stats";
+/// The extra `stats` key holding the worker's CPU use since its previous report, in percent
+/// of its CPUs (the master's generator figures).
+pub const LD_CPU_KEY: &str = "ld_cpu";
 /// The extra `stats` key holding records (msgpack of `[WireRecord]`, as bin).
 pub const LD_RECORDS_KEY: &str = "ld_records";
 /// The most requests one report may claim; more is treated as a malformed message.
@@ -408,6 +411,10 @@ impl ReportBuilder {
 impl RequestListener for ReportBuilder {
     fn on_iterations(&self, completed: u64, dropped: u64) {
         self.delta.lock().exact.add_iterations(completed, dropped);
+    }
+
+    fn on_start_lags(&self, lags_us: &[u64]) {
+        self.delta.lock().exact.add_start_lags(lags_us);
     }
 
     fn on_requests(&self, events: &[RequestEvent]) {

@@ -23,13 +23,14 @@ use super::{
     address, plan, DistributedError, DistributedOptions, HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS,
     MISSING_FORGET_AFTER, PLAN_MESSAGE, SHARE_MESSAGE,
 };
-use crate::config::{StartTest, Summary};
+use crate::config::{Generator, StartTest, Summary};
 use crate::console;
 use crate::control::{RunControl, WorkerInfo};
 use crate::env::{Environment, RunState};
 use crate::error::RunError;
 use crate::groups::{self, GroupSpec};
 use crate::plan::{LoadModel, RunPlan};
+use crate::run::generator::GeneratorMonitor;
 
 /// How long after the last ramp step the master waits for the workers to report the target.
 const RAMP_REPORT_WAIT: Duration = Duration::from_secs(1);
@@ -144,6 +145,9 @@ struct Inner {
     malformed: AtomicU64,
     peak_users: AtomicU64,
     summary: Mutex<Option<Summary>>,
+    /// The busiest worker's CPU use (percent of its CPUs) over a report interval, and the
+    /// saturation judge (warns once).
+    generator: Mutex<(f64, GeneratorMonitor)>,
 }
 
 /// A LoadDensity master (`runner_mode: "master"`). Cheap to clone; clones share the run.
@@ -265,6 +269,7 @@ impl Master {
             wake: Notify::new(),
             malformed: AtomicU64::new(0),
             peak_users: AtomicU64::new(0),
+            generator: Mutex::new((0.0, GeneratorMonitor::new())),
             summary: Mutex::new(None),
         });
         tracing::info!(addr = %local_addr, "master listening");
@@ -364,6 +369,10 @@ impl RunControl for Master {
     }
     fn host(&self) -> Option<String> {
         self.inner.plan.source().host.clone()
+    }
+    fn generator(&self) -> Option<Generator> {
+        let stats = self.inner.stats.lock().clone();
+        Some(self.inner.generator_status(&stats))
     }
     fn target_rate(&self) -> f64 {
         let Some(started) = self.inner.core.lock().run_started else {
@@ -733,8 +742,15 @@ impl Inner {
 
     fn on_stats(&self, msg: &Message) -> Result<(), WireError> {
         let report = locust_stats::read_report(msg)?;
+        let worker_cpu = wire::get(&msg.data, locust_stats::LD_CPU_KEY).and_then(wire::as_f64);
         {
             let mut stats = self.stats.lock();
+            if let Some(cpu) = worker_cpu.filter(|c| c.is_finite()) {
+                let lag = stats.start_lag_percentile_ms(99.0);
+                let mut generator = self.generator.lock();
+                generator.0 = generator.0.max(cpu);
+                generator.1.judge(cpu, lag);
+            }
             if let Some(exact) = &report.exact {
                 stats.merge(exact);
                 test_record_instance()
@@ -1115,6 +1131,22 @@ fn summarize(inner: &Inner, duration: Duration) -> Summary {
         &stats,
         duration,
     )
+    .with_generator(inner.generator_status(&stats))
+}
+
+impl Inner {
+    /// The generator figures over the workers: the busiest one's CPU, the merged start lag.
+    fn generator_status(&self, stats: &RequestStats) -> Generator {
+        let lag = stats.start_lag_percentile_ms(99.0);
+        let mut generator = self.generator.lock();
+        let cpu = generator.0;
+        let saturated = generator.1.judge(cpu, lag);
+        Generator {
+            cpu_percent: (cpu * 10.0).round() / 10.0,
+            start_lag_p99_ms: lag.unwrap_or(0.0),
+            saturated,
+        }
+    }
 }
 
 /// Drives the stages of a ramping closed model: at each stage start, the new target and

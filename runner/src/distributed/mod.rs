@@ -49,7 +49,7 @@ pub mod dispatch;
 pub mod locust_stats;
 mod master;
 mod plan;
-mod sysinfo;
+pub(crate) mod sysinfo;
 pub mod wire;
 mod worker;
 

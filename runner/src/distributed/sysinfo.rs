@@ -11,7 +11,8 @@ pub(crate) struct CpuMonitor {
     last: Option<(Instant, f64)>,
 }
 
-fn cpu_seconds() -> Option<f64> {
+/// CPU seconds this process has used (user + system).
+pub(crate) fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: skip past it.
     let rest = &stat[stat.rfind(')')? + 1..];

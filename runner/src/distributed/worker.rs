@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
 
-use super::locust_stats::{RecordShipping, ReportBuilder};
+use super::locust_stats::{RecordShipping, ReportBuilder, LD_CPU_KEY};
 use super::sysinfo::{rss_bytes, CpuMonitor};
 use super::wire::{self, Message};
 use super::{
@@ -23,6 +23,7 @@ use crate::config::{StartTest, Summary};
 use crate::env::{Environment, RunState};
 use crate::error::RunError;
 use crate::plan::{LoadModel, RunPlan};
+use crate::run::generator::GeneratorMonitor;
 use crate::run::Share;
 
 /// How long one connection attempt may take before it starts again (the crate's own default,
@@ -133,6 +134,7 @@ impl Worker {
             next_heartbeat: Instant::now(),
             next_report: Instant::now(),
             cpu: CpuMonitor::new(),
+            generator: GeneratorMonitor::new(),
         };
         let task = tokio::spawn(run.main(events, env_done));
         Ok(Self { shared, task })
@@ -337,6 +339,7 @@ struct Run {
     next_heartbeat: Instant,
     next_report: Instant,
     cpu: CpuMonitor,
+    generator: GeneratorMonitor,
 }
 
 /// What ends the main loop.
@@ -486,7 +489,15 @@ impl Run {
             // Delivers the events still buffered in the run's bus.
             drop(env.stats());
         }
-        let (data, _) = self.builder.take_report(&counts, true);
+        let (mut data, _) = self.builder.take_report(&counts, true);
+        // This worker's CPU use (percent of its CPUs) since the previous report, for the
+        // master's generator figures (a key Locust masters ignore).
+        let cpu = self.generator.sample_cpu();
+        let lag = self.shared.stats.with(|s| s.start_lag_percentile_ms(99.0));
+        self.generator.judge(cpu, lag);
+        if let Value::Map(entries) = &mut data {
+            entries.push((Value::from(LD_CPU_KEY), Value::from(cpu)));
+        }
         self.send("stats", data);
     }
 
@@ -774,5 +785,6 @@ impl Run {
             &stats,
             self.started.elapsed(),
         )
+        .with_generator(self.generator.status(stats.start_lag_percentile_ms(99.0)))
     }
 }

@@ -72,8 +72,16 @@ pub(crate) async fn drive(
     );
     'schedule: while let Some(due_secs) = schedule.next_due() {
         let due = origin + Duration::from_secs_f64(due_secs);
+        // A due time still ahead is the generator's own timer: how late it fires is its
+        // start lag (one behind already is late because users were busy, not the timer).
+        let timed = due > Instant::now();
         tokio::select! {
-            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = tokio::time::sleep_until(due.into()) => {
+                if timed {
+                    let lag = Instant::now().saturating_duration_since(due);
+                    shared.bus.record_start_lag(u64::try_from(lag.as_micros()).unwrap_or(u64::MAX));
+                }
+            }
             changed = share.changed() => {
                 if changed.is_ok() {
                     if let Some(mut next) = *share.borrow_and_update() {

@@ -4,12 +4,14 @@
 //!   heading for a user count at a spawn rate, stage by stage.
 //! - [`arrival`]: arrival-rate models: iterations due on a schedule, handed to free users.
 //! - [`iterations`]: a fixed number of iterations, per user or shared.
+//! - [`generator`]: whether the generator itself (its CPU, its timers) limits the run.
 //!
 //! [`RunShared`] is what they share: the groups' user factories and scenarios, the event bus,
 //! and the counters of users started and running.
 
 pub(crate) mod arrival;
 pub(crate) mod closed;
+pub(crate) mod generator;
 pub(crate) mod iterations;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -434,6 +434,7 @@ impl Live {
             "dropped_iterations": stats.dropped_iterations(),
             "iteration_rate": round2(iteration_rate),
             "target_rate": round2(target_rate),
+            "generator": self.control.generator(),
             "rows": rows,
             "more_rows": entries.len().saturating_sub(MAX_ROWS),
             "total": row(total, now),

@@ -34,6 +34,7 @@
     source: null,
     lastSpawnRate: 10,
     targetUsers: 0,
+    saturationShown: false,
   };
 
   const charts = {
@@ -225,6 +226,12 @@
       setText("dropped", String(update.dropped_iterations));
     }
     setText("fail-ratio", Math.round(update.fail_ratio * 1000) / 10 + "%");
+    if (update.generator && update.generator.saturated && !view.saturationShown) {
+      view.saturationShown = true;
+      showMessage("The load generator, not the target, may be limiting this run (CPU "
+        + Math.round(update.generator.cpu_percent) + "%, start lag p99 "
+        + update.generator.start_lag_p99_ms + " ms)", true);
+    }
     updateTable(update.rows, update.total, update.more_rows);
     updateFailures(update.errors);
     if (Array.isArray(update.workers)) updateWorkers(update.workers);
