@@ -228,12 +228,16 @@ pub async fn run_user(
             ctx.count_dropped(missed);
             ctx.set_start_delay(Some(delay));
         }
-        if scenario.run_iteration(user.as_mut(), &mut ctx).await == 0 {
+        let ran = scenario.run_iteration(user.as_mut(), &mut ctx).await;
+        if ran == 0 {
             idle += 1;
         } else {
             idle = 0;
         }
-        ctx.count_iteration();
+        // An iteration cut off by the stop before its first task did not happen.
+        if ran > 0 || !ctx.is_stopping() {
+            ctx.count_iteration();
+        }
         let mut wait = match &schedule {
             Some(schedule) => schedule.wait(Instant::now()),
             None => pacing.wait_after(started),

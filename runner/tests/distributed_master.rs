@@ -530,3 +530,48 @@ async fn two_workers_split_an_odd_arrival_rate_exactly() {
     // The master's record store has the iterations too (LD_generate_summary_report).
     assert_eq!(test_record_instance().stats().iterations(), 21);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_master_drives_ramping_stages_on_every_worker() {
+    let _serial = SERIAL.lock().await;
+    let target = HttpTarget::start().await.expect("start the HTTP target");
+    // Locust's stage shape: 2 users until 2 s, then 6 until 4 s (then the model ends).
+    let master = Master::start(config(json!({
+        "runner_mode": "master",
+        "master_bind_host": "127.0.0.1",
+        "master_bind_port": 0,
+        "expected_workers": 2,
+        "expected_workers_timeout": 20,
+        "test_time": 30,
+        "host": target.base_url(),
+        "print_stats": false,
+        "wait_time": {"constant": 0.05},
+        "load_model": {"type": "ramping_users", "stages": [
+            {"duration": 2, "users": 2, "spawn_rate": 100},
+            {"duration": 4, "users": 6, "spawn_rate": 100}
+        ]},
+        "tasks": [{"method": "get", "request_url": "/get"}]
+    })))
+    .await
+    .expect("start the master");
+    let port = master.local_addr().port();
+    let first = Worker::start(worker_config(port)).await.expect("worker");
+    let second = Worker::start(worker_config(port)).await.expect("worker");
+    eventually("the first stage", Duration::from_secs(10), || {
+        first.user_count() + second.user_count() == 2
+    })
+    .await;
+    eventually("the second stage", Duration::from_secs(10), || {
+        first.user_count() == 3 && second.user_count() == 3
+    })
+    .await;
+    let summary = master_ends(&master, Duration::from_secs(20)).await;
+    worker_ends(first).await;
+    worker_ends(second).await;
+    assert!(
+        summary.duration_s < 10.0,
+        "the last stage ended the run: {}",
+        summary.duration_s
+    );
+    assert!(summary.totals.iterations > 0 && summary.totals.requests == summary.totals.iterations);
+}

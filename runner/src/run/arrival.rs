@@ -168,8 +168,14 @@ async fn user_loop(new: NewUser, orders: Orders, free: Arc<Semaphore>, preassign
         };
         let Some(due) = due else { break };
         ctx.set_start_delay(Some(Instant::now().saturating_duration_since(due)));
-        scenario.run_iteration(user.as_mut(), &mut ctx).await;
-        ctx.count_iteration();
+        let ran = scenario.run_iteration(user.as_mut(), &mut ctx).await;
+        // An iteration cut off by the stop before its first task never started: it was due,
+        // so it counts as dropped rather than vanishing.
+        if ran > 0 || !ctx.is_stopping() {
+            ctx.count_iteration();
+        } else {
+            ctx.count_dropped(1);
+        }
     }
     user.on_stop(&mut ctx).await;
 }

@@ -69,8 +69,11 @@ async fn user_loop(new: NewUser, model: IterationModel, claimed: Arc<AtomicU64>)
             break;
         }
         let started = Instant::now();
-        scenario.run_iteration(user.as_mut(), &mut ctx).await;
-        ctx.count_iteration();
+        let ran = scenario.run_iteration(user.as_mut(), &mut ctx).await;
+        // An iteration cut off by the stop before its first task did not happen.
+        if ran > 0 || !ctx.is_stopping() {
+            ctx.count_iteration();
+        }
         done += 1;
         let wait = pacing.wait_after(started);
         if wait.is_zero() {
