@@ -185,6 +185,10 @@ pub struct Generator {
     /// Mean CPU use of the generating process over the run, in percent of the CPUs it may use
     /// (a master: the busiest worker's busiest report interval).
     pub cpu_percent: f64,
+    /// How late schedules' timers fired against the iterations' due times, median (ms); 0
+    /// when nothing ran on a schedule.
+    #[serde(default)]
+    pub start_lag_p50_ms: f64,
     /// How late schedules' timers fired against the iterations' due times, p99 (ms); 0 when
     /// nothing ran on a schedule.
     pub start_lag_p99_ms: f64,

@@ -348,7 +348,12 @@ impl Environment {
     /// The generator's CPU use and start lag so far, and whether it limits the run (`None`
     /// before the start).
     pub fn generator(&self) -> Option<Generator> {
-        let lag = self.inner.stats.with(|s| s.start_lag_percentile_ms(99.0));
+        let lag = self.inner.stats.with(|s| {
+            (
+                s.start_lag_percentile_ms(50.0),
+                s.start_lag_percentile_ms(99.0),
+            )
+        });
         self.inner.generator.lock().as_ref().map(|g| g.status(lag))
     }
 
@@ -455,9 +460,10 @@ fn summarize(inner: &Inner, duration: Duration) -> Summary {
         duration,
     );
     match inner.generator.lock().as_ref() {
-        Some(generator) => {
-            summary.with_generator(generator.status(stats.start_lag_percentile_ms(99.0)))
-        }
+        Some(generator) => summary.with_generator(generator.status((
+            stats.start_lag_percentile_ms(50.0),
+            stats.start_lag_percentile_ms(99.0),
+        ))),
         None => summary,
     }
 }

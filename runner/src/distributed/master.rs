@@ -1143,6 +1143,7 @@ impl Inner {
         let saturated = generator.1.judge(cpu, lag);
         Generator {
             cpu_percent: (cpu * 10.0).round() / 10.0,
+            start_lag_p50_ms: stats.start_lag_percentile_ms(50.0).unwrap_or(0.0),
             start_lag_p99_ms: lag.unwrap_or(0.0),
             saturated,
         }

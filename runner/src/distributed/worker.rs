@@ -785,6 +785,9 @@ impl Run {
             &stats,
             self.started.elapsed(),
         )
-        .with_generator(self.generator.status(stats.start_lag_percentile_ms(99.0)))
+        .with_generator(self.generator.status((
+            stats.start_lag_percentile_ms(50.0),
+            stats.start_lag_percentile_ms(99.0),
+        )))
     }
 }

@@ -74,11 +74,12 @@ impl GeneratorMonitor {
         }
     }
 
-    /// The figures the summary reports.
-    pub(crate) fn status(&self, start_lag_p99_ms: Option<f64>) -> Generator {
+    /// The figures the summary reports, with the start lag (median, p99) so far.
+    pub(crate) fn status(&self, start_lag_ms: (Option<f64>, Option<f64>)) -> Generator {
         Generator {
             cpu_percent: round1(self.mean_cpu()),
-            start_lag_p99_ms: start_lag_p99_ms.unwrap_or(0.0),
+            start_lag_p50_ms: start_lag_ms.0.unwrap_or(0.0),
+            start_lag_p99_ms: start_lag_ms.1.unwrap_or(0.0),
             saturated: self.saturated,
         }
     }
@@ -102,7 +103,7 @@ mod tests {
         assert!(monitor.judge(10.0, Some(0.1)));
         let mut lagging = GeneratorMonitor::new();
         assert!(lagging.judge(10.0, Some(12.0)));
-        let status = lagging.status(Some(12.0));
+        let status = lagging.status((Some(2.0), Some(12.0)));
         assert!(status.saturated);
         assert_eq!(status.start_lag_p99_ms, 12.0);
     }
