@@ -72,27 +72,38 @@ pub(crate) async fn drive(
     );
     'schedule: while let Some(due_secs) = schedule.next_due() {
         let due = origin + Duration::from_secs_f64(due_secs);
-        // A due time still ahead is the generator's own timer: how late it fires is its
-        // start lag (one behind already is late because users were busy, not the timer).
-        let timed = due > Instant::now();
-        tokio::select! {
-            _ = tokio::time::sleep_until(due.into()) => {
-                if timed {
+        if due > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => {
+                    // The generator's own timer: how late it fired is its start lag (an
+                    // iteration already due when reached is late because users were busy).
                     let lag = Instant::now().saturating_duration_since(due);
                     shared.bus.record_start_lag(u64::try_from(lag.as_micros()).unwrap_or(u64::MAX));
                 }
-            }
-            changed = share.changed() => {
-                if changed.is_ok() {
-                    if let Some(mut next) = *share.borrow_and_update() {
-                        next.from = origin.elapsed();
-                        tracing::info!(share = next.index, of = next.count, "arrival share changed");
-                        schedule = cursor(next);
+                changed = share.changed() => {
+                    if changed.is_ok() {
+                        if let Some(mut next) = *share.borrow_and_update() {
+                            next.from = origin.elapsed();
+                            tracing::info!(share = next.index, of = next.count, "arrival share changed");
+                            schedule = cursor(next);
+                        }
                     }
+                    continue;
                 }
-                continue;
+                _ = stop.stopped() => break,
             }
-            _ = stop.stopped() => break,
+        } else {
+            // Already due (the driver is behind): no timer to wait for.
+            if shared.stop.is_stopped() {
+                break;
+            }
+            if share.has_changed().unwrap_or(false) {
+                if let Some(mut next) = *share.borrow_and_update() {
+                    next.from = origin.elapsed();
+                    schedule = cursor(next);
+                    continue;
+                }
+            }
         }
         if let Ok(permit) = free.try_acquire() {
             permit.forget();
