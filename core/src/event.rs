@@ -72,7 +72,7 @@ pub trait RequestListener: Send + Sync + 'static {
 
     /// Called on each flush that counted iterations: `completed` passes over a group's
     /// scenario that ran, and `dropped` iterations a schedule wanted but that never started
-    /// (see [`EventBus::count_iteration`]). The default ignores them.
+    /// (see [`EventBus::count_iterations`]). The default ignores them.
     fn on_iterations(&self, _completed: u64, _dropped: u64) {}
 
     /// Called on each flush with the start lags measured since the previous one: how late
