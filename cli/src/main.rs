@@ -9,6 +9,7 @@
 //!                                 run PLAN over workers (LD_start_test, runner_mode "master")
 //! load-density worker --master-host H [--master-port P] [PLAN]
 //!                                 join a LoadDensity or Locust master (runner_mode "worker")
+//! load-density commands [--json]  list every action command with its parameters
 //! ```
 //!
 //! Each action's result is printed to stdout as one line of JSON,
@@ -19,6 +20,7 @@
 
 mod demo;
 mod distributed;
+mod listing;
 mod output;
 
 use std::path::PathBuf;
@@ -64,6 +66,8 @@ enum Command {
     Master(distributed::MasterArgs),
     /// Join a master (LoadDensity or Locust) and run the users it gives this process.
     Worker(distributed::WorkerArgs),
+    /// List every action command (built in, and added by linked crates) with its parameters.
+    Commands(listing::CommandsArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Demo(args) => demo::run(&args),
         Command::Master(args) => distributed::master(&args),
         Command::Worker(args) => distributed::worker(&args),
+        Command::Commands(args) => listing::run(&args),
     }
 }
 

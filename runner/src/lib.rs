@@ -67,6 +67,12 @@ pub use globals::{
 };
 pub use load_density_core as core;
 
+/// What [`register_command!`] expands to needs; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+}
+
 // Name the protocol crates so the linker keeps their registrations.
 #[cfg(feature = "fast-http")]
 pub use load_density_fast_http as fast_http;
