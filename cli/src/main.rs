@@ -10,6 +10,8 @@
 //! load-density worker --master-host H [--master-port P] [PLAN]
 //!                                 join a LoadDensity or Locust master (runner_mode "worker")
 //! load-density commands [--json]  list every action command with its parameters
+//! load-density serve [--host H] [--port P] [--framed] [--token T] [--tls-cert F --tls-key F]
+//!                                 serve the control socket (action documents over TCP/TLS)
 //! ```
 //!
 //! Each action's result is printed to stdout as one line of JSON,
@@ -22,6 +24,7 @@ mod demo;
 mod distributed;
 mod listing;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +71,8 @@ enum Command {
     Worker(distributed::WorkerArgs),
     /// List every action command (built in, and added by linked crates) with its parameters.
     Commands(listing::CommandsArgs),
+    /// Serve the control socket: clients send action documents over TCP (or TLS).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Master(args) => distributed::master(&args),
         Command::Worker(args) => distributed::worker(&args),
         Command::Commands(args) => listing::run(&args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

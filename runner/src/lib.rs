@@ -54,6 +54,8 @@ pub mod executor;
 pub mod globals;
 pub mod groups;
 pub mod report;
+pub mod run_slot;
+pub mod socket_server;
 #[cfg(feature = "web-ui")]
 pub mod web;
 

@@ -55,6 +55,7 @@ const COMMANDS: &[Command] = &[
     command("LD_execute_action", &["action_list"], execute_action),
     command("LD_execute_files", &["execute_files_list"], execute_files),
     command("LD_add_package_to_executor", &["package"], add_package_to_executor),
+    command("LD_start_socket_server", crate::socket_server::PARAMS, start_socket_server),
 ];
 
 type Run = fn(Args) -> Result<Value, ExecutorError>;
@@ -344,4 +345,20 @@ fn add_package_to_executor(mut args: Args) -> Result<Value, ExecutorError> {
              `load-density commands` lists the commands this binary has"
         ),
     })
+}
+
+fn start_socket_server(args: Args) -> Result<Value, ExecutorError> {
+    let command = args.command;
+    let options: crate::socket_server::SocketServerOptions =
+        serde_json::from_value(Value::Object(args.into_map())).map_err(|e| {
+            ExecutorError::Arguments {
+                command,
+                message: format!(
+                    "{e} (accepted: {})",
+                    crate::socket_server::PARAMS.join(", ")
+                ),
+            }
+        })?;
+    let address = crate::socket_server::run_blocking(options)?;
+    Ok(json!({"address": address.to_string(), "status": "stopped"}))
 }

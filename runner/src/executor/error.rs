@@ -130,6 +130,9 @@ pub enum ExecutorError {
         /// The limit.
         max: usize,
     },
+    /// The control socket could not start.
+    #[error(transparent)]
+    SocketServer(#[from] crate::socket_server::SocketServerError),
     /// A command's return value could not be turned into JSON.
     #[error("{command}: cannot convert the result to JSON")]
     Output {
