@@ -12,6 +12,8 @@
 //! load-density commands [--json]  list every action command with its parameters
 //! load-density serve [--host H] [--port P] [--framed] [--token T] [--tls-cert F --tls-key F]
 //!                                 serve the control socket (action documents over TCP/TLS)
+//! load-density init [--force] PATH
+//!                                 write a project template under PATH/LoadDensity
 //! ```
 //!
 //! Each action's result is printed to stdout as one line of JSON,
@@ -21,6 +23,7 @@
 //! `RUST_LOG` sets their filter (default `info`).
 
 mod demo;
+mod demo_target;
 mod distributed;
 mod listing;
 mod output;
@@ -73,6 +76,14 @@ enum Command {
     Commands(listing::CommandsArgs),
     /// Serve the control socket: clients send action documents over TCP (or TLS).
     Serve(serve::ServeArgs),
+    /// Write a project template: PATH/LoadDensity/keyword/keyword{1,2}.json, README.md, run.sh.
+    Init {
+        /// Where to create the LoadDensity folder.
+        path: PathBuf,
+        /// Overwrite files that exist already.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +110,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Worker(args) => distributed::worker(&args),
         Command::Commands(args) => listing::run(&args),
         Command::Serve(args) => serve::run(args),
+        Command::Init { path, force } => {
+            for file in load_density::project::create_project(&path, force)? {
+                println!("{}", file.display());
+            }
+            Ok(true)
+        }
     }
 }
 

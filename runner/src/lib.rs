@@ -53,6 +53,7 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+pub mod project;
 pub mod report;
 pub mod run_slot;
 pub mod socket_server;
