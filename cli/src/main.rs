@@ -12,6 +12,7 @@
 //! load-density commands [--json]  list every action command with its parameters
 //! load-density serve [--host H] [--port P] [--framed] [--token T] [--tls-cert F --tls-key F]
 //!                                 serve the control socket (action documents over TCP/TLS)
+//! load-density mcp                MCP server on stdio (for AI assistants)
 //! load-density init [--force] PATH
 //!                                 write a project template under PATH/LoadDensity
 //! ```
@@ -76,6 +77,9 @@ enum Command {
     Commands(listing::CommandsArgs),
     /// Serve the control socket: clients send action documents over TCP (or TLS).
     Serve(serve::ServeArgs),
+    /// Serve MCP on stdin/stdout (server "loaddensity"): tools to run tests, run action
+    /// documents, read summaries and write reports, for an AI assistant.
+    Mcp,
     /// Write a project template: PATH/LoadDensity/keyword/keyword{1,2}.json, README.md, run.sh.
     Init {
         /// Where to create the LoadDensity folder.
@@ -110,6 +114,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Worker(args) => distributed::worker(&args),
         Command::Commands(args) => listing::run(&args),
         Command::Serve(args) => serve::run(args),
+        Command::Mcp => {
+            load_density::mcp::serve_stdio()?;
+            Ok(true)
+        }
         Command::Init { path, force } => {
             for file in load_density::project::create_project(&path, force)? {
                 println!("{}", file.display());

@@ -34,6 +34,7 @@
 //! | `mqtt` | yes | `mqtt_user`: publish, subscribe, receive; end-to-end latency of stamped messages |
 //! | `grpc` | yes | `grpc_user`: any gRPC service from .proto files, a descriptor set or server reflection |
 //! | `web-ui` | yes | the web UI and Locust's HTTP API of a run given `web_ui_dict` ([`web`]) |
+//! | `mcp` | yes | the MCP server on stdio ([`mcp`], `load-density mcp`) |
 //!
 //! Protocol crates outside this list register themselves with
 //! [`load_density_core::register_user!`]; linking the crate is enough to make its user type
@@ -53,6 +54,8 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod project;
 pub mod report;
 pub mod run_slot;
