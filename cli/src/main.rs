@@ -20,12 +20,16 @@
 //! Each action's result is printed to stdout as one line of JSON,
 //! `{"index": 0, "command": "LD_summary", "ok": ...}` or `{..., "error": "..."}` (with a
 //! `"file"` key for `run` and `run-dir`); errors are also printed to stderr. The exit status is
-//! 0 when every action succeeded, 1 otherwise, and 2 for a usage error. Logs go to stderr;
+//! 0 when every action succeeded, 1 otherwise, and 2 for a usage error (no subcommand included).
+//!
+//! The Python CLI's hidden flags still work without a subcommand: `-e FILE`, `-d DIR`,
+//! `--execute_str JSON` and `-c PATH` each run, in that order, when given. Logs go to stderr;
 //! `RUST_LOG` sets their filter (default `info`).
 
 mod demo;
 mod demo_target;
 mod distributed;
+mod legacy;
 mod listing;
 mod output;
 mod serve;
@@ -45,7 +49,11 @@ use load_density::executor;
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// The Python CLI's hidden flags (`-e`, `-d`, `--execute_str`, `-c`), used without a
+    /// subcommand.
+    #[command(flatten)]
+    legacy: legacy::LegacyFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +100,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.is_none() && cli.legacy.is_empty() {
+        // What the Python CLI prints, and its status.
+        eprintln!("argparse received invalid data (try --help)");
+        return ExitCode::from(2);
+    }
     init_tracing();
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
@@ -105,7 +118,10 @@ fn main() -> ExitCode {
 
 /// Runs the command; `Ok(false)` when something it ran failed (already reported).
 fn run(cli: Cli) -> anyhow::Result<bool> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return cli.legacy.run();
+    };
+    match command {
         Command::Run { files } => output::print_files(&executor::execute_files(&files)),
         Command::RunDir { dir } => output::print_files(&executor::execute_dir(&dir)?),
         Command::RunStr { json } => output::print_results(None, &executor::execute_str(&json)?),

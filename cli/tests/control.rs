@@ -190,3 +190,45 @@ fn serve_takes_the_token_from_the_environment_and_quits_at_once() {
     stdout.read_to_string(&mut rest).expect("read");
     assert!(rest.contains("Server shutdown complete"), "{rest}");
 }
+
+#[test]
+fn legacy_flags_run_in_the_python_order_and_exit_codes_match() {
+    let none = load_density(&[]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("argparse received invalid data"));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let docs = dir.path().join("docs");
+    std::fs::create_dir(&docs).expect("mkdir");
+    std::fs::write(docs.join("d.json"), r#"[["LD_clear_resolver"]]"#).expect("write");
+    let file = dir.path().join("f.json");
+    std::fs::write(&file, r#"[["LD_clear_records"]]"#).expect("write");
+    let project = dir.path().join("p");
+    // Written in the opposite order; run as file, dir, string, project.
+    let output = load_density(&[
+        "-c",
+        project.to_str().expect("utf-8"),
+        "--execute_str",
+        r#"[["LD_summary"]]"#,
+        "-d",
+        docs.to_str().expect("utf-8"),
+        "-e",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{stdout}");
+    assert!(lines[0].contains("LD_clear_records"), "{stdout}");
+    assert!(lines[1].contains("LD_clear_resolver"), "{stdout}");
+    assert!(lines[2].contains("LD_summary"), "{stdout}");
+    assert!(lines[3].ends_with("keyword1.json"), "{stdout}");
+    assert!(project.join("LoadDensity/run.sh").is_file());
+
+    let missing = load_density(&["-e", dir.path().join("nope.json").to_str().expect("utf-8")]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read action file"));
+    // Hidden from the help.
+    let help = load_density(&["--help"]);
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("execute_file"));
+}
