@@ -309,6 +309,13 @@ fn wrap(key: &str, value: Value) -> Value {
 
 /// Runs an action document on a thread of its own (`LD_start_test` builds its own runtime).
 async fn execute(document: Value) -> Result<Vec<Value>, String> {
+    if names(&document, "LD_start_socket_server") {
+        return Err(
+            "LD_start_socket_server cannot run under MCP: it blocks until the socket \
+                    stops and announces itself on stdout, which carries the MCP messages"
+                .to_owned(),
+        );
+    }
     let (done, result) = tokio::sync::oneshot::channel();
     let guard = if run_slot::may_start_a_test(&document) {
         Some(
@@ -339,6 +346,16 @@ async fn execute(document: Value) -> Result<Vec<Value>, String> {
     result
         .await
         .unwrap_or_else(|_| Err("the document's thread ended without a result".to_owned()))
+}
+
+/// Whether `document` holds the string `name` anywhere.
+fn names(document: &Value, name: &str) -> bool {
+    match document {
+        Value::String(text) => text == name,
+        Value::Array(items) => items.iter().any(|item| names(item, name)),
+        Value::Object(map) => map.values().any(|value| names(value, name)),
+        _ => false,
+    }
 }
 
 /// Runs one executor command; its failure is the tool's error.
