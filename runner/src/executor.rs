@@ -37,6 +37,7 @@
 //!   quietly running nothing.
 
 mod commands;
+mod descriptions;
 mod error;
 mod nested;
 pub mod plugin;
@@ -126,7 +127,7 @@ pub struct CommandInfo {
     pub params: Vec<&'static str>,
     /// Whether further keyword arguments are accepted (`LD_start_test`'s options).
     pub more_keywords: bool,
-    /// A one-line description (empty for the built-in commands).
+    /// A one-line description (may be empty).
     pub description: &'static str,
     /// Who provides it: `load-density (built in)`, or a crate and module.
     pub provider: String,

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use std::sync::OnceLock;
 
-use super::{kind, nested, plugin, CommandInfo, ExecutorError};
+use super::{descriptions, kind, nested, plugin, CommandInfo, ExecutorError};
 use crate::config::StartTest;
 use crate::report;
 
@@ -107,7 +107,7 @@ pub(super) fn command_infos() -> Vec<CommandInfo> {
             name: c.name,
             params: c.params.to_vec(),
             more_keywords: c.open,
-            description: "",
+            description: descriptions::builtin(c.name),
             provider: plugin::BUILT_IN.to_owned(),
         })
         .collect();
