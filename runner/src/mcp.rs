@@ -146,10 +146,22 @@ impl ServerHandler for LoadDensityMcp {
         let peer = context.peer.clone();
         let tool = name.clone();
         // A panic in a tool ends its task, not the server.
+        let mut task =
+            tokio::spawn(async move { this.call(&tool, arguments, progress, peer).await });
+        let joined = tokio::select! {
+            joined = &mut task => joined,
+            () = context.ct.cancelled() => {
+                // The client cancelled the call: a test it started stops (and is recorded).
+                if name == tools::RUN_TEST {
+                    if let Some(env) = self.running.lock().as_ref() {
+                        env.stop();
+                    }
+                }
+                task.await
+            }
+        };
         let outcome =
-            tokio::spawn(async move { this.call(&tool, arguments, progress, peer).await })
-                .await
-                .unwrap_or_else(|error| Err(format!("{name} failed unexpectedly: {error}")));
+            joined.unwrap_or_else(|error| Err(format!("{name} failed unexpectedly: {error}")));
         let result = match outcome {
             Ok(Value::String(text)) => CallToolResult::success(vec![ContentBlock::text(text)]),
             Ok(value) => CallToolResult::success(vec![ContentBlock::text(value.to_string())]),

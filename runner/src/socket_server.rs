@@ -256,6 +256,8 @@ pub fn announce(addr: SocketAddr) {
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let max = shared.options.max_connections;
     let permits = Arc::new(Semaphore::new(max));
+    // Refusals are bounded too: past this, a connection over the limit is closed unanswered.
+    let refusals = Arc::new(Semaphore::new(max.min(64)));
     let mut quit = shared.quit.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -273,7 +275,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max, "control socket: too many connections; refusing one");
-            tokio::spawn(refuse(stream, shared.clone(), max));
+            if let Ok(refusal) = refusals.clone().try_acquire_owned() {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    refuse(stream, shared, max).await;
+                    drop(refusal);
+                });
+            }
             continue;
         };
         let shared = shared.clone();
