@@ -44,6 +44,17 @@
 //!
 //! [`create_env`] validates a configuration and returns an [`Environment`] without starting
 //! it; [`prepare_env`] also starts it. An environment can be stopped, and read while it runs.
+//!
+//! ## Control surfaces
+//!
+//! - [`executor`]: action documents (`[["LD_start_test", {...}], ...]`), with nested documents
+//!   (`LD_execute_action`, `LD_execute_files`) and commands that other crates add with
+//!   [`register_command!`] ([`executor::plugin`]);
+//! - [`socket_server`]: the control socket (`LD_start_socket_server`), the Python version's
+//!   protocol over TCP or TLS;
+//! - `mcp` (feature `mcp`): the MCP server on stdio, for AI assistants;
+//! - [`project`]: the project template of `load-density init`;
+//! - [`run_slot`]: one test at a time for the socket and MCP.
 
 pub mod config;
 pub mod console;
