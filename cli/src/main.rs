@@ -9,17 +9,30 @@
 //!                                 run PLAN over workers (LD_start_test, runner_mode "master")
 //! load-density worker --master-host H [--master-port P] [PLAN]
 //!                                 join a LoadDensity or Locust master (runner_mode "worker")
+//! load-density commands [--json]  list every action command with its parameters
+//! load-density serve [--host H] [--port P] [--framed] [--token T] [--tls-cert F --tls-key F]
+//!                                 serve the control socket (action documents over TCP/TLS)
+//! load-density mcp                MCP server on stdio (for AI assistants)
+//! load-density init [--force] PATH
+//!                                 write a project template under PATH/LoadDensity
 //! ```
 //!
 //! Each action's result is printed to stdout as one line of JSON,
 //! `{"index": 0, "command": "LD_summary", "ok": ...}` or `{..., "error": "..."}` (with a
 //! `"file"` key for `run` and `run-dir`); errors are also printed to stderr. The exit status is
-//! 0 when every action succeeded, 1 otherwise, and 2 for a usage error. Logs go to stderr;
+//! 0 when every action succeeded, 1 otherwise, and 2 for a usage error (no subcommand included).
+//!
+//! The Python CLI's hidden flags still work without a subcommand: `-e FILE`, `-d DIR`,
+//! `--execute_str JSON` and `-c PATH` each run, in that order, when given. Logs go to stderr;
 //! `RUST_LOG` sets their filter (default `info`).
 
 mod demo;
+mod demo_target;
 mod distributed;
+mod legacy;
+mod listing;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +49,11 @@ use load_density::executor;
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// The Python CLI's hidden flags (`-e`, `-d`, `--execute_str`, `-c`), used without a
+    /// subcommand.
+    #[command(flatten)]
+    legacy: legacy::LegacyFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,10 +81,30 @@ enum Command {
     Master(distributed::MasterArgs),
     /// Join a master (LoadDensity or Locust) and run the users it gives this process.
     Worker(distributed::WorkerArgs),
+    /// List every action command (built in, and added by linked crates) with its parameters.
+    Commands(listing::CommandsArgs),
+    /// Serve the control socket: clients send action documents over TCP (or TLS).
+    Serve(serve::ServeArgs),
+    /// Serve MCP on stdin/stdout (server "loaddensity"): tools to run tests, run action
+    /// documents, read summaries and write reports, for an AI assistant.
+    Mcp,
+    /// Write a project template: PATH/LoadDensity/keyword/keyword{1,2}.json, README.md, run.sh.
+    Init {
+        /// Where to create the LoadDensity folder.
+        path: PathBuf,
+        /// Overwrite files that exist already.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.is_none() && cli.legacy.is_empty() {
+        // What the Python CLI prints, and its status.
+        eprintln!("argparse received invalid data (try --help)");
+        return ExitCode::from(2);
+    }
     init_tracing();
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
@@ -81,13 +118,28 @@ fn main() -> ExitCode {
 
 /// Runs the command; `Ok(false)` when something it ran failed (already reported).
 fn run(cli: Cli) -> anyhow::Result<bool> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return cli.legacy.run();
+    };
+    match command {
         Command::Run { files } => output::print_files(&executor::execute_files(&files)),
         Command::RunDir { dir } => output::print_files(&executor::execute_dir(&dir)?),
         Command::RunStr { json } => output::print_results(None, &executor::execute_str(&json)?),
         Command::Demo(args) => demo::run(&args),
         Command::Master(args) => distributed::master(&args),
         Command::Worker(args) => distributed::worker(&args),
+        Command::Commands(args) => listing::run(&args),
+        Command::Serve(args) => serve::run(args),
+        Command::Mcp => {
+            load_density::mcp::serve_stdio()?;
+            Ok(true)
+        }
+        Command::Init { path, force } => {
+            for file in load_density::project::create_project(&path, force)? {
+                println!("{}", file.display());
+            }
+            Ok(true)
+        }
     }
 }
 

@@ -28,13 +28,19 @@
 //! - arguments must be an object or a list; a string is an error, not spread into characters;
 //! - an unknown or mistyped argument is an error naming the command and the argument;
 //! - only the commands of [`known_commands`] exist: no Python builtins, no package loading;
+//!   crates add commands at build time instead ([`plugin`], [`register_command!`](crate::register_command));
+//! - `LD_execute_action` and `LD_execute_files` return their nested results as ordered lists,
+//!   and fail when a nested action failed (the nested results are kept in the `"results"` key);
 //! - `LD_register_csv_sources` rejects an item without a name or a file path instead of
 //!   skipping it;
 //! - [`execute_dir`] fails on a missing directory or one without action files instead of
 //!   quietly running nothing.
 
 mod commands;
+mod descriptions;
 mod error;
+mod nested;
+pub mod plugin;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,6 +50,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 pub use error::{error_chain, ExecutorError};
+pub use nested::MAX_DEPTH;
 
 /// The key of an object document that holds the action list.
 pub const DOCUMENT_KEY: &str = "load_density";
@@ -75,7 +82,13 @@ impl Serialize for ActionResult {
         map.serialize_entry("command", &self.command)?;
         match &self.outcome {
             Ok(value) => map.serialize_entry("ok", value)?,
-            Err(error) => map.serialize_entry("error", &error_chain(error))?,
+            Err(error) => {
+                map.serialize_entry("error", &error_chain(error))?;
+                // A nested document's results are kept beside the error.
+                if let ExecutorError::Nested { results, .. } = error {
+                    map.serialize_entry("results", results)?;
+                }
+            }
         }
         map.end()
     }
@@ -99,9 +112,36 @@ impl FileResults {
     }
 }
 
-/// The names of every command, sorted.
+/// The names of every command, sorted: the built-in ones and those that linked crates
+/// registered with [`register_command!`](crate::register_command).
 pub fn known_commands() -> Vec<&'static str> {
     commands::known_commands()
+}
+
+/// One command as `load-density commands` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandInfo {
+    /// `LD_...`.
+    pub name: &'static str,
+    /// Keyword arguments, in positional order.
+    pub params: Vec<&'static str>,
+    /// Whether further keyword arguments are accepted (`LD_start_test`'s options).
+    pub more_keywords: bool,
+    /// A one-line description (may be empty).
+    pub description: &'static str,
+    /// Who provides it: `load-density (built in)`, or a crate and module.
+    pub provider: String,
+}
+
+/// Every command with its parameters, sorted by name.
+pub fn commands() -> Vec<CommandInfo> {
+    commands::command_infos()
+}
+
+/// Fails when two crates (or a crate and the built-in table) registered the same command name;
+/// every action fails with this error until the duplicate is removed.
+pub fn check_commands() -> Result<(), ExecutorError> {
+    commands::check_plugins()
 }
 
 /// Runs an action document that is already parsed.

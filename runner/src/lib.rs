@@ -34,6 +34,7 @@
 //! | `mqtt` | yes | `mqtt_user`: publish, subscribe, receive; end-to-end latency of stamped messages |
 //! | `grpc` | yes | `grpc_user`: any gRPC service from .proto files, a descriptor set or server reflection |
 //! | `web-ui` | yes | the web UI and Locust's HTTP API of a run given `web_ui_dict` ([`web`]) |
+//! | `mcp` | yes | the MCP server on stdio ([`mcp`], `load-density mcp`) |
 //!
 //! Protocol crates outside this list register themselves with
 //! [`load_density_core::register_user!`]; linking the crate is enough to make its user type
@@ -73,6 +74,17 @@
 //!
 //! [`create_env`] validates a configuration and returns an [`Environment`] without starting
 //! it; [`prepare_env`] also starts it. An environment can be stopped, and read while it runs.
+//!
+//! ## Control surfaces
+//!
+//! - [`executor`]: action documents (`[["LD_start_test", {...}], ...]`), with nested documents
+//!   (`LD_execute_action`, `LD_execute_files`) and commands that other crates add with
+//!   [`register_command!`] ([`executor::plugin`]);
+//! - [`socket_server`]: the control socket (`LD_start_socket_server`), the Python version's
+//!   protocol over TCP or TLS;
+//! - `mcp` (feature `mcp`): the MCP server on stdio, for AI assistants;
+//! - [`project`]: the project template of `load-density init`;
+//! - [`run_slot`]: one test at a time for the socket and MCP.
 
 pub mod config;
 pub mod console;
@@ -83,9 +95,14 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod plan;
+pub mod project;
 pub mod report;
 mod run;
+pub mod run_slot;
+pub mod socket_server;
 #[cfg(feature = "web-ui")]
 pub mod web;
 
@@ -100,6 +117,12 @@ pub use globals::{
 pub use load_density_core as core;
 pub use plan::RunPlan;
 pub use run::Share;
+
+/// What [`register_command!`] expands to needs; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+}
 
 // Name the protocol crates so the linker keeps their registrations.
 #[cfg(feature = "fast-http")]

@@ -5,7 +5,9 @@
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
-use super::{kind, ExecutorError};
+use std::sync::OnceLock;
+
+use super::{descriptions, kind, nested, plugin, CommandInfo, ExecutorError};
 use crate::config::StartTest;
 use crate::report;
 
@@ -50,6 +52,10 @@ const COMMANDS: &[Command] = &[
     command("LD_clear_records", &[], clear_records),
     command("LD_summary", &[], summary),
     command("LD_generate_summary_report", &["report_name"], generate_summary_report),
+    command("LD_execute_action", &["action_list"], execute_action),
+    command("LD_execute_files", &["execute_files_list"], execute_files),
+    command("LD_add_package_to_executor", &["package"], add_package_to_executor),
+    command("LD_start_socket_server", crate::socket_server::PARAMS, start_socket_server),
 ];
 
 type Run = fn(Args) -> Result<Value, ExecutorError>;
@@ -72,16 +78,57 @@ const fn open_command(name: &'static str, params: &'static [&'static str], run: 
     }
 }
 
-/// Every command name, sorted.
+/// Every command name, sorted: the built-in ones and those registered by linked crates.
 pub(super) fn known_commands() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = COMMANDS.iter().map(|c| c.name).collect();
+    names.extend(plugins().all().map(|r| r.name()));
     names.sort_unstable();
+    names.dedup();
     names
+}
+
+/// The index of commands registered by crates (checked against the built-in names).
+fn plugins() -> &'static plugin::Index {
+    static BUILTIN: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let builtin = BUILTIN.get_or_init(|| COMMANDS.iter().map(|c| c.name).collect());
+    plugin::index(builtin)
+}
+
+/// The duplicate-name error, if any.
+pub(super) fn check_plugins() -> Result<(), ExecutorError> {
+    plugins().check()
+}
+
+/// Every command with its parameters, sorted by name.
+pub(super) fn command_infos() -> Vec<CommandInfo> {
+    let mut infos: Vec<CommandInfo> = COMMANDS
+        .iter()
+        .map(|c| CommandInfo {
+            name: c.name,
+            params: c.params.to_vec(),
+            more_keywords: c.open,
+            description: descriptions::builtin(c.name),
+            provider: plugin::BUILT_IN.to_owned(),
+        })
+        .collect();
+    infos.extend(plugins().all().map(|r| CommandInfo {
+        name: r.name(),
+        params: r.params().to_vec(),
+        more_keywords: false,
+        description: r.description(),
+        provider: r.provider(),
+    }));
+    infos.sort_by_key(|info| info.name);
+    infos
 }
 
 /// Runs command `name` with the action's second element, if any.
 pub(super) fn dispatch(name: &str, arguments: Option<&Value>) -> Result<Value, ExecutorError> {
+    plugins().check()?;
     let Some(command) = COMMANDS.iter().find(|c| c.name == name) else {
+        if let Some(registration) = plugins().get(name) {
+            return plugin::dispatch(registration, arguments);
+        }
         return Err(ExecutorError::UnknownCommand {
             name: name.to_owned(),
             known: known_commands(),
@@ -274,4 +321,44 @@ fn generate_summary_report(mut args: Args) -> Result<Value, ExecutorError> {
         .unwrap_or_else(|| report::DEFAULT_SUMMARY_REPORT_NAME.to_owned());
     let path = report::generate_summary_report(&name)?;
     Ok(Value::String(path.display().to_string()))
+}
+
+fn execute_action(mut args: Args) -> Result<Value, ExecutorError> {
+    let document: Value = args.required("action_list")?;
+    nested::execute_action(args.command, &document)
+}
+
+fn execute_files(mut args: Args) -> Result<Value, ExecutorError> {
+    let files: Vec<std::path::PathBuf> = args.required("execute_files_list")?;
+    nested::execute_files(args.command, &files)
+}
+
+fn add_package_to_executor(mut args: Args) -> Result<Value, ExecutorError> {
+    let package: Value = args.required("package")?;
+    Err(ExecutorError::Unsupported {
+        command: args.command,
+        explanation: format!(
+            "LoadDensity cannot import the package {package} at run time: it runs no Python. \
+             Commands are Rust functions that a crate registers at build time with \
+             `load_density::register_command!`; link that crate into your binary (see \
+             examples/custom_command) and its commands are available to every action document. \
+             `load-density commands` lists the commands this binary has"
+        ),
+    })
+}
+
+fn start_socket_server(args: Args) -> Result<Value, ExecutorError> {
+    let command = args.command;
+    let options: crate::socket_server::SocketServerOptions =
+        serde_json::from_value(Value::Object(args.into_map())).map_err(|e| {
+            ExecutorError::Arguments {
+                command,
+                message: format!(
+                    "{e} (accepted: {})",
+                    crate::socket_server::PARAMS.join(", ")
+                ),
+            }
+        })?;
+    let address = crate::socket_server::run_blocking(options)?;
+    Ok(json!({"address": address.to_string(), "status": "stopped"}))
 }

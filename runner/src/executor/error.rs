@@ -84,6 +84,55 @@ pub enum ExecutorError {
     /// A report could not be written.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// Two crates (or a crate and the built-in table) registered the same command name.
+    #[error(
+        "action commands registered more than once: {duplicates}; link only one crate that \
+         provides each name"
+    )]
+    DuplicateCommand {
+        /// Each duplicated name with the crates (and modules) that register it.
+        duplicates: String,
+    },
+    /// A command registered by a crate ran and failed.
+    #[error("{command}")]
+    Plugin {
+        /// The command.
+        command: &'static str,
+        /// The command's error.
+        #[source]
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
+    /// The command exists for compatibility with the Python version and cannot work here.
+    #[error("{command}: {explanation}")]
+    Unsupported {
+        /// The command.
+        command: &'static str,
+        /// Why, and what to do instead.
+        explanation: String,
+    },
+    /// Some actions of a nested document (`LD_execute_action`, `LD_execute_files`) failed.
+    #[error("{command}: {failed} of {total} failed")]
+    Nested {
+        /// The command.
+        command: &'static str,
+        /// How many nested actions (or files) failed.
+        failed: usize,
+        /// How many there were.
+        total: usize,
+        /// Every nested result, in order.
+        results: serde_json::Value,
+    },
+    /// Documents nest deeper than [`MAX_DEPTH`](crate::executor::MAX_DEPTH) levels.
+    #[error("{command}: documents nest more than {max} levels deep (does a file run itself?)")]
+    TooDeep {
+        /// The command.
+        command: &'static str,
+        /// The limit.
+        max: usize,
+    },
+    /// The control socket could not start.
+    #[error(transparent)]
+    SocketServer(#[from] crate::socket_server::SocketServerError),
     /// A command's return value could not be turned into JSON.
     #[error("{command}: cannot convert the result to JSON")]
     Output {
