@@ -146,6 +146,35 @@ pub fn option_seconds(
         .map_err(PlanError::Config)
 }
 
+/// Option `key` as a positive whole number of bytes (a size limit such as `max_body_size`);
+/// `None` when not given (or `null`).
+///
+/// # Errors
+/// A [`PlanError::Config`] naming the option: `option "max_body_size" must be a positive
+/// whole number of bytes, got 0`.
+///
+/// ```
+/// use load_density_core::task::options::option_bytes;
+/// use serde_json::json;
+///
+/// let options = json!({"max_body_size": 1024, "bad": 1.5});
+/// let options = options.as_object().expect("an object");
+/// assert_eq!(option_bytes(options, "max_body_size"), Ok(Some(1024)));
+/// assert_eq!(option_bytes(options, "absent"), Ok(None));
+/// assert!(option_bytes(options, "bad").is_err());
+/// ```
+pub fn option_bytes(options: &Map<String, Value>, key: &str) -> Result<Option<u64>, PlanError> {
+    option(options, key)
+        .map(|value| {
+            value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                PlanError::Config(format!(
+                    "option {key:?} must be a positive whole number of bytes, got {value}"
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// A `ca_file` option: its path (for messages) and the PEM text read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CaFile {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use load_density_core::task::http::{HttpDefaults, HttpRequestPlan, HttpTask};
-use load_density_core::task::options::with_common_options;
+use load_density_core::task::options::{option_bytes, with_common_options};
 use load_density_core::{
     async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, RequestMeta, UserFactory,
     UserTemplate,
@@ -182,15 +182,7 @@ impl Protocol for FastHttpProtocol {
 /// The group options this protocol reads: the common ones and `max_body_size`.
 const OPTION_NAMES: &[&str] = &with_common_options::<4>(&["max_body_size"]);
 
-/// The `max_body_size` option: a positive whole number of bytes, [`DEFAULT_MAX_BODY_SIZE`]
-/// when not given (or `null`).
+/// The `max_body_size` option, [`DEFAULT_MAX_BODY_SIZE`] when not given.
 fn max_body_size(options: &serde_json::Map<String, serde_json::Value>) -> Result<u64, PlanError> {
-    match options.get("max_body_size") {
-        None | Some(serde_json::Value::Null) => Ok(DEFAULT_MAX_BODY_SIZE),
-        Some(value) => value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-            PlanError::Config(format!(
-                "option \"max_body_size\" must be a positive whole number of bytes, got {value}"
-            ))
-        }),
-    }
+    Ok(option_bytes(options, "max_body_size")?.unwrap_or(DEFAULT_MAX_BODY_SIZE))
 }
