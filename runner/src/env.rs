@@ -301,7 +301,10 @@ impl Environment {
                 spawned: AtomicU64::new(0),
                 active: AtomicU64::new(0),
                 print_stats,
-                stats_interval: Duration::from_secs_f64(stats_interval),
+                stats_interval: load_density_core::task::options::saturating_seconds(
+                    stats_interval,
+                )
+                .max(Duration::from_millis(1)),
                 summary: Mutex::new(None),
                 started: Mutex::new(None),
             }),
@@ -349,6 +352,8 @@ impl Environment {
     /// or stopped one at a time at `spawn_rate` per second. Stopped users finish their task in
     /// flight first.
     pub fn set_user_count(&self, user_count: u64, spawn_rate: f64) -> Result<(), RunError> {
+        crate::limits::check_user_count(user_count).map_err(RunError::Config)?;
+        crate::limits::check_spawn_rate(spawn_rate).map_err(RunError::Config)?;
         let per_group = groups::distribute(user_count, &self.inner.specs);
         self.set_targets(per_group, spawn_rate)
     }
@@ -533,7 +538,7 @@ async fn run(inner: Arc<Inner>) {
     let timer = inner.config.test_time.map(|secs| {
         let stop = inner.stop.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            tokio::time::sleep(load_density_core::task::options::saturating_seconds(secs)).await;
             stop.stop();
         })
     });
@@ -567,8 +572,11 @@ async fn run(inner: Arc<Inner>) {
             _ = tokio::time::sleep_until(next_step_at.into()) => {}
             _ = stop.stopped() => break,
         }
-        let interval = Duration::from_secs_f64(1.0 / target.spawn_rate);
-        next_step_at = next_step_at.max(Instant::now() - interval) + interval;
+        let interval =
+            load_density_core::task::options::saturating_seconds(1.0 / target.spawn_rate);
+        next_step_at = next_step_at
+            .max(Instant::now().checked_sub(interval).unwrap_or(next_step_at))
+            + interval;
         match step {
             groups::Step::Stop(group_index) => {
                 if let Some(handle) = running[group_index].pop() {

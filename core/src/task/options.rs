@@ -72,6 +72,28 @@ pub const fn with_common_options<const N: usize>(own: &[&'static str]) -> [&'sta
 /// The largest number of seconds [`seconds`] accepts (about 31 years).
 pub const MAX_SECONDS: f64 = 1e9;
 
+/// `secs` seconds as a [`Duration`] that never panics: NaN and negative values are zero, values
+/// above [`MAX_SECONDS`] are [`MAX_SECONDS`] (far below what `Instant + Duration` can hold).
+///
+/// For numbers already accepted elsewhere (a validated rate's period, a delay computed from
+/// one) where an error has no place; input is checked with [`seconds`].
+///
+/// ```
+/// use std::time::Duration;
+/// use load_density_core::task::options::{saturating_seconds, MAX_SECONDS};
+///
+/// assert_eq!(saturating_seconds(0.5), Duration::from_millis(500));
+/// assert_eq!(saturating_seconds(1e300), Duration::from_secs(MAX_SECONDS as u64));
+/// assert_eq!(saturating_seconds(f64::NAN), Duration::ZERO);
+/// assert_eq!(saturating_seconds(-3.0), Duration::ZERO);
+/// ```
+pub fn saturating_seconds(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs.min(MAX_SECONDS)).unwrap_or(Duration::ZERO)
+}
+
 /// Parses a positive number of seconds (`5`, `0.25`) into a [`Duration`].
 ///
 /// `what` names the value in the message (`"timeout"`, `"option \"timeout\""`).

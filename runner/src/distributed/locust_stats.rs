@@ -604,7 +604,7 @@ pub fn events_from_report(msg: &wire::Message) -> Result<Vec<RequestEvent>, Wire
         let name: Arc<str> = Arc::from(name);
         for i in 0..requests {
             let ms = latencies.get(i as usize).copied().unwrap_or(0.0);
-            let response_time = Duration::from_secs_f64(ms / 1000.0);
+            let response_time = load_density_core::task::options::saturating_seconds(ms / 1000.0);
             let second = seconds
                 .get(i as usize)
                 .copied()

@@ -188,7 +188,11 @@ fn print_options(config: &StartTest) -> Result<(bool, Duration), RunError> {
                 ))
             })?,
     };
-    Ok((print_stats, Duration::from_secs_f64(interval)))
+    Ok((
+        print_stats,
+        load_density_core::task::options::saturating_seconds(interval)
+            .max(Duration::from_millis(1)),
+    ))
 }
 
 impl Master {
@@ -347,11 +351,8 @@ impl RunControl for Master {
         self.inner.core.lock().target
     }
     fn set_user_count(&self, user_count: u64, spawn_rate: f64) -> Result<(), RunError> {
-        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
-            return Err(RunError::Config(format!(
-                "spawn_rate must be a positive number, got {spawn_rate}"
-            )));
-        }
+        crate::limits::check_user_count(user_count).map_err(RunError::Config)?;
+        crate::limits::check_spawn_rate(spawn_rate).map_err(RunError::Config)?;
         {
             let mut core = self.inner.core.lock();
             core.target = user_count;
@@ -876,7 +877,7 @@ async fn drive(inner: Arc<Inner>) {
     let timer = inner.config.test_time.map(|secs| {
         let stop = inner.stop.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            tokio::time::sleep(load_density_core::task::options::saturating_seconds(secs)).await;
             stop.send_replace(true);
         })
     });
@@ -909,14 +910,15 @@ async fn drive(inner: Arc<Inner>) {
         if current != target {
             let step = dispatch::step_size(rate);
             let next = dispatch::ramp_totals(current, target, step)
-                .first()
-                .copied()
+                .next()
                 .unwrap_or(target);
             inner.state.send_replace(RunState::Spawning);
             inner.dispatch(next);
             announced_complete = false;
             ramp_done_at = None;
-            let delay = Duration::from_secs_f64(current.abs_diff(next) as f64 / rate);
+            let delay = load_density_core::task::options::saturating_seconds(
+                current.abs_diff(next) as f64 / rate,
+            );
             let until = Instant::now() + delay;
             // Sleep the step out; a worker change meanwhile is placed at once.
             while Instant::now() < until {
@@ -979,8 +981,9 @@ async fn drive(inner: Arc<Inner>) {
     for id in &quit_ids {
         inner.send(id, Message::new("quit", Value::Nil, id.clone()));
     }
-    let deadline =
-        Instant::now() + Duration::from_secs_f64(inner.options.stop_timeout) + QUIT_GRACE;
+    let deadline = Instant::now()
+        + load_density_core::task::options::saturating_seconds(inner.options.stop_timeout)
+        + QUIT_GRACE;
     loop {
         let waiting = {
             let core = inner.core.lock();

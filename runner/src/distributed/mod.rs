@@ -146,7 +146,7 @@ fn seconds(key: &str, value: &Value) -> Result<Duration, RunError> {
     value
         .as_f64()
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| {
             RunError::Config(format!(
                 "{key} must be a number of seconds >= 0, got {value}"

@@ -597,7 +597,9 @@ impl Run {
         self.last_spawn_timestamp = timestamp;
         self.stop_timeout = wire::get(&msg.data, "stop_timeout")
             .and_then(wire::as_f64)
-            .unwrap_or(0.0);
+            .map_or(0.0, |secs| {
+                load_density_core::task::options::saturating_seconds(secs).as_secs_f64()
+            });
         let host = wire::get(&msg.data, "host")
             .and_then(Value::as_str)
             .map(str::to_owned);
@@ -677,8 +679,10 @@ impl Run {
             self.users_spawned += env.users_spawned();
         }
         self.state = WorkerState::Ready;
-        self.ready_again_at =
-            Some(Instant::now() + Duration::from_secs_f64(self.stop_timeout.max(0.0)));
+        self.ready_again_at = Some(
+            Instant::now()
+                + load_density_core::task::options::saturating_seconds(self.stop_timeout),
+        );
     }
 
     async fn finish(mut self, end: End) -> Result<Summary, RunError> {
