@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::conn::Transport;
 use crate::error::FastHttpError;
@@ -80,9 +80,9 @@ pub(crate) struct Received {
     pub(crate) keep_alive: bool,
 }
 
-/// Reads responses from one connection.
-pub(crate) struct ResponseReader<'a> {
-    pub(crate) io: &'a mut Transport,
+/// Reads responses from one connection (a [`Transport`]; any byte source in tests).
+pub(crate) struct ResponseReader<'a, R = Transport> {
+    pub(crate) io: &'a mut R,
     pub(crate) buf: &'a mut BytesMut,
     /// Scratch space for de-chunking.
     pub(crate) chunked: &'a mut BytesMut,
@@ -90,7 +90,7 @@ pub(crate) struct ResponseReader<'a> {
     pub(crate) received_any: bool,
 }
 
-impl ResponseReader<'_> {
+impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
     /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
     async fn fill(&mut self) -> Result<usize, FastHttpError> {
         if self.buf.capacity() - self.buf.len() < MIN_READ {
@@ -414,15 +414,16 @@ impl ResponseReader<'_> {
     /// counted and dropped.
     async fn read_until_close(&mut self, mode: BodyMode) -> Result<(Bytes, u64), FastHttpError> {
         match mode {
-            BodyMode::Keep(max) => {
-                while self.fill().await? > 0 {
-                    if self.buf.len() as u64 > max {
-                        return Err(FastHttpError::BodyTooLarge { limit: max });
-                    }
+            BodyMode::Keep(max) => loop {
+                // Bytes of the body may have come with the head: check before each read.
+                if self.buf.len() as u64 > max {
+                    return Err(FastHttpError::BodyTooLarge { limit: max });
                 }
-                let length = self.buf.len() as u64;
-                Ok((self.buf.split().freeze(), length))
-            }
+                if self.fill().await? == 0 {
+                    let length = self.buf.len() as u64;
+                    return Ok((self.buf.split().freeze(), length));
+                }
+            },
             BodyMode::Discard => {
                 let mut length = self.buf.len() as u64;
                 self.buf.clear();

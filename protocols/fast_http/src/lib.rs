@@ -153,6 +153,8 @@
 //! write, the read and the event.
 
 mod codec;
+#[cfg(test)]
+mod codec_fuzz;
 mod conn;
 mod error;
 mod protocol;
