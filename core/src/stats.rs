@@ -38,6 +38,108 @@ fn unix_secs(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Checks of serialized histograms read from a peer, before the HDR decoder allocates
+/// anything: the decoder sizes its buffers from the header's claims (a `payload_len` of
+/// `0xFFFFFFFF` would reserve 4 GiB; wide bounds, many counters).
+pub mod histogram_limits {
+    use std::cell::Cell;
+
+    /// The uncompressed V2 cookie, the only encoding written (and so accepted).
+    const V2_COOKIE: u32 = 0x1c84_9313;
+    /// Bytes of a V2 header.
+    const V2_HEADER: usize = 40;
+    /// Significant digits accepted: what statistics use.
+    pub const MAX_DIGITS: u32 = 3;
+    /// The highest trackable value accepted, in microseconds (about 285 years: above any
+    /// latency a run can record).
+    pub const MAX_HIGHEST: u64 = 1 << 53;
+
+    thread_local! {
+        static BUDGET: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    /// Runs `decode` with at most `bytes` of histogram counters allowed to be allocated by the
+    /// histograms it deserializes on this thread (across all of them): a small message cannot
+    /// claim thousands of wide histograms.
+    pub fn with_budget<T>(bytes: u64, decode: impl FnOnce() -> T) -> T {
+        let previous = BUDGET.with(|b| b.replace(Some(bytes)));
+        let result = decode();
+        BUDGET.with(|b| b.set(previous));
+        result
+    }
+
+    /// The counters a histogram with these bounds allocates, in bytes (as `hdrhistogram`
+    /// sizes them).
+    fn counter_bytes(digits: u32, low: u64, high: u64) -> u64 {
+        let sub_buckets = (2 * 10u64.pow(digits)).next_power_of_two();
+        let unit_magnitude = 63 - low.max(1).leading_zeros();
+        let mut smallest_untrackable = sub_buckets << unit_magnitude;
+        let mut buckets = 1u64;
+        while smallest_untrackable <= high {
+            if smallest_untrackable > u64::MAX / 2 {
+                buckets += 1;
+                break;
+            }
+            smallest_untrackable <<= 1;
+            buckets += 1;
+        }
+        (buckets + 1) * (sub_buckets / 2) * 8
+    }
+
+    /// Checks the header of a serialized histogram and charges its counters to the budget.
+    pub(super) fn check(bytes: &[u8]) -> Result<(), String> {
+        let header = bytes
+            .get(..V2_HEADER)
+            .ok_or_else(|| format!("{} bytes, shorter than a header", bytes.len()))?;
+        let u32_at = |at: usize| {
+            let mut word = [0u8; 4];
+            word.copy_from_slice(&header[at..at + 4]);
+            u32::from_be_bytes(word)
+        };
+        let u64_at = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&header[at..at + 8]);
+            u64::from_be_bytes(word)
+        };
+        if u32_at(0) != V2_COOKIE {
+            return Err(format!(
+                "cookie {:#x} is not an uncompressed V2 histogram",
+                u32_at(0)
+            ));
+        }
+        let payload = u64::from(u32_at(4));
+        let carried = (bytes.len() - V2_HEADER) as u64;
+        if payload > carried {
+            return Err(format!(
+                "the header claims {payload} payload bytes, the histogram carries {carried}"
+            ));
+        }
+        let digits = u32_at(12);
+        if digits > MAX_DIGITS {
+            return Err(format!(
+                "{digits} significant digits (at most {MAX_DIGITS} are accepted)"
+            ));
+        }
+        let (low, high) = (u64_at(16), u64_at(24));
+        if high > MAX_HIGHEST {
+            return Err(format!(
+                "highest trackable value {high} (at most {MAX_HIGHEST} is accepted)"
+            ));
+        }
+        let cost = counter_bytes(digits, low, high);
+        BUDGET.with(|budget| match budget.get() {
+            Some(left) if cost > left => Err(format!(
+                "the histograms of this message need more than the decode budget ({cost} bytes more, {left} left)"
+            )),
+            Some(left) => {
+                budget.set(Some(left - cost));
+                Ok(())
+            }
+            None => Ok(()),
+        })
+    }
+}
+
 mod histogram_serde {
     use super::*;
     use serde::de::Error as _;
@@ -61,6 +163,7 @@ mod histogram_serde {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(|e| D::Error::custom(format!("histogram base64: {e}")))?;
+        histogram_limits::check(&bytes).map_err(|e| D::Error::custom(format!("histogram: {e}")))?;
         let mut histogram: Histogram<u64> = HdrDeserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| D::Error::custom(format!("histogram: {e:?}")))?;

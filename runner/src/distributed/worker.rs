@@ -100,6 +100,7 @@ impl Worker {
             node_id.clone(),
             out_rx,
             events_tx,
+            options.max_message_size,
         ));
         tracing::info!(node_id = %node_id, master = %master, "worker connecting to its master");
         let (env_done_tx, env_done) = mpsc::unbounded_channel();
@@ -225,6 +226,7 @@ async fn link_task(
     node_id: String,
     mut out: mpsc::UnboundedReceiver<Outgoing>,
     events: mpsc::UnboundedSender<LinkEvent>,
+    max_message_size: usize,
 ) {
     let mut unsent: Option<Vec<u8>> = None;
     let mut attempts: u64 = 0;
@@ -268,7 +270,7 @@ async fn link_task(
                         let Some(payload) = message.into_vec().into_iter().last() else {
                             continue;
                         };
-                        match Message::decode(&payload) {
+                        match Message::decode_limited(&payload, max_message_size) {
                             Ok(msg) => {
                                 if forward.send(LinkEvent::Message(msg)).is_err() {
                                     return;
