@@ -66,6 +66,7 @@
 //! assert!(load_density_core::registry::lookup("noop_doc_user").is_ok());
 //! ```
 
+pub mod cardinality;
 pub mod checks;
 pub mod context;
 pub mod data;

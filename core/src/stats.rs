@@ -18,6 +18,7 @@ use hdrhistogram::serialization::{Deserializer as HdrDeserializer, Serializer as
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::cardinality::{self, Limits};
 use crate::event::{RequestEvent, RequestListener};
 
 /// Seconds of per-second history kept per entry (the total keeps the whole run).
@@ -410,6 +411,9 @@ pub struct RequestStats {
     total: StatsEntry,
     #[serde(with = "errors_serde")]
     errors: ErrorCounts,
+    /// Caps on entries and error groups; not sent (a receiver applies its own).
+    #[serde(skip)]
+    limits: Limits,
 }
 
 mod entries_serde {
@@ -468,27 +472,66 @@ impl RequestStats {
             entries: HashMap::new(),
             total: StatsEntry::new(Arc::from(""), Arc::from("Aggregated")),
             errors: HashMap::new(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Empty statistics with these caps on entries and error groups (see [`crate::cardinality`];
+    /// [`RequestStats::new`] uses the defaults).
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            limits,
+            ..Self::new()
         }
     }
 
     /// Adds one event.
     pub fn add(&mut self, event: &RequestEvent) {
         let key = (event.request_type.clone(), event.name.clone());
-        self.entries
-            .entry(key)
-            .or_insert_with(|| StatsEntry::new(event.request_type.clone(), event.name.clone()))
-            .add(event, ENTRY_RATE_WINDOW_SECS);
+        match self.entries.get_mut(&key) {
+            Some(entry) => entry.add(event, ENTRY_RATE_WINDOW_SECS),
+            None => {
+                let key = if self.limits.name_overflows(
+                    self.entries.len(),
+                    &event.request_type,
+                    &event.name,
+                ) {
+                    cardinality::other_entry()
+                } else {
+                    key
+                };
+                self.entries
+                    .entry(key)
+                    .or_insert_with_key(|(t, n)| StatsEntry::new(t.clone(), n.clone()))
+                    .add(event, ENTRY_RATE_WINDOW_SECS);
+            }
+        }
         self.total.add(event, TOTAL_RATE_HISTORY_SECS);
         if let Some(message) = &event.error {
-            *self
-                .errors
-                .entry((
-                    event.request_type.clone(),
-                    event.name.clone(),
-                    message.clone(),
-                ))
-                .or_insert(0) += 1;
+            let key = (
+                event.request_type.clone(),
+                event.name.clone(),
+                message.clone(),
+            );
+            self.count_error(key, 1);
         }
+    }
+
+    /// Adds `count` failures to the group `key`, or to the overflow group past the cap.
+    fn count_error(&mut self, key: (Arc<str>, Arc<str>, Arc<str>), count: u64) {
+        if let Some(occurrences) = self.errors.get_mut(&key) {
+            *occurrences += count;
+            return;
+        }
+        let key = if self
+            .limits
+            .error_overflows(self.errors.len(), &key.1, &key.2)
+        {
+            cardinality::other_error()
+        } else {
+            key
+        };
+        *self.errors.entry(key).or_insert(0) += count;
     }
 
     /// Adds every event of a batch.
@@ -501,16 +544,24 @@ impl RequestStats {
     /// Adds another run's (or worker's) statistics to these, exactly.
     pub fn merge(&mut self, other: &RequestStats) {
         for (key, entry) in &other.entries {
-            match self.entries.get_mut(key) {
-                Some(mine) => mine.merge(entry, ENTRY_RATE_WINDOW_SECS),
-                None => {
-                    self.entries.insert(key.clone(), entry.clone());
-                }
+            if let Some(mine) = self.entries.get_mut(key) {
+                mine.merge(entry, ENTRY_RATE_WINDOW_SECS);
+            } else if self
+                .limits
+                .name_overflows(self.entries.len(), &key.0, &key.1)
+            {
+                let (t, n) = cardinality::other_entry();
+                self.entries
+                    .entry((t.clone(), n.clone()))
+                    .or_insert_with(|| StatsEntry::new(t, n))
+                    .merge(entry, ENTRY_RATE_WINDOW_SECS);
+            } else {
+                self.entries.insert(key.clone(), entry.clone());
             }
         }
         self.total.merge(&other.total, TOTAL_RATE_HISTORY_SECS);
         for (key, count) in &other.errors {
-            *self.errors.entry(key.clone()).or_insert(0) += count;
+            self.count_error(key.clone(), *count);
         }
     }
 
@@ -556,7 +607,8 @@ impl RequestStats {
 
     /// Clears everything.
     pub fn reset(&mut self) {
-        *self = Self::new();
+        let limits = Limits::new(self.limits.max_names(), self.limits.max_error_groups());
+        *self = Self::with_limits(limits);
     }
 }
 
