@@ -53,7 +53,7 @@
 //! | key | meaning |
 //! |---|---|
 //! | `method` | `get`, `post`, `put`, `patch`, `delete`, `head`, `options` (any case); required |
-//! | `request_url` / `url` | absolute, or relative to the group's `host` (`http://localhost` without one); required |
+//! | `request_url` / `url` | absolute (`http://` or `https://`), or relative to the group's `host` (an error without one); required |
 //! | `name` | statistics name (default: path and query) |
 //! | `headers` | object or `[name, value]` pairs, sent in order |
 //! | `params` | query parameters appended to the URL |
