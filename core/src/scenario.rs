@@ -18,6 +18,7 @@ use crate::data::OnEnd;
 use crate::pacing::Pacing;
 use crate::predicate::Predicate;
 use crate::task::{PlanError, ScenarioMode, TaskDef, TaskList};
+use crate::template::{JsonTemplate, Placeholder, Template};
 use crate::user::UserTemplate;
 use crate::variables::UserVariables;
 
@@ -33,6 +34,9 @@ struct TaskSetup {
     run_if: Option<Predicate>,
     skip_if: Option<Predicate>,
     checks: Arc<TaskChecks>,
+    /// One `(source, column)` per CSV source the task reads, to bind its rows before the
+    /// task builds anything.
+    csv: Vec<(String, String)>,
 }
 
 impl TaskSetup {
@@ -48,6 +52,7 @@ impl TaskSetup {
             run_if: condition("run_if", &common.run_if)?,
             skip_if: condition("skip_if", &common.skip_if)?,
             checks: Arc::new(TaskChecks::compile(task)?),
+            csv: csv_sources_of(task),
         })
     }
 
@@ -56,6 +61,39 @@ impl TaskSetup {
         self.run_if.as_ref().is_none_or(|p| p.evaluate(vars))
             && !self.skip_if.as_ref().is_some_and(|p| p.evaluate(vars))
     }
+}
+
+/// One `(source, column)` for each CSV source a task's strings read (its protocol keys and
+/// core's keys alike).
+fn csv_sources_of(task: &TaskDef) -> Vec<(String, String)> {
+    let common = task.common();
+    let mut all = Value::Object(task.keys().clone());
+    if let Value::Object(map) = &mut all {
+        for (key, value) in [
+            ("run_if", &common.run_if),
+            ("skip_if", &common.skip_if),
+            ("assertions", &common.assertions),
+            ("extract", &common.extract),
+        ] {
+            if let Some(value) = value {
+                map.insert(key.to_owned(), value.clone());
+            }
+        }
+    }
+    let template = JsonTemplate::new(all);
+    let mut found: Vec<(String, String)> = Vec::new();
+    for placeholder in template
+        .templates()
+        .into_iter()
+        .flat_map(Template::placeholders)
+    {
+        if let Placeholder::Csv { source, column } = placeholder {
+            if !found.iter().any(|(s, _)| s == source) {
+                found.push((source.clone(), column.clone()));
+            }
+        }
+    }
+    found
 }
 
 /// How one group's users pick tasks each iteration.
@@ -181,6 +219,18 @@ impl Scenario {
         // A fresh CSV row per task execution, bound before the conditions so that the
         // conditions and the task see the same values.
         ctx.variables_mut().begin_task();
+        // Bind the rows now: a source that has run out ends the user (or the run) before a
+        // request is built, so no request ever carries an unresolved `${csv...}`.
+        for (source, column) in &task.csv {
+            let _ = ctx.variables().csv_field(source, column);
+        }
+        if let Some(on_end) = ctx.variables_mut().take_exhausted() {
+            match on_end {
+                OnEnd::StopUser => ctx.finish_user(),
+                OnEnd::StopRun => ctx.stop_run(),
+            }
+            return false;
+        }
         if !task.allows(ctx.variables()) {
             return false;
         }
