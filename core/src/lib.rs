@@ -85,6 +85,7 @@ pub mod stats;
 pub mod task;
 pub mod template;
 pub mod tls;
+mod unwind;
 pub mod user;
 pub mod variables;
 mod warn_once;

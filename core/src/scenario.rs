@@ -13,12 +13,13 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::checks::TaskChecks;
-use crate::context::UserContext;
+use crate::context::{RequestMeta, RequestTimer, UserContext};
 use crate::data::OnEnd;
 use crate::pacing::Pacing;
 use crate::predicate::Predicate;
 use crate::task::{PlanError, ScenarioMode, TaskDef, TaskList};
 use crate::template::{JsonTemplate, Placeholder, Template};
+use crate::unwind::CatchPanic;
 use crate::user::UserTemplate;
 use crate::variables::UserVariables;
 
@@ -235,8 +236,13 @@ impl Scenario {
             return false;
         }
         ctx.begin_task(&task.checks);
-        user.run_task(index, ctx).await;
+        let timer = RequestTimer::start();
+        let outcome = CatchPanic(user.run_task(index, ctx)).await;
         ctx.end_task();
+        if let Err(message) = outcome {
+            record_panic(ctx, &format!("task {index}"), timer, &message);
+            return true;
+        }
         match ctx.variables_mut().take_exhausted() {
             Some(OnEnd::StopUser) => ctx.finish_user(),
             Some(OnEnd::StopRun) => ctx.stop_run(),
@@ -248,6 +254,11 @@ impl Scenario {
 
 /// Runs one user until the run stops: `on_start`, iterations separated by `pacing`, `on_stop`.
 ///
+/// A user that panics (in a task, `on_start` or `on_stop`) is caught: the panic is recorded as
+/// a failure of request type [`PANIC_REQUEST_TYPE`] named after where it happened (`task 2`),
+/// with the panic's message, and the user stops (after its `on_stop`), so the run counts it as
+/// stopped and goes on.
+///
 /// The request in flight when stop is asked finishes (or times out) and is recorded; no new
 /// task starts after it. A user whose iterations keep running no task (every condition false)
 /// pauses briefly now and then instead of spinning.
@@ -257,7 +268,11 @@ pub async fn run_user(
     scenario: Arc<Scenario>,
     pacing: Pacing,
 ) {
-    user.on_start(&mut ctx).await;
+    let timer = RequestTimer::start();
+    if let Err(message) = CatchPanic(user.on_start(&mut ctx)).await {
+        record_panic(&mut ctx, "on_start", timer, &message);
+        return;
+    }
     if scenario.is_empty() {
         ctx.stopped().await;
     }
@@ -285,7 +300,28 @@ pub async fn run_user(
             }
         }
     }
-    user.on_stop(&mut ctx).await;
+    let timer = RequestTimer::start();
+    if let Err(message) = CatchPanic(user.on_stop(&mut ctx)).await {
+        record_panic(&mut ctx, "on_stop", timer, &message);
+    }
+}
+
+/// The request type of the failure recorded for a user that panicked.
+pub const PANIC_REQUEST_TYPE: &str = "PANIC";
+
+/// Records the failure of a user that panicked in `place` (`task 2`, `on_start`, ...) and
+/// ends the user: its state is unknown, so it runs no further task.
+fn record_panic(ctx: &mut UserContext, place: &str, timer: RequestTimer, message: &str) {
+    tracing::error!(
+        user = ctx.user_id(),
+        place,
+        message,
+        "a user panicked; it is stopped"
+    );
+    let meta = RequestMeta::new(PANIC_REQUEST_TYPE, place, "");
+    let error = format!("the user panicked in {place}: {message}");
+    ctx.record_failure(&meta, timer, None, 0, error);
+    ctx.finish_user();
 }
 
 #[cfg(test)]
