@@ -14,8 +14,10 @@
 //! Each action's result is printed to stdout as one line of JSON,
 //! `{"index": 0, "command": "LD_summary", "ok": ...}` or `{..., "error": "..."}` (with a
 //! `"file"` key for `run` and `run-dir`); errors are also printed to stderr. The exit status is
-//! 0 when every action succeeded, 1 otherwise, and 2 for a usage error. Logs go to stderr;
-//! `RUST_LOG` sets their filter (default `info`).
+//! 0 when every action succeeded, 1 otherwise, 2 for a usage error, and 130 after Ctrl-C.
+//! The first Ctrl-C stops the running test gracefully, skips the document's remaining
+//! `LD_start_test` actions and still runs its report and summary actions; a second Ctrl-C
+//! exits at once. Logs go to stderr; `RUST_LOG` sets their filter (default `info`).
 
 mod demo;
 mod distributed;
@@ -69,14 +71,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    match run(cli) {
+    load_density::interrupt::install();
+    let code = match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             load_density::console::eprint_line(format_args!("error: {error:#}"));
             ExitCode::FAILURE
         }
+    };
+    if load_density::interrupt::interrupted() {
+        return ExitCode::from(load_density::interrupt::EXIT_CODE);
     }
+    code
 }
 
 /// Runs the command; `Ok(false)` when something it ran failed (already reported).

@@ -53,6 +53,7 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+pub mod interrupt;
 pub mod limits;
 pub mod report;
 #[cfg(feature = "web-ui")]
@@ -148,7 +149,8 @@ fn web_ui_settings(config: &StartTest) -> Result<(), RunError> {
 /// Runs a test to its end and returns its summary (Python's `start_test`).
 ///
 /// Builds a multi-threaded tokio runtime with one worker per CPU this process may use, and
-/// stops gracefully on Ctrl-C. Call [`start_test_async`] from async code instead.
+/// stops gracefully on Ctrl-C (a second Ctrl-C exits the process; see [`interrupt`]). Call
+/// [`start_test_async`] from async code instead.
 ///
 /// # Errors
 /// See [`create_env`]; also when the runtime cannot start.
@@ -158,6 +160,7 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
+    interrupt::install();
     runtime.block_on(async {
         if distributed::is_distributed(&config) {
             return distributed::run(config, true).await;
@@ -165,10 +168,8 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         let env = prepare_env(config).await?;
         let on_ctrl_c = env.clone();
         let ctrl_c = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("Ctrl-C: stopping; requests in flight finish and are recorded");
-                on_ctrl_c.stop();
-            }
+            interrupt::wait().await;
+            on_ctrl_c.stop();
         });
         let summary = env.wait().await;
         ctrl_c.abort();

@@ -269,6 +269,9 @@ pub fn check_local(config: &StartTest) -> Result<(), RunError> {
 /// Runs a master or a worker to its end (what `start_test` does for those modes). With
 /// `on_ctrl_c`, Ctrl-C stops it gracefully.
 pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
+    if on_ctrl_c {
+        crate::interrupt::install();
+    }
     if config.runner_mode == "master" {
         #[cfg(feature = "web-ui")]
         let web_ui = crate::web::WebUiSettings::from_config(&config)
@@ -287,7 +290,7 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
         let ctrl_c = on_ctrl_c.then(|| {
             let master = master.clone();
             tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if crate::interrupt::ctrl_c().await {
                     tracing::warn!("Ctrl-C: stopping the workers; their last reports follow");
                     crate::RunControl::stop(&master);
                 }
@@ -307,7 +310,7 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
         let ctrl_c = on_ctrl_c.then(|| {
             let stop = worker.stopper();
             tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if crate::interrupt::ctrl_c().await {
                     tracing::warn!("Ctrl-C: stopping; the last report goes to the master");
                     stop();
                 }
