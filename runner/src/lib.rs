@@ -59,6 +59,11 @@ pub mod report;
 #[cfg(feature = "web-ui")]
 pub mod web;
 
+/// The README's Rust examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use config::{StartTest, Summary, Totals};
 pub use control::{RunControl, WorkerInfo};
 pub use env::{Environment, RunState};
