@@ -20,7 +20,10 @@
 //! Each action's result is printed to stdout as one line of JSON,
 //! `{"index": 0, "command": "LD_summary", "ok": ...}` or `{..., "error": "..."}` (with a
 //! `"file"` key for `run` and `run-dir`); errors are also printed to stderr. The exit status is
-//! 0 when every action succeeded, 1 otherwise, and 2 for a usage error (no subcommand included).
+//! 0 when every action succeeded, 1 otherwise, 2 for a usage error (no subcommand included),
+//! and 130 after Ctrl-C. The first Ctrl-C stops the running test gracefully, skips the
+//! document's remaining `LD_start_test` actions and still runs its report and summary actions;
+//! a second Ctrl-C exits at once.
 //!
 //! The Python CLI's hidden flags still work without a subcommand: `-e FILE`, `-d DIR`,
 //! `--execute_str JSON` and `-c PATH` each run, in that order, when given. Logs go to stderr;
@@ -106,14 +109,19 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     init_tracing();
-    match run(cli) {
+    load_density::interrupt::install();
+    let code = match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            load_density::console::eprint_line(format_args!("error: {error:#}"));
             ExitCode::FAILURE
         }
+    };
+    if load_density::interrupt::interrupted() {
+        return ExitCode::from(load_density::interrupt::EXIT_CODE);
     }
+    code
 }
 
 /// Runs the command; `Ok(false)` when something it ran failed (already reported).
@@ -143,12 +151,48 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     }
 }
 
+/// Logs to stderr, and stops trying once stderr is gone (a closed pipe), so a logger that
+/// lost its reader costs nothing and never fails the run.
+struct QuietStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for QuietStderr {
+    type Writer = Box<dyn std::io::Write + 'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        if STDERR_LOGS_GONE.load(std::sync::atomic::Ordering::Relaxed) {
+            Box::new(std::io::sink())
+        } else {
+            Box::new(QuietWriter(std::io::stderr()))
+        }
+    }
+}
+
+static STDERR_LOGS_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+struct QuietWriter(std::io::Stderr);
+
+impl std::io::Write for QuietWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Ok(n) => Ok(n),
+            Err(_) => {
+                STDERR_LOGS_GONE.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(buf.len())
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Only fails when a subscriber is already set, which nothing here does.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(QuietStderr)
         .try_init();
 }

@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
+use load_density::console::eprint_line;
 use load_density::executor::{error_chain, ActionResult, ExecutorError, FileResults};
 use serde_json::{Map, Value};
 
@@ -14,7 +15,7 @@ pub fn print_files(files: &[FileResults]) -> anyhow::Result<bool> {
         match &file.outcome {
             Ok(results) => all_ok &= print_results(Some(&file.path), results)?,
             Err(error) => {
-                eprintln!("error: {}", error_chain(error));
+                eprint_line(format_args!("error: {}", error_chain(error)));
                 all_ok = false;
             }
         }
@@ -32,7 +33,10 @@ pub fn print_results(file: Option<&Path>, results: &[ActionResult]) -> anyhow::R
         if let Err(error) = &result.outcome {
             all_ok = false;
             stdout.flush().context("cannot write to stdout")?;
-            eprintln!("error: {}", describe_failure(file, result, error));
+            eprint_line(format_args!(
+                "error: {}",
+                describe_failure(file, result, error)
+            ));
         }
     }
     stdout.flush().context("cannot write to stdout")?;

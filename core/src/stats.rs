@@ -18,6 +18,7 @@ use hdrhistogram::serialization::{Deserializer as HdrDeserializer, Serializer as
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::cardinality::{self, Limits};
 use crate::event::{RequestEvent, RequestListener};
 
 /// Seconds of per-second history kept per entry (the total keeps the whole run).
@@ -36,6 +37,108 @@ fn unix_secs(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Checks of serialized histograms read from a peer, before the HDR decoder allocates
+/// anything: the decoder sizes its buffers from the header's claims (a `payload_len` of
+/// `0xFFFFFFFF` would reserve 4 GiB; wide bounds, many counters).
+pub mod histogram_limits {
+    use std::cell::Cell;
+
+    /// The uncompressed V2 cookie, the only encoding written (and so accepted).
+    const V2_COOKIE: u32 = 0x1c84_9313;
+    /// Bytes of a V2 header.
+    const V2_HEADER: usize = 40;
+    /// Significant digits accepted: what statistics use.
+    pub const MAX_DIGITS: u32 = 3;
+    /// The highest trackable value accepted, in microseconds (about 285 years: above any
+    /// latency a run can record).
+    pub const MAX_HIGHEST: u64 = 1 << 53;
+
+    thread_local! {
+        static BUDGET: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    /// Runs `decode` with at most `bytes` of histogram counters allowed to be allocated by the
+    /// histograms it deserializes on this thread (across all of them): a small message cannot
+    /// claim thousands of wide histograms.
+    pub fn with_budget<T>(bytes: u64, decode: impl FnOnce() -> T) -> T {
+        let previous = BUDGET.with(|b| b.replace(Some(bytes)));
+        let result = decode();
+        BUDGET.with(|b| b.set(previous));
+        result
+    }
+
+    /// The counters a histogram with these bounds allocates, in bytes (as `hdrhistogram`
+    /// sizes them).
+    fn counter_bytes(digits: u32, low: u64, high: u64) -> u64 {
+        let sub_buckets = (2 * 10u64.pow(digits)).next_power_of_two();
+        let unit_magnitude = 63 - low.max(1).leading_zeros();
+        let mut smallest_untrackable = sub_buckets << unit_magnitude;
+        let mut buckets = 1u64;
+        while smallest_untrackable <= high {
+            if smallest_untrackable > u64::MAX / 2 {
+                buckets += 1;
+                break;
+            }
+            smallest_untrackable <<= 1;
+            buckets += 1;
+        }
+        (buckets + 1) * (sub_buckets / 2) * 8
+    }
+
+    /// Checks the header of a serialized histogram and charges its counters to the budget.
+    pub(super) fn check(bytes: &[u8]) -> Result<(), String> {
+        let header = bytes
+            .get(..V2_HEADER)
+            .ok_or_else(|| format!("{} bytes, shorter than a header", bytes.len()))?;
+        let u32_at = |at: usize| {
+            let mut word = [0u8; 4];
+            word.copy_from_slice(&header[at..at + 4]);
+            u32::from_be_bytes(word)
+        };
+        let u64_at = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&header[at..at + 8]);
+            u64::from_be_bytes(word)
+        };
+        if u32_at(0) != V2_COOKIE {
+            return Err(format!(
+                "cookie {:#x} is not an uncompressed V2 histogram",
+                u32_at(0)
+            ));
+        }
+        let payload = u64::from(u32_at(4));
+        let carried = (bytes.len() - V2_HEADER) as u64;
+        if payload > carried {
+            return Err(format!(
+                "the header claims {payload} payload bytes, the histogram carries {carried}"
+            ));
+        }
+        let digits = u32_at(12);
+        if digits > MAX_DIGITS {
+            return Err(format!(
+                "{digits} significant digits (at most {MAX_DIGITS} are accepted)"
+            ));
+        }
+        let (low, high) = (u64_at(16), u64_at(24));
+        if high > MAX_HIGHEST {
+            return Err(format!(
+                "highest trackable value {high} (at most {MAX_HIGHEST} is accepted)"
+            ));
+        }
+        let cost = counter_bytes(digits, low, high);
+        BUDGET.with(|budget| match budget.get() {
+            Some(left) if cost > left => Err(format!(
+                "the histograms of this message need more than the decode budget ({cost} bytes more, {left} left)"
+            )),
+            Some(left) => {
+                budget.set(Some(left - cost));
+                Ok(())
+            }
+            None => Ok(()),
+        })
+    }
 }
 
 mod histogram_serde {
@@ -61,6 +164,7 @@ mod histogram_serde {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(|e| D::Error::custom(format!("histogram base64: {e}")))?;
+        histogram_limits::check(&bytes).map_err(|e| D::Error::custom(format!("histogram: {e}")))?;
         let mut histogram: Histogram<u64> = HdrDeserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| D::Error::custom(format!("histogram: {e:?}")))?;
@@ -392,6 +496,9 @@ pub struct RequestStats {
         skip_serializing_if = "Option::is_none"
     )]
     start_lag: Option<Histogram<u64>>,
+    /// Caps on entries and error groups; not sent (a receiver applies its own).
+    #[serde(skip)]
+    limits: Limits,
 }
 
 mod entries_serde {
@@ -453,6 +560,16 @@ impl RequestStats {
             iterations: 0,
             dropped_iterations: 0,
             start_lag: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Empty statistics with these caps on entries and error groups (see [`crate::cardinality`];
+    /// [`RequestStats::new`] uses the defaults).
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            limits,
+            ..Self::new()
         }
     }
 
@@ -502,21 +619,50 @@ impl RequestStats {
     /// Adds one event.
     pub fn add(&mut self, event: &RequestEvent) {
         let key = (event.request_type.clone(), event.name.clone());
-        self.entries
-            .entry(key)
-            .or_insert_with(|| StatsEntry::new(event.request_type.clone(), event.name.clone()))
-            .add(event, ENTRY_RATE_WINDOW_SECS);
+        match self.entries.get_mut(&key) {
+            Some(entry) => entry.add(event, ENTRY_RATE_WINDOW_SECS),
+            None => {
+                let key = if self.limits.name_overflows(
+                    self.entries.len(),
+                    &event.request_type,
+                    &event.name,
+                ) {
+                    cardinality::other_entry()
+                } else {
+                    key
+                };
+                self.entries
+                    .entry(key)
+                    .or_insert_with_key(|(t, n)| StatsEntry::new(t.clone(), n.clone()))
+                    .add(event, ENTRY_RATE_WINDOW_SECS);
+            }
+        }
         self.total.add(event, TOTAL_RATE_HISTORY_SECS);
         if let Some(message) = &event.error {
-            *self
-                .errors
-                .entry((
-                    event.request_type.clone(),
-                    event.name.clone(),
-                    message.clone(),
-                ))
-                .or_insert(0) += 1;
+            let key = (
+                event.request_type.clone(),
+                event.name.clone(),
+                message.clone(),
+            );
+            self.count_error(key, 1);
         }
+    }
+
+    /// Adds `count` failures to the group `key`, or to the overflow group past the cap.
+    fn count_error(&mut self, key: (Arc<str>, Arc<str>, Arc<str>), count: u64) {
+        if let Some(occurrences) = self.errors.get_mut(&key) {
+            *occurrences += count;
+            return;
+        }
+        let key = if self
+            .limits
+            .error_overflows(self.errors.len(), &key.1, &key.2)
+        {
+            cardinality::other_error()
+        } else {
+            key
+        };
+        *self.errors.entry(key).or_insert(0) += count;
     }
 
     /// Adds every event of a batch.
@@ -529,16 +675,24 @@ impl RequestStats {
     /// Adds another run's (or worker's) statistics to these, exactly.
     pub fn merge(&mut self, other: &RequestStats) {
         for (key, entry) in &other.entries {
-            match self.entries.get_mut(key) {
-                Some(mine) => mine.merge(entry, ENTRY_RATE_WINDOW_SECS),
-                None => {
-                    self.entries.insert(key.clone(), entry.clone());
-                }
+            if let Some(mine) = self.entries.get_mut(key) {
+                mine.merge(entry, ENTRY_RATE_WINDOW_SECS);
+            } else if self
+                .limits
+                .name_overflows(self.entries.len(), &key.0, &key.1)
+            {
+                let (t, n) = cardinality::other_entry();
+                self.entries
+                    .entry((t.clone(), n.clone()))
+                    .or_insert_with(|| StatsEntry::new(t, n))
+                    .merge(entry, ENTRY_RATE_WINDOW_SECS);
+            } else {
+                self.entries.insert(key.clone(), entry.clone());
             }
         }
         self.total.merge(&other.total, TOTAL_RATE_HISTORY_SECS);
         for (key, count) in &other.errors {
-            *self.errors.entry(key.clone()).or_insert(0) += count;
+            self.count_error(key.clone(), *count);
         }
         self.add_iterations(other.iterations, other.dropped_iterations);
         if let Some(theirs) = &other.start_lag {
@@ -591,7 +745,8 @@ impl RequestStats {
 
     /// Clears everything.
     pub fn reset(&mut self) {
-        *self = Self::new();
+        let limits = Limits::new(self.limits.max_names(), self.limits.max_error_groups());
+        *self = Self::with_limits(limits);
     }
 }
 

@@ -1,6 +1,8 @@
 //! The Locust-style statistics tables printed while a run goes and when it ends.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use load_density_core::{RequestStats, StatsEntry};
@@ -140,17 +142,46 @@ pub fn errors_table(stats: &RequestStats) -> String {
     out
 }
 
+/// Set once a write to stderr failed (whatever read it went away): the console stays silent.
+static STDERR_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes `text` and a newline to stderr. Never panics: once a write fails (a closed pipe,
+/// `2>&1 >/dev/null | head -1`), the console is silent for the rest of the process.
+pub fn eprint_line(text: impl std::fmt::Display) {
+    if STDERR_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    if writeln!(stderr, "{text}")
+        .and_then(|()| stderr.flush())
+        .is_err()
+    {
+        STDERR_GONE.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Writes `text` and a newline to stdout and flushes it. Never panics.
+///
+/// # Errors
+/// The write error, when whatever read stdout went away: machine-readable output is lost, so
+/// the caller ends with a non-zero status.
+pub fn print_line(text: impl std::fmt::Display) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    stdout.flush()
+}
+
 /// Prints the live table to stderr (stdout stays for machine-readable output).
 pub fn print_stats(stats: &RequestStats, users: u64) {
-    eprintln!("{}", stats_table(stats, users));
+    eprint_line(stats_table(stats, users));
 }
 
 /// Prints the final tables to stderr.
 pub fn print_final(stats: &RequestStats) {
-    eprintln!(
+    eprint_line(format_args!(
         "Final statistics\n{}\n{}\n{}",
         stats_table(stats, 0),
         percentile_table(stats),
         errors_table(stats)
-    );
+    ));
 }

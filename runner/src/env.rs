@@ -280,7 +280,8 @@ impl Environment {
     /// A spawn rate that is not a positive number; a run whose own load model is not a closed
     /// one, or that runs an arrival-rate model (its schedule decides how many users run).
     pub fn set_user_count(&self, user_count: u64, spawn_rate: f64) -> Result<(), RunError> {
-        check_spawn_rate(spawn_rate)?;
+        crate::limits::check_user_count(user_count).map_err(RunError::Config)?;
+        crate::limits::check_spawn_rate(spawn_rate).map_err(RunError::Config)?;
         let pool = self
             .inner
             .pools

@@ -284,6 +284,10 @@ fn action_list(doc: &Value) -> Result<&[Value], String> {
     Ok(list)
 }
 
+/// Commands a document skips once Ctrl-C was pressed: those that start a test. Everything
+/// else (reports, summaries) still runs, so the results of what ran are written.
+const SKIPPED_AFTER_CTRL_C: &[&str] = &["LD_start_test"];
+
 fn run_action(index: usize, action: &Value) -> ActionResult {
     let invalid = |command: Option<String>, reason: String| ActionResult {
         index,
@@ -325,6 +329,12 @@ fn run_action(index: usize, action: &Value) -> ActionResult {
                  positional arguments in one list)",
                 items.len()
             ),
+        );
+    }
+    if SKIPPED_AFTER_CTRL_C.contains(&name.as_str()) && crate::interrupt::interrupted() {
+        return invalid(
+            Some(name),
+            "not run: the document was interrupted by Ctrl-C".to_owned(),
         );
     }
     tracing::debug!(index, command = %name, "running action");

@@ -95,6 +95,8 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+pub mod interrupt;
+pub mod limits;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 pub mod plan;
@@ -105,6 +107,11 @@ pub mod run_slot;
 pub mod socket_server;
 #[cfg(feature = "web-ui")]
 pub mod web;
+
+/// The README's Rust examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 pub use config::{Generator, NameLatency, OverallLatency, Percentiles, StartTest, Summary, Totals};
 pub use control::{RunControl, WorkerInfo};
@@ -193,7 +200,8 @@ pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
 /// Runs a test to its end and returns its summary (Python's `start_test`).
 ///
 /// Builds a multi-threaded tokio runtime with one worker per CPU this process may use, and
-/// stops gracefully on Ctrl-C. Call [`start_test_async`] from async code instead.
+/// stops gracefully on Ctrl-C (a second Ctrl-C exits the process; see [`interrupt`]). Call
+/// [`start_test_async`] from async code instead.
 ///
 /// # Errors
 /// See [`create_env`]; also when the runtime cannot start.
@@ -203,6 +211,7 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
+    interrupt::install();
     let plan = RunPlan::compile(config)?;
     runtime.block_on(async {
         if distributed::is_distributed(&plan) {
@@ -211,10 +220,8 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         let env = prepare_plan(plan).await?;
         let on_ctrl_c = env.clone();
         let ctrl_c = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("Ctrl-C: stopping; requests in flight finish and are recorded");
-                on_ctrl_c.stop();
-            }
+            interrupt::wait().await;
+            on_ctrl_c.stop();
         });
         let summary = env.wait().await;
         ctrl_c.abort();

@@ -338,6 +338,17 @@ impl HttpRequestPlan {
                     .path()
                     .to_owned(),
             ),
+            // A path with placeholders but no host can only go to a machine nobody named.
+            Part::Dynamic(_) if plan.base.is_none() && url.source().starts_with('/') => {
+                return Err(PlanError::task(
+                    index,
+                    "request_url",
+                    format!(
+                        "the relative URL {:?} needs a `host` for the group (or write an absolute URL)",
+                        url.source()
+                    ),
+                ))
+            }
             Part::Dynamic(_) => None,
         };
         // Without a `name`, a URL that changes per request would make one statistics entry per

@@ -72,6 +72,28 @@ pub const fn with_common_options<const N: usize>(own: &[&'static str]) -> [&'sta
 /// The largest number of seconds [`seconds`] accepts (about 31 years).
 pub const MAX_SECONDS: f64 = 1e9;
 
+/// `secs` seconds as a [`Duration`] that never panics: NaN and negative values are zero, values
+/// above [`MAX_SECONDS`] are [`MAX_SECONDS`] (far below what `Instant + Duration` can hold).
+///
+/// For numbers already accepted elsewhere (a validated rate's period, a delay computed from
+/// one) where an error has no place; input is checked with [`seconds`].
+///
+/// ```
+/// use std::time::Duration;
+/// use load_density_core::task::options::{saturating_seconds, MAX_SECONDS};
+///
+/// assert_eq!(saturating_seconds(0.5), Duration::from_millis(500));
+/// assert_eq!(saturating_seconds(1e300), Duration::from_secs(MAX_SECONDS as u64));
+/// assert_eq!(saturating_seconds(f64::NAN), Duration::ZERO);
+/// assert_eq!(saturating_seconds(-3.0), Duration::ZERO);
+/// ```
+pub fn saturating_seconds(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs.min(MAX_SECONDS)).unwrap_or(Duration::ZERO)
+}
+
 /// Parses a positive number of seconds (`5`, `0.25`) into a [`Duration`].
 ///
 /// `what` names the value in the message (`"timeout"`, `"option \"timeout\""`).
@@ -144,6 +166,35 @@ pub fn option_seconds(
         .map(|value| seconds(value, &format!("option {key:?}")))
         .transpose()
         .map_err(PlanError::Config)
+}
+
+/// Option `key` as a positive whole number of bytes (a size limit such as `max_body_size`);
+/// `None` when not given (or `null`).
+///
+/// # Errors
+/// A [`PlanError::Config`] naming the option: `option "max_body_size" must be a positive
+/// whole number of bytes, got 0`.
+///
+/// ```
+/// use load_density_core::task::options::option_bytes;
+/// use serde_json::json;
+///
+/// let options = json!({"max_body_size": 1024, "bad": 1.5});
+/// let options = options.as_object().expect("an object");
+/// assert_eq!(option_bytes(options, "max_body_size"), Ok(Some(1024)));
+/// assert_eq!(option_bytes(options, "absent"), Ok(None));
+/// assert!(option_bytes(options, "bad").is_err());
+/// ```
+pub fn option_bytes(options: &Map<String, Value>, key: &str) -> Result<Option<u64>, PlanError> {
+    option(options, key)
+        .map(|value| {
+            value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                PlanError::Config(format!(
+                    "option {key:?} must be a positive whole number of bytes, got {value}"
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// A `ca_file` option: its path (for messages) and the PEM text read from it.

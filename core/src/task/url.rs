@@ -31,22 +31,31 @@ pub fn parse_host(host: &str) -> Result<Url, PlanError> {
         .map_err(|e| PlanError::Config(format!("host {host:?} is not a valid URL: {e}")))
 }
 
-/// Resolves a URL against an optional base (`http://localhost` when there is none). An
-/// absolute URL is returned as it is, whatever its scheme: the protocol checks the scheme.
+/// Resolves a URL against an optional base (the group's `host`). An absolute URL is returned
+/// as it is, whatever its scheme: the protocol checks the scheme.
 ///
 /// # Errors
-/// The reason, naming the URL, when `text` is not a valid absolute or relative URL.
+/// The reason, naming the URL, when `text` is not a valid absolute or relative URL; when it is
+/// relative and there is no base (it would otherwise go to `localhost` unnoticed); when it
+/// looks like an address without a scheme (`127.0.0.1:8080/get`, which would otherwise be the
+/// path `/127.0.0.1:8080/get`).
 pub fn resolve_url(base: Option<&Url>, text: &str) -> Result<Url, String> {
     match Url::parse(text) {
         Ok(url) => Ok(url),
         Err(ParseError::RelativeUrlWithoutBase) => {
-            let fallback;
-            let base = match base {
-                Some(b) => b,
-                None => {
-                    fallback = Url::parse("http://localhost/").map_err(|e| e.to_string())?;
-                    &fallback
-                }
+            // RFC 3986 4.2: the first segment of a relative path has no colon; one that has
+            // is an address whose scheme was forgotten.
+            let first_segment = text.split(['/', '?', '#']).next().unwrap_or_default();
+            if first_segment.contains(':') {
+                return Err(format!(
+                    "{text:?} has no scheme: write \"http://{text}\" (or \"./{text}\" for a relative path)"
+                ));
+            }
+            let Some(base) = base else {
+                return Err(format!(
+                    "the relative URL {text:?} needs a `host` for the group (or write an absolute URL such as \"http://127.0.0.1:8080{}\")",
+                    if text.starts_with('/') { "" } else { "/" }
+                ));
             };
             base.join(text)
                 .map_err(|e| format!("invalid URL {text:?}: {e}"))
@@ -74,7 +83,7 @@ mod tests {
     }
 
     #[test]
-    fn urls_resolve_against_the_base_or_localhost() {
+    fn urls_resolve_against_the_base_and_need_one() {
         let base = parse_host("http://h:1/api/").expect("host");
         let url = resolve_url(Some(&base), "v1/items").expect("relative");
         assert_eq!(url.as_str(), "http://h:1/api/v1/items");
@@ -82,8 +91,18 @@ mod tests {
         assert_eq!(url.as_str(), "http://h:1/root");
         let url = resolve_url(Some(&base), "ws://other:2/x").expect("absolute");
         assert_eq!(url.as_str(), "ws://other:2/x");
-        let url = resolve_url(None, "/get").expect("no base");
-        assert_eq!(url.as_str(), "http://localhost/get");
+        let error = resolve_url(None, "/get").expect_err("no base");
+        assert!(
+            error.starts_with("the relative URL \"/get\" needs a `host`"),
+            "{error}"
+        );
+        let error = resolve_url(Some(&base), "127.0.0.1:8080/get").expect_err("no scheme");
+        assert!(
+            error.starts_with("\"127.0.0.1:8080/get\" has no scheme"),
+            "{error}"
+        );
+        let url = resolve_url(Some(&base), "./a:b").expect("a colon after ./");
+        assert_eq!(url.as_str(), "http://h:1/api/a:b");
         let error = resolve_url(None, "http://[::1").expect_err("bad URL");
         assert!(error.starts_with("invalid URL \"http://[::1\""), "{error}");
     }

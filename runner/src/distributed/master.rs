@@ -347,11 +347,8 @@ impl RunControl for Master {
                 crate::env::OPEN_MODEL_REFUSES_USER_COUNT.to_owned(),
             ));
         }
-        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
-            return Err(RunError::Config(format!(
-                "spawn_rate must be a positive number, got {spawn_rate}"
-            )));
-        }
+        crate::limits::check_user_count(user_count).map_err(RunError::Config)?;
+        crate::limits::check_spawn_rate(spawn_rate).map_err(RunError::Config)?;
         {
             let mut core = self.inner.core.lock();
             core.target = user_count;
@@ -532,7 +529,7 @@ impl Inner {
         } else {
             &frames[1]
         };
-        let message = Message::decode(payload)
+        let message = Message::decode_limited(payload, self.options.max_message_size)
             .map_err(|e| WireError::Frames(format!("from {identity}: {e}")))?;
         self.handle(&identity, message)
             .map_err(|e| WireError::Frames(format!("from {identity}: {e}")))
@@ -1016,14 +1013,15 @@ async fn drive(inner: Arc<Inner>) {
         if current != target {
             let step = dispatch::step_size(rate);
             let next = dispatch::ramp_totals(current, target, step)
-                .first()
-                .copied()
+                .next()
                 .unwrap_or(target);
             inner.state.send_replace(RunState::Spawning);
             inner.dispatch(next);
             announced_complete = false;
             ramp_done_at = None;
-            let delay = Duration::from_secs_f64(current.abs_diff(next) as f64 / rate);
+            let delay = load_density_core::task::options::saturating_seconds(
+                current.abs_diff(next) as f64 / rate,
+            );
             let until = Instant::now() + delay;
             // Sleep the step out; a worker change meanwhile is placed at once.
             while Instant::now() < until {
@@ -1086,8 +1084,9 @@ async fn drive(inner: Arc<Inner>) {
     for id in &quit_ids {
         inner.send(id, Message::new("quit", Value::Nil, id.clone()));
     }
-    let deadline =
-        Instant::now() + Duration::from_secs_f64(inner.options.stop_timeout) + QUIT_GRACE;
+    let deadline = Instant::now()
+        + load_density_core::task::options::saturating_seconds(inner.options.stop_timeout)
+        + QUIT_GRACE;
     loop {
         let waiting = {
             let core = inner.core.lock();

@@ -44,6 +44,15 @@
 //! | `stop_timeout` | 10 | master | seconds workers give running tasks to finish at the end (sent in `spawn`) |
 //! | `distributed_records` | `"all"` | master | records workers send: `"all"`, `"errors"` or `"none"` |
 //! | `master_timeout` | 60 | worker | seconds without a heartbeat reply before a worker gives up |
+//! | `max_message_size` | 33554432 (32 MiB) | both | largest message accepted from a peer, in bytes; a larger one is dropped with a warning |
+//!
+//! Whatever a peer sends, no buffer is sized from a length or count it claims: messages above
+//! `max_message_size` are dropped before decoding, a Locust report may claim at most
+//! [`locust_stats::MAX_REQUESTS_PER_REPORT`] requests, and the HDR histograms of one report
+//! may allocate at most [`locust_stats::HISTOGRAM_BYTES_PER_REPORT`] bytes of counters (plus
+//! a multiple of the report's size).
+//! One exception is outside LoadDensity: the `zeromq` crate (0.7) reserves the length a
+//! frame header claims before the frame's bytes arrive, and offers no option to cap it.
 
 pub mod dispatch;
 pub mod locust_stats;
@@ -90,6 +99,7 @@ pub const DISTRIBUTED_OPTION_KEYS: &[&str] = &[
     "stop_timeout",
     "distributed_records",
     "master_timeout",
+    "max_message_size",
 ];
 
 /// Why a distributed run failed.
@@ -134,6 +144,8 @@ pub struct DistributedOptions {
     pub records: RecordShipping,
     /// How long a worker waits for a silent master.
     pub master_timeout: Duration,
+    /// The largest message accepted from a peer, in bytes.
+    pub max_message_size: usize,
 }
 
 impl Default for DistributedOptions {
@@ -143,6 +155,7 @@ impl Default for DistributedOptions {
             stop_timeout: 10.0,
             records: RecordShipping::All,
             master_timeout: Duration::from_secs(60),
+            max_message_size: wire::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -151,7 +164,7 @@ fn seconds(key: &str, value: &Value) -> Result<Duration, RunError> {
     value
         .as_f64()
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| {
             RunError::Config(format!(
                 "{key} must be a number of seconds >= 0, got {value}"
@@ -179,6 +192,17 @@ impl DistributedOptions {
                 }
                 "stop_timeout" => options.stop_timeout = seconds(key, &value)?.as_secs_f64(),
                 "master_timeout" => options.master_timeout = seconds(key, &value)?,
+                "max_message_size" => {
+                    options.max_message_size = value
+                        .as_u64()
+                        .filter(|n| *n > 0)
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            RunError::Config(format!(
+                                "max_message_size must be a positive whole number of bytes, got {value}"
+                            ))
+                        })?;
+                }
                 "distributed_records" => {
                     options.records = value
                         .as_str()
@@ -250,6 +274,9 @@ pub fn check_local(plan: &RunPlan) -> Result<(), RunError> {
 /// Runs a master or a worker to its end (what `start_test` does for those modes). With
 /// `on_ctrl_c`, Ctrl-C stops it gracefully.
 pub async fn run(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
+    if on_ctrl_c {
+        crate::interrupt::install();
+    }
     if plan.mode() == RunnerMode::Master {
         #[cfg(feature = "web-ui")]
         let web_ui = plan.web_ui().cloned();
@@ -267,7 +294,7 @@ pub async fn run(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunEr
         let ctrl_c = on_ctrl_c.then(|| {
             let master = master.clone();
             tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if crate::interrupt::ctrl_c().await {
                     tracing::warn!("Ctrl-C: stopping the workers; their last reports follow");
                     crate::RunControl::stop(&master);
                 }
@@ -287,7 +314,7 @@ pub async fn run(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunEr
         let ctrl_c = on_ctrl_c.then(|| {
             let stop = worker.stopper();
             tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if crate::interrupt::ctrl_c().await {
                     tracing::warn!("Ctrl-C: stopping; the last report goes to the master");
                     stop();
                 }

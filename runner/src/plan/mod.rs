@@ -39,6 +39,7 @@ mod json;
 pub mod model;
 pub mod schedule;
 
+use load_density_core::task::options::saturating_seconds;
 use std::time::Duration;
 
 use load_density_core::{registry, Pacing, PlanError, TaskList};
@@ -197,7 +198,7 @@ fn runner_options(
     Ok(RunnerOptions {
         // A worker prints nothing: its master shows the run.
         print_stats: print_stats && mode != RunnerMode::Worker,
-        stats_interval: Duration::from_secs_f64(stats_interval),
+        stats_interval: saturating_seconds(stats_interval).max(Duration::from_millis(1)),
         record_capacity,
     })
 }
@@ -268,7 +269,7 @@ impl RunPlan {
         }
         let test_time = match config.test_time {
             None => None,
-            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) if t.is_finite() && t > 0.0 => Some(saturating_seconds(t)),
             Some(t) => {
                 return Err(invalid(
                     "test_time",

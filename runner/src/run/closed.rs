@@ -5,6 +5,7 @@
 //! rate until each group has its share; a stage driver moves the target over time
 //! (`ramping_users`), and stops the pool's users when the last stage ends.
 
+use load_density_core::task::options::saturating_seconds;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,8 +122,10 @@ pub(crate) async fn run_pool(
             _ = tokio::time::sleep_until(next_step_at.into()) => {}
             _ = stop.stopped() => break,
         }
-        let interval = Duration::from_secs_f64(1.0 / target.spawn_rate);
-        next_step_at = next_step_at.max(Instant::now() - interval) + interval;
+        let interval = saturating_seconds(1.0 / target.spawn_rate);
+        next_step_at = next_step_at
+            .max(Instant::now().checked_sub(interval).unwrap_or(next_step_at))
+            + interval;
         match step {
             Step::Stop(index) => {
                 if let Some(handle) = running[index].pop() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use load_density_core::StatsEntry;
@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use super::live::{current_rates, state_name, total_rates, unix_secs_f64, MAX_ERRORS, MAX_ROWS};
 use super::Shared;
 use crate::env::RunState;
+use crate::limits;
 
 /// How fresh `/stats/requests` and the CSV files are: requests closer together share one copy
 /// of the statistics.
@@ -60,7 +61,7 @@ fn json_object(pairs: Vec<(&str, Value)>) -> Value {
 pub(crate) async fn swarm(
     State(shared): AppState,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Json<Value> {
+) -> Response {
     let host_now = shared.control.host();
     let fail = |message: String| {
         Json(json_object(vec![
@@ -68,6 +69,7 @@ pub(crate) async fn swarm(
             ("message", json!(message)),
             ("success", json!(false)),
         ]))
+        .into_response()
     };
     let Ok(Form(fields)) = form else {
         return fail(MISSING_COUNT_OR_RATE.to_owned());
@@ -100,6 +102,13 @@ pub(crate) async fn swarm(
             }
         },
     };
+    // Numbers that parse but no run can follow: 400, with Locust's answer shape.
+    if let Err(message) =
+        limits::check_user_count(user_count).and_then(|_| limits::check_spawn_rate(spawn_rate))
+    {
+        tracing::warn!(%message, "/swarm refused");
+        return (StatusCode::BAD_REQUEST, fail(message)).into_response();
+    }
     if let Some(host) = field("host").map(|h| h.replace(['<', '>'], "")) {
         let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
         let unchanged = host.is_empty() || host_now.as_deref().is_some_and(|now| same(now, &host));
@@ -144,7 +153,7 @@ pub(crate) async fn swarm(
         }
         response.push(("run_time", json!(seconds)));
     }
-    Json(json_object(response))
+    Json(json_object(response)).into_response()
 }
 
 /// Locust's timespans: `20` (seconds), `20s`, `3m`, `2h`, `1h20m`, `3h30m10s`.

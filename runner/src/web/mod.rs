@@ -28,9 +28,16 @@
 //! # let _ = summary; Ok(()) }
 //! ```
 //!
-//! `web_ui_dict` keys: `host` (default `127.0.0.1`; `"*"` means every interface), `port`
-//! (default 8089; 0 picks a free port, see [`local_addr`] and [`running_addresses`]), and
-//! `username` with `password` to require HTTP basic authentication on every route.
+//! `web_ui_dict` keys: `host` (default `127.0.0.1`; `"*"` means every interface, IPv4 and
+//! IPv6), `port` (default 8089; 0 picks a free port, see [`local_addr`] and
+//! [`running_addresses`]), `username` with `password` to require HTTP basic authentication on
+//! every route, and `allowed_hosts`.
+//!
+//! Against DNS rebinding (a page of another site whose name is made to resolve to this
+//! machine), every request's `Host` must name this UI: an IP address, `localhost`, the
+//! configured `host`, or a name listed in `allowed_hosts` (a list of host names, without
+//! ports; `["*"]` allows any). Other requests get `403 Forbidden`. Add the names you reach the
+//! UI by (`"allowed_hosts": ["loadtest.internal"]`) when it listens beyond this machine.
 //!
 //! Differences from Locust, on purpose: no cross-origin access (no CORS headers, and a
 //! state-changing request from another site's page is refused); the run ends when it is
@@ -41,6 +48,7 @@
 mod api;
 mod guard;
 mod history;
+mod listen;
 mod live;
 mod page;
 
@@ -68,7 +76,7 @@ pub const DEFAULT_PORT: u16 = 8089;
 /// The web UI's default address.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// The keys `web_ui_dict` accepts.
-pub const WEB_UI_KEYS: &[&str] = &["host", "port", "username", "password"];
+pub const WEB_UI_KEYS: &[&str] = &["host", "port", "username", "password", "allowed_hosts"];
 /// How long the server waits for requests in flight once the run has ended.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -131,6 +139,7 @@ pub struct WebUiSettings {
     port: u16,
     auth: Option<BasicAuth>,
     distributed: bool,
+    allowed_hosts: Vec<String>,
 }
 
 impl Default for WebUiSettings {
@@ -140,6 +149,7 @@ impl Default for WebUiSettings {
             port: DEFAULT_PORT,
             auth: None,
             distributed: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -157,6 +167,19 @@ impl WebUiSettings {
     /// Requires HTTP basic authentication on every route.
     pub fn with_basic_auth(mut self, auth: BasicAuth) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Also accepts requests whose `Host` is one of `names` (host names without ports; `"*"`
+    /// accepts any); see the [module docs](self).
+    pub fn with_allowed_hosts(
+        mut self,
+        names: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.allowed_hosts = names
+            .into_iter()
+            .map(|n| n.into().trim().trim_end_matches('.').to_ascii_lowercase())
+            .collect();
         self
     }
 
@@ -195,7 +218,7 @@ impl WebUiSettings {
         if let Some(host) = string("host")? {
             let host = host.trim();
             settings.host = match host {
-                "" | "*" => "0.0.0.0".to_owned(),
+                "" | "*" => "*".to_owned(),
                 other => other.to_owned(),
             };
         }
@@ -212,6 +235,27 @@ impl WebUiSettings {
             Some(other) => {
                 return Err(invalid(format!(
                     "port must be a whole number 0-65535, got {other}"
+                )))
+            }
+        }
+        match map.get("allowed_hosts") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(names)) => {
+                let names = names
+                    .iter()
+                    .map(|n| n.as_str().filter(|n| !n.trim().is_empty()))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "allowed_hosts must be a list of host names, got {}",
+                            Value::Array(names.clone())
+                        ))
+                    })?;
+                settings = settings.with_allowed_hosts(names);
+            }
+            Some(other) => {
+                return Err(invalid(format!(
+                    "allowed_hosts must be a list of host names, got {other}"
                 )))
             }
         }
@@ -249,9 +293,13 @@ impl WebUiSettings {
         }
     }
 
-    /// The host to listen on.
+    /// The host to listen on (`*`: every interface).
     pub fn host(&self) -> &str {
         &self.host
+    }
+    /// The names accepted in `Host` besides IP addresses, `localhost` and [`host`](Self::host).
+    pub fn allowed_hosts(&self) -> &[String] {
+        &self.allowed_hosts
     }
     /// The port to listen on (0: any free port).
     pub fn port(&self) -> u16 {
@@ -306,7 +354,7 @@ impl WebUi {
         key: Option<usize>,
     ) -> Result<Self, WebUiError> {
         let address = format!("{}:{}", settings.host, settings.port);
-        let listener = tokio::net::TcpListener::bind((settings.host.as_str(), settings.port))
+        let listener = listen::listen(&settings.host, settings.port)
             .await
             .map_err(|source| WebUiError::Bind {
                 address: address.clone(),
