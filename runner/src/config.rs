@@ -64,6 +64,14 @@ pub struct StartTest {
     /// `[{"name", "user", "weight" | "fixed_count", "tasks", "wait_time", "host", ...options}]`.
     /// `user_detail_dict` + `tasks` is the one-group shorthand.
     pub user_groups: Option<Vec<Value>>,
+    /// Pass/fail conditions on the run's metrics, in k6's syntax, checked before the run
+    /// starts (see [`crate::thresholds`]).
+    pub thresholds: Option<crate::thresholds::Thresholds>,
+    /// Write Locust's CSV files `<csv_prefix>_stats.csv`, `_failures.csv`, `_exceptions.csv`
+    /// and `_stats_history.csv` (Locust 2.47 columns).
+    pub csv_prefix: Option<String>,
+    /// With `csv_prefix`: per-name rows in the history file too, not only the total.
+    pub csv_full_history: bool,
     /// Protocol options and other keyword arguments, checked against what the user type
     /// accepts before the run starts.
     #[serde(flatten)]
@@ -95,6 +103,9 @@ impl Default for StartTest {
             host: None,
             wait_time: None,
             user_groups: None,
+            thresholds: None,
+            csv_prefix: None,
+            csv_full_history: false,
             extra: Map::new(),
         }
     }
@@ -180,6 +191,12 @@ pub struct Summary {
     pub duration_s: f64,
     /// Totals.
     pub totals: Totals,
+    /// Each threshold condition's result (only when thresholds were given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<crate::thresholds::ThresholdResult>>,
+    /// `passed`, `failed` or `aborted` (only when thresholds were given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::thresholds::Verdict>,
 }
 
 impl Summary {
@@ -202,6 +219,8 @@ impl Summary {
             users_spawned,
             duration_s: duration.as_secs_f64(),
             totals: Totals::of(total, duration),
+            thresholds: None,
+            verdict: None,
         }
     }
 }

@@ -54,6 +54,8 @@ pub mod executor;
 pub mod globals;
 pub mod groups;
 pub mod report;
+pub mod reports;
+pub mod thresholds;
 #[cfg(feature = "web-ui")]
 pub mod web;
 
@@ -121,11 +123,36 @@ pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
     if distributed::is_distributed(&config) {
         return distributed::run(config, false).await;
     }
+    let thresholds = config.thresholds.clone();
     let env = prepare_env(config).await?;
-    let summary = env.wait().await;
+    let watcher = watch_thresholds(&env, thresholds);
+    let summary = finish_run(env.wait().await, watcher, 0);
     #[cfg(feature = "web-ui")]
     web::closed(&env).await;
     Ok(summary)
+}
+
+/// Starts evaluating `thresholds` on a run, when there are any.
+fn watch_thresholds<C: RunControl + Clone>(
+    run: &C,
+    thresholds: Option<thresholds::Thresholds>,
+) -> Option<thresholds::Watcher> {
+    thresholds
+        .filter(|t| !t.is_empty())
+        .map(|t| thresholds::watch(std::sync::Arc::new(run.clone()), t))
+}
+
+/// The summary of a finished run, with its thresholds' verdict; remembered for the reports.
+pub(crate) fn finish_run(
+    mut summary: Summary,
+    watcher: Option<thresholds::Watcher>,
+    workers: usize,
+) -> Summary {
+    if let Some(watcher) = watcher {
+        watcher.finish_into(&mut summary);
+    }
+    reports::set_last_run(&summary, workers);
+    summary
 }
 
 #[cfg(feature = "web-ui")]
@@ -161,7 +188,9 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         if distributed::is_distributed(&config) {
             return distributed::run(config, true).await;
         }
+        let thresholds = config.thresholds.clone();
         let env = prepare_env(config).await?;
+        let watcher = watch_thresholds(&env, thresholds);
         let on_ctrl_c = env.clone();
         let ctrl_c = tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -169,7 +198,7 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
                 on_ctrl_c.stop();
             }
         });
-        let summary = env.wait().await;
+        let summary = finish_run(env.wait().await, watcher, 0);
         ctrl_c.abort();
         #[cfg(feature = "web-ui")]
         web::closed(&env).await;

@@ -249,7 +249,12 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
         #[cfg(feature = "web-ui")]
         let web_ui = crate::web::WebUiSettings::from_config(&config)
             .map_err(|e| RunError::Config(crate::executor::error_chain(&e)))?;
+        let thresholds = config.thresholds.clone();
         let master = Master::start(config).await?;
+        // The master evaluates thresholds on its merged statistics; an abort stops every worker.
+        let watcher = thresholds
+            .filter(|t| !t.is_empty())
+            .map(|t| crate::thresholds::watch(std::sync::Arc::new(master.clone()), t));
         // The web UI shows and steers the master through RunControl, until the run stops.
         #[cfg(feature = "web-ui")]
         let web_ui = match web_ui {
@@ -269,7 +274,8 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
                 }
             })
         });
-        let summary = master.wait().await;
+        let workers = crate::RunControl::workers(&master).len();
+        let summary = crate::finish_run(master.wait().await, watcher, workers);
         if let Some(task) = ctrl_c {
             task.abort();
         }
