@@ -86,7 +86,9 @@ fn run_config(mut plan: Map<String, Value>) -> anyhow::Result<bool> {
     let config: StartTest = serde_json::from_value(Value::Object(std::mem::take(&mut plan)))
         .context("invalid LD_start_test arguments")?;
     let summary = load_density::start_test(config)?;
-    println!("{}", serde_json::json!({ "summary": summary }));
+    let summary = serde_json::json!({ "summary": summary });
+    crate::output::note_summary(&summary["summary"]);
+    println!("{summary}");
     Ok(true)
 }
 

@@ -14,7 +14,9 @@
 //! Each action's result is printed to stdout as one line of JSON,
 //! `{"index": 0, "command": "LD_summary", "ok": ...}` or `{..., "error": "..."}` (with a
 //! `"file"` key for `run` and `run-dir`); errors are also printed to stderr. The exit status is
-//! 0 when every action succeeded, 1 otherwise, and 2 for a usage error. Logs go to stderr;
+//! 0 when every action succeeded, 1 otherwise, and 2 for a usage error; 99 when every action
+//! ran but a run's `thresholds` failed or aborted it (the actions after that run still run, so
+//! reports are written). Logs go to stderr;
 //! `RUST_LOG` sets their filter (default `info`).
 
 mod demo;
@@ -66,10 +68,14 @@ enum Command {
     Worker(distributed::WorkerArgs),
 }
 
+/// The exit status when every action ran but a run's thresholds failed or aborted it.
+const THRESHOLD_EXIT: u8 = 99;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match run(cli) {
+        Ok(true) if output::threshold_failed() => ExitCode::from(THRESHOLD_EXIT),
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
