@@ -53,6 +53,8 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+pub mod history;
+pub mod monitor;
 pub mod report;
 pub mod reports;
 pub mod thresholds;
@@ -123,35 +125,39 @@ pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
     if distributed::is_distributed(&config) {
         return distributed::run(config, false).await;
     }
-    let thresholds = config.thresholds.clone();
+    let settings = monitor::MonitorSettings::of(&config);
     let env = prepare_env(config).await?;
-    let watcher = watch_thresholds(&env, thresholds);
-    let summary = finish_run(env.wait().await, watcher, 0);
+    let monitor = start_monitor(&env, settings);
+    let monitor = match monitor {
+        Ok(monitor) => Some(monitor),
+        Err(error) => {
+            env.stop();
+            return Err(error);
+        }
+    };
+    let summary = finish_run(env.wait().await, monitor, 0);
     #[cfg(feature = "web-ui")]
     web::closed(&env).await;
     Ok(summary)
 }
 
-/// Starts evaluating `thresholds` on a run, when there are any.
-fn watch_thresholds<C: RunControl + Clone>(
+/// Starts the run monitor (thresholds, report history, Locust CSV files).
+fn start_monitor<C: RunControl + Clone>(
     run: &C,
-    thresholds: Option<thresholds::Thresholds>,
-) -> Option<thresholds::Watcher> {
-    thresholds
-        .filter(|t| !t.is_empty())
-        .map(|t| thresholds::watch(std::sync::Arc::new(run.clone()), t))
+    settings: monitor::MonitorSettings,
+) -> Result<monitor::RunMonitor, RunError> {
+    monitor::start(std::sync::Arc::new(run.clone()), settings)
 }
 
-/// The summary of a finished run, with its thresholds' verdict; remembered for the reports.
+/// The summary of a finished run, with its thresholds' verdict; remembered, with its history,
+/// for the reports.
 pub(crate) fn finish_run(
     mut summary: Summary,
-    watcher: Option<thresholds::Watcher>,
+    monitor: Option<monitor::RunMonitor>,
     workers: usize,
 ) -> Summary {
-    if let Some(watcher) = watcher {
-        watcher.finish_into(&mut summary);
-    }
-    reports::set_last_run(&summary, workers);
+    let recording = monitor.map(|m| m.finish(&mut summary)).unwrap_or_default();
+    reports::set_last_run(&summary, workers, recording);
     summary
 }
 
@@ -188,9 +194,15 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         if distributed::is_distributed(&config) {
             return distributed::run(config, true).await;
         }
-        let thresholds = config.thresholds.clone();
+        let settings = monitor::MonitorSettings::of(&config);
         let env = prepare_env(config).await?;
-        let watcher = watch_thresholds(&env, thresholds);
+        let monitor = match start_monitor(&env, settings) {
+            Ok(monitor) => Some(monitor),
+            Err(error) => {
+                env.stop();
+                return Err(error);
+            }
+        };
         let on_ctrl_c = env.clone();
         let ctrl_c = tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -198,7 +210,7 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
                 on_ctrl_c.stop();
             }
         });
-        let summary = finish_run(env.wait().await, watcher, 0);
+        let summary = finish_run(env.wait().await, monitor, 0);
         ctrl_c.abort();
         #[cfg(feature = "web-ui")]
         web::closed(&env).await;

@@ -249,12 +249,17 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
         #[cfg(feature = "web-ui")]
         let web_ui = crate::web::WebUiSettings::from_config(&config)
             .map_err(|e| RunError::Config(crate::executor::error_chain(&e)))?;
-        let thresholds = config.thresholds.clone();
+        let settings = crate::monitor::MonitorSettings::of(&config);
         let master = Master::start(config).await?;
-        // The master evaluates thresholds on its merged statistics; an abort stops every worker.
-        let watcher = thresholds
-            .filter(|t| !t.is_empty())
-            .map(|t| crate::thresholds::watch(std::sync::Arc::new(master.clone()), t));
+        // The master samples its merged statistics: thresholds (an abort stops every worker),
+        // the report history and the Locust CSV files.
+        let monitor = match crate::monitor::start(std::sync::Arc::new(master.clone()), settings) {
+            Ok(monitor) => monitor,
+            Err(error) => {
+                crate::RunControl::stop(&master);
+                return Err(error);
+            }
+        };
         // The web UI shows and steers the master through RunControl, until the run stops.
         #[cfg(feature = "web-ui")]
         let web_ui = match web_ui {
@@ -275,7 +280,7 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
             })
         });
         let workers = crate::RunControl::workers(&master).len();
-        let summary = crate::finish_run(master.wait().await, watcher, workers);
+        let summary = crate::finish_run(master.wait().await, Some(monitor), workers);
         if let Some(task) = ctrl_c {
             task.abort();
         }

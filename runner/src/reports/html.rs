@@ -7,8 +7,11 @@
 //!   and end, workers (from the last run that finished in this process, when there is one);
 //! - the totals, and the threshold verdicts when the run had thresholds;
 //! - one row per request name: count, failures, RPS, min, mean, p50 to p99.9 (HDR) and max;
-//! - inline SVG charts over time: requests/s and failures/s (from the statistics' per-second
-//!   series, which a distributed master merges from its workers);
+//! - inline SVG charts over time, from the run monitor's per-second samples
+//!   ([`crate::monitor`]): requests/s and failures/s; p50, p95 and p99 of the requests ending
+//!   each second; users; dropped iterations/s (zero until the run statistics carry them).
+//!   Without a run in this process, only requests/s and failures/s, from the statistics'
+//!   own per-second series;
 //! - errors grouped by message, and the first failure records;
 //! - how many records the record cap did not keep.
 //!
@@ -23,6 +26,7 @@ use load_density_core::{RequestStats, StatsEntry, TestRecord};
 
 use super::text::{escape_html, report_path, write_file};
 use super::{last_run, LastRun};
+use crate::monitor::ReportPoint;
 use crate::report::ReportError;
 
 /// The name used when none is given.
@@ -99,7 +103,7 @@ fn write_report(
         out.write_all(b"<p class=\"notice\" id=\"empty\">No request was recorded.</p>\n")?;
     }
     write_names(out, stats, duration_s)?;
-    write_charts(out, total)?;
+    write_charts(out, total, run)?;
     write_errors(out, stats)?;
     write_first_failures(out, store)?;
     out.write_all(b"</body>\n</html>\n")
@@ -245,29 +249,66 @@ fn write_names(out: &mut impl Write, stats: &RequestStats, duration_s: f64) -> i
     out.write_all(b"</table>\n")
 }
 
-fn write_charts(out: &mut impl Write, total: &StatsEntry) -> io::Result<()> {
-    let points: Vec<(u64, u64, u64)> = total.per_second().collect();
+fn write_charts(out: &mut impl Write, total: &StatsEntry, run: Option<&LastRun>) -> io::Result<()> {
     out.write_all(b"<h2>Over time</h2>\n")?;
-    let series = [
-        (
-            "requests/s",
-            "#1f77b4",
-            points
-                .iter()
-                .map(|(t, r, _)| (*t, *r as f64))
-                .collect::<Vec<_>>(),
-        ),
-        (
-            "failures/s",
-            "#d62728",
-            points.iter().map(|(t, _, f)| (*t, *f as f64)).collect(),
-        ),
-    ];
+    let points: Vec<ReportPoint> = run
+        .map(|r| r.recording.history.points().copied().collect())
+        .unwrap_or_default();
+    if points.is_empty() {
+        // No run monitor sampled this data: the statistics' own per-second series.
+        let seconds: Vec<(u64, u64, u64)> = total.per_second().collect();
+        let series = [
+            (
+                "requests/s",
+                "#1f77b4",
+                seconds.iter().map(|(t, r, _)| (*t, *r as f64)).collect(),
+            ),
+            (
+                "failures/s",
+                "#d62728",
+                seconds.iter().map(|(t, _, f)| (*t, *f as f64)).collect(),
+            ),
+        ];
+        return svg_chart(
+            out,
+            "chart-rps",
+            "Requests and failures per second",
+            &series,
+        );
+    }
+    let series_of = |f: fn(&ReportPoint) -> f64| -> Vec<(u64, f64)> {
+        points.iter().map(|p| (p.time_s, f(p))).collect()
+    };
     svg_chart(
         out,
         "chart-rps",
         "Requests and failures per second",
-        &series,
+        &[
+            ("requests/s", "#1f77b4", series_of(|p| p.rps)),
+            ("failures/s", "#d62728", series_of(|p| p.fps)),
+        ],
+    )?;
+    svg_chart(
+        out,
+        "chart-latency",
+        "Response time (ms) of the requests ending each second",
+        &[
+            ("p50", "#2ca02c", series_of(|p| p.p50_ms)),
+            ("p95", "#ff7f0e", series_of(|p| p.p95_ms)),
+            ("p99", "#9467bd", series_of(|p| p.p99_ms)),
+        ],
+    )?;
+    svg_chart(
+        out,
+        "chart-users",
+        "Users",
+        &[("users", "#17becf", series_of(|p| p.users))],
+    )?;
+    svg_chart(
+        out,
+        "chart-dropped",
+        "Dropped iterations per second",
+        &[("dropped/s", "#8c564b", series_of(|p| p.dropped_per_s))],
     )
 }
 

@@ -33,6 +33,7 @@ pub mod html;
 pub mod html_fragments;
 pub mod json;
 pub mod junit;
+pub mod locust_csv;
 pub mod text;
 pub mod xml;
 
@@ -53,15 +54,18 @@ pub struct LastRun {
     pub workers: usize,
     /// When it ended.
     pub ended: std::time::SystemTime,
+    /// What the run monitor recorded (the per-second history).
+    pub recording: crate::monitor::RunRecording,
 }
 
 static LAST_RUN: Mutex<Option<LastRun>> = Mutex::new(None);
 
 /// Records the run that just finished, for the reports written after it.
-pub fn set_last_run(summary: &Summary, workers: usize) {
+pub fn set_last_run(summary: &Summary, workers: usize, recording: crate::monitor::RunRecording) {
     *LAST_RUN.lock() = Some(LastRun {
         summary: summary.clone(),
         workers,
+        recording,
         ended: std::time::SystemTime::now(),
     });
 }

@@ -31,7 +31,7 @@
 //! names the key and the condition's index.
 //!
 //! ## Evaluation
-//! A watcher task evaluates every condition once a second on the run's live statistics (a
+//! The run monitor ([`crate::monitor`]) evaluates every condition once a second on the run's live statistics (a
 //! distributed master: on its merged, exact histograms) and once more on the final statistics.
 //! It reads statistics the run already keeps; nothing is added on the request path. When a
 //! condition with `abort_on_fail` fails at a second past its `delay_abort_eval`, the run is
@@ -50,7 +50,6 @@
 
 mod eval;
 mod parse;
-mod watch;
 
 use std::fmt::Write as _;
 
@@ -59,7 +58,6 @@ use serde_json::Value;
 
 pub use eval::Observation;
 pub use parse::{Aggregation, Condition, Filter, Metric, Operator, Threshold};
-pub use watch::{watch, Watcher};
 
 /// A `thresholds` entry that cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

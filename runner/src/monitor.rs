@@ -1,0 +1,428 @@
+//! The run monitor: one task per run that samples the live statistics once a second and feeds
+//! everything that needs a per-second view of the run:
+//! - the thresholds ([`crate::thresholds`]): evaluated each second, an abort stops the run;
+//! - the report history ([`ReportPoint`]s in a [`ChartHistory`]): the HTML report's charts;
+//! - Locust's CSV files ([`crate::reports::locust_csv`]), when `csv_prefix` is set.
+//!
+//! It reads statistics the run keeps anyway ([`RunControl::stats`], one copy a second); it
+//! adds nothing on the request path. `start_test` starts it for local runs and for a master
+//! (which samples its merged statistics); [`RunMonitor::finish`] evaluates the thresholds
+//! once more on the final statistics and writes the CSV files' final contents.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use load_density_core::RequestStats;
+use parking_lot::Mutex;
+
+use crate::control::RunControl;
+use crate::env::RunState;
+use crate::error::RunError;
+use crate::history::{ChartHistory, HistoryPoint};
+use crate::reports::locust_csv;
+use crate::thresholds::{Observation, ThresholdResult, Thresholds, Verdict};
+use crate::Summary;
+
+/// How often the monitor samples the run.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One second (or, once downsampled, several) of the run, as the HTML report charts it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct ReportPoint {
+    /// Unix second the point starts at.
+    pub time_s: u64,
+    /// Seconds it covers.
+    pub width_s: u64,
+    /// Users running.
+    pub users: f64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Failures per second.
+    pub fps: f64,
+    /// Median latency of the requests that ended in the point (ms).
+    pub p50_ms: f64,
+    /// 95th percentile (ms).
+    pub p95_ms: f64,
+    /// 99th percentile (ms).
+    pub p99_ms: f64,
+    /// Iterations the schedule dropped per second (0 while the statistics do not carry them).
+    pub dropped_per_s: f64,
+}
+
+impl HistoryPoint for ReportPoint {
+    fn width_s(&self) -> u64 {
+        self.width_s
+    }
+    fn time_s(&self) -> u64 {
+        self.time_s
+    }
+    fn absorb(&mut self, other: &Self) {
+        let (a, b) = (self.width_s as f64, other.width_s as f64);
+        let mean = |x: f64, y: f64| (x * a + y * b) / (a + b);
+        self.users = mean(self.users, other.users);
+        self.rps = mean(self.rps, other.rps);
+        self.fps = mean(self.fps, other.fps);
+        self.p50_ms = mean(self.p50_ms, other.p50_ms);
+        self.p95_ms = mean(self.p95_ms, other.p95_ms);
+        self.p99_ms = mean(self.p99_ms, other.p99_ms);
+        self.dropped_per_s = mean(self.dropped_per_s, other.dropped_per_s);
+        self.width_s += other.width_s;
+    }
+}
+
+/// What the monitor does besides keeping the history.
+#[derive(Debug, Clone, Default)]
+pub struct MonitorSettings {
+    /// Thresholds to evaluate.
+    pub thresholds: Option<Thresholds>,
+    /// Write Locust's CSV files with this prefix.
+    pub csv_prefix: Option<String>,
+    /// Per-name rows in the CSV history.
+    pub csv_full_history: bool,
+}
+
+impl MonitorSettings {
+    /// The settings of a `start_test` configuration.
+    pub fn of(config: &crate::StartTest) -> Self {
+        Self {
+            thresholds: config.thresholds.clone().filter(|t| !t.is_empty()),
+            csv_prefix: config.csv_prefix.clone(),
+            csv_full_history: config.csv_full_history,
+        }
+    }
+}
+
+/// The Locust CSV files of a run.
+struct LocustFiles {
+    prefix: String,
+    full_history: bool,
+    history: BufWriter<File>,
+    /// (type, name, message) → (first seen, last seen, occurrences), unix seconds.
+    seen: HashMap<ErrorKey, (f64, f64, u64)>,
+}
+
+/// An error group's key: (type, name, message).
+type ErrorKey = (Arc<str>, Arc<str>, Arc<str>);
+
+impl LocustFiles {
+    fn create(prefix: &str, full_history: bool) -> Result<Self, RunError> {
+        let path = PathBuf::from(format!("{prefix}_stats_history.csv"));
+        let mut history = File::create(&path)
+            .map(BufWriter::new)
+            .map_err(|e| file_error(&path, &e))?;
+        locust_csv::write_history_header(&mut history).map_err(|e| file_error(&path, &e))?;
+        let mut files = Self {
+            prefix: prefix.to_owned(),
+            full_history,
+            history,
+            seen: HashMap::new(),
+        };
+        // The other three exist from the start, with their headers, as Locust's do.
+        files.rewrite(&RequestStats::new(), SystemTime::now())?;
+        Ok(files)
+    }
+
+    fn path(&self, suffix: &str) -> PathBuf {
+        PathBuf::from(format!("{}_{suffix}.csv", self.prefix))
+    }
+
+    /// One second: a history row, and the three snapshot files rewritten.
+    fn sample(
+        &mut self,
+        stats: &RequestStats,
+        users: u64,
+        now: SystemTime,
+    ) -> Result<(), RunError> {
+        let path = self.path("stats_history");
+        locust_csv::write_history_rows(&mut self.history, stats, users, now, self.full_history)
+            .and_then(|()| self.history.flush())
+            .map_err(|e| file_error(&path, &e))?;
+        self.rewrite(stats, now)
+    }
+
+    fn rewrite(&mut self, stats: &RequestStats, now: SystemTime) -> Result<(), RunError> {
+        let now_f = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        for group in stats.errors() {
+            let key = (
+                group.request_type.clone(),
+                group.name.clone(),
+                group.message.clone(),
+            );
+            let entry = self
+                .seen
+                .entry(key)
+                .or_insert((now_f, now_f, group.occurrences));
+            if entry.2 != group.occurrences {
+                entry.1 = now_f;
+                entry.2 = group.occurrences;
+            }
+        }
+        let seen = &self.seen;
+        write_whole(self.path("stats"), |out| {
+            locust_csv::write_stats(out, stats)
+        })?;
+        write_whole(self.path("failures"), |out| {
+            locust_csv::write_failures(out, stats, |group| {
+                let key = (
+                    group.request_type.clone(),
+                    group.name.clone(),
+                    group.message.clone(),
+                );
+                seen.get(&key).map_or((now_f, now_f), |(f, l, _)| (*f, *l))
+            })
+        })?;
+        write_whole(self.path("exceptions"), locust_csv::write_exceptions)
+    }
+}
+
+fn file_error(path: &std::path::Path, error: &std::io::Error) -> RunError {
+    RunError::Config(format!(
+        "csv_prefix: cannot write {}: {error}",
+        path.display()
+    ))
+}
+
+fn write_whole(
+    path: PathBuf,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<(), RunError> {
+    crate::reports::text::write_file(path.clone(), write)
+        .map(|_| ())
+        .map_err(|e| match e {
+            crate::report::ReportError::Write { source, .. } => file_error(&path, &source),
+            other => RunError::Config(other.to_string()),
+        })
+}
+
+#[derive(Default)]
+struct State {
+    history: ChartHistory<ReportPoint>,
+    /// The total's histogram at the previous sample, for per-second percentiles.
+    previous: Option<Histogram<u64>>,
+    latest: Vec<ThresholdResult>,
+    /// The flattened index of the condition that aborted the run.
+    aborted_by: Option<usize>,
+    locust: Option<LocustFiles>,
+    /// The first error writing the CSV files (they stop being written after it).
+    csv_error: Option<String>,
+}
+
+/// The monitor of one run; see the [module docs](self).
+pub struct RunMonitor {
+    control: Arc<dyn RunControl>,
+    settings: MonitorSettings,
+    started: Instant,
+    checks_base: (u64, u64),
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunMonitor")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+fn checks_since(base: (u64, u64)) -> Option<(u64, u64)> {
+    let (passed, failed) = load_density_core::checks::assertion_counts();
+    Some((passed.saturating_sub(base.0), failed.saturating_sub(base.1)))
+}
+
+/// Starts monitoring `control` on the current tokio runtime until the run stops.
+///
+/// # Errors
+/// The Locust CSV files cannot be created.
+pub fn start(
+    control: Arc<dyn RunControl>,
+    settings: MonitorSettings,
+) -> Result<RunMonitor, RunError> {
+    let locust = match &settings.csv_prefix {
+        Some(prefix) => Some(LocustFiles::create(prefix, settings.csv_full_history)?),
+        None => None,
+    };
+    let started = Instant::now();
+    let checks_base = load_density_core::checks::assertion_counts();
+    let state = Arc::new(Mutex::new(State {
+        locust,
+        ..State::default()
+    }));
+    let task = tokio::spawn({
+        let control = control.clone();
+        let thresholds = settings.thresholds.clone();
+        let state = state.clone();
+        async move {
+            let mut interval = tokio::time::interval_at(
+                tokio::time::Instant::now() + SAMPLE_INTERVAL,
+                SAMPLE_INTERVAL,
+            );
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if control.state() == RunState::Stopped {
+                    break;
+                }
+                let stats = control.stats();
+                let elapsed_s = started.elapsed().as_secs_f64();
+                let mut state = state.lock();
+                sample(&mut state, &stats, control.user_count(), SystemTime::now());
+                let Some(thresholds) = &thresholds else {
+                    continue;
+                };
+                let results = thresholds.evaluate(&Observation {
+                    stats: Some(&stats),
+                    elapsed_s,
+                    checks: checks_since(checks_base),
+                    dropped_iterations: None,
+                });
+                let abort =
+                    thresholds
+                        .conditions()
+                        .zip(&results)
+                        .position(|(condition, result)| {
+                            condition.abort_on_fail
+                                && !result.ok
+                                && elapsed_s >= condition.delay_abort_eval_s
+                        });
+                state.latest = results;
+                if let Some(index) = abort {
+                    state.aborted_by = Some(index);
+                    let result = &state.latest[index];
+                    tracing::warn!(
+                        metric = %result.metric,
+                        condition = %result.condition,
+                        value = %result.value_text(),
+                        "threshold failed with abort_on_fail: stopping the run"
+                    );
+                    drop(state);
+                    control.stop();
+                    break;
+                }
+            }
+        }
+    });
+    Ok(RunMonitor {
+        control,
+        settings,
+        started,
+        checks_base,
+        state,
+        task,
+    })
+}
+
+/// One sample: a history point and the CSV history row.
+fn sample(state: &mut State, stats: &RequestStats, users: u64, now: SystemTime) {
+    let total = stats.total();
+    let histogram = total.histogram();
+    let (p50, p95, p99) = match &state.previous {
+        Some(previous) => {
+            let mut diff = histogram.clone();
+            match diff.subtract(previous) {
+                Ok(()) if !diff.is_empty() => (
+                    diff.value_at_quantile(0.5) as f64 / 1000.0,
+                    diff.value_at_quantile(0.95) as f64 / 1000.0,
+                    diff.value_at_quantile(0.99) as f64 / 1000.0,
+                ),
+                _ => (0.0, 0.0, 0.0),
+            }
+        }
+        None => (
+            total.percentile_ms(50.0),
+            total.percentile_ms(95.0),
+            total.percentile_ms(99.0),
+        ),
+    };
+    state.previous = Some(histogram.clone());
+    let now_s = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (rps, fps) = total.current_rates(now, 1);
+    state.history.push(ReportPoint {
+        time_s: now_s.saturating_sub(1),
+        width_s: 1,
+        users: users as f64,
+        rps,
+        fps,
+        p50_ms: p50,
+        p95_ms: p95,
+        p99_ms: p99,
+        dropped_per_s: 0.0,
+    });
+    if let Some(files) = &mut state.locust {
+        if let Err(error) = files.sample(stats, users, now) {
+            tracing::warn!(%error, "the Locust CSV files are no longer written");
+            state.csv_error = Some(error.to_string());
+            state.locust = None;
+        }
+    }
+}
+
+/// What a finished run's monitor hands to the reports.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecording {
+    /// The per-second history.
+    pub history: ChartHistory<ReportPoint>,
+}
+
+impl RunMonitor {
+    /// The latest threshold results during the run.
+    pub fn latest(&self) -> Vec<ThresholdResult> {
+        self.state.lock().latest.clone()
+    }
+
+    /// Stops monitoring; evaluates the thresholds on the final statistics into `summary`
+    /// (`thresholds`, `verdict`) and prints the verdict block to stderr; writes the Locust
+    /// CSV files' final contents and a last history row.
+    pub fn finish(self, summary: &mut Summary) -> RunRecording {
+        self.task.abort();
+        let stats = self.control.stats();
+        let mut state = self.state.lock();
+        if let Some(files) = &mut state.locust {
+            let now = SystemTime::now();
+            if let Err(error) = files.sample(&stats, 0, now) {
+                tracing::warn!(%error, "the Locust CSV files could not be finished");
+            }
+        }
+        if let Some(thresholds) = &self.settings.thresholds {
+            let elapsed_s = if summary.duration_s > 0.0 {
+                summary.duration_s
+            } else {
+                self.started.elapsed().as_secs_f64()
+            };
+            let mut results = thresholds.evaluate(&Observation {
+                stats: Some(&stats),
+                elapsed_s,
+                checks: checks_since(self.checks_base),
+                dropped_iterations: None,
+            });
+            let verdict = if let Some(index) = state.aborted_by {
+                // The condition that stopped the run failed, whatever the last seconds did.
+                if let Some(result) = results.get_mut(index) {
+                    result.ok = false;
+                }
+                Verdict::Aborted
+            } else if results.iter().all(|r| r.ok) {
+                Verdict::Passed
+            } else {
+                Verdict::Failed
+            };
+            eprintln!("{}", crate::thresholds::verdict_block(&results, verdict));
+            summary.thresholds = Some(results);
+            summary.verdict = Some(verdict);
+        }
+        RunRecording {
+            history: std::mem::take(&mut state.history),
+        }
+    }
+}
