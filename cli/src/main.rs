@@ -11,6 +11,9 @@
 //!                                 join a LoadDensity or Locust master (runner_mode "worker")
 //! ```
 //!
+//! `--csv PREFIX` (with any command) writes Locust's CSV files for every run that sets no
+//! `csv_prefix`; `--csv-full-history` adds per-name rows to the history file.
+//!
 //! Each action's result is printed to stdout as one line of JSON,
 //! `{"index": 0, "command": "LD_summary", "ok": ...}` or `{..., "error": "..."}` (with a
 //! `"file"` key for `run` and `run-dir`); errors are also printed to stderr. The exit status is
@@ -39,6 +42,13 @@ use load_density::executor;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Write Locust's CSV files PREFIX_stats.csv, PREFIX_failures.csv, PREFIX_exceptions.csv
+    /// and PREFIX_stats_history.csv for runs that set no csv_prefix.
+    #[arg(long, global = true, value_name = "PREFIX")]
+    csv: Option<String>,
+    /// With --csv: per-name rows in PREFIX_stats_history.csv too.
+    #[arg(long, global = true, requires = "csv")]
+    csv_full_history: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +97,7 @@ fn main() -> ExitCode {
 
 /// Runs the command; `Ok(false)` when something it ran failed (already reported).
 fn run(cli: Cli) -> anyhow::Result<bool> {
+    load_density::monitor::set_default_csv(cli.csv, cli.csv_full_history);
     match cli.command {
         Command::Run { files } => output::print_files(&executor::execute_files(&files)),
         Command::RunDir { dir } => output::print_files(&executor::execute_dir(&dir)?),

@@ -86,13 +86,30 @@ pub struct MonitorSettings {
     pub csv_full_history: bool,
 }
 
+/// The process-wide Locust CSV prefix (the CLI's `--csv`), for runs that set none.
+static DEFAULT_CSV: Mutex<Option<(String, bool)>> = Mutex::new(None);
+
+/// Sets the Locust CSV prefix (and full history) used by every later run whose
+/// configuration has no `csv_prefix`; `None` clears it. This is what `--csv PREFIX` does:
+/// like Locust's, the files describe the last run of the process.
+pub fn set_default_csv(prefix: Option<String>, full_history: bool) {
+    *DEFAULT_CSV.lock() = prefix.map(|p| (p, full_history));
+}
+
 impl MonitorSettings {
     /// The settings of a `start_test` configuration.
     pub fn of(config: &crate::StartTest) -> Self {
+        let (csv_prefix, csv_full_history) = match &config.csv_prefix {
+            Some(prefix) => (Some(prefix.clone()), config.csv_full_history),
+            None => match DEFAULT_CSV.lock().clone() {
+                Some((prefix, full)) => (Some(prefix), full || config.csv_full_history),
+                None => (None, false),
+            },
+        };
         Self {
             thresholds: config.thresholds.clone().filter(|t| !t.is_empty()),
-            csv_prefix: config.csv_prefix.clone(),
-            csv_full_history: config.csv_full_history,
+            csv_prefix,
+            csv_full_history,
         }
     }
 }
