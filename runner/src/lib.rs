@@ -135,7 +135,7 @@ pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
             return Err(error);
         }
     };
-    let summary = finish_run(env.wait().await, monitor, 0);
+    let summary = finish_run(env.wait().await, monitor);
     #[cfg(feature = "web-ui")]
     web::closed(&env).await;
     Ok(summary)
@@ -151,13 +151,9 @@ fn start_monitor<C: RunControl + Clone>(
 
 /// The summary of a finished run, with its thresholds' verdict; remembered, with its history,
 /// for the reports.
-pub(crate) fn finish_run(
-    mut summary: Summary,
-    monitor: Option<monitor::RunMonitor>,
-    workers: usize,
-) -> Summary {
+pub(crate) fn finish_run(mut summary: Summary, monitor: Option<monitor::RunMonitor>) -> Summary {
     let recording = monitor.map(|m| m.finish(&mut summary)).unwrap_or_default();
-    reports::set_last_run(&summary, workers, recording);
+    reports::set_last_run(&summary, recording);
     summary
 }
 
@@ -210,7 +206,7 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
                 on_ctrl_c.stop();
             }
         });
-        let summary = finish_run(env.wait().await, monitor, 0);
+        let summary = finish_run(env.wait().await, monitor);
         ctrl_c.abort();
         #[cfg(feature = "web-ui")]
         web::closed(&env).await;

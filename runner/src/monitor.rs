@@ -222,6 +222,8 @@ fn write_whole(
 #[derive(Default)]
 struct State {
     history: ChartHistory<ReportPoint>,
+    /// The most workers seen at once (a master).
+    workers: usize,
     /// The total's histogram at the previous sample, for per-second percentiles.
     previous: Option<Histogram<u64>>,
     latest: Vec<ThresholdResult>,
@@ -230,6 +232,8 @@ struct State {
     locust: Option<LocustFiles>,
     /// The first error writing the CSV files (they stop being written after it).
     csv_error: Option<String>,
+    /// Set by `finish`: a sample taken before it must not overwrite the final files.
+    finished: bool,
 }
 
 /// The monitor of one run; see the [module docs](self).
@@ -290,7 +294,12 @@ pub fn start(
                 }
                 let stats = control.stats();
                 let elapsed_s = started.elapsed().as_secs_f64();
+                let workers = control.workers().len();
                 let mut state = state.lock();
+                if state.finished {
+                    break;
+                }
+                state.workers = state.workers.max(workers);
                 sample(&mut state, &stats, control.user_count(), SystemTime::now());
                 let Some(thresholds) = &thresholds else {
                     continue;
@@ -365,17 +374,21 @@ fn sample(state: &mut State, stats: &RequestStats, users: u64, now: SystemTime) 
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let (rps, fps) = total.current_rates(now, 1);
-    state.history.push(ReportPoint {
-        time_s: now_s.saturating_sub(1),
-        width_s: 1,
-        users: users as f64,
-        rps,
-        fps,
-        p50_ms: p50,
-        p95_ms: p95,
-        p99_ms: p99,
-        dropped_per_s: 0.0,
-    });
+    let time_s = now_s.saturating_sub(1);
+    let fresh = state.history.last_time_s().is_none_or(|last| last < time_s);
+    if fresh {
+        state.history.push(ReportPoint {
+            time_s,
+            width_s: 1,
+            users: users as f64,
+            rps,
+            fps,
+            p50_ms: p50,
+            p95_ms: p95,
+            p99_ms: p99,
+            dropped_per_s: 0.0,
+        });
+    }
     if let Some(files) = &mut state.locust {
         if let Err(error) = files.sample(stats, users, now) {
             tracing::warn!(%error, "the Locust CSV files are no longer written");
@@ -390,6 +403,8 @@ fn sample(state: &mut State, stats: &RequestStats, users: u64, now: SystemTime) 
 pub struct RunRecording {
     /// The per-second history.
     pub history: ChartHistory<ReportPoint>,
+    /// The most workers the run had at once (0 for a local run).
+    pub workers: usize,
 }
 
 impl RunMonitor {
@@ -405,12 +420,14 @@ impl RunMonitor {
         self.task.abort();
         let stats = self.control.stats();
         let mut state = self.state.lock();
-        if let Some(files) = &mut state.locust {
-            let now = SystemTime::now();
-            if let Err(error) = files.sample(&stats, 0, now) {
-                tracing::warn!(%error, "the Locust CSV files could not be finished");
-            }
-        }
+        state.finished = true;
+        // The last (partial) second: a history point, the CSV files' final contents.
+        sample(
+            &mut state,
+            &stats,
+            self.control.user_count(),
+            SystemTime::now(),
+        );
         if let Some(thresholds) = &self.settings.thresholds {
             let elapsed_s = if summary.duration_s > 0.0 {
                 summary.duration_s
@@ -438,8 +455,10 @@ impl RunMonitor {
             summary.thresholds = Some(results);
             summary.verdict = Some(verdict);
         }
+        let workers = state.workers.max(self.control.workers().len());
         RunRecording {
             history: std::mem::take(&mut state.history),
+            workers,
         }
     }
 }

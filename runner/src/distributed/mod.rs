@@ -279,8 +279,7 @@ pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, R
                 }
             })
         });
-        let workers = crate::RunControl::workers(&master).len();
-        let summary = crate::finish_run(master.wait().await, Some(monitor), workers);
+        let summary = crate::finish_run(master.wait().await, Some(monitor));
         if let Some(task) = ctrl_c {
             task.abort();
         }

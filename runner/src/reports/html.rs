@@ -2,7 +2,7 @@
 //!
 //! The Python version wrote one table per record, which no one can read past a few thousand
 //! records. This report holds, with nothing loaded from the network (inline CSS, inline SVG,
-//! no script):
+//! no script; its Content-Security-Policy forbids loading anything else):
 //! - the run: runner mode, user type, users, spawn rate, configured and actual length, start
 //!   and end, workers (from the last run that finished in this process, when there is one);
 //! - the totals, and the threshold verdicts when the run had thresholds;
@@ -75,6 +75,8 @@ fn write_report(
     write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"UTF-8\"/>\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+         style-src 'unsafe-inline'\"/>\n\
          <title>Load Density Report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
          <h1>Load Density Report</h1>\n<p class=\"muted\">Generated {}</p>\n",
         utc(SystemTime::now())

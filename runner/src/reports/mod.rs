@@ -50,7 +50,7 @@ use crate::Summary;
 pub struct LastRun {
     /// Its summary (with the thresholds' results and verdict, when it had thresholds).
     pub summary: Summary,
-    /// Workers it ran on (0 for a local run).
+    /// The most workers it ran on at once (0 for a local run).
     pub workers: usize,
     /// When it ended.
     pub ended: std::time::SystemTime,
@@ -61,10 +61,10 @@ pub struct LastRun {
 static LAST_RUN: Mutex<Option<LastRun>> = Mutex::new(None);
 
 /// Records the run that just finished, for the reports written after it.
-pub fn set_last_run(summary: &Summary, workers: usize, recording: crate::monitor::RunRecording) {
+pub fn set_last_run(summary: &Summary, recording: crate::monitor::RunRecording) {
     *LAST_RUN.lock() = Some(LastRun {
         summary: summary.clone(),
-        workers,
+        workers: recording.workers,
         recording,
         ended: std::time::SystemTime::now(),
     });
