@@ -39,6 +39,14 @@
 //! [`load_density_core::register_user!`]; linking the crate is enough to make its user type
 //! selectable by name.
 //!
+//! ## Reports and verdicts
+//!
+//! [`reports`] writes the Python LoadDensity's reports (JSON, XML, CSV, JUnit, HTML) from the
+//! record store, streaming, plus Locust's CSV files during a run (`csv_prefix`).
+//! [`thresholds`] makes a run pass or fail (`thresholds`, in k6's syntax): the summary carries
+//! each condition's result and a `verdict`, and an `abort_on_fail` condition stops the run.
+//! [`monitor`] is the per-second task behind both.
+//!
 //! ## Embedding
 //!
 //! [`create_env`] validates a configuration and returns an [`Environment`] without starting
