@@ -245,3 +245,32 @@ print(json.dumps(suites))
     assert_eq!(thresholds["cases"][0]["failed"], false);
     assert_eq!(thresholds["cases"][1]["failed"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_is_the_share_of_assertions_that_passed() {
+    let _serial = SERIAL.lock().await;
+    let target = HttpTarget::start().await.expect("target");
+    let summary = start_test_async(config(json!({
+        "user_count": 2,
+        "spawn_rate": 2,
+        "test_time": 2,
+        "host": target.base_url(),
+        "wait_time": {"constant": 0.05},
+        "print_stats": false,
+        "tasks": [
+            {"method": "get", "request_url": "/get",
+             "assertions": [{"type": "status_code", "value": 200}, {"type": "contains", "value": "{"}]},
+            {"method": "get", "request_url": "/status/503",
+             "assertions": [{"type": "status_code", "value": 200}]}
+        ],
+        "thresholds": {"checks": ["rate>0.99", "rate>0.5"]},
+    })))
+    .await
+    .expect("run");
+    let results = summary.thresholds.expect("results");
+    // Per iteration: two assertions pass on /get, one fails on /status/503.
+    let rate = results[0].value.expect("assertions ran");
+    assert!((0.55..0.78).contains(&rate), "{results:?}");
+    assert!(!results[0].ok && results[1].ok, "{results:?}");
+    assert_eq!(summary.verdict, Some(Verdict::Failed));
+}
