@@ -273,6 +273,7 @@ pub fn start(
     };
     let started = Instant::now();
     let checks_base = load_density_core::checks::assertion_counts();
+    crate::thresholds::live::publish(&[]);
     let state = Arc::new(Mutex::new(State {
         locust,
         ..State::default()
@@ -319,6 +320,7 @@ pub fn start(
                                 && !result.ok
                                 && elapsed_s >= condition.delay_abort_eval_s
                         });
+                crate::thresholds::live::publish(&results);
                 state.latest = results;
                 if let Some(index) = abort {
                     state.aborted_by = Some(index);
@@ -451,6 +453,7 @@ impl RunMonitor {
             } else {
                 Verdict::Failed
             };
+            crate::thresholds::live::publish(&results);
             eprintln!("{}", crate::thresholds::verdict_block(&results, verdict));
             summary.thresholds = Some(results);
             summary.verdict = Some(verdict);

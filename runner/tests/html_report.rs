@@ -362,3 +362,61 @@ async fn a_masters_report_covers_its_workers() {
     assert_eq!(page["totals"][0], summary.totals.requests, "{page}");
     assert_eq!(page["workers"], json!(["2"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_shows_the_live_threshold_results() {
+    let _serial = SERIAL.lock().await;
+    let target = HttpTarget::start().await.expect("target");
+    let config = config(json!({
+        "user_count": 2,
+        "spawn_rate": 2,
+        "test_time": 30,
+        "host": target.base_url(),
+        "wait_time": {"constant": 0.05},
+        "print_stats": false,
+        "web_ui_dict": {"host": "127.0.0.1", "port": 0},
+        "tasks": [{"method": "get", "request_url": "/get"}],
+        "thresholds": {"requests": ["count>0", "count<1"]}
+    }));
+    let settings = load_density::monitor::MonitorSettings::of(&config);
+    let env = load_density::prepare_env(config).await.expect("run");
+    let monitor =
+        load_density::monitor::start(std::sync::Arc::new(env.clone()), settings).expect("monitor");
+    let addr = load_density::web::local_addr(&env).expect("the web UI listens");
+    let browser = Browser::start().await;
+    browser.open(&format!("http://{addr}/")).await;
+    let started = Instant::now();
+    let rows = loop {
+        let rows = browser
+            .js(
+                r#"return document.getElementById('thresholds-box').hidden ? null
+                   : Array.from(document.querySelectorAll('#thresholds-body tr'))
+                       .map(tr => Array.from(tr.cells).map(td => td.textContent))"#,
+            )
+            .await;
+        if rows.as_array().is_some_and(|r| r.len() == 2) {
+            break rows;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no thresholds shown: {rows}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    browser.quit().await;
+    env.stop();
+    let mut summary = env.wait().await;
+    monitor.finish(&mut summary);
+    assert_eq!(rows[0][0], "requests");
+    assert_eq!(rows[0][1], "count>0");
+    assert_eq!(rows[0][3], "pass");
+    assert_eq!(rows[1][3], "fail");
+    assert!(
+        rows[0][2].as_str().and_then(|v| v.parse::<f64>().ok()) > Some(0.0),
+        "{rows}"
+    );
+    assert_eq!(
+        summary.verdict,
+        Some(load_density::thresholds::Verdict::Failed)
+    );
+}

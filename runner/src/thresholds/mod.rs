@@ -46,9 +46,11 @@
 //! The summary gets `thresholds: [{"metric", "condition", "value", "ok"}]` and
 //! `verdict: "passed" | "failed" | "aborted"` (both only when thresholds were given), the
 //! console gets a verdict block, and the JUnit and HTML reports list every condition. The
-//! `load-density` CLI exits with 99 when the verdict is not `passed`.
+//! `load-density` CLI exits with 99 when the verdict is not `passed`. The web UI shows the
+//! latest evaluation of the run being monitored ([`live_results`]).
 
 mod eval;
+pub(crate) mod live;
 mod parse;
 
 use std::fmt::Write as _;
@@ -57,6 +59,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use eval::Observation;
+pub use live::live_results;
 pub use parse::{Aggregation, Condition, Filter, Metric, Operator, Threshold};
 
 /// A `thresholds` entry that cannot be used.
