@@ -27,7 +27,7 @@ use load_density_core::stats::ErrorGroup;
 use load_density_core::{RequestStats, StatsEntry};
 
 use super::csv::write_row;
-use super::text::py_float;
+use super::text::{civil_utc, py_float};
 
 /// Percentiles of the stats and history files (Locust's `PERCENTILES_TO_REPORT`).
 pub const PERCENTILES: [(f64, &str); 11] = [
@@ -280,19 +280,7 @@ pub fn write_history_rows(
 
 /// `YYYY-MM-DDTHH:MM:SSZ` from unix seconds (UTC), as Locust's `format_utc_timestamp`.
 pub fn utc_timestamp(unix: f64) -> String {
-    let total = unix.max(0.0) as u64;
-    let days = (total / 86_400) as i64;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let secs = total % 86_400;
+    let (year, month, day, secs) = civil_utc(unix.max(0.0) as u64);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         secs / 3600,

@@ -34,6 +34,8 @@ pub mod html_fragments;
 pub mod json;
 pub mod junit;
 pub mod locust_csv;
+pub(crate) mod locust_files;
+pub(crate) mod svg;
 pub mod text;
 pub mod xml;
 

@@ -74,6 +74,22 @@ pub fn escape_xml_attr(text: &str) -> String {
         .collect()
 }
 
+/// `(year, month, day, seconds into the day)` of unix seconds, UTC (Howard Hinnant's
+/// days-to-civil algorithm).
+pub fn civil_utc(unix_secs: u64) -> (i64, i64, i64, u64) {
+    let days = (unix_secs / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, unix_secs % 86_400)
+}
+
 /// Opens `path` for writing through a buffer, runs `write`, flushes, and names the file in
 /// any error.
 pub(crate) fn write_file(
@@ -113,6 +129,13 @@ mod tests {
         assert_eq!(py_float(0.000015), "1.5e-05");
         assert_eq!(py_float(1e16), "1e+16");
         assert_eq!(py_float(123456.789), "123456.789");
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_utc(0), (1970, 1, 1, 0));
+        assert_eq!(civil_utc(951_782_400 + 3661), (2000, 2, 29, 3661));
+        assert_eq!(civil_utc(1_798_761_599), (2026, 12, 31, 86_399));
     }
 
     #[test]
