@@ -143,6 +143,9 @@ pub const START_TEST_KEYS: &[&str] = &[
     "host",
     "wait_time",
     "user_groups",
+    "thresholds",
+    "csv_prefix",
+    "csv_full_history",
 ];
 
 struct Inner {
