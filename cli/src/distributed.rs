@@ -86,8 +86,9 @@ fn run_config(mut plan: Map<String, Value>) -> anyhow::Result<bool> {
     let config: StartTest = serde_json::from_value(Value::Object(std::mem::take(&mut plan)))
         .context("invalid LD_start_test arguments")?;
     let summary = load_density::start_test(config)?;
-    load_density::console::print_line(serde_json::json!({ "summary": summary }))
-        .context("cannot write to stdout")?;
+    let summary = serde_json::json!({ "summary": summary });
+    crate::output::note_summary(&summary["summary"]);
+    load_density::console::print_line(summary).context("cannot write to stdout")?;
     Ok(true)
 }
 

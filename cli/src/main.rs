@@ -17,13 +17,17 @@
 //!                                 write a project template under PATH/LoadDensity
 //! ```
 //!
+//! `--csv PREFIX` (with any command) writes Locust's CSV files for every run that sets no
+//! `csv_prefix`; `--csv-full-history` adds per-name rows to the history file.
+//!
 //! Each action's result is printed to stdout as one line of JSON,
 //! `{"index": 0, "command": "LD_summary", "ok": ...}` or `{..., "error": "..."}` (with a
 //! `"file"` key for `run` and `run-dir`); errors are also printed to stderr. The exit status is
 //! 0 when every action succeeded, 1 otherwise, 2 for a usage error (no subcommand included),
-//! and 130 after Ctrl-C. The first Ctrl-C stops the running test gracefully, skips the
-//! document's remaining `LD_start_test` actions and still runs its report and summary actions;
-//! a second Ctrl-C exits at once.
+//! 99 when every action ran but a run's `thresholds` failed or aborted it (the actions after
+//! that run still run, so reports are written), and 130 after Ctrl-C. The first Ctrl-C stops
+//! the running test gracefully, skips the document's remaining `LD_start_test` actions and
+//! still runs its report and summary actions; a second Ctrl-C exits at once.
 //!
 //! The Python CLI's hidden flags still work without a subcommand: `-e FILE`, `-d DIR`,
 //! `--execute_str JSON` and `-c PATH` each run, in that order, when given. Logs go to stderr;
@@ -57,6 +61,13 @@ struct Cli {
     /// subcommand.
     #[command(flatten)]
     legacy: legacy::LegacyFlags,
+    /// Write Locust's CSV files PREFIX_stats.csv, PREFIX_failures.csv, PREFIX_exceptions.csv
+    /// and PREFIX_stats_history.csv for runs that set no csv_prefix.
+    #[arg(long, global = true, value_name = "PREFIX")]
+    csv: Option<String>,
+    /// With --csv: per-name rows in PREFIX_stats_history.csv too.
+    #[arg(long, global = true, requires = "csv")]
+    csv_full_history: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +112,9 @@ enum Command {
     },
 }
 
+/// The exit status when every action ran but a run's thresholds failed or aborted it.
+const THRESHOLD_EXIT: u8 = 99;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.command.is_none() && cli.legacy.is_empty() {
@@ -111,6 +125,7 @@ fn main() -> ExitCode {
     init_tracing();
     load_density::interrupt::install();
     let code = match run(cli) {
+        Ok(true) if output::threshold_failed() => ExitCode::from(THRESHOLD_EXIT),
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
@@ -126,6 +141,7 @@ fn main() -> ExitCode {
 
 /// Runs the command; `Ok(false)` when something it ran failed (already reported).
 fn run(cli: Cli) -> anyhow::Result<bool> {
+    load_density::monitor::set_default_csv(cli.csv, cli.csv_full_history);
     let Some(command) = cli.command else {
         return cli.legacy.run();
     };

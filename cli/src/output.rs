@@ -2,11 +2,29 @@
 
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use load_density::console::eprint_line;
 use load_density::executor::{error_chain, ActionResult, ExecutorError, FileResults};
 use serde_json::{Map, Value};
+
+static THRESHOLD_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Notes a run's summary: a `verdict` other than `passed` makes the exit status 99.
+pub fn note_summary(summary: &Value) {
+    if matches!(
+        summary.get("verdict").and_then(Value::as_str),
+        Some("failed" | "aborted")
+    ) {
+        THRESHOLD_FAILED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether a run's thresholds failed or aborted it.
+pub fn threshold_failed() -> bool {
+    THRESHOLD_FAILED.load(Ordering::Relaxed)
+}
 
 /// Prints every file's results; `Ok(true)` when every file ran and every action succeeded.
 pub fn print_files(files: &[FileResults]) -> anyhow::Result<bool> {
@@ -28,6 +46,9 @@ pub fn print_results(file: Option<&Path>, results: &[ActionResult]) -> anyhow::R
     let mut stdout = std::io::stdout().lock();
     let mut all_ok = true;
     for result in results {
+        if let (Some("LD_start_test"), Ok(summary)) = (result.command.as_deref(), &result.outcome) {
+            note_summary(summary);
+        }
         let line = result_line(file, result)?;
         writeln!(stdout, "{line}").context("cannot write to stdout")?;
         if let Err(error) = &result.outcome {

@@ -70,6 +70,14 @@ pub struct StartTest {
     /// | "ramping_arrival_rate" | "per_user_iterations" | "shared_iterations", ...}` (default:
     /// `constant_users` of `user_count` at `spawn_rate`). See [`crate::plan::LoadModel`].
     pub load_model: Option<Value>,
+    /// Pass/fail conditions on the run's metrics, in k6's syntax, checked before the run
+    /// starts (see [`crate::thresholds`]).
+    pub thresholds: Option<crate::thresholds::Thresholds>,
+    /// Write Locust's CSV files `<csv_prefix>_stats.csv`, `_failures.csv`, `_exceptions.csv`
+    /// and `_stats_history.csv` (Locust 2.47 columns).
+    pub csv_prefix: Option<String>,
+    /// With `csv_prefix`: per-name rows in the history file too, not only the total.
+    pub csv_full_history: bool,
     /// Protocol options and other keyword arguments, checked against what the user type
     /// accepts before the run starts.
     #[serde(flatten)]
@@ -102,6 +110,9 @@ impl Default for StartTest {
             wait_time: None,
             user_groups: None,
             load_model: None,
+            thresholds: None,
+            csv_prefix: None,
+            csv_full_history: false,
             extra: Map::new(),
         }
     }
@@ -268,6 +279,12 @@ pub struct Summary {
     /// The generator's own CPU use and start lag, and whether it limited the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<Generator>,
+    /// Each threshold condition's result (only when thresholds were given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<crate::thresholds::ThresholdResult>>,
+    /// `passed`, `failed` or `aborted` (only when thresholds were given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::thresholds::Verdict>,
 }
 
 impl Summary {
@@ -303,6 +320,8 @@ impl Summary {
                 .map(|corrected| OverallLatency { corrected }),
             per_name,
             generator: None,
+            thresholds: None,
+            verdict: None,
         }
     }
 

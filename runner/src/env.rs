@@ -108,6 +108,9 @@ pub const START_TEST_KEYS: &[&str] = &[
     "wait_time",
     "user_groups",
     "load_model",
+    "thresholds",
+    "csv_prefix",
+    "csv_full_history",
 ];
 
 struct Inner {

@@ -70,6 +70,14 @@
 //! Every keyword is compiled once into a [`RunPlan`] ([`plan`]), which reports every mistake
 //! before anything starts, naming its JSON path.
 //!
+//! ## Reports and verdicts
+//!
+//! [`reports`] writes the Python LoadDensity's reports (JSON, XML, CSV, JUnit, HTML) from the
+//! record store, streaming, plus Locust's CSV files during a run (`csv_prefix`).
+//! [`thresholds`] makes a run pass or fail (`thresholds`, in k6's syntax): the summary carries
+//! each condition's result and a `verdict`, and an `abort_on_fail` condition stops the run.
+//! [`monitor`] is the per-second task behind both.
+//!
 //! ## Embedding
 //!
 //! [`create_env`] validates a configuration and returns an [`Environment`] without starting
@@ -95,16 +103,20 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+pub mod history;
 pub mod interrupt;
 pub mod limits;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+pub mod monitor;
 pub mod plan;
 pub mod project;
 pub mod report;
+pub mod reports;
 mod run;
 pub mod run_slot;
 pub mod socket_server;
+pub mod thresholds;
 #[cfg(feature = "web-ui")]
 pub mod web;
 
@@ -190,11 +202,35 @@ pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
     if distributed::is_distributed(&plan) {
         return distributed::run(plan, false).await;
     }
+    let settings = monitor::MonitorSettings::of(plan.source());
     let env = prepare_plan(plan).await?;
-    let summary = env.wait().await;
+    let monitor = match start_monitor(&env, settings) {
+        Ok(monitor) => Some(monitor),
+        Err(error) => {
+            env.stop();
+            return Err(error);
+        }
+    };
+    let summary = finish_run(env.wait().await, monitor);
     #[cfg(feature = "web-ui")]
     web::closed(&env).await;
     Ok(summary)
+}
+
+/// Starts the run monitor (thresholds, report history, Locust CSV files).
+fn start_monitor<C: RunControl + Clone>(
+    run: &C,
+    settings: monitor::MonitorSettings,
+) -> Result<monitor::RunMonitor, RunError> {
+    monitor::start(std::sync::Arc::new(run.clone()), settings)
+}
+
+/// The summary of a finished run, with its thresholds' verdict; remembered, with its history,
+/// for the reports.
+pub(crate) fn finish_run(mut summary: Summary, monitor: Option<monitor::RunMonitor>) -> Summary {
+    let recording = monitor.map(|m| m.finish(&mut summary)).unwrap_or_default();
+    reports::set_last_run(&summary, recording);
+    summary
 }
 
 /// Runs a test to its end and returns its summary (Python's `start_test`).
@@ -217,13 +253,21 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         if distributed::is_distributed(&plan) {
             return distributed::run(plan, true).await;
         }
+        let settings = monitor::MonitorSettings::of(plan.source());
         let env = prepare_plan(plan).await?;
+        let monitor = match start_monitor(&env, settings) {
+            Ok(monitor) => Some(monitor),
+            Err(error) => {
+                env.stop();
+                return Err(error);
+            }
+        };
         let on_ctrl_c = env.clone();
         let ctrl_c = tokio::spawn(async move {
             interrupt::wait().await;
             on_ctrl_c.stop();
         });
-        let summary = env.wait().await;
+        let summary = finish_run(env.wait().await, monitor);
         ctrl_c.abort();
         #[cfg(feature = "web-ui")]
         web::closed(&env).await;

@@ -280,7 +280,17 @@ pub async fn run(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunEr
     if plan.mode() == RunnerMode::Master {
         #[cfg(feature = "web-ui")]
         let web_ui = plan.web_ui().cloned();
+        let settings = crate::monitor::MonitorSettings::of(plan.source());
         let master = Master::from_plan(plan).await?;
+        // The master samples its merged statistics: thresholds (an abort stops every worker),
+        // the report history and the Locust CSV files.
+        let monitor = match crate::monitor::start(std::sync::Arc::new(master.clone()), settings) {
+            Ok(monitor) => monitor,
+            Err(error) => {
+                crate::RunControl::stop(&master);
+                return Err(error);
+            }
+        };
         // The web UI shows and steers the master through RunControl, until the run stops.
         #[cfg(feature = "web-ui")]
         let web_ui = match web_ui {
@@ -300,7 +310,7 @@ pub async fn run(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunEr
                 }
             })
         });
-        let summary = master.wait().await;
+        let summary = crate::finish_run(master.wait().await, Some(monitor));
         if let Some(task) = ctrl_c {
             task.abort();
         }

@@ -441,6 +441,10 @@ impl Live {
             "errors": errors,
             "workers": workers,
             "points": points,
+            "thresholds": crate::thresholds::live_results()
+                .iter()
+                .map(|r| json!([r.metric, r.condition, r.value, r.ok]))
+                .collect::<Vec<Value>>(),
         });
         self.frames.send_replace(Arc::new(Frame {
             update: update.to_string(),

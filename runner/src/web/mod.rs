@@ -47,8 +47,8 @@
 
 mod api;
 mod guard;
-mod history;
 mod listen;
+use crate::history;
 mod live;
 mod page;
 
@@ -64,7 +64,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use history::{ChartHistory, ChartPoint, OLD_POINTS_CAP, RECENT_POINTS};
+pub use crate::history::{ChartHistory, ChartPoint, OLD_POINTS_CAP, RECENT_POINTS};
 
 use crate::config::StartTest;
 use crate::control::RunControl;
