@@ -123,7 +123,7 @@ pub use load_density_websocket as websocket;
 /// invalid load model (naming its JSON path); see [`RunPlan::compile`].
 pub async fn create_env(config: StartTest) -> Result<Environment, RunError> {
     let plan = RunPlan::compile(config)?;
-    distributed::check_local(&plan)?;
+    distributed::check_local_plan(&plan)?;
     Environment::from_plan(plan).await
 }
 
@@ -137,7 +137,7 @@ pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
 
 /// [`prepare_env`] for a compiled plan.
 pub async fn prepare_plan(plan: RunPlan) -> Result<Environment, RunError> {
-    distributed::check_local(&plan)?;
+    distributed::check_local_plan(&plan)?;
     #[cfg(feature = "web-ui")]
     let web_ui = plan.web_ui().cloned();
     let env = Environment::from_plan(plan).await?;
@@ -157,8 +157,8 @@ pub async fn prepare_plan(plan: RunPlan) -> Result<Environment, RunError> {
 /// [`distributed::Worker`].
 pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
     let plan = RunPlan::compile(config)?;
-    if distributed::is_distributed(&plan) {
-        return distributed::run(plan, false).await;
+    if plan.mode() != plan::RunnerMode::Local {
+        return distributed::run_plan(plan, false).await;
     }
     let env = prepare_plan(plan).await?;
     let summary = env.wait().await;
@@ -182,8 +182,8 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         .map_err(RunError::Runtime)?;
     let plan = RunPlan::compile(config)?;
     runtime.block_on(async {
-        if distributed::is_distributed(&plan) {
-            return distributed::run(plan, true).await;
+        if plan.mode() != plan::RunnerMode::Local {
+            return distributed::run_plan(plan, true).await;
         }
         let env = prepare_plan(plan).await?;
         let on_ctrl_c = env.clone();
