@@ -165,7 +165,7 @@ pub use load_density_websocket as websocket;
 /// invalid load model (naming its JSON path); see [`RunPlan::compile`].
 pub async fn create_env(config: StartTest) -> Result<Environment, RunError> {
     let plan = RunPlan::compile(config)?;
-    distributed::check_local(&plan)?;
+    distributed::check_local_plan(&plan)?;
     Environment::from_plan(plan).await
 }
 
@@ -179,7 +179,7 @@ pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
 
 /// [`prepare_env`] for a compiled plan.
 pub async fn prepare_plan(plan: RunPlan) -> Result<Environment, RunError> {
-    distributed::check_local(&plan)?;
+    distributed::check_local_plan(&plan)?;
     #[cfg(feature = "web-ui")]
     let web_ui = plan.web_ui().cloned();
     let env = Environment::from_plan(plan).await?;
@@ -199,8 +199,8 @@ pub async fn prepare_plan(plan: RunPlan) -> Result<Environment, RunError> {
 /// [`distributed::Worker`].
 pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
     let plan = RunPlan::compile(config)?;
-    if distributed::is_distributed(&plan) {
-        return distributed::run(plan, false).await;
+    if plan.mode() != plan::RunnerMode::Local {
+        return distributed::run_plan(plan, false).await;
     }
     let settings = monitor::MonitorSettings::of(plan.source());
     let env = prepare_plan(plan).await?;
@@ -250,8 +250,8 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
     interrupt::install();
     let plan = RunPlan::compile(config)?;
     runtime.block_on(async {
-        if distributed::is_distributed(&plan) {
-            return distributed::run(plan, true).await;
+        if plan.mode() != plan::RunnerMode::Local {
+            return distributed::run_plan(plan, true).await;
         }
         let settings = monitor::MonitorSettings::of(plan.source());
         let env = prepare_plan(plan).await?;

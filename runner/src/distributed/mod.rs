@@ -248,15 +248,28 @@ fn address(host: &str, port: u16) -> String {
     }
 }
 
-/// Whether `plan` asks for a master or a worker.
-pub fn is_distributed(plan: &RunPlan) -> bool {
-    matches!(plan.mode(), RunnerMode::Master | RunnerMode::Worker)
+/// Whether `config` asks for a master or a worker.
+pub fn is_distributed(config: &StartTest) -> bool {
+    matches!(config.runner_mode.as_str(), "master" | "worker")
 }
 
-/// Rejects a master or worker plan where a local [`Environment`](crate::Environment)
-/// is expected (`create_env`, `prepare_env`).
-pub fn check_local(plan: &RunPlan) -> Result<(), RunError> {
-    match plan.mode() {
+/// Rejects a master or worker configuration where a local
+/// [`Environment`](crate::Environment) is expected (`create_env`, `prepare_env`).
+pub fn check_local(config: &StartTest) -> Result<(), RunError> {
+    match config.runner_mode.as_str() {
+        "master" => check_local_mode(RunnerMode::Master),
+        "worker" => check_local_mode(RunnerMode::Worker),
+        _ => Ok(()),
+    }
+}
+
+/// [`check_local`] for a compiled plan.
+pub fn check_local_plan(plan: &RunPlan) -> Result<(), RunError> {
+    check_local_mode(plan.mode())
+}
+
+fn check_local_mode(mode: RunnerMode) -> Result<(), RunError> {
+    match mode {
         RunnerMode::Master => Err(RunError::Config(
             "runner_mode \"master\" makes no local environment: run it with start_test, or \
              embed it with distributed::Master::start"
@@ -273,7 +286,12 @@ pub fn check_local(plan: &RunPlan) -> Result<(), RunError> {
 
 /// Runs a master or a worker to its end (what `start_test` does for those modes). With
 /// `on_ctrl_c`, Ctrl-C stops it gracefully.
-pub async fn run(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
+pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
+    run_plan(RunPlan::compile(config)?, on_ctrl_c).await
+}
+
+/// [`run`] for a compiled plan.
+pub async fn run_plan(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
     if on_ctrl_c {
         crate::interrupt::install();
     }
