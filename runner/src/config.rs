@@ -183,6 +183,23 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The same summary with its totals' rates over the time `stats` counted: the run's
+    /// `duration`, or less when the statistics were reset during the run (`POST
+    /// /stats/reset`), so that `requests_per_second` divides the requests counted since the
+    /// reset by the time since the reset. `duration_s` stays the run's wall-clock length.
+    pub(crate) fn counted_from_reset(
+        mut self,
+        stats: &load_density_core::RequestStats,
+        duration: Duration,
+    ) -> Summary {
+        if let Some(secs) = stats.elapsed(std::time::SystemTime::now()) {
+            if secs.is_finite() && secs >= 0.0 && secs < duration.as_secs_f64() {
+                self.totals = Totals::of(stats.total(), Duration::from_secs_f64(secs));
+            }
+        }
+        self
+    }
+
     /// The summary of a finished run: `config` as given, the mode it ran in, how many users it
     /// started, how long it lasted and its total statistics.
     pub(crate) fn of_run(

@@ -401,10 +401,17 @@ impl Environment {
         self.inner.groups.iter().map(|g| g.name.clone()).collect()
     }
 
-    /// Clears this run's statistics (the record store is not touched).
+    /// Starts the measurement over (Locust's reset): clears this run's statistics and the
+    /// record store (as `LD_clear_records` does), so that the tables, the web UI, the summary
+    /// `start_test` returns, `LD_summary` and every report count from the reset, and rates are
+    /// over the time since it. A worker's records belong to its master: a worker clears only
+    /// its statistics.
     pub fn reset_stats(&self) {
         self.inner.bus.flush();
         self.inner.stats.with(|stats| stats.reset());
+        if self.inner.config.runner_mode != "worker" {
+            test_record_instance().clear_records();
+        }
     }
 
     /// Users currently running, per group: (group name, users).
@@ -460,13 +467,15 @@ pub fn worker_threads() -> usize {
 
 fn summarize(inner: &Inner, duration: Duration) -> Summary {
     let stats = inner.stats.snapshot();
-    Summary::of_run(
+    let summary = Summary::of_run(
         &inner.config,
         &inner.config.runner_mode,
         inner.spawned.load(Ordering::Relaxed),
         stats.total(),
         duration,
-    )
+    );
+    // After a statistics reset, the rates are over the time since the reset.
+    summary.counted_from_reset(&stats, duration)
 }
 
 fn spawn_user(
@@ -503,6 +512,9 @@ fn spawn_user(
 async fn run(inner: Arc<Inner>) {
     let started = Instant::now();
     *inner.started.lock() = Some(started);
+    inner
+        .stats
+        .with(|stats| stats.mark_start(std::time::SystemTime::now()));
     let mut stop: StopSignal = inner.stop.signal();
 
     let collector = tokio::spawn({
@@ -523,9 +535,11 @@ async fn run(inner: Arc<Inner>) {
             loop {
                 tick.tick().await;
                 inner.bus.flush();
-                console::print_stats(
+                console::print_live(
                     &inner.stats.snapshot(),
                     inner.active.load(Ordering::Relaxed),
+                    started.elapsed(),
+                    inner.config.test_time,
                 );
             }
         })

@@ -365,7 +365,9 @@ impl RunControl for Master {
         self.inner.wake.notify_one();
     }
     fn reset_stats(&self) {
-        *self.inner.stats.lock() = RequestStats::new();
+        self.inner.stats.lock().reset();
+        // A reset starts the measurement over: the records too (see Environment::reset_stats).
+        test_record_instance().clear_records();
     }
     fn host(&self) -> Option<String> {
         self.inner.config.host.clone()
@@ -863,6 +865,7 @@ async fn drive(inner: Arc<Inner>) {
         }
     }
     let started = Instant::now();
+    inner.stats.lock().mark_start(std::time::SystemTime::now());
     let mut stopping = inner.stop.subscribe();
     if !*stopping.borrow() {
         inner.state.send_replace(RunState::Spawning);
@@ -888,7 +891,12 @@ async fn drive(inner: Arc<Inner>) {
             loop {
                 tick.tick().await;
                 let stats = inner.stats.lock().clone();
-                console::print_stats(&stats, inner.reported_users());
+                console::print_live(
+                    &stats,
+                    inner.reported_users(),
+                    started.elapsed(),
+                    inner.config.test_time,
+                );
             }
         })
     });
@@ -1021,6 +1029,8 @@ fn summarize(inner: &Inner, duration: Duration) -> Summary {
         stats.total(),
         duration,
     )
+    // After a statistics reset, the rates are over the time since the reset.
+    .counted_from_reset(&stats, duration)
 }
 
 /// Idle time before the kernel probes a silent connection to a worker (Locust sets the same).
