@@ -210,7 +210,7 @@ impl Summary {
         duration: Duration,
     ) -> Summary {
         Summary {
-            user_detail: config.user_detail_dict.clone(),
+            user_detail: user_detail_of(config),
             user_count: config.user_count,
             spawn_rate: config.spawn_rate,
             test_time: config.test_time,
@@ -221,6 +221,33 @@ impl Summary {
             totals: Totals::of(total, duration),
         }
     }
+}
+
+/// The summary's `user_detail`: the `user_detail_dict` given, or for a `user_groups` run,
+/// the groups (`{"user_groups": [{"name", "user", "weight" | "fixed_count"}]}`).
+fn user_detail_of(config: &StartTest) -> Map<String, Value> {
+    if config.user_groups.is_none() {
+        return config.user_detail_dict.clone();
+    }
+    let Ok(groups) = crate::groups::groups_of(config) else {
+        return config.user_detail_dict.clone();
+    };
+    let groups = groups
+        .iter()
+        .map(|group| {
+            let mut entry = Map::new();
+            entry.insert("name".to_owned(), Value::from(group.name.clone()));
+            entry.insert("user".to_owned(), Value::from(group.user_type.clone()));
+            match group.fixed_count {
+                Some(count) => entry.insert("fixed_count".to_owned(), Value::from(count)),
+                None => entry.insert("weight".to_owned(), Value::from(group.weight)),
+            };
+            Value::Object(entry)
+        })
+        .collect();
+    let mut detail = Map::new();
+    detail.insert("user_groups".to_owned(), Value::Array(groups));
+    detail
 }
 
 #[cfg(test)]
@@ -288,6 +315,26 @@ mod tests {
         assert_eq!(
             Totals::of(stats.total(), Duration::ZERO).requests_per_second,
             0.0
+        );
+    }
+
+    #[test]
+    fn a_user_groups_run_shows_its_groups() {
+        let config: StartTest = serde_json::from_value(serde_json::json!({
+            "user_groups": [
+                {"name": "sensors", "user": "mqtt_user", "weight": 3, "tasks": []},
+                {"user": "mqtt_user", "fixed_count": 2, "tasks": []}
+            ]
+        }))
+        .expect("config");
+        let stats = RequestStats::new();
+        let summary = Summary::of_run(&config, "local", 0, stats.total(), Duration::ZERO);
+        assert_eq!(
+            Value::Object(summary.user_detail),
+            serde_json::json!({"user_groups": [
+                {"name": "sensors", "user": "mqtt_user", "weight": 3},
+                {"name": "mqtt_user#1", "user": "mqtt_user", "fixed_count": 2}
+            ]})
         );
     }
 }
