@@ -17,6 +17,7 @@
 //! 0 when every action succeeded, 1 otherwise, and 2 for a usage error. Logs go to stderr;
 //! `RUST_LOG` sets their filter (default `info`).
 
+mod colour;
 mod demo;
 mod distributed;
 mod output;
@@ -37,6 +38,14 @@ use load_density::executor;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Colour in logs: auto (on a terminal, unless NO_COLOR; CLICOLOR_FORCE forces it),
+    /// always or never.
+    #[arg(long, global = true, value_enum, default_value_t = colour::ColorChoice::Auto)]
+    color: colour::ColorChoice,
+    /// The directory every file a run writes goes to (reports), created when missing;
+    /// an action's own `output_dir` keyword overrides it. Default: the current directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,7 +77,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(colour::colour_for_stderr(cli.color));
+    load_density::output_dir::set_output_dir(cli.output_dir.clone());
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -91,11 +101,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(ansi: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Only fails when a subscriber is already set, which nothing here does.
     let _ = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();

@@ -53,6 +53,7 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+pub mod output_dir;
 pub mod report;
 #[cfg(feature = "web-ui")]
 pub mod web;
