@@ -20,6 +20,13 @@ use serde_json::{Map, Value};
 /// })).unwrap();
 /// assert_eq!(config.spawn_rate, 10.0);
 /// assert_eq!(config.test_time, None);
+///
+/// // Durations as Locust writes them; type errors in words.
+/// let config: load_density::StartTest =
+///     serde_json::from_value(serde_json::json!({"test_time": "1m30s"})).unwrap();
+/// assert_eq!(config.test_time, Some(90.0));
+/// let wrong = serde_json::from_value::<load_density::StartTest>(serde_json::json!({"user_count": "ten"}));
+/// assert!(wrong.unwrap_err().to_string().contains("a whole number"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -28,10 +35,14 @@ pub struct StartTest {
     /// absent). Other keys are protocol options, like keyword arguments.
     pub user_detail_dict: Map<String, Value>,
     /// Total simulated users (default 50).
+    #[serde(deserialize_with = "load_density_core::task::values::whole")]
     pub user_count: u64,
     /// Users started per second (default 10).
+    #[serde(deserialize_with = "load_density_core::task::values::number")]
     pub spawn_rate: f64,
-    /// Run length in seconds (default 60); `None` (JSON null) runs until stopped.
+    /// Run length in seconds (default 60), or a duration such as `"30s"` or `"1h30m"`; `None`
+    /// (JSON null) runs until stopped.
+    #[serde(deserialize_with = "load_density_core::task::values::opt_seconds")]
     pub test_time: Option<f64>,
     /// Web UI address, e.g. `{"host": "127.0.0.1", "port": 8089}` (not served yet).
     pub web_ui_dict: Option<Value>,
@@ -40,12 +51,15 @@ pub struct StartTest {
     /// Where a master binds (default `"*"`).
     pub master_bind_host: String,
     /// The master's port (default 5557).
+    #[serde(deserialize_with = "load_density_core::task::values::whole")]
     pub master_bind_port: u16,
     /// Where a worker connects (default `"127.0.0.1"`).
     pub master_host: String,
     /// The master port a worker connects to (default 5557).
+    #[serde(deserialize_with = "load_density_core::task::values::whole")]
     pub master_port: u16,
     /// Workers a master waits for before starting (default 0).
+    #[serde(deserialize_with = "load_density_core::task::values::whole")]
     pub expected_workers: u32,
     /// The task list (any accepted shape); when absent, the task proxy's tasks for the user
     /// type are used.

@@ -182,9 +182,11 @@ impl std::fmt::Debug for Environment {
 fn option_bool(options: &Map<String, Value>, key: &str, default: bool) -> Result<bool, RunError> {
     match options.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
+        Some(value) if load_density_core::task::values::bool_of(value).is_some() => {
+            Ok(load_density_core::task::values::bool_of(value).unwrap_or(default))
+        }
         Some(other) => Err(RunError::Config(format!(
-            "{key} must be true or false, got {other}"
+            "{key} must be true or false (or 0 / 1), got {other}"
         ))),
     }
 }
@@ -193,6 +195,12 @@ fn option_f64(options: &Map<String, Value>, key: &str) -> Result<Option<f64>, Ru
     match options.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
+        // A duration such as "2s" for stats_interval.
+        Some(Value::String(text)) if key == "stats_interval" => {
+            load_density_core::task::values::parse_duration(text)
+                .map(Some)
+                .map_err(|e| RunError::Config(format!("{key}: {e}")))
+        }
         Some(other) => Err(RunError::Config(format!(
             "{key} must be a number, got {other}"
         ))),

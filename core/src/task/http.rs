@@ -158,13 +158,13 @@ pub struct HttpTask {
     #[serde(default)]
     pub auth: Option<HttpAuth>,
     /// Per-request timeout in seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::task::values::opt_seconds")]
     pub timeout: Option<f64>,
     /// Follow redirects (`http_user` only; default true).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::task::values::opt_bool")]
     pub allow_redirects: Option<bool>,
     /// Verify TLS certificates (default true).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::task::values::opt_bool")]
     pub verify: Option<bool>,
 }
 
@@ -322,7 +322,12 @@ impl HttpRequestPlan {
             method: Arc::from(method),
             base,
             url: Part::new(url),
-            name: task.name.as_ref().map(Part::new),
+            // As the Python version: a name is used only when it is not empty.
+            name: task
+                .name
+                .as_ref()
+                .filter(|name| !name.source().is_empty())
+                .map(Part::new),
             headers: parts(&task.headers),
             params: parts(&task.params),
             cookies: parts(&task.cookies),

@@ -43,19 +43,28 @@ pub(crate) struct WsTask {
     url: Option<Template>,
     #[serde(default)]
     name: Option<Template>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_seconds"
+    )]
     timeout: Option<f64>,
     #[serde(default)]
     payload: Option<PayloadSpec>,
     #[serde(default)]
     expect: Option<ExpectSpec>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     skip_non_matching: Option<bool>,
     #[serde(default)]
     headers: Option<TemplatePairs>,
     #[serde(default)]
     subprotocols: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     verify: Option<bool>,
 }
 
@@ -459,7 +468,10 @@ impl CompiledTask {
             method,
             url,
             // Without a `name`: core's rule, the path and query (see `url_name`).
-            name: match (&task.name, url_template) {
+            name: match (
+                task.name.as_ref().filter(|n| !n.source().is_empty()),
+                url_template,
+            ) {
                 (Some(name), _) => Some(Part::new(name)),
                 (None, Some(url)) => match url_name(url, defaults.base.as_ref()) {
                     UrlName::Fixed(name) => Some(Part::Constant(Arc::from(name))),
