@@ -4,7 +4,7 @@
 //! load-density run FILE...        execute action files, in order
 //! load-density run-dir DIR        execute every *.json under DIR (recursively, in path order)
 //! load-density run-str JSON       execute an action document given as a string
-//! load-density demo               load-test an in-process HTTP server and check the counts
+//! load-density demo               load-test in-process HTTP, WebSocket, TCP and UDP servers
 //! load-density master [--expect-workers N] PLAN
 //!                                 run PLAN over workers (LD_start_test, runner_mode "master")
 //! load-density worker --master-host H [--master-port P] [PLAN]
@@ -66,8 +66,9 @@ enum Command {
         /// The document, e.g. '[["LD_summary"]]'.
         json: String,
     },
-    /// Load-test an in-process HTTP server for a few seconds and check that the requests it
-    /// counted equal the requests LoadDensity recorded.
+    /// Load-test in-process HTTP, WebSocket, TCP and UDP servers (127.0.0.1) for a few seconds,
+    /// one user group per protocol, and check that the requests they counted equal the
+    /// requests LoadDensity recorded.
     Demo(demo::DemoArgs),
     /// Run a plan over workers: bind, wait for --expect-workers, dispatch, merge, report.
     Master(distributed::MasterArgs),

@@ -210,7 +210,19 @@ fn option_f64(options: &Map<String, Value>, key: &str) -> Result<Option<f64>, Ru
 impl Environment {
     /// Validates `config` and prepares every user group (Python's `create_env`). No user
     /// starts. Everything that can be wrong with the configuration is reported here.
-    pub async fn create(config: StartTest) -> Result<Self, RunError> {
+    pub async fn create(mut config: StartTest) -> Result<Self, RunError> {
+        // The distributed options (stop_timeout, distributed_records, ...) mean nothing to a
+        // local run: accepted and ignored, with a note, so one plan serves both modes.
+        for key in crate::distributed::DISTRIBUTED_OPTION_KEYS {
+            let given = config.extra.remove(*key).is_some()
+                | config.user_detail_dict.remove(*key).is_some();
+            if given && config.runner_mode == "local" {
+                tracing::warn!(
+                    key,
+                    "ignored: this option applies to distributed runs (runner_mode \"master\" or \"worker\")"
+                );
+            }
+        }
         // A worker's environment is driven by its master (user counts, start and stop);
         // a master runs no users itself (see `crate::distributed`).
         let worker = match config.runner_mode.as_str() {

@@ -464,7 +464,7 @@ mod tests {
             ),
             (
                 json!({"verify": "yes"}),
-                "option \"verify\" must be true or false, got \"yes\"",
+                "option \"verify\" must be true or false (or 0 / 1), got \"yes\"",
             ),
             (
                 json!({"ca_file": 7}),
