@@ -46,6 +46,19 @@ struct Cli {
     /// an action's own `output_dir` keyword overrides it. Default: the current directory.
     #[arg(long, global = true, value_name = "DIR")]
     output_dir: Option<PathBuf>,
+    /// Keep a run's web UI serving after the run for this long (seconds, or "5m"; -1 until
+    /// Ctrl-C or POST /quit), for runs whose web_ui_dict gives no linger. Default: it closes
+    /// with the run.
+    #[arg(long, global = true, value_name = "SECONDS", allow_hyphen_values = true,
+          value_parser = linger_arg)]
+    web_ui_linger: Option<f64>,
+}
+
+fn linger_arg(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if x < 0.0 => Ok(-1.0),
+        _ => load_density::core::task::values::parse_duration(text),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +93,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(colour::colour_for_stderr(cli.color));
     load_density::output_dir::set_output_dir(cli.output_dir.clone());
+    if let Some(linger) = cli.web_ui_linger {
+        load_density::web::set_default_linger(linger);
+    }
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -193,6 +193,14 @@ pub(crate) async fn stop(State(shared): AppState) -> Json<Value> {
     ]))
 }
 
+/// `POST /quit`: ends the UI's linger after the run (`web_ui_dict.linger`), so the process
+/// goes on; answers `ok`. While the run goes, it changes nothing (stop it with `POST /stop`).
+pub(crate) async fn quit(State(shared): AppState) -> &'static str {
+    tracing::info!("quit from the web UI");
+    shared.quit.send_replace(true);
+    "ok"
+}
+
 /// `POST /stats/reset`: clears the run's statistics; answers `ok`.
 pub(crate) async fn reset(State(shared): AppState) -> &'static str {
     shared.control.reset_stats();

@@ -405,5 +405,34 @@ pub(crate) async fn run(shared: &Shared, mut close: watch::Receiver<bool>) {
         }
     }
     live.tick(true);
+    linger(shared, &mut close).await;
     live.ended.send_replace(true);
+}
+
+/// Keeps serving the finished run for `web_ui_dict.linger` (see the module docs of `web`):
+/// until the time is up, `POST /quit`, Ctrl-C, or the UI is shut down.
+async fn linger(shared: &Shared, close: &mut watch::Receiver<bool>) {
+    if *close.borrow() || shared.settings.linger() == Some(Duration::ZERO) {
+        return;
+    }
+    let limit = shared.settings.linger();
+    match limit {
+        Some(limit) => tracing::info!(
+            seconds = limit.as_secs_f64(),
+            "the run has ended; the web UI stays up (POST /quit or Ctrl-C ends it)"
+        ),
+        None => tracing::info!("the run has ended; the web UI stays up until Ctrl-C or POST /quit"),
+    }
+    let mut quit = shared.quit.subscribe();
+    tokio::select! {
+        _ = async {
+            match limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        } => {}
+        _ = quit.wait_for(|q| *q) => {}
+        _ = close.wait_for(|c| *c) => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: closing the web UI"),
+    }
 }
