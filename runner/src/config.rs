@@ -190,6 +190,11 @@ pub struct Summary {
     pub runner_mode: String,
     /// Users actually started.
     pub users_spawned: u64,
+    /// Users started per second over the last ramp, as achieved (compare with `spawn_rate`):
+    /// below it when this machine could not start users as fast as asked. Absent when fewer
+    /// than two users were started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_spawn_rate: Option<f64>,
     /// Wall-clock run length in seconds.
     pub duration_s: f64,
     /// Totals.
@@ -231,6 +236,7 @@ impl Summary {
             web_ui: config.web_ui_dict.clone(),
             runner_mode: runner_mode.to_owned(),
             users_spawned,
+            achieved_spawn_rate: None,
             duration_s: duration.as_secs_f64(),
             totals: Totals::of(total, duration),
         }

@@ -26,6 +26,7 @@ use crate::console;
 use crate::error::RunError;
 use crate::globals;
 use crate::groups::{self, GroupSpec};
+use crate::spawn;
 
 /// Option keys the runner itself reads, whatever the protocol.
 pub const RUNNER_OPTIONS: &[&str] = &["record_capacity", "print_stats", "stats_interval"];
@@ -162,6 +163,10 @@ struct Inner {
     stats_interval: Duration,
     summary: Mutex<Option<Summary>>,
     started: Mutex<Option<Instant>>,
+    /// Users per second the last ramp achieved.
+    achieved_spawn_rate: Mutex<Option<f64>>,
+    /// Whether the log already said the rate asked could not be kept.
+    spawn_warned: std::sync::atomic::AtomicBool,
 }
 
 /// A configured test. Cheap to clone; clones share the run.
@@ -324,6 +329,8 @@ impl Environment {
                 stats_interval: Duration::from_secs_f64(stats_interval),
                 summary: Mutex::new(None),
                 started: Mutex::new(None),
+                achieved_spawn_rate: Mutex::new(None),
+                spawn_warned: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -494,8 +501,24 @@ fn summarize(inner: &Inner, duration: Duration) -> Summary {
         stats.total(),
         duration,
     );
+    let mut summary = summary;
+    summary.achieved_spawn_rate = *inner.achieved_spawn_rate.lock();
+    if summary.users_spawned < summary.user_count && inner.config.runner_mode == "local" {
+        tracing::warn!(
+            users_spawned = summary.users_spawned,
+            user_count = summary.user_count,
+            "the run ended before every user was started"
+        );
+    }
     // After a statistics reset, the rates are over the time since the reset.
     summary.counted_from_reset(&stats, duration)
+}
+
+/// Keeps the rate a finished (or stopped) ramp achieved, for the summary.
+fn ramp_done(inner: &Inner, elapsed: Duration, done: u64, rate: f64) {
+    if let Some(achieved) = spawn::achieved_rate(elapsed, done, rate, &inner.spawn_warned) {
+        *inner.achieved_spawn_rate.lock() = Some(achieved);
+    }
 }
 
 fn spawn_user(
@@ -576,14 +599,21 @@ async fn run(inner: Arc<Inner>) {
     let mut running: Vec<Vec<StopHandle>> = vec![Vec::new(); inner.groups.len()];
     let mut target_rx = inner.target.subscribe();
     let mut next_user_id = 0u64;
-    let mut next_step_at = started;
+    // The ramp under way: when it started, toward which target, and how many steps it made.
+    // Step `n` of a ramp is due `n / spawn_rate` seconds after its start; each wake-up makes
+    // every step due by then in one batch, so the rate asked is the rate achieved even when it
+    // is far above what one timer wake-up per user allows.
+    let mut ramp: Option<(Instant, Target, u64)> = None;
     loop {
         if inner.stop.is_stopped() {
             break;
         }
         let target = target_rx.borrow_and_update().clone();
-        let current: Vec<u64> = running.iter().map(|g| g.len() as u64).collect();
-        let Some(step) = groups::next_step(&target.per_group, &current) else {
+        let mut current: Vec<u64> = running.iter().map(|g| g.len() as u64).collect();
+        let Some(mut step) = groups::next_step(&target.per_group, &current) else {
+            if let Some((start, _, done)) = ramp.take() {
+                ramp_done(&inner, start.elapsed(), done, target.spawn_rate);
+            }
             if *inner.state.borrow() == RunState::Spawning {
                 inner.state.send_replace(RunState::Running);
                 tracing::info!(users = current.iter().sum::<u64>(), "all users spawned");
@@ -597,32 +627,56 @@ async fn run(inner: Arc<Inner>) {
             }
             continue;
         };
+        let (start, done) = match &ramp {
+            Some((start, ramp_target, done)) if *ramp_target == target => (*start, *done),
+            _ => (Instant::now(), 0),
+        };
+        let due_at = start + Duration::from_secs_f64(done as f64 / target.spawn_rate);
         tokio::select! {
-            _ = tokio::time::sleep_until(next_step_at.into()) => {}
+            _ = tokio::time::sleep_until(due_at.into()) => {}
             _ = stop.stopped() => break,
         }
-        let interval = Duration::from_secs_f64(1.0 / target.spawn_rate);
-        next_step_at = next_step_at.max(Instant::now() - interval) + interval;
-        match step {
-            groups::Step::Stop(group_index) => {
-                if let Some(handle) = running[group_index].pop() {
-                    handle.stop();
+        let due = spawn::steps_due(start.elapsed(), target.spawn_rate);
+        let mut done = done;
+        let mut batch = 0;
+        while done < due && batch < spawn::MAX_BATCH {
+            match step {
+                groups::Step::Stop(group_index) => {
+                    if let Some(handle) = running[group_index].pop() {
+                        handle.stop();
+                    }
+                    current[group_index] -= 1;
+                }
+                groups::Step::Spawn(group_index) => {
+                    let user_id = next_user_id;
+                    next_user_id += 1;
+                    let handle = StopHandle::new();
+                    spawn_user(&inner, &mut users, group_index, user_id, handle.signal());
+                    running[group_index].push(handle);
+                    current[group_index] += 1;
                 }
             }
-            groups::Step::Spawn(group_index) => {
-                let user_id = next_user_id;
-                next_user_id += 1;
-                let handle = StopHandle::new();
-                spawn_user(&inner, &mut users, group_index, user_id, handle.signal());
-                running[group_index].push(handle);
+            done += 1;
+            batch += 1;
+            match groups::next_step(&target.per_group, &current) {
+                Some(next) => step = next,
+                None => break,
             }
         }
+        ramp = Some((start, target, done));
         // Reap users that ended on their own (their data ran out).
         while let Some(joined) = users.try_join_next() {
             if let Err(error) = joined {
                 tracing::error!(%error, "a user task ended abnormally");
             }
         }
+        if batch >= spawn::MAX_BATCH {
+            // A long catch-up: let the users just started run between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+    if let Some((start, target, done)) = ramp.take() {
+        ramp_done(&inner, start.elapsed(), done, target.spawn_rate);
     }
     inner.state.send_replace(RunState::Stopping);
     for handle in running.iter().flatten() {

@@ -55,6 +55,7 @@ pub mod globals;
 pub mod groups;
 pub mod output_dir;
 pub mod report;
+mod spawn;
 #[cfg(feature = "web-ui")]
 pub mod web;
 
