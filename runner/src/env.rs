@@ -494,14 +494,13 @@ pub fn worker_threads() -> usize {
 
 fn summarize(inner: &Inner, duration: Duration) -> Summary {
     let stats = inner.stats.snapshot();
-    let summary = Summary::of_run(
+    let mut summary = Summary::of_run(
         &inner.config,
         &inner.config.runner_mode,
         inner.spawned.load(Ordering::Relaxed),
         stats.total(),
         duration,
     );
-    let mut summary = summary;
     summary.achieved_spawn_rate = *inner.achieved_spawn_rate.lock();
     if summary.users_spawned < summary.user_count && inner.config.runner_mode == "local" {
         tracing::warn!(
