@@ -167,8 +167,8 @@ where
             .map(Some)
             .ok_or_else(|| {
                 D::Error::custom(format!(
-                    "expected a whole number from 0 to {}, got {value}",
-                    T::MAX_TEXT
+                    "expected a whole number {}, got {value}",
+                    T::RANGE_TEXT
                 ))
             }),
     }
@@ -197,8 +197,8 @@ where
 {
     opt_whole(deserializer)?.ok_or_else(|| {
         D::Error::custom(format!(
-            "expected a whole number from 0 to {}, got null",
-            T::MAX_TEXT
+            "expected a whole number {}, got null",
+            T::RANGE_TEXT
         ))
     })
 }
@@ -216,23 +216,23 @@ pub fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Erro
     }
 }
 
-/// The largest value of an unsigned integer type, as text for messages.
+/// The range of an unsigned integer type, as text for messages.
 pub trait Bounded {
-    /// `u8::MAX` as text, and so on.
-    const MAX_TEXT: &'static str;
+    /// `"from 0 to 255"` for `u8`, and so on; `"(0 or more)"` for `u64`.
+    const RANGE_TEXT: &'static str;
 }
 
 impl Bounded for u8 {
-    const MAX_TEXT: &'static str = "255";
+    const RANGE_TEXT: &'static str = "from 0 to 255";
 }
 impl Bounded for u16 {
-    const MAX_TEXT: &'static str = "65535";
+    const RANGE_TEXT: &'static str = "from 0 to 65535";
 }
 impl Bounded for u32 {
-    const MAX_TEXT: &'static str = "4294967295";
+    const RANGE_TEXT: &'static str = "from 0 to 4294967295";
 }
 impl Bounded for u64 {
-    const MAX_TEXT: &'static str = "18446744073709551615";
+    const RANGE_TEXT: &'static str = "(0 or more)";
 }
 
 #[cfg(test)]
