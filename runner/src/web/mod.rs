@@ -39,7 +39,8 @@
 //!
 //! Differences from Locust, on purpose: no cross-origin access (no CORS headers, and a
 //! state-changing request from another site's page is refused); the run ends when it is
-//! stopped, so `/swarm` after `/stop` is refused and the UI closes with the run; `/swarm`
+//! stopped, so `/swarm` after `/stop` is refused and the UI closes with the run (unless
+//! `linger` keeps it up, serving the finished run); `/swarm`
 //! cannot change the host of a running test; `/exceptions` is always empty (a failed request is
 //! a failure, in `errors`, not an exception).
 
