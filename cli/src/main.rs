@@ -4,7 +4,7 @@
 //! load-density run FILE...        execute action files, in order
 //! load-density run-dir DIR        execute every *.json under DIR (recursively, in path order)
 //! load-density run-str JSON       execute an action document given as a string
-//! load-density demo               load-test an in-process HTTP server and check the counts
+//! load-density demo               load-test in-process HTTP, WebSocket, TCP and UDP servers
 //! load-density master [--expect-workers N] PLAN
 //!                                 run PLAN over workers (LD_start_test, runner_mode "master")
 //! load-density worker --master-host H [--master-port P] [PLAN]
@@ -33,6 +33,7 @@
 //! `--execute_str JSON` and `-c PATH` each run, in that order, when given. Logs go to stderr;
 //! `RUST_LOG` sets their filter (default `info`).
 
+mod colour;
 mod demo;
 mod demo_target;
 mod distributed;
@@ -68,6 +69,27 @@ struct Cli {
     /// With --csv: per-name rows in PREFIX_stats_history.csv too.
     #[arg(long, global = true, requires = "csv")]
     csv_full_history: bool,
+    /// Colour in logs: auto (on a terminal, unless NO_COLOR; CLICOLOR_FORCE forces it),
+    /// always or never.
+    #[arg(long, global = true, value_enum, default_value_t = colour::ColorChoice::Auto)]
+    color: colour::ColorChoice,
+    /// The directory every file a run writes goes to (reports), created when missing;
+    /// an action's own `output_dir` keyword overrides it. Default: the current directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Keep a run's web UI serving after the run for this long (seconds, or "5m"; -1 until
+    /// Ctrl-C or POST /quit), for runs whose web_ui_dict gives no linger. Default: it closes
+    /// with the run.
+    #[arg(long, global = true, value_name = "SECONDS", allow_hyphen_values = true,
+          value_parser = linger_arg)]
+    web_ui_linger: Option<f64>,
+}
+
+fn linger_arg(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if x < 0.0 => Ok(-1.0),
+        _ => load_density::core::task::values::parse_duration(text),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,8 +110,9 @@ enum Command {
         /// The document, e.g. '[["LD_summary"]]'.
         json: String,
     },
-    /// Load-test an in-process HTTP server for a few seconds and check that the requests it
-    /// counted equal the requests LoadDensity recorded.
+    /// Load-test in-process HTTP, WebSocket, TCP and UDP servers (127.0.0.1) for a few seconds,
+    /// one user group per protocol, and check that the requests they counted equal the
+    /// requests LoadDensity recorded.
     Demo(demo::DemoArgs),
     /// Run a plan over workers: bind, wait for --expect-workers, dispatch, merge, report.
     Master(distributed::MasterArgs),
@@ -122,7 +145,11 @@ fn main() -> ExitCode {
         eprintln!("argparse received invalid data (try --help)");
         return ExitCode::from(2);
     }
-    init_tracing();
+    init_tracing(colour::colour_for_stderr(cli.color));
+    load_density::output_dir::set_output_dir(cli.output_dir.clone());
+    if let Some(linger) = cli.web_ui_linger {
+        load_density::web::set_default_linger(linger);
+    }
     load_density::interrupt::install();
     let code = match run(cli) {
         Ok(true) if output::threshold_failed() => ExitCode::from(THRESHOLD_EXIT),
@@ -203,11 +230,12 @@ impl std::io::Write for QuietWriter {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(ansi: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Only fails when a subscriber is already set, which nothing here does.
     let _ = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(QuietStderr)
         .try_init();

@@ -33,6 +33,14 @@ pub fn print_files(files: &[FileResults]) -> anyhow::Result<bool> {
         match &file.outcome {
             Ok(results) => all_ok &= print_results(Some(&file.path), results)?,
             Err(error) => {
+                // The error result line on stdout too, as for a failed action.
+                let line = serde_json::json!({
+                    "file": file.path.display().to_string(),
+                    "error": error_chain(error),
+                });
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "{line}").context("cannot write to stdout")?;
+                stdout.flush().context("cannot write to stdout")?;
                 eprint_line(format_args!("error: {}", error_chain(error)));
                 all_ok = false;
             }

@@ -109,6 +109,7 @@ pub mod limits;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 pub mod monitor;
+pub mod output_dir;
 pub mod plan;
 pub mod project;
 pub mod report;
@@ -116,6 +117,7 @@ pub mod reports;
 mod run;
 pub mod run_slot;
 pub mod socket_server;
+mod spawn;
 pub mod thresholds;
 #[cfg(feature = "web-ui")]
 pub mod web;

@@ -1,104 +1,118 @@
-//! The examples of README.md run as documented: each JSON block is read from the README
-//! itself and run against an in-process target (its address, and a shorter run, are the only
-//! changes). The Rust quick start is compiled as a doc test (`ReadmeDoctests` in lib.rs).
+//! Every example of README.md runs as shown: each JSON code block is run by the executor, with
+//! only what ties it to one machine changed (the target `http://127.0.0.1:8080` becomes the
+//! testkit's, the web UI port 8089 a free one, run lengths one second), and the Rust quick
+//! start runs against the testkit target. (Its own test binary: the examples use the
+//! process-wide record store and output directory.)
 
 use load_density::executor::execute_document;
 use load_density_testkit::HttpTarget;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-/// The ```json blocks of the README, parsed, in order.
-fn readme_json_blocks() -> Vec<Value> {
-    let readme = include_str!("../../README.md");
-    let mut blocks = Vec::new();
+const README: &str = include_str!("../../README.md");
+
+/// The code blocks of README.md tagged `lang`.
+fn blocks(lang: &str) -> Vec<String> {
+    let mut found = Vec::new();
     let mut current: Option<String> = None;
-    for line in readme.lines() {
-        match (&mut current, line.trim_start()) {
-            (None, "```json") => current = Some(String::new()),
-            (Some(text), "```") => {
-                let parsed = serde_json::from_str(text)
-                    .unwrap_or_else(|e| panic!("a README json block does not parse: {e}\n{text}"));
-                blocks.push(parsed);
-                current = None;
+    for line in README.lines() {
+        match &mut current {
+            None if line.trim_start() == format!("```{lang}") => current = Some(String::new()),
+            None => {}
+            Some(_) if line.trim_start().starts_with("```") => {
+                found.extend(current.take());
             }
-            (Some(text), _) => {
+            Some(text) => {
                 text.push_str(line);
                 text.push('\n');
             }
-            (None, _) => {}
         }
     }
-    blocks
+    found
 }
 
-/// The `LD_start_test` arguments of an action.
-fn start_test_args(action: &mut Value) -> &mut serde_json::Map<String, Value> {
-    assert_eq!(action[0], "LD_start_test", "{action}");
-    action[1].as_object_mut().expect("keyword arguments")
+/// Ties an example to this machine: the testkit target, a free UI port, one-second runs.
+fn localise(value: &mut Value, base: &str) {
+    match value {
+        Value::String(text) if text.contains("http://127.0.0.1:8080") => {
+            *text = text.replace("http://127.0.0.1:8080", base);
+        }
+        Value::Object(map) => {
+            if map.contains_key("test_time") {
+                map.insert("test_time".into(), Value::from(1));
+            }
+            if map.get("port").and_then(Value::as_u64) == Some(8089) {
+                map.insert("port".into(), Value::from(0));
+            }
+            for child in map.values_mut() {
+                localise(child, base);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| localise(item, base)),
+        _ => {}
+    }
 }
 
-fn run(document: &Value) -> Vec<Value> {
-    let results = execute_document(document).expect("a valid document");
-    results
-        .into_iter()
-        .map(|result| match result.outcome {
-            Ok(value) => value,
-            Err(error) => panic!("action {} failed: {error}", result.index),
-        })
-        .collect()
-}
-
-#[test]
-fn the_quick_start_document_runs() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let target = runtime.block_on(HttpTarget::start()).expect("a target");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let blocks = readme_json_blocks();
-    let mut document = blocks
-        .iter()
-        .find(|b| b.as_array().is_some_and(|a| a.len() == 3))
-        .expect("the quick start document")
-        .clone();
-    let actions = document.as_array_mut().expect("a list");
-    assert_eq!(actions[0][0], "LD_register_variable");
-    actions[0][1]["value"] = json!(target.base_url());
-    let args = start_test_args(&mut actions[1]);
-    args.insert("test_time".into(), json!(2));
-    args.insert("user_count".into(), json!(5));
-    args.insert("spawn_rate".into(), json!(50));
-    args.insert("print_stats".into(), json!(false));
-    let report = dir.path().join("summary");
-    actions[2][1]["report_name"] = json!(report.to_str().expect("utf-8 path"));
-    let results = run(&document);
-    let totals = &results[1]["totals"];
-    assert!(totals["requests"].as_u64() > Some(0), "{totals}");
-    assert_eq!(totals["failures"], 0, "{totals}");
-    let written = results[2].as_str().expect("the report's path");
-    assert!(std::path::Path::new(written).is_file(), "{written}");
-    assert!(target.served_path("/post") > 0 && target.served_path("/get") > 0);
-}
-
-#[test]
-fn the_web_ui_example_runs() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let target = runtime.block_on(HttpTarget::start()).expect("a target");
-    let mut action = readme_json_blocks()
-        .into_iter()
-        .find(|b| b[0] == "LD_start_test" && b[1].get("web_ui_dict").is_some())
-        .expect("the web UI example");
-    let args = start_test_args(&mut action);
-    assert_eq!(
-        args["test_time"],
-        Value::Null,
-        "the README runs until stopped"
-    );
-    args.insert("test_time".into(), json!(1));
-    args.insert("host".into(), json!(target.base_url()));
-    args.insert("print_stats".into(), json!(false));
-    args["web_ui_dict"]["port"] = json!(0);
-    let results = run(&json!([action]));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_example_runs() {
+    let target = HttpTarget::start().await.expect("testkit target");
+    let out = tempfile::tempdir().expect("temp dir");
+    load_density::output_dir::set_output_dir(Some(out.path().to_path_buf()));
+    let examples = blocks("json");
     assert!(
-        results[0]["totals"]["requests"].as_u64() > Some(0),
-        "{}",
-        results[0]
+        examples.len() >= 2,
+        "the README's JSON examples: {examples:?}"
+    );
+    for example in examples {
+        let mut doc: Value = serde_json::from_str(&example)
+            .unwrap_or_else(|e| panic!("a README JSON example is not JSON ({e}):\n{example}"));
+        // A lone action (`["LD_start_test", {...}]`) is shown as one line of a document.
+        if doc.get(0).is_some_and(Value::is_string) {
+            doc = Value::Array(vec![doc]);
+        }
+        localise(&mut doc, &target.base_url());
+        let results = tokio::task::spawn_blocking(move || execute_document(&doc))
+            .await
+            .expect("the executor thread")
+            .expect("an action document");
+        for result in &results {
+            assert!(result.is_ok(), "{example}\n{result:?}");
+        }
+    }
+    // The quick start's requests are named by their paths, and its report was written.
+    let records = load_density::core::test_record_instance().stats();
+    assert!(
+        records.entry("GET", "/get").is_some(),
+        "{:?}",
+        records.entries()
+    );
+    assert!(records.entry("POST", "/post").is_some());
+    assert!(out.path().join("summary.json").is_file());
+    load_density::output_dir::set_output_dir(None);
+}
+
+#[test]
+fn the_rust_quick_start_runs() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let target = runtime
+        .block_on(HttpTarget::start())
+        .expect("testkit target");
+    let example = blocks("rust,no_run").concat();
+    assert!(example.contains("start_test(config)?"), "{example}");
+    // The example's own code, with its host and length localised.
+    use load_density::{start_test, StartTest};
+    let config: StartTest = serde_json::from_value(serde_json::json!({
+        "user_detail_dict": {"user": "http_user"},
+        "user_count": 10,
+        "spawn_rate": 5,
+        "test_time": 1,
+        "host": target.base_url(),
+        "tasks": [{"method": "get", "request_url": "/"}]
+    }))
+    .expect("config");
+    let summary = start_test(config).expect("the run");
+    assert!(summary.totals.requests > 0);
+    println!(
+        "{} requests, p95 {} ms",
+        summary.totals.requests, summary.totals.p95_ms
     );
 }

@@ -115,8 +115,14 @@ pub fn saturating_seconds(secs: f64) -> Duration {
 /// ```
 pub fn seconds(value: &Value, what: &str) -> Result<Duration, String> {
     let not_positive = || format!("{what} must be a positive number of seconds, got {value}");
+    // A number, or a duration string as Locust writes them ("30s", "1m30s").
     let secs = value
         .as_f64()
+        .or_else(|| {
+            value
+                .as_str()
+                .and_then(|text| crate::task::values::parse_duration(text).ok())
+        })
         .filter(|secs| secs.is_finite() && *secs > 0.0)
         .ok_or_else(not_positive)?;
     // Far beyond any real timeout, and far below what `Instant + Duration` can hold, so no
@@ -237,10 +243,12 @@ impl GroupOptions {
     pub fn from_map(options: &Map<String, Value>) -> Result<Self, PlanError> {
         let verify = match option(options, "verify") {
             None => None,
-            Some(Value::Bool(verify)) => Some(*verify),
+            Some(value) if crate::task::values::bool_of(value).is_some() => {
+                crate::task::values::bool_of(value)
+            }
             Some(other) => {
                 return Err(PlanError::Config(format!(
-                    "option \"verify\" must be true or false, got {other}"
+                    "option \"verify\" must be true or false (or 0 / 1), got {other}"
                 )))
             }
         };
@@ -389,6 +397,7 @@ mod tests {
     fn seconds_accepts_positive_numbers_only() {
         assert_eq!(seconds(&json!(5), "t"), Ok(Duration::from_secs(5)));
         assert_eq!(seconds(&json!(0.2), "t"), Ok(Duration::from_millis(200)));
+        assert_eq!(seconds(&json!("1m30s"), "t"), Ok(Duration::from_secs(90)));
         for (value, expected) in [
             (
                 json!(0),
@@ -399,8 +408,8 @@ mod tests {
                 "timeout must be a positive number of seconds, got -1.5",
             ),
             (
-                json!("5"),
-                "timeout must be a positive number of seconds, got \"5\"",
+                json!("5 minutes"),
+                "timeout must be a positive number of seconds, got \"5 minutes\"",
             ),
             (
                 json!(true),
@@ -506,7 +515,7 @@ mod tests {
             ),
             (
                 json!({"verify": "yes"}),
-                "option \"verify\" must be true or false, got \"yes\"",
+                "option \"verify\" must be true or false (or 0 / 1), got \"yes\"",
             ),
             (
                 json!({"ca_file": 7}),

@@ -64,6 +64,87 @@ pub fn resolve_url(base: Option<&Url>, text: &str) -> Result<Url, String> {
     }
 }
 
+/// How a request is named in the statistics when its task gives no `name`, by its URL
+/// template ([`url_name`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlName {
+    /// Always this name: the path and query of a URL without placeholders, or the URL as
+    /// written when its path or query holds placeholders (so that one task stays one
+    /// statistics entry, whatever its URL renders to).
+    Fixed(String),
+    /// The path and query of each rendered URL ([`path_and_query`]): the placeholders sit
+    /// only in the scheme and host (`${var.base}/get` is named `/get`).
+    PathAndQuery,
+}
+
+/// The one naming rule of every URL-based protocol: a request is named by its URL's path and
+/// query; where the path or query itself holds placeholders, by the URL as written.
+///
+/// ```
+/// use load_density_core::task::url::{url_name, UrlName};
+/// use load_density_core::Template;
+///
+/// let name = |url: &str| url_name(&Template::parse(url), None);
+/// assert_eq!(name("http://127.0.0.1:8080/get?a=1"), UrlName::Fixed("/get?a=1".into()));
+/// assert_eq!(name("${var.base}/get"), UrlName::PathAndQuery);
+/// assert_eq!(name("http://${env.HOST}:8080/get"), UrlName::PathAndQuery);
+/// assert_eq!(
+///     name("${var.base}/items/${uuid()}"),
+///     UrlName::Fixed("${var.base}/items/${uuid()}".into())
+/// );
+/// assert_eq!(name("${var.url}"), UrlName::Fixed("${var.url}".into()));
+/// ```
+pub fn url_name(url: &crate::template::Template, base: Option<&Url>) -> UrlName {
+    if let Some(text) = url.as_constant() {
+        return UrlName::Fixed(
+            resolve_url(base, text)
+                .map(|u| path_and_query(&u))
+                .unwrap_or_else(|_| text.to_owned()),
+        );
+    }
+    let pieces: Vec<Option<&str>> = url.pieces().collect();
+    let Some(last_placeholder) = pieces.iter().rposition(Option::is_none) else {
+        return UrlName::Fixed(url.source().to_owned());
+    };
+    // The literal text before the last placeholder must not have reached the path yet...
+    let before: String = pieces[..last_placeholder]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    let before_authority = match before.find("://") {
+        Some(at) => &before[at + 3..],
+        None => before.as_str(),
+    };
+    // ...and the literal text after it must start the path or query (after a scheme
+    // separator or a port, when the placeholder was the scheme or the host).
+    let after: String = pieces[last_placeholder + 1..]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    let after_authority = match after.find("://") {
+        Some(at) => &after[at + 3..],
+        None => after.as_str(),
+    };
+    let reaches_path = |text: &str| text.contains(['/', '?']);
+    if !reaches_path(before_authority) && reaches_path(after_authority) {
+        UrlName::PathAndQuery
+    } else {
+        UrlName::Fixed(url.source().to_owned())
+    }
+}
+
+/// A URL's path and query (`/get?a=1`): the name of a request by its URL.
+pub fn path_and_query(url: &Url) -> String {
+    let mut name = url.path().to_owned();
+    if let Some(query) = url.query() {
+        name.push('?');
+        name.push_str(query);
+    }
+    name
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

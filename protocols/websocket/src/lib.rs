@@ -57,7 +57,7 @@
 //! |---|---|
 //! | `method` | `connect`, `send`, `recv`, `sendrecv`, `close` (any case); default `send` |
 //! | `request_url` / `url` | `ws://` / `wss://` URL (`http(s)://` is turned into `ws(s)://`), absolute or relative to the group's `host` (`ws://localhost` without one); default: the user's current connection |
-//! | `name` | statistics name; default the URL as written, else the method |
+//! | `name` | statistics name; default the URL's path and query (the URL as written when its path or query holds placeholders), else the method |
 //! | `timeout` | seconds (> 0) for each step: connecting, sending, waiting for a frame; default the group's `timeout`, else 5 |
 //! | `payload` | `send`/`sendrecv`: text frame; `hex:0a ff` or `b64:AAE=` for a binary frame; `text:` forces text (`text:hex:` sends `hex:`); a JSON object, list or number is sent as JSON text. Default empty text |
 //! | `expect` | `recv`/`sendrecv`: a substring the frame must contain, or `{"regex": "..."}` (compiled once). Binary frames are read as UTF-8 with replacement characters |

@@ -327,7 +327,7 @@ impl UserTemplate for WebSocketUser {
         };
         let meta = RequestMeta {
             request_type: self.request_type.clone(),
-            name: task.name(ctx.variables()),
+            name: task.name(shared.base.as_ref(), ctx.variables()),
             url: outcome.url,
         };
         match outcome.result {

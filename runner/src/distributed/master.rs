@@ -362,7 +362,9 @@ impl RunControl for Master {
         self.inner.wake.notify_one();
     }
     fn reset_stats(&self) {
-        *self.inner.stats.lock() = RequestStats::new();
+        self.inner.stats.lock().reset();
+        // A reset starts the measurement over: the records too (see Environment::reset_stats).
+        test_record_instance().clear_records();
     }
     fn host(&self) -> Option<String> {
         self.inner.plan.source().host.clone()
@@ -949,6 +951,7 @@ async fn drive(inner: Arc<Inner>) {
         }
     }
     let started = Instant::now();
+    inner.stats.lock().mark_start(std::time::SystemTime::now());
     let mut stopping = inner.stop.subscribe();
     if !*stopping.borrow() {
         inner.state.send_replace(RunState::Spawning);
@@ -992,7 +995,12 @@ async fn drive(inner: Arc<Inner>) {
             loop {
                 tick.tick().await;
                 let stats = inner.stats.lock().clone();
-                console::print_stats(&stats, inner.reported_users());
+                console::print_live(
+                    &stats,
+                    inner.reported_users(),
+                    started.elapsed(),
+                    inner.plan.end().map(|end| end.as_secs_f64()),
+                );
             }
         })
     });
@@ -1130,6 +1138,8 @@ fn summarize(inner: &Inner, duration: Duration) -> Summary {
         &stats,
         duration,
     )
+    // After a statistics reset, the rates are over the time since the reset.
+    .counted_from_reset(&stats, duration)
     .with_generator(inner.generator_status(&stats))
 }
 

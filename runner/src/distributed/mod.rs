@@ -131,6 +131,15 @@ pub enum DistributedError {
     /// The worker cannot run what it was given.
     #[error("{0}")]
     Plan(String),
+    /// A master's expected workers never came, so the run made no request.
+    #[error(
+        "no worker joined the master (expected {expected}): the run made no request; start \
+         the workers (load-density worker --master-host ...) or raise expected_workers_timeout"
+    )]
+    NoWorkers {
+        /// `expected_workers`.
+        expected: u32,
+    },
 }
 
 /// The distributed options of one `start_test` call (see the [module docs](self)).
@@ -161,13 +170,14 @@ impl Default for DistributedOptions {
 }
 
 fn seconds(key: &str, value: &Value) -> Result<Duration, RunError> {
-    value
-        .as_f64()
+    // A number, or a duration as Locust writes them ("30s", "1m30s").
+    load_density_core::task::values::seconds_of(value)
+        .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| {
             RunError::Config(format!(
-                "{key} must be a number of seconds >= 0, got {value}"
+                "{key} must be a number of seconds >= 0 or a duration such as \"30s\", got {value}"
             ))
         })
 }
@@ -296,6 +306,7 @@ pub async fn run_plan(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, 
         crate::interrupt::install();
     }
     if plan.mode() == RunnerMode::Master {
+        let expected = plan.source().expected_workers;
         #[cfg(feature = "web-ui")]
         let web_ui = plan.web_ui().cloned();
         let settings = crate::monitor::MonitorSettings::of(plan.source());
@@ -335,6 +346,10 @@ pub async fn run_plan(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, 
         #[cfg(feature = "web-ui")]
         if let Some(web_ui) = web_ui {
             web_ui.closed().await;
+        }
+        // A run that could not start (its workers never came) is a failure, not a success.
+        if expected > 0 && summary.users_spawned == 0 && summary.totals.requests == 0 {
+            return Err(DistributedError::NoWorkers { expected }.into());
         }
         Ok(summary)
     } else {

@@ -785,8 +785,12 @@ impl Run {
 
     fn summary(&self) -> Summary {
         let stats = self.shared.stats.snapshot();
+        // The plan the master gave (or the worker's own, under a Locust master), not the
+        // defaults of the worker's start_test.
         Summary::of_run(
-            &self.summary_config,
+            self.plan()
+                .map(RunPlan::source)
+                .unwrap_or(&self.summary_config),
             "worker",
             self.users_spawned,
             &stats,

@@ -53,7 +53,7 @@ const COMMANDS: &[Command] = &[
     command("LD_clear_resolver", &[], clear_resolver),
     command("LD_clear_records", &[], clear_records),
     command("LD_summary", &[], summary),
-    command("LD_generate_summary_report", &["report_name"], generate_summary_report),
+    command("LD_generate_summary_report", &["report_name", "output_dir"], generate_summary_report),
     command("LD_execute_action", &["action_list"], execute_action),
     command("LD_execute_files", &["execute_files_list"], execute_files),
     command("LD_add_package_to_executor", &["package"], add_package_to_executor),
@@ -329,7 +329,9 @@ fn generate_summary_report(mut args: Args) -> Result<Value, ExecutorError> {
     let name: String = args
         .optional("report_name")?
         .unwrap_or_else(|| report::DEFAULT_SUMMARY_REPORT_NAME.to_owned());
-    let path = report::generate_summary_report(&name)?;
+    let output_dir: Option<String> = args.optional("output_dir")?;
+    let path =
+        report::generate_summary_report_in(&name, output_dir.as_deref().map(std::path::Path::new))?;
     Ok(Value::String(path.display().to_string()))
 }
 

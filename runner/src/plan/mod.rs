@@ -260,6 +260,22 @@ impl RunPlan {
             "worker" => RunnerMode::Worker,
             other => return Err(RunError::UnsupportedMode(other.to_owned())),
         };
+        if mode == RunnerMode::Local {
+            // The distributed options mean nothing to a local run: accepted (so one plan
+            // serves every mode) and ignored, with a note.
+            for key in crate::distributed::DISTRIBUTED_OPTION_KEYS {
+                let given = |map: &serde_json::Map<String, serde_json::Value>| {
+                    map.get(*key).is_some_and(|v| !v.is_null())
+                };
+                if given(&config.extra) || given(&config.user_detail_dict) {
+                    tracing::warn!(
+                        key,
+                        "ignored: this option applies to distributed runs (runner_mode \"master\" \
+                         or \"worker\")"
+                    );
+                }
+            }
+        }
         let distributed = DistributedOptions::take_from(&mut config)?;
         if !(config.spawn_rate.is_finite() && config.spawn_rate > 0.0) {
             return Err(invalid(

@@ -10,7 +10,7 @@ use axum::extract::{Form, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use load_density_core::StatsEntry;
+use load_density_core::{RequestStats, StatsEntry};
 use serde_json::{json, Map, Value};
 
 use super::live::{current_rates, state_name, total_rates, unix_secs_f64, MAX_ERRORS, MAX_ROWS};
@@ -189,6 +189,14 @@ pub(crate) async fn stop(State(shared): AppState) -> Json<Value> {
     ]))
 }
 
+/// `POST /quit`: ends the UI's linger after the run (`web_ui_dict.linger`), so the process
+/// goes on; answers `ok`. While the run goes, it changes nothing (stop it with `POST /stop`).
+pub(crate) async fn quit(State(shared): AppState) -> &'static str {
+    tracing::info!("quit from the web UI");
+    shared.quit.send_replace(true);
+    "ok"
+}
+
 /// `POST /stats/reset`: clears the run's statistics; answers `ok`.
 pub(crate) async fn reset(State(shared): AppState) -> &'static str {
     shared.control.reset_stats();
@@ -196,13 +204,15 @@ pub(crate) async fn reset(State(shared): AppState) -> &'static str {
     "ok"
 }
 
+/// Milliseconds to two decimals: a sub-millisecond maximum is not shown as 0 next to a
+/// larger average (Locust rounds to whole milliseconds, which its coarser clock can afford).
 fn round_ms(ms: f64) -> f64 {
-    ms.round()
+    (ms * 100.0).round() / 100.0
 }
 
-fn stats_row(entry: &StatsEntry, now: SystemTime) -> Value {
-    let (current_rps, current_fps) = current_rates(entry, now);
-    let (total_rps, total_fps) = total_rates(entry);
+fn stats_row(stats: &RequestStats, entry: &StatsEntry, now: SystemTime) -> Value {
+    let (current_rps, current_fps) = current_rates(stats, entry, now);
+    let (total_rps, total_fps) = total_rates(stats, entry, now);
     let min = if entry.num_requests() == 0 {
         json!(0)
     } else {
@@ -259,9 +269,9 @@ pub(crate) async fn requests(State(shared): AppState) -> Json<Value> {
         .entries()
         .into_iter()
         .take(MAX_ROWS)
-        .map(|e| stats_row(e, now))
+        .map(|e| stats_row(&stats, e, now))
         .collect();
-    rows.push(stats_row(total, now));
+    rows.push(stats_row(&stats, total, now));
     let errors: Vec<Value> = stats
         .errors()
         .into_iter()
@@ -283,8 +293,8 @@ pub(crate) async fn requests(State(shared): AppState) -> Json<Value> {
             ])
         })
         .collect();
-    let (current_rps, current_fps) = current_rates(total, now);
-    let (total_rps, total_fps) = total_rates(total);
+    let (current_rps, current_fps) = current_rates(&stats, total, now);
+    let (total_rps, total_fps) = total_rates(&stats, total, now);
     let current = shared.live.current_percentiles();
     let fail_ratio = if total.num_requests() == 0 && total.num_failures() > 0 {
         1.0
