@@ -24,6 +24,7 @@
 //!         response_length: 0,
 //!         error: Some(Arc::from(format!("HTTP 500 on {name}"))),
 //!         start_time: SystemTime::now(),
+//!         start_delay: None,
 //!     });
 //! }
 //! assert_eq!(stats.total().num_requests(), 4);

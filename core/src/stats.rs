@@ -652,9 +652,9 @@ impl RequestStats {
     /// When these statistics started counting: the run's start, or the last
     /// [`reset`](Self::reset). `None` when no runner marked it.
     pub fn since(&self) -> Option<SystemTime> {
-        self.since_unix
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| UNIX_EPOCH + crate::task::options::saturating_seconds(s))
+        // A peer's claim could be any number: one a Duration cannot hold means "unknown".
+        let since = std::time::Duration::try_from_secs_f64(self.since_unix?).ok()?;
+        UNIX_EPOCH.checked_add(since)
     }
 
     /// Seconds these statistics cover at `now` (from [`since`](Self::since)), when known.

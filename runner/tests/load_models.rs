@@ -437,3 +437,30 @@ async fn a_group_with_its_own_closed_model_keeps_its_users_beside_the_shared_one
     let summary = env.wait().await;
     assert!(summary.totals.iterations > 0);
 }
+
+#[test]
+fn stage_and_model_durations_take_locust_duration_strings() {
+    let compile = |load_model: Value| {
+        load_density::plan::RunPlan::compile(config(json!({
+            "test_time": null,
+            "host": "http://127.0.0.1:1",
+            "load_model": load_model,
+            "tasks": [{"method": "get", "request_url": "/"}]
+        })))
+    };
+    let ramping = compile(json!({"type": "ramping_arrival_rate", "start_rate": 1,
+                                  "max_users": 2,
+                                  "stages": [{"duration": "1m30s", "target": 5},
+                                             {"duration": 30, "target": 0}]}))
+    .expect("duration strings in stages");
+    assert_eq!(ramping.end(), Some(Duration::from_secs(120)));
+    let constant = compile(json!({"type": "constant_arrival_rate", "rate": 2,
+                                   "duration": "45s"}))
+    .expect("a duration string");
+    assert_eq!(constant.end(), Some(Duration::from_secs(45)));
+    let wrong = compile(json!({"type": "constant_arrival_rate", "rate": 2,
+                                "duration": "soon"}))
+    .expect_err("not a duration")
+    .to_string();
+    assert!(wrong.contains("load_model.duration"), "{wrong}");
+}

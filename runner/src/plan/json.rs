@@ -106,14 +106,38 @@ impl<'a> Object<'a> {
         }
     }
 
-    /// Seconds > 0.
-    pub(crate) fn positive_seconds(&self, key: &str) -> Result<Option<Duration>, RunError> {
-        Ok(self.positive(key)?.map(saturating_seconds))
+    /// Seconds: a number, or a duration such as `"30s"` or `"1h30m"` (Locust's form).
+    fn seconds_value(&self, key: &str) -> Result<Option<f64>, RunError> {
+        match self.get(key) {
+            Some(Value::String(text)) => load_density_core::task::values::parse_duration(text)
+                .map(Some)
+                .map_err(|e| invalid(&self.at(key), e)),
+            _ => self.number(key),
+        }
     }
 
-    /// Seconds >= 0.
+    /// Seconds > 0 as a number (a number or a duration string).
+    pub(crate) fn positive_secs(&self, key: &str) -> Result<Option<f64>, RunError> {
+        match self.seconds_value(key)? {
+            Some(n) if n <= 0.0 => Err(invalid(&self.at(key), format!("must be > 0, got {n}"))),
+            other => Ok(other),
+        }
+    }
+
+    /// Seconds > 0 (a number or a duration string).
+    pub(crate) fn positive_seconds(&self, key: &str) -> Result<Option<Duration>, RunError> {
+        match self.seconds_value(key)? {
+            Some(n) if n <= 0.0 => Err(invalid(&self.at(key), format!("must be > 0, got {n}"))),
+            other => Ok(other.map(saturating_seconds)),
+        }
+    }
+
+    /// Seconds >= 0 (a number or a duration string).
     pub(crate) fn seconds(&self, key: &str) -> Result<Option<Duration>, RunError> {
-        Ok(self.non_negative(key)?.map(saturating_seconds))
+        match self.seconds_value(key)? {
+            Some(n) if n < 0.0 => Err(invalid(&self.at(key), format!("must be >= 0, got {n}"))),
+            other => Ok(other.map(saturating_seconds)),
+        }
     }
 
     /// A whole number >= 0.

@@ -166,23 +166,24 @@ fn runner_options(
 ) -> Result<RunnerOptions, RunError> {
     let print_stats = match option_in(config, specs, "print_stats") {
         None => true,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(invalid(
+        // Python-shaped: a number counts as Python's bool() reads it.
+        Some(value) => load_density_core::task::values::bool_of(value).ok_or_else(|| {
+            invalid(
                 "print_stats",
-                format!("must be true or false, got {other}"),
-            ))
-        }
+                format!("must be true or false (or 0 / 1), got {value}"),
+            )
+        })?,
     };
     let stats_interval = match option_in(config, specs, "stats_interval") {
         None => 2.0,
-        Some(v) => v
-            .as_f64()
+        // Seconds, or a duration such as "2s".
+        Some(v) => load_density_core::task::values::seconds_of(v)
+            .ok()
             .filter(|s| s.is_finite() && *s > 0.0)
             .ok_or_else(|| {
                 invalid(
                     "stats_interval",
-                    format!("must be a positive number of seconds, got {v}"),
+                    format!("must be a positive number of seconds or a duration such as \"2s\", got {v}"),
                 )
             })?,
     };

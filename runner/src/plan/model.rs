@@ -260,7 +260,7 @@ impl ArrivalModel {
         };
         let keys: Vec<&str> = ARRIVAL_COMMON_KEYS.iter().chain(own).copied().collect();
         object.only(&keys, kind)?;
-        let time_unit = object.positive("time_unit")?.unwrap_or(1.0);
+        let time_unit = object.positive_secs("time_unit")?.unwrap_or(1.0);
         let curve = if ramping {
             let start = object.non_negative("start_rate")?.unwrap_or(0.0) / time_unit;
             let stages = object.array("stages")?;
@@ -276,7 +276,7 @@ impl ArrivalModel {
                     &["duration", "target"],
                     "a stage {\"duration\", \"target\"}",
                 )?;
-                let duration = stage.positive("duration")?;
+                let duration = stage.positive_secs("duration")?;
                 let duration = stage.required("duration", duration, "seconds")?;
                 let target = stage.non_negative("target")?;
                 let target = stage.required("target", target, "a rate")?;
@@ -286,7 +286,7 @@ impl ArrivalModel {
         } else {
             let rate = object.positive("rate")?;
             let rate = object.required("rate", rate, "iterations per time_unit")?;
-            let duration = object.positive("duration")?;
+            let duration = object.positive_secs("duration")?;
             RateCurve::constant(rate / time_unit, duration)
         };
         if curve.total().is_some_and(|t| t < 1.0) {
