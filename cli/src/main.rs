@@ -9,6 +9,9 @@
 //!                                 run PLAN over workers (LD_start_test, runner_mode "master")
 //! load-density worker --master-host H [--master-port P] [PLAN]
 //!                                 join a LoadDensity or Locust master (runner_mode "worker")
+//! load-density compare DB BASELINE RUN [--max-regression-pct P]
+//!                                 compare two runs stored by LD_persist_records (exit 99 on a
+//!                                 regression)
 //! ```
 //!
 //! Each action's result is printed to stdout as one line of JSON,
@@ -17,6 +20,7 @@
 //! 0 when every action succeeded, 1 otherwise, and 2 for a usage error. Logs go to stderr;
 //! `RUST_LOG` sets their filter (default `info`).
 
+mod compare;
 mod demo;
 mod distributed;
 mod output;
@@ -64,11 +68,17 @@ enum Command {
     Master(distributed::MasterArgs),
     /// Join a master (LoadDensity or Locust) and run the users it gives this process.
     Worker(distributed::WorkerArgs),
+    /// Compare two runs stored in a SQLite database by LD_persist_records: per name, the
+    /// deltas of p50, p95, p99, RPS and failure rate. Exit status 99 on a regression.
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    if let Command::Compare(args) = &cli.command {
+        return compare::main(args);
+    }
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -88,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Demo(args) => demo::run(&args),
         Command::Master(args) => distributed::master(&args),
         Command::Worker(args) => distributed::worker(&args),
+        Command::Compare(_) => unreachable!("handled in main"),
     }
 }
 

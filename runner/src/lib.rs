@@ -54,6 +54,8 @@ pub mod executor;
 pub mod globals;
 pub mod groups;
 pub mod report;
+#[cfg(feature = "sqlite")]
+pub mod store;
 #[cfg(feature = "web-ui")]
 pub mod web;
 

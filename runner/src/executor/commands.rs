@@ -5,6 +5,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
+mod export;
+
 use super::{kind, ExecutorError};
 use crate::config::StartTest;
 use crate::report;
@@ -50,6 +52,14 @@ const COMMANDS: &[Command] = &[
     command("LD_clear_records", &[], clear_records),
     command("LD_summary", &[], summary),
     command("LD_generate_summary_report", &["report_name"], generate_summary_report),
+    #[cfg(feature = "sqlite")]
+    command("LD_persist_records", &["database_path", "label", "metadata"], export::persist_records),
+    #[cfg(feature = "sqlite")]
+    command("LD_list_runs", &["database_path", "limit"], export::list_runs),
+    #[cfg(feature = "sqlite")]
+    command("LD_fetch_run_records", &["database_path", "run_id"], export::fetch_run_records),
+    #[cfg(feature = "sqlite")]
+    command("LD_compare_runs", &["database_path", "baseline_run_id", "run_id", "max_regression_pct"], export::compare_runs),
 ];
 
 type Run = fn(Args) -> Result<Value, ExecutorError>;

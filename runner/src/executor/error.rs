@@ -84,6 +84,15 @@ pub enum ExecutorError {
     /// A report could not be written.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// An exporter, persistence or import command failed (the source says why).
+    #[error("{command}")]
+    Command {
+        /// The command.
+        command: &'static str,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
     /// A command's return value could not be turned into JSON.
     #[error("{command}: cannot convert the result to JSON")]
     Output {

@@ -1,0 +1,58 @@
+//! The exporter, persistence and import commands (`LD_persist_records`, `LD_compare_runs`, ...).
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::{output, Args};
+use crate::executor::ExecutorError;
+
+/// Wraps a library error as the failure of `command`.
+fn failed(
+    command: &'static str,
+) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync + 'static>) -> ExecutorError {
+    move |source| ExecutorError::Command { command, source }
+}
+
+#[cfg(feature = "sqlite")]
+pub(super) fn persist_records(mut args: Args) -> Result<Value, ExecutorError> {
+    let path: PathBuf = args.required("database_path")?;
+    let label: Option<String> = args.optional("label")?;
+    let metadata: Option<Value> = args.optional("metadata")?;
+    let run_id = crate::store::persist_records(&path, label.as_deref(), metadata.as_ref())
+        .map_err(|e| failed(args.command)(e.into()))?;
+    Ok(Value::from(run_id))
+}
+
+#[cfg(feature = "sqlite")]
+pub(super) fn list_runs(mut args: Args) -> Result<Value, ExecutorError> {
+    let path: PathBuf = args.required("database_path")?;
+    let limit: i64 = args.optional("limit")?.unwrap_or(20);
+    let runs = crate::store::list_runs(&path, limit).map_err(|e| failed(args.command)(e.into()))?;
+    output(args.command, runs)
+}
+
+#[cfg(feature = "sqlite")]
+pub(super) fn fetch_run_records(mut args: Args) -> Result<Value, ExecutorError> {
+    let path: PathBuf = args.required("database_path")?;
+    let run_id: i64 = args.required("run_id")?;
+    let records = crate::store::fetch_run_records(&path, run_id)
+        .map_err(|e| failed(args.command)(e.into()))?;
+    output(args.command, records)
+}
+
+#[cfg(feature = "sqlite")]
+pub(super) fn compare_runs(mut args: Args) -> Result<Value, ExecutorError> {
+    let path: PathBuf = args.required("database_path")?;
+    let baseline: i64 = args.required("baseline_run_id")?;
+    let run_id: i64 = args.required("run_id")?;
+    let max_pct: f64 = args.optional("max_regression_pct")?.unwrap_or(10.0);
+    if !(max_pct.is_finite() && max_pct >= 0.0) {
+        return Err(args.error(format!(
+            "argument \"max_regression_pct\": must be a number >= 0, got {max_pct}"
+        )));
+    }
+    let comparison = crate::store::compare_runs(&path, baseline, run_id, max_pct)
+        .map_err(|e| failed(args.command)(e.into()))?;
+    output(args.command, comparison)
+}
