@@ -54,6 +54,7 @@ pub mod executor;
 pub mod globals;
 pub mod groups;
 pub mod report;
+pub mod sinks;
 #[cfg(feature = "sqlite")]
 pub mod store;
 #[cfg(feature = "web-ui")]
@@ -91,7 +92,9 @@ pub use load_density_websocket as websocket;
 pub async fn create_env(config: StartTest) -> Result<Environment, RunError> {
     distributed::check_local(&config)?;
     web_ui_settings(&config)?;
-    Environment::create(config).await
+    let env = Environment::create(config).await?;
+    sinks::register_run(&env);
+    Ok(env)
 }
 
 /// Like [`create_env`], then starts the run on the current runtime (Python's `prepare_env`).
@@ -105,6 +108,7 @@ pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
     #[cfg(not(feature = "web-ui"))]
     web_ui_settings(&config)?;
     let env = Environment::create(config).await?;
+    sinks::register_run(&env);
     #[cfg(feature = "web-ui")]
     if let Some(settings) = web_ui {
         web::attach(&env, settings)

@@ -60,6 +60,10 @@ const COMMANDS: &[Command] = &[
     command("LD_fetch_run_records", &["database_path", "run_id"], export::fetch_run_records),
     #[cfg(feature = "sqlite")]
     command("LD_compare_runs", &["database_path", "baseline_run_id", "run_id", "max_regression_pct"], export::compare_runs),
+    #[cfg(feature = "prometheus")]
+    command("LD_start_prometheus_exporter", &["port", "addr"], export::start_prometheus_exporter),
+    #[cfg(feature = "prometheus")]
+    command("LD_stop_prometheus_exporter", &[], export::stop_prometheus_exporter),
 ];
 
 type Run = fn(Args) -> Result<Value, ExecutorError>;

@@ -56,3 +56,21 @@ pub(super) fn compare_runs(mut args: Args) -> Result<Value, ExecutorError> {
         .map_err(|e| failed(args.command)(e.into()))?;
     output(args.command, comparison)
 }
+
+#[cfg(feature = "prometheus")]
+pub(super) fn start_prometheus_exporter(mut args: Args) -> Result<Value, ExecutorError> {
+    use crate::sinks::prometheus;
+    let port: u16 = args.optional("port")?.unwrap_or(prometheus::DEFAULT_PORT);
+    let addr: String = args
+        .optional("addr")?
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let port = prometheus::start_prometheus_exporter(port, &addr)
+        .map_err(|e| failed(args.command)(e.into()))?;
+    Ok(Value::from(port))
+}
+
+#[cfg(feature = "prometheus")]
+pub(super) fn stop_prometheus_exporter(_args: Args) -> Result<Value, ExecutorError> {
+    crate::sinks::prometheus::stop_prometheus_exporter();
+    Ok(Value::Null)
+}
