@@ -42,6 +42,15 @@ fn run(doc: Value) -> Vec<ActionResult> {
     executor::execute_document(&doc).expect("a valid document")
 }
 
+/// Stops the exporter when a test ends, even by a failed assertion.
+struct StopExporter;
+
+impl Drop for StopExporter {
+    fn drop(&mut self) {
+        prometheus::stop_prometheus_exporter();
+    }
+}
+
 /// A Prometheus server we started; killed (by its PID) when dropped.
 struct Prometheus {
     child: Child,
@@ -121,6 +130,7 @@ async fn counts_in_prometheus(
 #[test]
 fn a_real_prometheus_scrapes_the_same_counts_as_the_run() -> anyhow::Result<()> {
     let _guard = global_lock();
+    let _stop = StopExporter;
     let runtime = tokio::runtime::Runtime::new()?;
     let target = runtime.block_on(HttpTarget::start())?;
     let dir = tempfile::tempdir()?;
@@ -144,7 +154,7 @@ fn a_real_prometheus_scrapes_the_same_counts_as_the_run() -> anyhow::Result<()> 
                 std::fs::read_to_string(dir.path().join("prometheus.log"))?
             );
         }
-        runtime.block_on(tokio::time::sleep(Duration::from_millis(200)));
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
     }
 
     let results = run(json!([["LD_start_test", {
@@ -180,7 +190,7 @@ fn a_real_prometheus_scrapes_the_same_counts_as_the_run() -> anyhow::Result<()> 
         if seen == expected || Instant::now() > deadline {
             break;
         }
-        runtime.block_on(tokio::time::sleep(Duration::from_millis(300)));
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(300)).await });
     }
     assert_eq!(seen, expected, "Prometheus's counts per name vs the run's");
 
@@ -229,6 +239,7 @@ fn a_real_prometheus_scrapes_the_same_counts_as_the_run() -> anyhow::Result<()> 
 #[test]
 fn stop_frees_the_port_and_conflicting_starts_are_errors() -> anyhow::Result<()> {
     let _guard = global_lock();
+    let _stop = StopExporter;
     let port = unused_local_port();
     let results = run(json!([
         ["LD_start_prometheus_exporter", {"port": port, "addr": "127.0.0.1"}],
@@ -274,6 +285,7 @@ fn stop_frees_the_port_and_conflicting_starts_are_errors() -> anyhow::Result<()>
 #[test]
 fn the_web_ui_serves_metrics_while_the_exporter_runs() -> anyhow::Result<()> {
     let _guard = global_lock();
+    let _stop = StopExporter;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let target = HttpTarget::start().await?;
