@@ -64,6 +64,10 @@ const COMMANDS: &[Command] = &[
     command("LD_start_prometheus_exporter", &["port", "addr"], export::start_prometheus_exporter),
     #[cfg(feature = "prometheus")]
     command("LD_stop_prometheus_exporter", &[], export::stop_prometheus_exporter),
+    #[cfg(feature = "influxdb")]
+    command("LD_start_influxdb_sink", &["transport", "host", "port", "url", "token", "measurement", "timeout"], export::start_influxdb_sink),
+    #[cfg(feature = "influxdb")]
+    command("LD_stop_influxdb_sink", &[], export::stop_influxdb_sink),
 ];
 
 type Run = fn(Args) -> Result<Value, ExecutorError>;

@@ -74,3 +74,28 @@ pub(super) fn stop_prometheus_exporter(_args: Args) -> Result<Value, ExecutorErr
     crate::sinks::prometheus::stop_prometheus_exporter();
     Ok(Value::Null)
 }
+
+#[cfg(feature = "influxdb")]
+pub(super) fn start_influxdb_sink(mut args: Args) -> Result<Value, ExecutorError> {
+    use crate::sinks::influxdb;
+    let defaults = influxdb::InfluxSettings::default();
+    let settings = influxdb::InfluxSettings {
+        transport: args.optional("transport")?.unwrap_or(defaults.transport),
+        host: args.optional("host")?.unwrap_or(defaults.host),
+        port: args.optional("port")?.unwrap_or(defaults.port),
+        url: args.optional("url")?,
+        token: args.optional("token")?,
+        measurement: args
+            .optional("measurement")?
+            .unwrap_or(defaults.measurement),
+        timeout: args.optional("timeout")?.unwrap_or(defaults.timeout),
+    };
+    influxdb::start_influxdb_sink(settings).map_err(|e| failed(args.command)(e.into()))?;
+    Ok(Value::Null)
+}
+
+#[cfg(feature = "influxdb")]
+pub(super) fn stop_influxdb_sink(_args: Args) -> Result<Value, ExecutorError> {
+    crate::sinks::influxdb::stop_influxdb_sink();
+    Ok(Value::Null)
+}

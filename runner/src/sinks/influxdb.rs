@@ -1,1 +1,0 @@
-//! The InfluxDB line-protocol sink (`LD_start_influxdb_sink`, `LD_stop_influxdb_sink`).
