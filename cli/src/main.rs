@@ -12,6 +12,8 @@
 //! load-density compare DB BASELINE RUN [--max-regression-pct P]
 //!                                 compare two runs stored by LD_persist_records (exit 99 on a
 //!                                 regression)
+//! load-density har FILE [--correlate] [--escape-placeholders] ... > plan.json
+//!                                 turn a recorded HAR into an action document
 //! ```
 //!
 //! Each action's result is printed to stdout as one line of JSON,
@@ -23,6 +25,7 @@
 mod compare;
 mod demo;
 mod distributed;
+mod import;
 mod output;
 
 use std::path::PathBuf;
@@ -71,6 +74,9 @@ enum Command {
     /// Compare two runs stored in a SQLite database by LD_persist_records: per name, the
     /// deltas of p50, p95, p99, RPS and failure rate. Exit status 99 on a regression.
     Compare(compare::CompareArgs),
+    /// Turn a HAR recording into an action document (printed to stdout): one task per
+    /// entry, run in sequence by each user.
+    Har(import::HarArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Master(args) => distributed::master(&args),
         Command::Worker(args) => distributed::worker(&args),
         Command::Compare(_) => unreachable!("handled in main"),
+        Command::Har(args) => import::har(&args),
     }
 }
 

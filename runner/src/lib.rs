@@ -53,6 +53,7 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+pub mod import;
 pub mod report;
 pub mod sinks;
 #[cfg(feature = "sqlite")]

@@ -99,3 +99,83 @@ pub(super) fn stop_influxdb_sink(_args: Args) -> Result<Value, ExecutorError> {
     crate::sinks::influxdb::stop_influxdb_sink();
     Ok(Value::Null)
 }
+
+/// `LD_har_to_tasks`'s parameters: Python's, then the options it lacks.
+pub(super) const HAR_TO_TASKS_PARAMS: &[&str] = &[
+    "har",
+    "include",
+    "exclude",
+    "escape_placeholders",
+    "correlate",
+    "exclude_headers",
+];
+
+/// `LD_har_to_action_json`'s parameters: Python's, then the options it lacks.
+pub(super) const HAR_TO_ACTION_PARAMS: &[&str] = &[
+    "har",
+    "user",
+    "user_count",
+    "spawn_rate",
+    "test_time",
+    "include",
+    "exclude",
+    "escape_placeholders",
+    "correlate",
+    "exclude_headers",
+];
+
+/// A list of strings, a single string, or null.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Strings {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn strings(args: &mut Args, name: &str) -> Result<Vec<String>, ExecutorError> {
+    Ok(match args.optional::<Strings>(name)? {
+        None => Vec::new(),
+        Some(Strings::One(one)) => vec![one],
+        Some(Strings::Many(many)) => many,
+    })
+}
+
+fn har_options(args: &mut Args) -> Result<crate::import::har::HarOptions, ExecutorError> {
+    Ok(crate::import::har::HarOptions {
+        escape_placeholders: args.optional("escape_placeholders")?.unwrap_or(false),
+        correlate: args.optional("correlate")?.unwrap_or(false),
+        exclude_headers: strings(args, "exclude_headers")?,
+    })
+}
+
+pub(super) fn load_har(mut args: Args) -> Result<Value, ExecutorError> {
+    let path: PathBuf = args.required("file_path")?;
+    crate::import::har::load_har(&path).map_err(|e| failed(args.command)(e.into()))
+}
+
+pub(super) fn har_to_tasks(mut args: Args) -> Result<Value, ExecutorError> {
+    let har: Value = args.required("har")?;
+    let include = strings(&mut args, "include")?;
+    let exclude = strings(&mut args, "exclude")?;
+    let options = har_options(&mut args)?;
+    let tasks = crate::import::har::har_to_tasks(&har, &include, &exclude, &options)
+        .map_err(|e| failed(args.command)(e.into()))?;
+    Ok(Value::Array(tasks))
+}
+
+pub(super) fn har_to_action_json(mut args: Args) -> Result<Value, ExecutorError> {
+    let har: Value = args.required("har")?;
+    let user: String = args
+        .optional("user")?
+        .unwrap_or_else(|| "fast_http_user".to_owned());
+    let user_count: u64 = args.optional("user_count")?.unwrap_or(10);
+    let spawn_rate: f64 = args.optional("spawn_rate")?.unwrap_or(5.0);
+    let test_time: f64 = args.optional("test_time")?.unwrap_or(60.0);
+    let include = strings(&mut args, "include")?;
+    let exclude = strings(&mut args, "exclude")?;
+    let options = har_options(&mut args)?;
+    crate::import::har::har_to_action_json(
+        &har, &user, user_count, spawn_rate, test_time, &include, &exclude, &options,
+    )
+    .map_err(|e| failed(args.command)(e.into()))
+}
