@@ -61,3 +61,41 @@ pub fn har(args: &HarArgs) -> anyhow::Result<bool> {
     println!("{}", serde_json::to_string_pretty(&plan)?);
     Ok(true)
 }
+
+/// Arguments of `openapi`.
+#[derive(Debug, Args)]
+pub struct OpenApiArgs {
+    /// The OpenAPI 3 document (.json, .yaml or .yml).
+    spec: PathBuf,
+    /// The base URL (default: the document's first server).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// The user type.
+    #[arg(long, default_value = "fast_http_user")]
+    user: String,
+    /// Users.
+    #[arg(long, default_value_t = 10)]
+    user_count: u64,
+    /// Users started per second.
+    #[arg(long, default_value_t = 5.0)]
+    spawn_rate: f64,
+    /// Seconds the test runs.
+    #[arg(long, default_value_t = 60.0)]
+    test_time: f64,
+}
+
+/// Prints the action document converted from the OpenAPI document.
+pub fn openapi(args: &OpenApiArgs) -> anyhow::Result<bool> {
+    use load_density::import::openapi;
+    let document = openapi::load_openapi(&args.spec)?;
+    let plan = openapi::openapi_to_action_json(
+        &document,
+        args.base_url.as_deref(),
+        &args.user,
+        args.user_count,
+        args.spawn_rate,
+        args.test_time,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&plan)?);
+    Ok(true)
+}

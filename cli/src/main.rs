@@ -14,6 +14,8 @@
 //!                                 regression)
 //! load-density har FILE [--correlate] [--escape-placeholders] ... > plan.json
 //!                                 turn a recorded HAR into an action document
+//! load-density openapi SPEC [--base-url URL] ... > plan.json
+//!                                 one task per operation of an OpenAPI 3 document
 //! ```
 //!
 //! Each action's result is printed to stdout as one line of JSON,
@@ -77,6 +79,9 @@ enum Command {
     /// Turn a HAR recording into an action document (printed to stdout): one task per
     /// entry, run in sequence by each user.
     Har(import::HarArgs),
+    /// Turn an OpenAPI 3 document (JSON or YAML) into an action document (printed to
+    /// stdout): one task per operation, path parameters as ${var.NAME} placeholders.
+    Openapi(import::OpenApiArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Worker(args) => distributed::worker(&args),
         Command::Compare(_) => unreachable!("handled in main"),
         Command::Har(args) => import::har(&args),
+        Command::Openapi(args) => import::openapi(&args),
     }
 }
 

@@ -71,6 +71,7 @@ const COMMANDS: &[Command] = &[
     command("LD_load_har", &["file_path"], export::load_har),
     command("LD_har_to_tasks", export::HAR_TO_TASKS_PARAMS, export::har_to_tasks),
     command("LD_har_to_action_json", export::HAR_TO_ACTION_PARAMS, export::har_to_action_json),
+    command("LD_openapi_to_tasks", &["spec", "base_url"], export::openapi_to_tasks),
 ];
 
 type Run = fn(Args) -> Result<Value, ExecutorError>;

@@ -1,6 +1,8 @@
-//! Turning recorded traffic into tasks: HAR files ([`har`]).
+//! Turning recorded or described traffic into tasks: HAR files ([`har`]) and OpenAPI 3
+//! documents ([`openapi`]).
 
 pub mod har;
+pub mod openapi;
 
 use std::path::PathBuf;
 

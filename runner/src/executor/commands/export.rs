@@ -179,3 +179,19 @@ pub(super) fn har_to_action_json(mut args: Args) -> Result<Value, ExecutorError>
     )
     .map_err(|e| failed(args.command)(e.into()))
 }
+
+/// `spec` is a file path (JSON or YAML) or the document itself.
+pub(super) fn openapi_to_tasks(mut args: Args) -> Result<Value, ExecutorError> {
+    use crate::import::openapi;
+    let spec: Value = args.required("spec")?;
+    let base_url: Option<String> = args.optional("base_url")?;
+    let command = args.command;
+    let document = match spec {
+        Value::String(path) => openapi::load_openapi(path.as_ref()),
+        other => Ok(other),
+    };
+    document
+        .and_then(|document| openapi::openapi_to_tasks(&document, base_url.as_deref()))
+        .map(Value::Array)
+        .map_err(|e| failed(command)(e.into()))
+}
