@@ -68,6 +68,10 @@ const COMMANDS: &[Command] = &[
     command("LD_start_influxdb_sink", &["transport", "host", "port", "url", "token", "measurement", "timeout"], export::start_influxdb_sink),
     #[cfg(feature = "influxdb")]
     command("LD_stop_influxdb_sink", &[], export::stop_influxdb_sink),
+    #[cfg(feature = "opentelemetry")]
+    command("LD_start_opentelemetry_exporter", &["endpoint", "service_name", "export_interval_ms"], export::start_opentelemetry_exporter),
+    #[cfg(feature = "opentelemetry")]
+    command("LD_stop_opentelemetry_exporter", &[], export::stop_opentelemetry_exporter),
     command("LD_load_har", &["file_path"], export::load_har),
     command("LD_har_to_tasks", export::HAR_TO_TASKS_PARAMS, export::har_to_tasks),
     command("LD_har_to_action_json", export::HAR_TO_ACTION_PARAMS, export::har_to_action_json),

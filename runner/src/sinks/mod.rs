@@ -12,9 +12,12 @@
 //! |---|---|---|
 //! | [`prometheus`] | `prometheus` | `LD_start_prometheus_exporter`, `LD_stop_prometheus_exporter` |
 //! | [`influxdb`] | `influxdb` | `LD_start_influxdb_sink`, `LD_stop_influxdb_sink` |
+//! | [`otel`] | `opentelemetry` | `LD_start_opentelemetry_exporter`, `LD_stop_opentelemetry_exporter` |
 
 #[cfg(feature = "influxdb")]
 pub mod influxdb;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 

@@ -195,3 +195,26 @@ pub(super) fn openapi_to_tasks(mut args: Args) -> Result<Value, ExecutorError> {
         .map(Value::Array)
         .map_err(|e| failed(command)(e.into()))
 }
+
+#[cfg(feature = "opentelemetry")]
+pub(super) fn start_opentelemetry_exporter(mut args: Args) -> Result<Value, ExecutorError> {
+    use crate::sinks::otel;
+    let defaults = otel::OtelSettings::default();
+    let settings = otel::OtelSettings {
+        endpoint: args.optional("endpoint")?,
+        service_name: args
+            .optional("service_name")?
+            .unwrap_or(defaults.service_name),
+        export_interval_ms: args
+            .optional("export_interval_ms")?
+            .unwrap_or(defaults.export_interval_ms),
+    };
+    otel::start_opentelemetry_exporter(settings).map_err(|e| failed(args.command)(e.into()))?;
+    Ok(Value::Bool(true))
+}
+
+#[cfg(feature = "opentelemetry")]
+pub(super) fn stop_opentelemetry_exporter(_args: Args) -> Result<Value, ExecutorError> {
+    crate::sinks::otel::stop_opentelemetry_exporter();
+    Ok(Value::Null)
+}
