@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{output, Args};
+#[cfg(feature = "sqlite")]
+use super::output;
+use super::Args;
 use crate::executor::ExecutorError;
 
 /// Wraps a library error as the failure of `command`.
