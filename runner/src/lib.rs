@@ -34,6 +34,12 @@
 //! | `mqtt` | yes | `mqtt_user`: publish, subscribe, receive; end-to-end latency of stamped messages |
 //! | `grpc` | yes | `grpc_user`: any gRPC service from .proto files, a descriptor set or server reflection |
 //! | `web-ui` | yes | the web UI and Locust's HTTP API of a run given `web_ui_dict` ([`web`]) |
+//! | `sqlite` | yes | `LD_persist_records`, `LD_list_runs`, `LD_fetch_run_records`, `LD_compare_runs` ([`store`]; rusqlite, bundled SQLite) |
+//! | `prometheus` | yes | `LD_start_prometheus_exporter` ([`sinks::prometheus`]; prometheus-client) |
+//! | `influxdb` | yes | `LD_start_influxdb_sink` ([`sinks::influxdb`]; UDP or HTTP via reqwest) |
+//! | `opentelemetry` | yes | `LD_start_opentelemetry_exporter` ([`sinks::otel`]; OTLP/gRPC) |
+//!
+//! HAR and OpenAPI import ([`import`]) are always built.
 //!
 //! Protocol crates outside this list register themselves with
 //! [`load_density_core::register_user!`]; linking the crate is enough to make its user type
