@@ -8,7 +8,7 @@ use load_density::core::{RequestEvent, TestRecord};
 
 fn event(i: u64) -> RequestEvent {
     let name = format!("/api/items/{}", i % 10);
-    let failed = i % 20 == 0;
+    let failed = i.is_multiple_of(20);
     RequestEvent {
         request_type: Arc::from("GET"),
         url: Arc::from(format!("http://127.0.0.1:8080{name}")),
