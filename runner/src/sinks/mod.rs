@@ -80,6 +80,15 @@ pub fn register_run(env: &Environment) {
     runs.push(env.clone());
 }
 
+/// Hands events that reached this process by another way than a run's bus to the exporters:
+/// a distributed master publishes its workers' requests (the records they ship, with the
+/// default `distributed_records: "all"`, or a Locust worker's numbers rebuilt as events).
+pub fn publish(events: &[RequestEvent]) {
+    if !events.is_empty() {
+        hub().on_requests(events);
+    }
+}
+
 impl SinkHub {
     /// Subscribes an exporter: it receives every batch from now on, until the [`Feed`] is
     /// dropped or [`SinkHub::unsubscribe`]d.
