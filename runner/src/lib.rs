@@ -136,6 +136,7 @@ pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
     }
     let env = prepare_env(config).await?;
     let summary = env.wait().await;
+    sinks::run_ended();
     #[cfg(feature = "web-ui")]
     web::closed(&env).await;
     Ok(summary)
@@ -183,6 +184,7 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
             }
         });
         let summary = env.wait().await;
+        sinks::run_ended();
         ctrl_c.abort();
         #[cfg(feature = "web-ui")]
         web::closed(&env).await;

@@ -80,6 +80,23 @@ pub fn register_run(env: &Environment) {
     runs.push(env.clone());
 }
 
+/// Logs, once per run, what each running exporter lost so far: events dropped because it fell
+/// behind, and (InfluxDB) points its server did not take. Called when a run ends.
+pub fn run_ended() {
+    for outlet in hub().outlets.read().iter() {
+        let dropped = outlet.dropped.load(Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(
+                exporter = outlet.name,
+                dropped,
+                "events this exporter dropped so far because it fell behind"
+            );
+        }
+    }
+    #[cfg(feature = "influxdb")]
+    influxdb::report_failures();
+}
+
 /// Hands events that reached this process by another way than a run's bus to the exporters:
 /// a distributed master publishes its workers' requests (the records they ship, with the
 /// default `distributed_records: "all"`, or a Locust worker's numbers rebuilt as events).

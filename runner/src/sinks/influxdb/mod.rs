@@ -229,6 +229,23 @@ pub fn stop_influxdb_sink() -> (u64, u64) {
     (sent, failed)
 }
 
+/// Logs the points not delivered so far, if any (at the end of each run).
+pub(crate) fn report_failures() {
+    let state = state().lock();
+    let Some(running) = state.as_ref() else {
+        return;
+    };
+    let failed = running.stats.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        tracing::warn!(
+            failed,
+            sent = running.stats.sent.load(Ordering::Relaxed),
+            target = %describe(&running.settings),
+            "InfluxDB sink: points not delivered so far"
+        );
+    }
+}
+
 fn describe(settings: &InfluxSettings) -> String {
     match settings.transport.to_ascii_lowercase().as_str() {
         "http" => format!(
