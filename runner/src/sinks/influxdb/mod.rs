@@ -1,5 +1,5 @@
 //! The InfluxDB sink (`LD_start_influxdb_sink`, `LD_stop_influxdb_sink`): one line-protocol
-//! point per request ([`line`]), sent over UDP or HTTP.
+//! point per request ([`mod@line`]), sent over UDP or HTTP.
 //!
 //! Unlike the Python sink, which wrote each point synchronously inside the request event, the
 //! points are batched (by size, and at least every second) and sent from one thread of the
