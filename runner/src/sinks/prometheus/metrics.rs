@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use load_density_core::{RequestEvent, RequestStats};
+use hdrhistogram::Histogram as Hdr;
+use load_density_core::RequestEvent;
 use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -48,6 +49,13 @@ struct QuantileLabels {
     quantile: String,
 }
 
+fn new_hdr() -> Hdr<u64> {
+    // 3 significant digits, auto-resizing: valid constant arguments.
+    let mut histogram = Hdr::new(3).expect("3 significant digits is a valid HDR setting");
+    histogram.auto(true);
+    histogram
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS_MS)
 }
@@ -55,6 +63,9 @@ fn latency_histogram() -> Histogram {
 fn bytes_histogram() -> Histogram {
     Histogram::new(BYTES_BUCKETS)
 }
+
+/// (request type, name) -> latencies in microseconds.
+type LatencyHistograms = HashMap<(Arc<str>, Arc<str>), Hdr<u64>>;
 
 /// Every metric of the exporter.
 pub struct Metrics {
@@ -66,7 +77,8 @@ pub struct Metrics {
     dropped_iterations: Counter,
     dropped_events: Counter,
     quantiles: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
-    stats: Mutex<RequestStats>,
+    /// Latencies per (request type, name), microseconds, for the quantile gauges.
+    hdr: Mutex<LatencyHistograms>,
     encoding: Mutex<()>,
 }
 
@@ -139,25 +151,33 @@ impl Metrics {
             dropped_iterations,
             dropped_events,
             quantiles,
-            stats: Mutex::new(RequestStats::new()),
+            hdr: Mutex::new(HashMap::new()),
             encoding: Mutex::new(()),
         }
     }
 
     /// Counts one batch: each name's label sets are looked up once per batch.
     pub fn observe(&self, events: &[RequestEvent]) {
-        let mut by_name: HashMap<(&str, &str), Vec<&RequestEvent>> = HashMap::new();
+        let mut by_name: HashMap<(&Arc<str>, &Arc<str>), Vec<&RequestEvent>> = HashMap::new();
         for event in events {
             by_name
                 .entry((&event.request_type, &event.name))
                 .or_default()
                 .push(event);
         }
+        let mut hdr = self.hdr.lock();
         for ((request_type, name), events) in by_name {
             let labels = NameLabels {
-                request_type: request_type.to_owned(),
-                name: name.to_owned(),
+                request_type: request_type.to_string(),
+                name: name.to_string(),
             };
+            let histogram = hdr
+                .entry((request_type.clone(), name.clone()))
+                .or_insert_with(new_hdr);
+            for event in &events {
+                // Auto-resizing: recording cannot fail for a value >= 1.
+                let _ = histogram.record(event.response_time_us().max(1));
+            }
             let failures = events.iter().filter(|e| !e.is_success()).count() as u64;
             let successes = events.len() as u64 - failures;
             for (outcome, count) in [("success", successes), ("failure", failures)] {
@@ -178,7 +198,6 @@ impl Metrics {
                 bytes.observe(event.response_length as f64);
             }
         }
-        self.stats.lock().add_all(events);
     }
 
     /// Adds events dropped on the way to this exporter.
@@ -191,16 +210,22 @@ impl Metrics {
         let _one_at_a_time = self.encoding.lock();
         self.users.set(i64::try_from(users).unwrap_or(i64::MAX));
         {
-            let stats = self.stats.lock();
-            for entry in stats.entries() {
+            let hdr = self.hdr.lock();
+            for ((request_type, name), histogram) in hdr.iter() {
                 for quantile in QUANTILES {
+                    // The exact largest value for 1, a bucket's edge otherwise.
+                    let us = if quantile >= 1.0 {
+                        histogram.max()
+                    } else {
+                        histogram.value_at_quantile(quantile).min(histogram.max())
+                    };
                     self.quantiles
                         .get_or_create(&QuantileLabels {
-                            request_type: entry.request_type().to_owned(),
-                            name: entry.name().to_owned(),
+                            request_type: request_type.to_string(),
+                            name: name.to_string(),
                             quantile: quantile.to_string(),
                         })
-                        .set(entry.percentile_ms(quantile * 100.0));
+                        .set(us as f64 / 1000.0);
                 }
             }
         }
