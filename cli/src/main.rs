@@ -15,6 +15,13 @@
 //! load-density mcp                MCP server on stdio (for AI assistants)
 //! load-density init [--force] PATH
 //!                                 write a project template under PATH/LoadDensity
+//! load-density compare DB BASELINE RUN [--max-regression-pct P]
+//!                                 compare two runs stored by LD_persist_records (exit 99 on a
+//!                                 regression)
+//! load-density har FILE [--correlate] [--escape-placeholders] ... > plan.json
+//!                                 turn a recorded HAR into an action document
+//! load-density openapi SPEC [--base-url URL] ... > plan.json
+//!                                 one task per operation of an OpenAPI 3 document
 //! ```
 //!
 //! `--csv PREFIX` (with any command) writes Locust's CSV files for every run that sets no
@@ -34,11 +41,13 @@
 //! `RUST_LOG` sets their filter (default `info`).
 
 mod colour;
+mod compare;
 mod demo;
 mod demo_target;
 mod distributed;
 mod legacy;
 mod listing;
+mod import;
 mod output;
 mod serve;
 
@@ -133,6 +142,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Compare two runs stored in a SQLite database by LD_persist_records: per name, the
+    /// deltas of p50, p95, p99, RPS and failure rate. Exit status 99 on a regression.
+    Compare(compare::CompareArgs),
+    /// Turn a HAR recording into an action document (printed to stdout): one task per
+    /// entry, run in sequence by each user.
+    Har(import::HarArgs),
+    /// Turn an OpenAPI 3 document (JSON or YAML) into an action document (printed to
+    /// stdout): one task per operation, path parameters as ${var.NAME} placeholders.
+    Openapi(import::OpenApiArgs),
 }
 
 /// The exit status when every action ran but a run's thresholds failed or aborted it.
@@ -149,6 +167,9 @@ fn main() -> ExitCode {
     load_density::output_dir::set_output_dir(cli.output_dir.clone());
     if let Some(linger) = cli.web_ui_linger {
         load_density::web::set_default_linger(linger);
+    }
+    if let Some(Command::Compare(args)) = &cli.command {
+        return compare::main(args);
     }
     load_density::interrupt::install();
     let code = match run(cli) {
@@ -191,6 +212,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
+        Command::Compare(_) => unreachable!("handled in main"),
+        Command::Har(args) => import::har(&args),
+        Command::Openapi(args) => import::openapi(&args),
     }
 }
 

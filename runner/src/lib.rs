@@ -35,6 +35,12 @@
 //! | `grpc` | yes | `grpc_user`: any gRPC service from .proto files, a descriptor set or server reflection |
 //! | `web-ui` | yes | the web UI and Locust's HTTP API of a run given `web_ui_dict` ([`web`]) |
 //! | `mcp` | yes | the MCP server on stdio ([`mcp`], `load-density mcp`) |
+//! | `sqlite` | yes | `LD_persist_records`, `LD_list_runs`, `LD_fetch_run_records`, `LD_compare_runs` ([`store`]; rusqlite, bundled SQLite) |
+//! | `prometheus` | yes | `LD_start_prometheus_exporter` ([`sinks::prometheus`]; prometheus-client) |
+//! | `influxdb` | yes | `LD_start_influxdb_sink` ([`sinks::influxdb`]; UDP or HTTP via reqwest) |
+//! | `opentelemetry` | yes | `LD_start_opentelemetry_exporter` ([`sinks::otel`]; OTLP/gRPC) |
+//!
+//! HAR and OpenAPI import ([`import`]) are always built.
 //!
 //! Protocol crates outside this list register themselves with
 //! [`load_density_core::register_user!`]; linking the crate is enough to make its user type
@@ -104,6 +110,7 @@ pub mod executor;
 pub mod globals;
 pub mod groups;
 pub mod history;
+pub mod import;
 pub mod interrupt;
 pub mod limits;
 #[cfg(feature = "mcp")]
@@ -116,8 +123,11 @@ pub mod report;
 pub mod reports;
 mod run;
 pub mod run_slot;
+pub mod sinks;
 pub mod socket_server;
 mod spawn;
+#[cfg(feature = "sqlite")]
+pub mod store;
 pub mod thresholds;
 #[cfg(feature = "web-ui")]
 pub mod web;
@@ -168,7 +178,9 @@ pub use load_density_websocket as websocket;
 pub async fn create_env(config: StartTest) -> Result<Environment, RunError> {
     let plan = RunPlan::compile(config)?;
     distributed::check_local_plan(&plan)?;
-    Environment::from_plan(plan).await
+    let env = Environment::from_plan(plan).await?;
+    sinks::register_run(&env);
+    Ok(env)
 }
 
 /// Like [`create_env`], then starts the run on the current runtime (Python's `prepare_env`).
@@ -185,6 +197,7 @@ pub async fn prepare_plan(plan: RunPlan) -> Result<Environment, RunError> {
     #[cfg(feature = "web-ui")]
     let web_ui = plan.web_ui().cloned();
     let env = Environment::from_plan(plan).await?;
+    sinks::register_run(&env);
     #[cfg(feature = "web-ui")]
     if let Some(settings) = web_ui {
         web::attach(&env, settings)
@@ -214,6 +227,7 @@ pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
         }
     };
     let summary = finish_run(env.wait().await, monitor);
+    sinks::run_ended();
     #[cfg(feature = "web-ui")]
     web::closed(&env).await;
     Ok(summary)
@@ -270,6 +284,7 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
             on_ctrl_c.stop();
         });
         let summary = finish_run(env.wait().await, monitor);
+        sinks::run_ended();
         ctrl_c.abort();
         #[cfg(feature = "web-ui")]
         web::closed(&env).await;

@@ -170,6 +170,11 @@ impl HttpTarget {
         self.stats.reset();
     }
 
+    /// Forgets every session `/app/login` issued: `/app/api` answers 401 to them from now on.
+    pub fn forget_sessions(&self) {
+        self.stats.forget_sessions();
+    }
+
     /// Stops the server gracefully: stops accepting, lets in-flight requests
     /// finish (up to 5 seconds, then remaining connections are aborted) and
     /// closes idle keep-alive connections.

@@ -40,9 +40,11 @@
 //! | `/bearer` | `200 {"authenticated": true, "token"}` or `401` |
 //! | `/token` | `200 {"token": "tok-N"}` plus header `X-Token: tok-N` (unique per request) |
 //! | `/echo-token` | `200 {"token": value of X-Token header or ?token= query, else null}` |
+//! | `/app`, `/app/login`, `/app/api` | a page that logs in and calls an API with its session (see `app.rs`) |
 //!
 //! Unknown paths get an empty `404` (and are counted too).
 
+mod app;
 pub mod conformance;
 pub mod grpc;
 pub mod harness;

@@ -51,6 +51,9 @@ pub(crate) fn router(stats: Shared) -> Router {
         .route("/bearer", any(bearer))
         .route("/token", any(token))
         .route("/echo-token", any(echo_token))
+        .route("/app", any(crate::app::page))
+        .route("/app/login", any(crate::app::login))
+        .route("/app/api", any(crate::app::api))
         .with_state(stats)
 }
 

@@ -12,6 +12,8 @@ pub(crate) struct Stats {
     per_path: Mutex<HashMap<String, u64>>,
     /// Source of unique tokens for `/token` (never reset).
     tokens: AtomicU64,
+    /// Sessions `/app/login` issued (forgotten by `forget_sessions`).
+    sessions: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Stats {
@@ -60,5 +62,26 @@ impl Stats {
     /// Returns the next unique token number (starting at 1).
     pub(crate) fn next_token(&self) -> u64 {
         self.tokens.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Issues a new `/app/login` session.
+    pub(crate) fn new_session(&self) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let session = format!("sess-{:06}-{nanos:08x}", self.next_token());
+        self.sessions.lock().insert(session.clone());
+        session
+    }
+
+    /// Whether `/app/login` issued `session`.
+    pub(crate) fn has_session(&self, session: &str) -> bool {
+        self.sessions.lock().contains(session)
+    }
+
+    /// Forgets every issued session.
+    pub(crate) fn forget_sessions(&self) {
+        self.sessions.lock().clear();
     }
 }

@@ -765,6 +765,12 @@ impl Inner {
         if !report.records.is_empty() {
             test_record_instance().record_events(&report.records);
         }
+        // Exporters started in the master's process see the merged run.
+        crate::sinks::publish(if report.exact.is_none() {
+            &report.rebuilt
+        } else {
+            &report.records
+        });
         let mut core = self.core.lock();
         *core.requests.entry(msg.node_id.clone()).or_insert(0) += report.requests;
         if let Some(node) = core.nodes.get_mut(&msg.node_id) {

@@ -712,6 +712,7 @@ impl Run {
         if !self.master_loaddensity {
             env.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
         }
+        crate::sinks::register_run(&env);
         env.start();
         self.env = Some(env);
         Ok(())

@@ -5,6 +5,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
+mod export;
+
 use std::sync::OnceLock;
 
 use super::{descriptions, kind, nested, plugin, CommandInfo, ExecutorError};
@@ -66,6 +68,30 @@ const COMMANDS: &[Command] = &[
     command("LD_generate_xml_report", &["xml_file_name"], generate_xml_report),
     command("LD_generate_csv_report", &["csv_name"], generate_csv_report),
     command("LD_generate_junit_report", &["report_name"], generate_junit_report),
+    #[cfg(feature = "sqlite")]
+    command("LD_persist_records", &["database_path", "label", "metadata"], export::persist_records),
+    #[cfg(feature = "sqlite")]
+    command("LD_list_runs", &["database_path", "limit"], export::list_runs),
+    #[cfg(feature = "sqlite")]
+    command("LD_fetch_run_records", &["database_path", "run_id"], export::fetch_run_records),
+    #[cfg(feature = "sqlite")]
+    command("LD_compare_runs", &["database_path", "baseline_run_id", "run_id", "max_regression_pct"], export::compare_runs),
+    #[cfg(feature = "prometheus")]
+    command("LD_start_prometheus_exporter", &["port", "addr"], export::start_prometheus_exporter),
+    #[cfg(feature = "prometheus")]
+    command("LD_stop_prometheus_exporter", &[], export::stop_prometheus_exporter),
+    #[cfg(feature = "influxdb")]
+    command("LD_start_influxdb_sink", &["transport", "host", "port", "url", "token", "measurement", "timeout"], export::start_influxdb_sink),
+    #[cfg(feature = "influxdb")]
+    command("LD_stop_influxdb_sink", &[], export::stop_influxdb_sink),
+    #[cfg(feature = "opentelemetry")]
+    command("LD_start_opentelemetry_exporter", &["endpoint", "service_name", "export_interval_ms"], export::start_opentelemetry_exporter),
+    #[cfg(feature = "opentelemetry")]
+    command("LD_stop_opentelemetry_exporter", &[], export::stop_opentelemetry_exporter),
+    command("LD_load_har", &["file_path"], export::load_har),
+    command("LD_har_to_tasks", export::HAR_TO_TASKS_PARAMS, export::har_to_tasks),
+    command("LD_har_to_action_json", export::HAR_TO_ACTION_PARAMS, export::har_to_action_json),
+    command("LD_openapi_to_tasks", &["spec", "base_url"], export::openapi_to_tasks),
 ];
 
 type Run = fn(Args) -> Result<Value, ExecutorError>;

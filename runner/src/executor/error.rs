@@ -133,6 +133,15 @@ pub enum ExecutorError {
     /// The control socket could not start.
     #[error(transparent)]
     SocketServer(#[from] crate::socket_server::SocketServerError),
+    /// An exporter, persistence or import command failed (the source says why).
+    #[error("{command}")]
+    Command {
+        /// The command.
+        command: &'static str,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
     /// A command's return value could not be turned into JSON.
     #[error("{command}: cannot convert the result to JSON")]
     Output {

@@ -57,6 +57,7 @@ mod guard;
 mod listen;
 use crate::history;
 mod live;
+mod metrics;
 mod page;
 
 use std::net::SocketAddr;
@@ -509,6 +510,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/exceptions", get(api::exceptions))
         .route("/exceptions/csv", get(api::exceptions_csv))
         .route("/worker-count", get(api::worker_count))
+        .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             guard::guard,
