@@ -6,6 +6,8 @@
 //! load-density worker --master-host 10.0.0.5           join that master; it sends the plan
 //! load-density worker --master-host locust-master plan.json
 //!                                                      join a Locust master, running plan.json
+//! LOAD_DENSITY_CLUSTER_TOKEN=s3cret load-density master plan.json
+//!                                                      admit only workers that prove the token
 //! ```
 //!
 //! A plan file holds `LD_start_test`'s keyword arguments as one JSON object (`user_count`,
@@ -43,6 +45,10 @@ pub struct MasterArgs {
     /// Run length in seconds (overrides the plan's test_time).
     #[arg(long, short = 't')]
     run_time: Option<f64>,
+    /// Shared secret LoadDensity workers prove (HMAC challenge) before the master admits
+    /// them; default: env LOAD_DENSITY_CLUSTER_TOKEN. Locust workers cannot present one.
+    #[arg(long)]
+    cluster_token: Option<String>,
     /// The plan: LD_start_test's keyword arguments as a JSON object.
     plan: PathBuf,
 }
@@ -59,6 +65,10 @@ pub struct WorkerArgs {
     /// Seconds without an answer from the master before giving up (status 1).
     #[arg(long)]
     master_timeout: Option<f64>,
+    /// Shared secret LoadDensity workers prove (HMAC challenge) before the master admits
+    /// them; default: env LOAD_DENSITY_CLUSTER_TOKEN. Locust workers cannot present one.
+    #[arg(long)]
+    cluster_token: Option<String>,
     /// A plan to run when the master is a Locust master (a LoadDensity master sends its own);
     /// its user groups must be named like the master's user classes.
     plan: Option<PathBuf>,
@@ -109,6 +119,9 @@ pub fn master(args: &MasterArgs) -> anyhow::Result<bool> {
     if let Some(time) = args.run_time {
         plan.insert("test_time".into(), time.into());
     }
+    if let Some(token) = &args.cluster_token {
+        plan.insert("cluster_token".into(), token.clone().into());
+    }
     run_config(plan)
 }
 
@@ -123,6 +136,9 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<bool> {
     plan.insert("master_port".into(), args.master_port.into());
     if let Some(timeout) = args.master_timeout {
         plan.insert("master_timeout".into(), timeout.into());
+    }
+    if let Some(token) = &args.cluster_token {
+        plan.insert("cluster_token".into(), token.clone().into());
     }
     run_config(plan)
 }

@@ -44,12 +44,14 @@
 //! | `stop_timeout` | 10 | master | seconds workers give running tasks to finish at the end (sent in `spawn`) |
 //! | `distributed_records` | `"all"` | master | records workers send: `"all"`, `"errors"` or `"none"` |
 //! | `master_timeout` | 60 | worker | seconds without a heartbeat reply before a worker gives up |
+//! | `cluster_token` | env `LOAD_DENSITY_CLUSTER_TOKEN` | both | shared secret LoadDensity workers prove before they are admitted (see [`token`]) |
 
 pub mod dispatch;
 pub mod locust_stats;
 mod master;
 mod plan;
 pub(crate) mod sysinfo;
+pub mod token;
 pub mod wire;
 mod worker;
 
@@ -59,6 +61,7 @@ use serde_json::Value;
 
 pub use locust_stats::RecordShipping;
 pub use master::Master;
+pub use token::ClusterToken;
 pub use worker::Worker;
 
 use crate::config::StartTest;
@@ -90,7 +93,12 @@ pub const DISTRIBUTED_OPTION_KEYS: &[&str] = &[
     "stop_timeout",
     "distributed_records",
     "master_timeout",
+    "cluster_token",
 ];
+
+/// The environment variable a master or worker reads its cluster token from when the
+/// configuration gives none.
+pub const CLUSTER_TOKEN_ENV: &str = "LOAD_DENSITY_CLUSTER_TOKEN";
 
 /// Why a distributed run failed.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +142,9 @@ pub struct DistributedOptions {
     pub records: RecordShipping,
     /// How long a worker waits for a silent master.
     pub master_timeout: Duration,
+    /// The secret LoadDensity workers prove before their master admits them (see
+    /// [`token`]); `None` admits every peer, Locust workers included.
+    pub cluster_token: Option<ClusterToken>,
 }
 
 impl Default for DistributedOptions {
@@ -143,6 +154,7 @@ impl Default for DistributedOptions {
             stop_timeout: 10.0,
             records: RecordShipping::All,
             master_timeout: Duration::from_secs(60),
+            cluster_token: None,
         }
     }
 }
@@ -189,8 +201,19 @@ impl DistributedOptions {
                             ))
                         })?;
                 }
+                "cluster_token" => {
+                    let text = value.as_str().ok_or_else(|| {
+                        RunError::Config(format!("cluster_token must be a string, got {value}"))
+                    })?;
+                    options.cluster_token = ClusterToken::new(text);
+                }
                 _ => {}
             }
+        }
+        if options.cluster_token.is_none() {
+            options.cluster_token = std::env::var(CLUSTER_TOKEN_ENV)
+                .ok()
+                .and_then(ClusterToken::new);
         }
         Ok(options)
     }

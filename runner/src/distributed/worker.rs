@@ -14,10 +14,12 @@ use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMes
 
 use super::locust_stats::{RecordShipping, ReportBuilder, LD_CPU_KEY};
 use super::sysinfo::{rss_bytes, CpuMonitor};
+use super::token::{AUTH_MESSAGE, CHALLENGE_MESSAGE, REFUSED_MESSAGE};
 use super::wire::{self, Message};
 use super::{
-    address, new_node_id, plan, DistributedError, DistributedOptions, CONNECT_RETRY,
-    HEARTBEAT_INTERVAL, LOCUST_VERSION, PLAN_MESSAGE, REPORT_INTERVAL, SHARE_MESSAGE,
+    address, new_node_id, plan, DistributedError, DistributedOptions, CLUSTER_TOKEN_ENV,
+    CONNECT_RETRY, HEARTBEAT_INTERVAL, LOCUST_VERSION, PLAN_MESSAGE, REPORT_INTERVAL,
+    SHARE_MESSAGE,
 };
 use crate::config::{StartTest, Summary};
 use crate::env::{Environment, RunState};
@@ -123,6 +125,7 @@ impl Worker {
             users_spawned: 0,
             state: WorkerState::Ready,
             acked: false,
+            challenged: false,
             acked_at: None,
             master_loaddensity: false,
             last_spawn_timestamp: 0.0,
@@ -328,6 +331,8 @@ struct Run {
     users_spawned: u64,
     state: WorkerState,
     acked: bool,
+    /// The master asked for the cluster token.
+    challenged: bool,
     acked_at: Option<Instant>,
     master_loaddensity: bool,
     last_spawn_timestamp: f64,
@@ -509,6 +514,13 @@ impl Run {
                 self.next_heartbeat = Instant::now();
                 self.next_report = Instant::now();
                 self.master_loaddensity = wire::get(&msg.data, "loaddensity").is_some();
+                if self.options.cluster_token.is_some() && !self.challenged {
+                    tracing::warn!(
+                        master = %self.master,
+                        "this worker has a cluster token, but its master admitted it without \
+                         asking for it"
+                    );
+                }
                 let index = wire::get(&msg.data, "index").and_then(wire::as_u64);
                 tracing::info!(
                     index,
@@ -597,6 +609,19 @@ impl Run {
                     );
                 }
             }
+            CHALLENGE_MESSAGE => {
+                self.challenged = true;
+                return self.on_challenge(&msg);
+            }
+            REFUSED_MESSAGE => {
+                let reason = wire::get(&msg.data, "reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no reason given");
+                return Some(End::Failed(format!(
+                    "the master at {} refused this worker: {reason}",
+                    self.master
+                )));
+            }
             "stop" => self.on_stop(),
             "quit" => return Some(End::Quit),
             "heartbeat" => self.last_heartbeat_reply = Some(Instant::now()),
@@ -611,6 +636,24 @@ impl Run {
                 "unknown message type from the master (ignored)"
             ),
         }
+        None
+    }
+
+    /// Answers the master's cluster token challenge (or ends: this worker has no token).
+    fn on_challenge(&mut self, msg: &Message) -> Option<End> {
+        let Some(token) = &self.options.cluster_token else {
+            return Some(End::Failed(format!(
+                "the master at {} requires a cluster token, and this worker has none \
+                 (cluster_token, --cluster-token or {CLUSTER_TOKEN_ENV})",
+                self.master
+            )));
+        };
+        let Ok(challenge) = wire::req_str(msg, "challenge") else {
+            tracing::warn!("a cluster token challenge without a challenge (ignored)");
+            return None;
+        };
+        let proof = token.prove(challenge, &self.shared.node_id);
+        self.send(AUTH_MESSAGE, wire::map([("proof", Value::from(proof))]));
         None
     }
 

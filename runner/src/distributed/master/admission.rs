@@ -1,6 +1,7 @@
 //! Admission of peers: `client_ready`, heartbeats, quits, and the liveness watch that marks
 //! silent workers missing and forgets them.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -8,11 +9,40 @@ use rmpv::Value;
 
 use super::{Inner, Node, NodeState};
 use crate::distributed::locust_stats::RecordShipping;
+use crate::distributed::token::{self, CHALLENGE_MESSAGE, REFUSED_MESSAGE};
 use crate::distributed::wire::{self, Message, WireError};
 use crate::distributed::{
     HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS, MISSING_FORGET_AFTER, PLAN_MESSAGE,
 };
 use crate::env::RunState;
+
+/// How long a challenge stays good.
+const CHALLENGE_EXPIRY: Duration = Duration::from_secs(30);
+/// Challenges outstanding at once (more peers are ignored until some expire).
+const MAX_PENDING: usize = 1024;
+/// Refusals logged as warnings; later ones are logged at debug level.
+const MAX_REFUSAL_WARNINGS: u64 = 20;
+
+/// A challenge sent to a peer, awaiting its proof.
+#[derive(Debug)]
+pub(super) struct Pending {
+    challenge: String,
+    /// The version the peer announced.
+    version: String,
+    sent: Instant,
+}
+
+/// Warns at start when any host that reaches the port can join and read the plan.
+pub(super) fn warn_if_open(inner: &Inner) {
+    if inner.options.cluster_token.is_none() && !inner.local_addr.ip().is_loopback() {
+        tracing::warn!(
+            addr = %inner.local_addr,
+            "the master listens beyond loopback without a cluster token: any host that can \
+             reach this port can join and read the test plan (set cluster_token, \
+             --cluster-token or LOAD_DENSITY_CLUSTER_TOKEN, for LoadDensity workers)"
+        );
+    }
+}
 
 pub(super) async fn liveness_loop(inner: Arc<Inner>) {
     let deadline = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS + HEARTBEAT_INTERVAL / 2;
@@ -45,14 +75,18 @@ pub(super) async fn liveness_loop(inner: Arc<Inner>) {
                 .iter()
                 .filter(|(_, n)| {
                     n.missing_since
+                        .or(n.gone_since)
                         .is_some_and(|t| now.duration_since(t) > MISSING_FORGET_AFTER)
                 })
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in forgotten {
-                tracing::info!(worker = %id, "forgetting a worker missing for 60 s");
+                tracing::info!(worker = %id, "forgetting a worker missing or gone for 60 s");
                 core.nodes.remove(&id);
+                core.indices.remove(&id);
             }
+            core.pending
+                .retain(|_, p| now.duration_since(p.sent) < CHALLENGE_EXPIRY);
             if changed {
                 core.placement_stale = true;
                 let running = matches!(
@@ -123,10 +157,105 @@ impl Inner {
             return Ok(());
         }
         let loaddensity = version.contains("loaddensity");
+        match &self.options.cluster_token {
+            None => self.admit(identity, &version, loaddensity),
+            Some(_) if loaddensity => self.challenge(identity, version),
+            Some(_) => {
+                self.refuse(
+                    identity,
+                    "this master requires a cluster token, which Locust workers cannot present",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `identity` a challenge (the same one again while it is pending).
+    fn challenge(&self, identity: &str, version: String) {
+        let challenge = {
+            let mut core = self.core.lock();
+            let now = Instant::now();
+            core.pending
+                .retain(|_, p| now.duration_since(p.sent) < CHALLENGE_EXPIRY);
+            if let Some(pending) = core.pending.get(identity) {
+                pending.challenge.clone()
+            } else {
+                if core.pending.len() >= MAX_PENDING {
+                    drop(core);
+                    tracing::warn!(
+                        worker = identity,
+                        "too many peers awaiting a cluster token challenge; ignoring one more"
+                    );
+                    return;
+                }
+                let challenge = token::new_challenge();
+                core.pending.insert(
+                    identity.to_owned(),
+                    Pending {
+                        challenge: challenge.clone(),
+                        version,
+                        sent: now,
+                    },
+                );
+                challenge
+            }
+        };
+        tracing::debug!(
+            worker = identity,
+            "asking a worker to prove the cluster token"
+        );
+        let data = wire::map([("challenge", Value::from(challenge))]);
+        self.send(identity, Message::new(CHALLENGE_MESSAGE, data, identity));
+    }
+
+    /// A worker's answer to its challenge: admitted when the proof holds, refused otherwise.
+    pub(super) fn on_auth(&self, identity: &str, msg: &Message) -> Result<(), WireError> {
+        let Some(token) = &self.options.cluster_token else {
+            tracing::debug!(
+                worker = identity,
+                "a cluster token proof, but this master has no token"
+            );
+            return Ok(());
+        };
+        let pending = self.core.lock().pending.remove(identity);
+        let proof = wire::get(&msg.data, "proof").and_then(Value::as_str);
+        match (pending, proof) {
+            (Some(pending), Some(proof))
+                if pending.sent.elapsed() < CHALLENGE_EXPIRY
+                    && token.verify(&pending.challenge, identity, proof) =>
+            {
+                self.admit(identity, &pending.version, true);
+            }
+            (None, _) => self.refuse(
+                identity,
+                "no cluster token challenge is pending for this worker",
+            ),
+            _ => self.refuse(identity, "wrong cluster token"),
+        }
+        Ok(())
+    }
+
+    /// Tells `identity` it is not admitted, and counts it.
+    fn refuse(&self, identity: &str, reason: &str) {
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed);
+        if refused < MAX_REFUSAL_WARNINGS {
+            tracing::warn!(worker = identity, reason, "refused a peer");
+        } else {
+            tracing::debug!(worker = identity, reason, "refused a peer");
+        }
+        let data = wire::map([("reason", Value::from(reason))]);
+        self.send(identity, Message::new(REFUSED_MESSAGE, data, identity));
+    }
+
+    /// Puts `identity` in the dispatch and acknowledges it; a LoadDensity worker gets the plan.
+    fn admit(&self, identity: &str, version: &str, loaddensity: bool) {
         let (index, joined_running, stopping) = {
             let mut core = self.core.lock();
-            let next = core.indices.len() as u64;
+            let next = core.next_index;
             let index = *core.indices.entry(identity.to_owned()).or_insert(next);
+            if index == next {
+                core.next_index += 1;
+            }
             let now = Instant::now();
             let replaced = core
                 .nodes
@@ -141,6 +270,7 @@ impl Inner {
                         memory_bytes: 0,
                         user_classes_count: Vec::new(),
                         quit: false,
+                        gone_since: None,
                         loaddensity,
                     },
                 )
@@ -150,7 +280,7 @@ impl Inner {
             tracing::info!(
                 worker = identity,
                 index,
-                version = %version,
+                version,
                 duplicate = replaced,
                 workers = live,
                 "worker reported as ready"
@@ -183,7 +313,6 @@ impl Inner {
         } else if joined_running {
             self.wake.notify_one();
         }
-        Ok(())
     }
 
     pub(super) fn on_heartbeat(&self, msg: &Message) -> Result<(), WireError> {
@@ -239,6 +368,7 @@ impl Inner {
                 return;
             };
             node.quit = true;
+            node.gone_since = Some(Instant::now());
             node.state = NodeState::Stopped;
             node.user_classes_count.clear();
             tracing::info!(worker = %msg.node_id, "worker quit");

@@ -12,6 +12,20 @@ use crate::distributed::wire::{self, Message, WireError};
 
 impl Inner {
     pub(super) fn on_stats(&self, msg: &Message) -> Result<(), WireError> {
+        // Only admitted workers count (and only while the master remembers them).
+        if !self.core.lock().nodes.contains_key(&msg.node_id) {
+            let dropped = self.dropped_reports.fetch_add(1, Ordering::Relaxed);
+            if dropped == 0 {
+                tracing::warn!(
+                    worker = %msg.node_id,
+                    "dropped a statistics report from a peer that was never admitted \
+                     (logged once; Master::dropped_reports counts them)"
+                );
+            } else {
+                tracing::debug!(worker = %msg.node_id, "dropped a report from a peer never admitted");
+            }
+            return Ok(());
+        }
         let report = locust_stats::read_report(msg)?;
         let worker_cpu = wire::get(&msg.data, locust_stats::LD_CPU_KEY).and_then(wire::as_f64);
         {

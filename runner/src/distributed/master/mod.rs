@@ -80,6 +80,8 @@ struct Node {
     memory_bytes: u64,
     user_classes_count: Vec<(String, u64)>,
     quit: bool,
+    /// When it quit (its state is forgotten a while later).
+    gone_since: Option<Instant>,
     /// A LoadDensity worker (it takes arrival-rate shares).
     loaddensity: bool,
 }
@@ -94,6 +96,11 @@ impl Node {
 struct Core {
     nodes: BTreeMap<String, Node>,
     indices: HashMap<String, u64>,
+    /// The index the next new worker gets (indices of forgotten workers are not reused).
+    next_index: u64,
+    /// Challenges sent to peers that announced themselves as LoadDensity workers, by
+    /// identity, awaiting their proof (only with a cluster token).
+    pending: HashMap<String, admission::Pending>,
     target: u64,
     spawn_rate: f64,
     /// Workers joined, left or came back: place the users again.
@@ -137,6 +144,10 @@ struct Inner {
     stop: watch::Sender<bool>,
     wake: Notify,
     malformed: AtomicU64,
+    /// Reports from peers never admitted (dropped).
+    dropped_reports: AtomicU64,
+    /// Peers refused for a missing or wrong cluster token proof.
+    refused: AtomicU64,
     peak_users: AtomicU64,
     summary: Mutex<Option<Summary>>,
     /// The busiest worker's CPU use (percent of its CPUs) over a report interval, and the
@@ -237,6 +248,8 @@ impl Master {
             core: Mutex::new(Core {
                 nodes: BTreeMap::new(),
                 indices: HashMap::new(),
+                next_index: 0,
+                pending: HashMap::new(),
                 target,
                 spawn_rate,
                 placement_stale: false,
@@ -255,11 +268,14 @@ impl Master {
             stop: watch::channel(false).0,
             wake: Notify::new(),
             malformed: AtomicU64::new(0),
+            dropped_reports: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             peak_users: AtomicU64::new(0),
             generator: Mutex::new((0.0, GeneratorMonitor::new())),
             summary: Mutex::new(None),
         });
         tracing::info!(addr = %local_addr, "master listening");
+        admission::warn_if_open(&inner);
         tokio::spawn(send_loop(send_half, outbox_rx));
         tokio::spawn(recv_loop(recv_half, inner.clone()));
         tokio::spawn(liveness_loop(inner.clone()));
@@ -287,6 +303,17 @@ impl Master {
     /// logged and skipped).
     pub fn malformed_messages(&self) -> u64 {
         self.inner.malformed.load(Ordering::Relaxed)
+    }
+
+    /// Statistics reports dropped because their sender was never admitted (or its state was
+    /// already forgotten).
+    pub fn dropped_reports(&self) -> u64 {
+        self.inner.dropped_reports.load(Ordering::Relaxed)
+    }
+
+    /// Peers refused for lack of a valid cluster token proof.
+    pub fn refused_peers(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
     }
 
     /// Requests received from each worker so far (workers that left included), by node id.

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use zeromq::{RouterRecvHalf, RouterSendHalf, SocketRecv, SocketSend, ZmqMessage};
 
 use super::{Inner, NodeState};
+use crate::distributed::token::AUTH_MESSAGE;
 use crate::distributed::wire::{self, Message, WireError};
 
 pub(super) async fn send_loop(
@@ -89,8 +90,16 @@ impl Inner {
     }
 
     pub(super) fn handle(&self, identity: &str, msg: Message) -> Result<(), WireError> {
+        // Messages are keyed by node_id: a peer may only speak for itself.
+        if msg.node_id != identity {
+            return Err(msg.field_error(format!(
+                "node_id {:?} is not the sender's identity",
+                msg.node_id
+            )));
+        }
         match msg.kind.as_str() {
             "client_ready" => self.on_client_ready(identity, &msg),
+            AUTH_MESSAGE => self.on_auth(identity, &msg),
             "heartbeat" => self.on_heartbeat(&msg),
             "stats" => self.on_stats(&msg),
             "spawning" => {
