@@ -84,7 +84,8 @@ pub const MISSING_FORGET_AFTER: Duration = Duration::from_secs(60);
 pub const PLAN_MESSAGE: &str = "ld_plan";
 /// The custom message giving a LoadDensity worker its share of the arrival-rate schedules:
 /// `{"index", "count", "elapsed", "from"}` (every `count`-th iteration from `index`, of those
-/// due from `from` seconds into the run on; the run is `elapsed` seconds old).
+/// due from `from` seconds into the run on; the run is `elapsed` seconds old), and the
+/// `stop_timeout` its tasks in flight get at the end.
 pub const SHARE_MESSAGE: &str = "ld_share";
 
 /// The keys [`DistributedOptions`] reads.

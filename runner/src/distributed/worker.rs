@@ -35,6 +35,8 @@ const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
 const WORKER_SPAWN_RATE: f64 = 100_000.0;
 /// How long a worker waits for its users to reach a `spawn` target before reporting anyway.
 const SPAWN_COMPLETE_WAIT: Duration = Duration::from_secs(10);
+/// The longest stop grace a worker gives, whatever its master says.
+const MAX_STOP_GRACE: Duration = Duration::from_secs(3600);
 /// Time for the last messages to leave before the process may exit.
 const LINGER: Duration = Duration::from_millis(300);
 
@@ -716,6 +718,9 @@ impl Run {
                 "{SHARE_MESSAGE}: share {index} of {count} at {elapsed} s from {from} s is not a share"
             ));
         }
+        if let Some(timeout) = wire::get(&msg.data, "stop_timeout").and_then(wire::as_f64) {
+            self.stop_timeout = timeout;
+        }
         if self.env.is_none() {
             self.start_env(None).await?;
             self.state = WorkerState::Running;
@@ -759,16 +764,23 @@ impl Run {
         self.pending_complete = None;
         match &self.env {
             Some(env) if env.state() != RunState::Stopped => {
-                env.stop();
                 let env = env.clone();
+                let grace = self.stop_grace();
                 let done = self.env_done_tx.clone();
                 tokio::spawn(async move {
-                    env.wait().await;
+                    env.stop_within(grace).await;
                     let _ = done.send(());
                 });
             }
             _ => self.after_stop(),
         }
+    }
+
+    /// How long tasks in flight get at a stop before they are cut off and recorded as
+    /// failures: the master's `stop_timeout` (0 when a Locust master sends none, as Locust's
+    /// own workers then kill their users at once).
+    fn stop_grace(&self) -> Duration {
+        Duration::try_from_secs_f64(self.stop_timeout.max(0.0)).unwrap_or(MAX_STOP_GRACE)
     }
 
     fn on_env_stopped(&mut self) {
@@ -788,8 +800,7 @@ impl Run {
 
     async fn finish(mut self, end: End) -> Result<Summary, RunError> {
         if let Some(env) = self.env.take() {
-            env.stop();
-            env.wait().await;
+            env.stop_within(self.stop_grace()).await;
             self.users_spawned += env.users_spawned();
         }
         let result = match end {

@@ -99,6 +99,7 @@ impl Inner {
                         ("count", Value::from(count)),
                         ("elapsed", Value::from(elapsed)),
                         ("from", Value::from(from)),
+                        ("stop_timeout", Value::from(self.options.stop_timeout)),
                     ]);
                     (id.clone(), Message::new(SHARE_MESSAGE, data, id))
                 })
