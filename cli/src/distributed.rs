@@ -69,6 +69,10 @@ pub struct WorkerArgs {
     /// them; default: env LOAD_DENSITY_CLUSTER_TOKEN. Locust workers cannot present one.
     #[arg(long)]
     cluster_token: Option<String>,
+    /// Environment variables `${env.NAME}` in the master's plan may read (repeat, or
+    /// comma-separated); by default none is read.
+    #[arg(long, value_delimiter = ',')]
+    allow_env: Vec<String>,
     /// A plan to run when the master is a Locust master (a LoadDensity master sends its own);
     /// its user groups must be named like the master's user classes.
     plan: Option<PathBuf>,
@@ -139,6 +143,9 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<bool> {
     }
     if let Some(token) = &args.cluster_token {
         plan.insert("cluster_token".into(), token.clone().into());
+    }
+    if !args.allow_env.is_empty() {
+        plan.insert("allow_env".into(), args.allow_env.clone().into());
     }
     run_config(plan)
 }

@@ -167,6 +167,9 @@ impl Environment {
         if let Some(own) = &config.variables {
             variables.extend(own.clone());
         }
+        if let Some(allowed) = plan.env_allowed() {
+            variables.restrict_env(allowed.iter().cloned());
+        }
         let variables = Arc::new(variables);
         let data = Arc::new(globals::open_data_sources(config.csv_sources.as_ref())?);
         let mut prepared = Vec::with_capacity(plan.groups().len());

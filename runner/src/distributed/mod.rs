@@ -44,6 +44,7 @@
 //! | `stop_timeout` | 10 | master | seconds workers give running tasks to finish at the end (sent in `spawn`) |
 //! | `distributed_records` | `"all"` | master | records workers send: `"all"`, `"errors"` or `"none"` |
 //! | `master_timeout` | 60 | worker | seconds without a heartbeat reply before a worker gives up |
+//! | `allow_env` | none | worker | environment variables `${env.NAME}` in the master's plan may read (list, or comma-separated) |
 //! | `cluster_token` | env `LOAD_DENSITY_CLUSTER_TOKEN` | both | shared secret LoadDensity workers prove before they are admitted (see [`token`]) |
 
 pub mod dispatch;
@@ -95,6 +96,7 @@ pub const DISTRIBUTED_OPTION_KEYS: &[&str] = &[
     "distributed_records",
     "master_timeout",
     "cluster_token",
+    "allow_env",
 ];
 
 /// The environment variable a master or worker reads its cluster token from when the
@@ -146,6 +148,9 @@ pub struct DistributedOptions {
     /// The secret LoadDensity workers prove before their master admits them (see
     /// [`token`]); `None` admits every peer, Locust workers included.
     pub cluster_token: Option<ClusterToken>,
+    /// On a worker: the environment variables `${env.NAME}` in its master's plan may read
+    /// (none by default).
+    pub allow_env: Vec<String>,
 }
 
 impl Default for DistributedOptions {
@@ -156,8 +161,28 @@ impl Default for DistributedOptions {
             records: RecordShipping::All,
             master_timeout: Duration::from_secs(60),
             cluster_token: None,
+            allow_env: Vec::new(),
         }
     }
+}
+
+/// `allow_env`: a list of names, or one string of comma-separated names.
+fn env_names(value: &Value) -> Result<Vec<String>, RunError> {
+    let invalid = || {
+        RunError::Config(format!(
+            "allow_env must be a list of environment variable names (or one comma-separated \
+             string), got {value}"
+        ))
+    };
+    let names: Vec<String> = match value {
+        Value::String(text) => text.split(',').map(|n| n.trim().to_owned()).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(|n| n.trim().to_owned()).ok_or_else(invalid))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(invalid()),
+    };
+    Ok(names.into_iter().filter(|n| !n.is_empty()).collect())
 }
 
 fn seconds(key: &str, value: &Value) -> Result<Duration, RunError> {
@@ -202,6 +227,7 @@ impl DistributedOptions {
                             ))
                         })?;
                 }
+                "allow_env" => options.allow_env = env_names(&value)?,
                 "cluster_token" => {
                     let text = value.as_str().ok_or_else(|| {
                         RunError::Config(format!("cluster_token must be a string, got {value}"))

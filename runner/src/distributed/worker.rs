@@ -565,9 +565,10 @@ impl Run {
                 if text.is_some() && text == self.plan_text {
                     return None;
                 }
+                let allow_env = self.options.allow_env.clone();
                 let compiled = plan::read(&msg, &self.plan_dir)
                     .map_err(|e| e.to_string())
-                    .map(RunPlan::compile);
+                    .map(|config| RunPlan::compile(config).map(|p| p.restrict_env(allow_env)));
                 match compiled {
                     Ok(Ok(compiled)) => {
                         match Environment::from_plan(compiled.for_worker(None)).await {
