@@ -13,6 +13,18 @@
 //!   master sends it the whole test plan; a Locust master does not, so a worker joining one
 //!   runs the plan it was started with.
 //!
+//! Trust: with a [`ClusterToken`] (`cluster_token`, env `LOAD_DENSITY_CLUSTER_TOKEN`), a master
+//! admits, and sends its plan to, only LoadDensity workers that prove the token (an HMAC
+//! challenge, see [`token`]); Locust workers cannot, so use no token with them. With or without a
+//! token, reports from peers never admitted are dropped ([`Master::dropped_reports`]) and gone
+//! workers are forgotten. A worker reads CSV data only from its master's shipped files and
+//! expands `${env.NAME}` in its master's plan only for names in its `allow_env` list.
+//!
+//! At the end, each worker gives its tasks in flight `stop_timeout`, then cuts them off, each
+//! recorded as a failure "stopped by the end of the test"
+//! ([`CANCELLED_BY_STOP`](load_density_core::context::CANCELLED_BY_STOP)); the master waits (up
+//! to `stop_timeout` + 5 s) for every worker's last report before it writes the summary.
+//!
 //! Each user group of the plan is a Locust user class of the same name (a plan without
 //! `user_groups` is one class named after its user type, e.g. `fast_http_user`).
 //!
@@ -41,7 +53,7 @@
 //! | key | default | side | meaning |
 //! |---|---|---|---|
 //! | `expected_workers_timeout` | 60 | master | seconds to wait for `expected_workers` before starting anyway |
-//! | `stop_timeout` | 10 | master | seconds workers give running tasks to finish at the end (sent in `spawn`) |
+//! | `stop_timeout` | 10 | master | seconds workers give tasks in flight at the end before cutting them off as failures (sent in `spawn`) |
 //! | `distributed_records` | `"all"` | master | records workers send: `"all"`, `"errors"` or `"none"` |
 //! | `master_timeout` | 60 | worker | seconds without a heartbeat reply before a worker gives up |
 //! | `allow_env` | none | worker | environment variables `${env.NAME}` in the master's plan may read (list, or comma-separated) |
