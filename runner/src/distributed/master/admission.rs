@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rmpv::Value;
 
-use super::{Inner, Node, NodeState};
+use super::{Core, Inner, Node, NodeState};
 use crate::distributed::locust_stats::RecordShipping;
 use crate::distributed::token::{self, CHALLENGE_MESSAGE, REFUSED_MESSAGE};
 use crate::distributed::wire::{self, Message, WireError};
@@ -70,23 +70,7 @@ pub(super) async fn liveness_loop(inner: Arc<Inner>) {
                     changed = true;
                 }
             }
-            let forgotten: Vec<String> = core
-                .nodes
-                .iter()
-                .filter(|(_, n)| {
-                    n.missing_since
-                        .or(n.gone_since)
-                        .is_some_and(|t| now.duration_since(t) > MISSING_FORGET_AFTER)
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in forgotten {
-                tracing::info!(worker = %id, "forgetting a worker missing or gone for 60 s");
-                core.nodes.remove(&id);
-                core.indices.remove(&id);
-            }
-            core.pending
-                .retain(|_, p| now.duration_since(p.sent) < CHALLENGE_EXPIRY);
+            core.forget_gone(now);
             if changed {
                 core.placement_stale = true;
                 let running = matches!(
@@ -103,6 +87,30 @@ pub(super) async fn liveness_loop(inner: Arc<Inner>) {
             inner.stop.send_replace(true);
         }
         inner.wake.notify_one();
+    }
+}
+
+impl Core {
+    /// Forgets the workers missing or gone (quit) for longer than [`MISSING_FORGET_AFTER`],
+    /// their indices with them, and expired challenges.
+    fn forget_gone(&mut self, now: Instant) {
+        let forgotten: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.missing_since
+                    .or(n.gone_since)
+                    .is_some_and(|t| now.saturating_duration_since(t) > MISSING_FORGET_AFTER)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in forgotten {
+            tracing::info!(worker = %id, "forgetting a worker missing or gone for 60 s");
+            self.nodes.remove(&id);
+            self.indices.remove(&id);
+        }
+        self.pending
+            .retain(|_, p| now.saturating_duration_since(p.sent) < CHALLENGE_EXPIRY);
     }
 }
 
@@ -381,5 +389,77 @@ impl Inner {
             self.stop.send_replace(true);
         }
         self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use super::*;
+    use crate::distributed::dispatch::Dispatcher;
+
+    fn node(now: Instant) -> Node {
+        Node {
+            state: NodeState::Running,
+            last_heartbeat: now,
+            last_heartbeat_wall: SystemTime::now(),
+            missing_since: None,
+            cpu_percent: 0.0,
+            memory_bytes: 0,
+            user_classes_count: Vec::new(),
+            quit: false,
+            gone_since: None,
+            loaddensity: true,
+        }
+    }
+
+    #[test]
+    fn workers_gone_or_missing_for_long_are_forgotten_with_their_indices() {
+        let now = Instant::now();
+        let mut core = Core {
+            nodes: BTreeMap::new(),
+            indices: HashMap::new(),
+            next_index: 3,
+            pending: HashMap::new(),
+            target: 0,
+            spawn_rate: 1.0,
+            placement_stale: false,
+            dispatched_total: 0,
+            dispatcher: Dispatcher::new(vec!["a".to_owned()]),
+            last_spawn_timestamp: 0.0,
+            requests: BTreeMap::new(),
+            stopping: false,
+            run_started: None,
+            share_members: Vec::new(),
+        };
+        let mut quit = node(now);
+        quit.quit = true;
+        quit.gone_since = Some(now);
+        let mut missing = node(now);
+        missing.state = NodeState::Missing;
+        missing.missing_since = Some(now);
+        for (index, (id, n)) in [("quit", quit), ("missing", missing), ("live", node(now))]
+            .into_iter()
+            .enumerate()
+        {
+            core.nodes.insert(id.to_owned(), n);
+            core.indices.insert(id.to_owned(), index as u64);
+        }
+        core.pending.insert(
+            "peer".to_owned(),
+            Pending {
+                challenge: token::new_challenge(),
+                version: String::new(),
+                sent: now,
+            },
+        );
+        core.forget_gone(now + Duration::from_secs(1));
+        assert_eq!(core.nodes.len(), 3, "nothing is forgotten early");
+        assert_eq!(core.pending.len(), 1);
+        core.forget_gone(now + MISSING_FORGET_AFTER + Duration::from_secs(1));
+        assert_eq!(core.nodes.keys().collect::<Vec<_>>(), ["live"]);
+        assert_eq!(core.indices.keys().collect::<Vec<_>>(), ["live"]);
+        assert!(core.pending.is_empty(), "the challenge expired");
     }
 }

@@ -1,4 +1,15 @@
 //! The master: a ZeroMQ ROUTER that dispatches users to workers and merges their reports.
+//!
+//! This file holds the run's shared state ([`Master`], `Inner`, `Core`, `Node`) and the
+//! [`RunControl`] face; each concern has its own file:
+//!
+//! - `transport`: the socket, decoding frames, routing each message to its handler (a peer may
+//!   speak only under its own identity), and the listening socket;
+//! - `admission`: `client_ready`, the cluster token challenge, heartbeats, quits, and the
+//!   liveness watch that marks silent workers missing and forgets gone ones;
+//! - `placement`: placing users over the live workers (`spawn`) and arrival-rate shares;
+//! - `merge`: merging reports (only from admitted workers) and the summary;
+//! - `lifecycle`: waiting for workers, ramping, stopping, and waiting for the last reports.
 
 mod admission;
 mod lifecycle;
