@@ -94,9 +94,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
     outcome.context("the demo run failed")?;
 
     let recorded = test_record_instance().stats().total().num_requests();
-    println!("servers counted {served} requests and messages; LoadDensity recorded {recorded}");
+    load_density::console::print_line(format_args!(
+        "servers counted {served} requests and messages; LoadDensity recorded {recorded}"
+    ))
+    .context("cannot write to stdout")?;
     if served != recorded {
-        eprintln!("error: the counts differ by {}", served.abs_diff(recorded));
+        load_density::console::eprint_line(format_args!(
+            "error: the counts differ by {}",
+            served.abs_diff(recorded)
+        ));
         return Ok(false);
     }
     Ok(true)

@@ -27,8 +27,9 @@ pub struct MasterArgs {
     /// Workers to wait for before starting (up to --expect-workers-timeout).
     #[arg(long, default_value_t = 1)]
     expect_workers: u32,
-    /// Seconds to wait for them; the run then starts with those that joined.
-    #[arg(long)]
+    /// Seconds to wait for them (or a duration such as "2m"); the run then starts with those
+    /// that joined, and fails when none did.
+    #[arg(long, value_parser = seconds_arg)]
     expect_workers_timeout: Option<f64>,
     /// Interface to listen on ("*" = all).
     #[arg(long, default_value = "*")]
@@ -42,8 +43,9 @@ pub struct MasterArgs {
     /// Users started per second (overrides the plan's spawn_rate).
     #[arg(long, short = 'r')]
     spawn_rate: Option<f64>,
-    /// Run length in seconds (overrides the plan's test_time).
-    #[arg(long, short = 't')]
+    /// Run length (overrides the plan's test_time): seconds, or a duration such as "30s",
+    /// "5m" or "1h30m".
+    #[arg(long, short = 't', value_parser = seconds_arg)]
     run_time: Option<f64>,
     /// Shared secret LoadDensity workers prove (HMAC challenge) before the master admits
     /// them; default: env LOAD_DENSITY_CLUSTER_TOKEN. Locust workers cannot present one.
@@ -62,8 +64,10 @@ pub struct WorkerArgs {
     /// The master's port.
     #[arg(long, default_value_t = 5557)]
     master_port: u16,
-    /// Seconds without an answer from the master before giving up (status 1).
-    #[arg(long)]
+    /// Seconds a master that has answered may then stay silent before this worker gives up
+    /// (status 1; default 60). Until the master first answers, the worker keeps retrying
+    /// (every few seconds), however long that takes. Seconds or a duration ("30s").
+    #[arg(long, value_parser = seconds_arg)]
     master_timeout: Option<f64>,
     /// Shared secret LoadDensity workers prove (HMAC challenge) before the master admits
     /// them; default: env LOAD_DENSITY_CLUSTER_TOKEN. Locust workers cannot present one.
@@ -76,6 +80,11 @@ pub struct WorkerArgs {
     /// A plan to run when the master is a Locust master (a LoadDensity master sends its own);
     /// its user groups must be named like the master's user classes.
     plan: Option<PathBuf>,
+}
+
+/// A number of seconds or a Locust duration ("30s", "1h30m").
+fn seconds_arg(text: &str) -> Result<f64, String> {
+    load_density::core::task::values::parse_duration(text)
 }
 
 fn read_plan(path: &Path) -> anyhow::Result<Map<String, Value>> {
@@ -100,7 +109,9 @@ fn run_config(mut plan: Map<String, Value>) -> anyhow::Result<bool> {
     let config: StartTest = serde_json::from_value(Value::Object(std::mem::take(&mut plan)))
         .context("invalid LD_start_test arguments")?;
     let summary = load_density::start_test(config)?;
-    println!("{}", serde_json::json!({ "summary": summary }));
+    let summary = serde_json::json!({ "summary": summary });
+    crate::output::note_summary(&summary["summary"]);
+    load_density::console::print_line(summary).context("cannot write to stdout")?;
     Ok(true)
 }
 

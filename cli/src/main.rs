@@ -4,7 +4,7 @@
 //! load-density run FILE...        execute action files, in order
 //! load-density run-dir DIR        execute every *.json under DIR (recursively, in path order)
 //! load-density run-str JSON       execute an action document given as a string
-//! load-density demo               load-test an in-process HTTP server and check the counts
+//! load-density demo               load-test in-process HTTP, WebSocket, TCP and UDP servers
 //! load-density master [--expect-workers N] PLAN
 //!                                 run PLAN over workers (LD_start_test, runner_mode "master")
 //! load-density worker --master-host H [--master-port P] [PLAN]
@@ -17,15 +17,23 @@
 //!                                 write a project template under PATH/LoadDensity
 //! ```
 //!
+//! `--csv PREFIX` (with any command) writes Locust's CSV files for every run that sets no
+//! `csv_prefix`; `--csv-full-history` adds per-name rows to the history file.
+//!
 //! Each action's result is printed to stdout as one line of JSON,
 //! `{"index": 0, "command": "LD_summary", "ok": ...}` or `{..., "error": "..."}` (with a
 //! `"file"` key for `run` and `run-dir`); errors are also printed to stderr. The exit status is
-//! 0 when every action succeeded, 1 otherwise, and 2 for a usage error (no subcommand included).
+//! 0 when every action succeeded, 1 otherwise, 2 for a usage error (no subcommand included),
+//! 99 when every action ran but a run's `thresholds` failed or aborted it (the actions after
+//! that run still run, so reports are written), and 130 after Ctrl-C. The first Ctrl-C stops
+//! the running test gracefully, skips the document's remaining `LD_start_test` actions and
+//! still runs its report and summary actions; a second Ctrl-C exits at once.
 //!
 //! The Python CLI's hidden flags still work without a subcommand: `-e FILE`, `-d DIR`,
 //! `--execute_str JSON` and `-c PATH` each run, in that order, when given. Logs go to stderr;
 //! `RUST_LOG` sets their filter (default `info`).
 
+mod colour;
 mod demo;
 mod demo_target;
 mod distributed;
@@ -54,6 +62,34 @@ struct Cli {
     /// subcommand.
     #[command(flatten)]
     legacy: legacy::LegacyFlags,
+    /// Write Locust's CSV files PREFIX_stats.csv, PREFIX_failures.csv, PREFIX_exceptions.csv
+    /// and PREFIX_stats_history.csv for runs that set no csv_prefix.
+    #[arg(long, global = true, value_name = "PREFIX")]
+    csv: Option<String>,
+    /// With --csv: per-name rows in PREFIX_stats_history.csv too.
+    #[arg(long, global = true, requires = "csv")]
+    csv_full_history: bool,
+    /// Colour in logs: auto (on a terminal, unless NO_COLOR; CLICOLOR_FORCE forces it),
+    /// always or never.
+    #[arg(long, global = true, value_enum, default_value_t = colour::ColorChoice::Auto)]
+    color: colour::ColorChoice,
+    /// The directory every file a run writes goes to (reports), created when missing;
+    /// an action's own `output_dir` keyword overrides it. Default: the current directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Keep a run's web UI serving after the run for this long (seconds, or "5m"; -1 until
+    /// Ctrl-C or POST /quit), for runs whose web_ui_dict gives no linger. Default: it closes
+    /// with the run.
+    #[arg(long, global = true, value_name = "SECONDS", allow_hyphen_values = true,
+          value_parser = linger_arg)]
+    web_ui_linger: Option<f64>,
+}
+
+fn linger_arg(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if x < 0.0 => Ok(-1.0),
+        _ => load_density::core::task::values::parse_duration(text),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,8 +110,9 @@ enum Command {
         /// The document, e.g. '[["LD_summary"]]'.
         json: String,
     },
-    /// Load-test an in-process HTTP server for a few seconds and check that the requests it
-    /// counted equal the requests LoadDensity recorded.
+    /// Load-test in-process HTTP, WebSocket, TCP and UDP servers (127.0.0.1) for a few seconds,
+    /// one user group per protocol, and check that the requests they counted equal the
+    /// requests LoadDensity recorded.
     Demo(demo::DemoArgs),
     /// Run a plan over workers: bind, wait for --expect-workers, dispatch, merge, report.
     Master(distributed::MasterArgs),
@@ -98,6 +135,9 @@ enum Command {
     },
 }
 
+/// The exit status when every action ran but a run's thresholds failed or aborted it.
+const THRESHOLD_EXIT: u8 = 99;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.command.is_none() && cli.legacy.is_empty() {
@@ -105,19 +145,30 @@ fn main() -> ExitCode {
         eprintln!("argparse received invalid data (try --help)");
         return ExitCode::from(2);
     }
-    init_tracing();
-    match run(cli) {
+    init_tracing(colour::colour_for_stderr(cli.color));
+    load_density::output_dir::set_output_dir(cli.output_dir.clone());
+    if let Some(linger) = cli.web_ui_linger {
+        load_density::web::set_default_linger(linger);
+    }
+    load_density::interrupt::install();
+    let code = match run(cli) {
+        Ok(true) if output::threshold_failed() => ExitCode::from(THRESHOLD_EXIT),
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            load_density::console::eprint_line(format_args!("error: {error:#}"));
             ExitCode::FAILURE
         }
+    };
+    if load_density::interrupt::interrupted() {
+        return ExitCode::from(load_density::interrupt::EXIT_CODE);
     }
+    code
 }
 
 /// Runs the command; `Ok(false)` when something it ran failed (already reported).
 fn run(cli: Cli) -> anyhow::Result<bool> {
+    load_density::monitor::set_default_csv(cli.csv, cli.csv_full_history);
     let Some(command) = cli.command else {
         return cli.legacy.run();
     };
@@ -143,12 +194,49 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     }
 }
 
-fn init_tracing() {
+/// Logs to stderr, and stops trying once stderr is gone (a closed pipe), so a logger that
+/// lost its reader costs nothing and never fails the run.
+struct QuietStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for QuietStderr {
+    type Writer = Box<dyn std::io::Write + 'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        if STDERR_LOGS_GONE.load(std::sync::atomic::Ordering::Relaxed) {
+            Box::new(std::io::sink())
+        } else {
+            Box::new(QuietWriter(std::io::stderr()))
+        }
+    }
+}
+
+static STDERR_LOGS_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+struct QuietWriter(std::io::Stderr);
+
+impl std::io::Write for QuietWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Ok(n) => Ok(n),
+            Err(_) => {
+                STDERR_LOGS_GONE.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(buf.len())
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
+fn init_tracing(ansi: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Only fails when a subscriber is already set, which nothing here does.
     let _ = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(QuietStderr)
         .try_init();
 }

@@ -96,7 +96,17 @@ fn malformed_and_missing_files_exit_1_naming_the_file() {
         stderr.contains(&format!("cannot read action file {}", missing.display())),
         "{stderr}"
     );
-    assert!(output.stdout.is_empty());
+    // The error result lines reach stdout too, one per file.
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["file"], broken.display().to_string());
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid JSON")),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1]["file"], missing.display().to_string());
 }
 
 #[test]
@@ -137,4 +147,53 @@ fn run_dir_runs_every_file_and_fails_on_an_empty_directory() {
     let output = load_density(&["run-dir", empty.path().to_str().expect("utf-8 path")]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no *.json action files"));
+}
+
+#[test]
+fn run_dir_skips_its_own_reports_and_reports_go_to_the_output_dir() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    fs::write(
+        dir.path().join("run.json"),
+        r#"[["LD_generate_summary_report", {"report_name": "summary"}],
+            ["LD_generate_summary_report", {"report_name": "report.html", "output_dir": "elsewhere"}]]"#,
+    )
+    .expect("write");
+    // A report of an earlier run, and a plan: JSON, but no action documents.
+    fs::write(
+        dir.path().join("summary.json"),
+        r#"{"totals": {"requests": 0}}"#,
+    )
+    .expect("write");
+    fs::write(dir.path().join("plan.json"), r#"{"user_count": 1}"#).expect("write");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_load-density"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run load-density")
+    };
+    for _ in 0..2 {
+        let output = run(&["--output-dir", "out", "run-dir", "."]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("skipped: not an action document"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains('\u{1b}'), "no colour on a pipe: {stderr}");
+        let lines = stdout_lines(&output);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["ok"], "out/summary.json");
+        assert_eq!(lines[1]["ok"], "elsewhere/report.html");
+    }
+    assert!(out.join("summary.json").is_file());
+    assert!(dir.path().join("elsewhere/report.html").is_file());
+    assert!(!dir.path().join("elsewhere/report.html.json").exists());
 }

@@ -406,8 +406,8 @@ async fn a_master_open_to_every_interface_without_a_token_warns() {
         Proc::start(dir.path(), name, &args)
     };
     let mut open = run("open", &[]);
-    let status = open.wait(Duration::from_secs(30)).await;
-    assert!(status.success(), "{}", open.stderr());
+    // No worker joins: the run ends (with an error saying so); only its start matters here.
+    open.wait(Duration::from_secs(30)).await;
     assert!(
         open.stderr()
             .contains("any host that can reach this port can join and read the test plan"),
@@ -415,8 +415,8 @@ async fn a_master_open_to_every_interface_without_a_token_warns() {
         open.stderr()
     );
     let mut guarded = run("guarded", &["--cluster-token", "t"]);
-    let status = guarded.wait(Duration::from_secs(30)).await;
-    assert!(status.success(), "{}", guarded.stderr());
+    // No worker joins: the run ends (with an error saying so); only its start matters here.
+    guarded.wait(Duration::from_secs(30)).await;
     assert!(
         !guarded.stderr().contains("beyond loopback"),
         "{}",

@@ -66,6 +66,7 @@
 //! assert!(load_density_core::registry::lookup("noop_doc_user").is_ok());
 //! ```
 
+pub mod cardinality;
 pub mod checks;
 pub mod context;
 pub mod data;
@@ -84,6 +85,7 @@ pub mod stats;
 pub mod task;
 pub mod template;
 pub mod tls;
+mod unwind;
 pub mod user;
 pub mod variables;
 mod warn_once;

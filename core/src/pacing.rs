@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 
+use crate::task::options::MAX_SECONDS;
+
 /// How long a user waits between iterations.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Pacing {
@@ -39,7 +41,12 @@ fn seconds(value: &Value, what: &str) -> Result<Duration, String> {
     if !(secs.is_finite() && secs >= 0.0) {
         return Err(format!("{what} must be >= 0 seconds, got {secs}"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    if secs > MAX_SECONDS {
+        return Err(format!(
+            "{what} is too large: {value} seconds (at most {MAX_SECONDS} seconds)"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{what}: {secs} seconds: {e}"))
 }
 
 fn throughput(value: &Value) -> Result<Pacing, String> {
@@ -49,7 +56,15 @@ fn throughput(value: &Value) -> Result<Pacing, String> {
     if !(rate.is_finite() && rate > 0.0) {
         return Err(format!("constant_throughput must be > 0, got {rate}"));
     }
-    Ok(Pacing::ConstantPacing(Duration::from_secs_f64(1.0 / rate)))
+    let period = 1.0 / rate;
+    if period > MAX_SECONDS {
+        return Err(format!(
+            "constant_throughput is too small: {value} per second (at least one iteration every {MAX_SECONDS} seconds)"
+        ));
+    }
+    Duration::try_from_secs_f64(period)
+        .map(Pacing::ConstantPacing)
+        .map_err(|e| format!("constant_throughput {rate}: {e}"))
 }
 
 fn between(min: Duration, max: Duration) -> Result<Pacing, String> {
@@ -224,6 +239,20 @@ mod tests {
         assert!(Pacing::from_json(&json!({"constant": -1})).is_err());
         assert!(Pacing::from_json(&json!({"constant_throughput": 0})).is_err());
         assert!(Pacing::from_json(&json!("fast")).is_err());
+        // Numbers a Duration cannot hold are errors, never panics.
+        assert_eq!(
+            Pacing::from_json(&json!({"constant_throughput": 1e-300})),
+            Err("constant_throughput is too small: 1e-300 per second (at least one iteration every 1000000000 seconds)".to_owned())
+        );
+        assert_eq!(
+            Pacing::from_json(&json!({"constant": 1e300})),
+            Err(
+                "wait_time.constant is too large: 1e+300 seconds (at most 1000000000 seconds)"
+                    .to_owned()
+            )
+        );
+        assert!(Pacing::from_json(&json!({"between": [0, 1e300]})).is_err());
+        assert!(Pacing::from_json(&json!(1e300)).is_err());
     }
 
     #[test]

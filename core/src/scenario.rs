@@ -18,6 +18,8 @@ use crate::data::OnEnd;
 use crate::pacing::{PacedSchedule, Pacing};
 use crate::predicate::Predicate;
 use crate::task::{PlanError, ScenarioMode, TaskDef, TaskList};
+use crate::template::{JsonTemplate, Placeholder, Template};
+use crate::unwind::CatchPanic;
 use crate::user::UserTemplate;
 use crate::variables::UserVariables;
 
@@ -35,6 +37,9 @@ struct TaskSetup {
     checks: Arc<TaskChecks>,
     /// What the task is recorded under when it is cut off by the end of the test.
     cancel_meta: RequestMeta,
+    /// One `(source, column)` per CSV source the task reads, to bind its rows before the
+    /// task builds anything.
+    csv: Vec<(String, String)>,
 }
 
 impl TaskSetup {
@@ -51,6 +56,7 @@ impl TaskSetup {
             skip_if: condition("skip_if", &common.skip_if)?,
             checks: Arc::new(TaskChecks::compile(task)?),
             cancel_meta: cancel_meta(task),
+            csv: csv_sources_of(task),
         })
     }
 
@@ -72,6 +78,39 @@ fn cancel_meta(task: &TaskDef) -> RequestMeta {
         .map_or_else(|| format!("tasks[{}]", task.index()), str::to_owned);
     let name = text("name").map_or_else(|| url.clone(), str::to_owned);
     RequestMeta::new(request_type, name, url)
+}
+
+/// One `(source, column)` for each CSV source a task's strings read (its protocol keys and
+/// core's keys alike).
+fn csv_sources_of(task: &TaskDef) -> Vec<(String, String)> {
+    let common = task.common();
+    let mut all = Value::Object(task.keys().clone());
+    if let Value::Object(map) = &mut all {
+        for (key, value) in [
+            ("run_if", &common.run_if),
+            ("skip_if", &common.skip_if),
+            ("assertions", &common.assertions),
+            ("extract", &common.extract),
+        ] {
+            if let Some(value) = value {
+                map.insert(key.to_owned(), value.clone());
+            }
+        }
+    }
+    let template = JsonTemplate::new(all);
+    let mut found: Vec<(String, String)> = Vec::new();
+    for placeholder in template
+        .templates()
+        .into_iter()
+        .flat_map(Template::placeholders)
+    {
+        if let Placeholder::Csv { source, column } = placeholder {
+            if !found.iter().any(|(s, _)| s == source) {
+                found.push((source.clone(), column.clone()));
+            }
+        }
+    }
+    found
 }
 
 /// How one group's users pick tasks each iteration.
@@ -197,26 +236,45 @@ impl Scenario {
         // A fresh CSV row per task execution, bound before the conditions so that the
         // conditions and the task see the same values.
         ctx.variables_mut().begin_task();
+        // Bind the rows now: a source that has run out ends the user (or the run) before a
+        // request is built, so no request ever carries an unresolved `${csv...}`.
+        for (source, column) in &task.csv {
+            let _ = ctx.variables().csv_field(source, column);
+        }
+        if let Some(on_end) = ctx.variables_mut().take_exhausted() {
+            match on_end {
+                OnEnd::StopUser => ctx.finish_user(),
+                OnEnd::StopRun => ctx.stop_run(),
+            }
+            return false;
+        }
         if !task.allows(ctx.variables()) {
             return false;
         }
         ctx.begin_task(&task.checks);
-        match ctx.cancel_signal() {
-            None => user.run_task(index, ctx).await,
+        let timer = RequestTimer::start();
+        let outcome = match ctx.cancel_signal() {
+            None => CatchPanic(user.run_task(index, ctx)).await,
             Some(mut cancel) => {
-                let timer = RequestTimer::start();
                 let finished = tokio::select! {
-                    () = user.run_task(index, ctx) => true,
-                    () = cancel.stopped() => false,
+                    outcome = CatchPanic(user.run_task(index, ctx)) => Some(outcome),
+                    () = cancel.stopped() => None,
                 };
-                if !finished {
-                    ctx.end_task();
-                    ctx.record_failure(&task.cancel_meta, timer, None, 0, CANCELLED_BY_STOP);
-                    return true;
+                match finished {
+                    Some(outcome) => outcome,
+                    None => {
+                        ctx.end_task();
+                        ctx.record_failure(&task.cancel_meta, timer, None, 0, CANCELLED_BY_STOP);
+                        return true;
+                    }
                 }
             }
-        }
+        };
         ctx.end_task();
+        if let Err(message) = outcome {
+            record_panic(ctx, &format!("task {index}"), timer, &message);
+            return true;
+        }
         match ctx.variables_mut().take_exhausted() {
             Some(OnEnd::StopUser) => ctx.finish_user(),
             Some(OnEnd::StopRun) => ctx.stop_run(),
@@ -227,6 +285,11 @@ impl Scenario {
 }
 
 /// Runs one user until the run stops: `on_start`, iterations separated by `pacing`, `on_stop`.
+///
+/// A user that panics (in a task, `on_start` or `on_stop`) is caught: the panic is recorded as
+/// a failure of request type [`PANIC_REQUEST_TYPE`] named after where it happened (`task 2`),
+/// with the panic's message, and the user stops (after its `on_stop`), so the run counts it as
+/// stopped and goes on.
 ///
 /// The request in flight when stop is asked finishes (or times out) and is recorded; no new
 /// task starts after it. A user whose iterations keep running no task (every condition false)
@@ -242,7 +305,11 @@ pub async fn run_user(
     scenario: Arc<Scenario>,
     pacing: Pacing,
 ) {
-    user.on_start(&mut ctx).await;
+    let timer = RequestTimer::start();
+    if let Err(message) = CatchPanic(user.on_start(&mut ctx)).await {
+        record_panic(&mut ctx, "on_start", timer, &message);
+        return;
+    }
     if scenario.is_empty() {
         ctx.stopped().await;
     }
@@ -286,7 +353,28 @@ pub async fn run_user(
             }
         }
     }
-    user.on_stop(&mut ctx).await;
+    let timer = RequestTimer::start();
+    if let Err(message) = CatchPanic(user.on_stop(&mut ctx)).await {
+        record_panic(&mut ctx, "on_stop", timer, &message);
+    }
+}
+
+/// The request type of the failure recorded for a user that panicked.
+pub const PANIC_REQUEST_TYPE: &str = "PANIC";
+
+/// Records the failure of a user that panicked in `place` (`task 2`, `on_start`, ...) and
+/// ends the user: its state is unknown, so it runs no further task.
+fn record_panic(ctx: &mut UserContext, place: &str, timer: RequestTimer, message: &str) {
+    tracing::error!(
+        user = ctx.user_id(),
+        place,
+        message,
+        "a user panicked; it is stopped"
+    );
+    let meta = RequestMeta::new(PANIC_REQUEST_TYPE, place, "");
+    let error = format!("the user panicked in {place}: {message}");
+    ctx.record_failure(&meta, timer, None, 0, error);
+    ctx.finish_user();
 }
 
 #[cfg(test)]

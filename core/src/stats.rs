@@ -18,10 +18,13 @@ use hdrhistogram::serialization::{Deserializer as HdrDeserializer, Serializer as
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::cardinality::{self, Limits};
 use crate::event::{RequestEvent, RequestListener};
 
 /// Seconds of per-second history kept per entry (the total keeps the whole run).
 pub const ENTRY_RATE_WINDOW_SECS: u64 = 20;
+/// The longest window of the current rates the tables show, in seconds (Locust's).
+pub const CURRENT_RATE_WINDOW_SECS: u64 = 10;
 /// The longest per-second history the total keeps (a day).
 pub const TOTAL_RATE_HISTORY_SECS: u64 = 86_400;
 
@@ -32,10 +35,118 @@ fn new_histogram() -> Histogram<u64> {
     histogram
 }
 
+fn unix_secs_f64(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 fn unix_secs(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Checks of serialized histograms read from a peer, before the HDR decoder allocates
+/// anything: the decoder sizes its buffers from the header's claims (a `payload_len` of
+/// `0xFFFFFFFF` would reserve 4 GiB; wide bounds, many counters).
+pub mod histogram_limits {
+    use std::cell::Cell;
+
+    /// The uncompressed V2 cookie, the only encoding written (and so accepted).
+    const V2_COOKIE: u32 = 0x1c84_9313;
+    /// Bytes of a V2 header.
+    const V2_HEADER: usize = 40;
+    /// Significant digits accepted: what statistics use.
+    pub const MAX_DIGITS: u32 = 3;
+    /// The highest trackable value accepted, in microseconds (about 285 years: above any
+    /// latency a run can record).
+    pub const MAX_HIGHEST: u64 = 1 << 53;
+
+    thread_local! {
+        static BUDGET: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    /// Runs `decode` with at most `bytes` of histogram counters allowed to be allocated by the
+    /// histograms it deserializes on this thread (across all of them): a small message cannot
+    /// claim thousands of wide histograms.
+    pub fn with_budget<T>(bytes: u64, decode: impl FnOnce() -> T) -> T {
+        let previous = BUDGET.with(|b| b.replace(Some(bytes)));
+        let result = decode();
+        BUDGET.with(|b| b.set(previous));
+        result
+    }
+
+    /// The counters a histogram with these bounds allocates, in bytes (as `hdrhistogram`
+    /// sizes them).
+    fn counter_bytes(digits: u32, low: u64, high: u64) -> u64 {
+        let sub_buckets = (2 * 10u64.pow(digits)).next_power_of_two();
+        let unit_magnitude = 63 - low.max(1).leading_zeros();
+        let mut smallest_untrackable = sub_buckets << unit_magnitude;
+        let mut buckets = 1u64;
+        while smallest_untrackable <= high {
+            if smallest_untrackable > u64::MAX / 2 {
+                buckets += 1;
+                break;
+            }
+            smallest_untrackable <<= 1;
+            buckets += 1;
+        }
+        (buckets + 1) * (sub_buckets / 2) * 8
+    }
+
+    /// Checks the header of a serialized histogram and charges its counters to the budget.
+    pub(super) fn check(bytes: &[u8]) -> Result<(), String> {
+        let header = bytes
+            .get(..V2_HEADER)
+            .ok_or_else(|| format!("{} bytes, shorter than a header", bytes.len()))?;
+        let u32_at = |at: usize| {
+            let mut word = [0u8; 4];
+            word.copy_from_slice(&header[at..at + 4]);
+            u32::from_be_bytes(word)
+        };
+        let u64_at = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&header[at..at + 8]);
+            u64::from_be_bytes(word)
+        };
+        if u32_at(0) != V2_COOKIE {
+            return Err(format!(
+                "cookie {:#x} is not an uncompressed V2 histogram",
+                u32_at(0)
+            ));
+        }
+        let payload = u64::from(u32_at(4));
+        let carried = (bytes.len() - V2_HEADER) as u64;
+        if payload > carried {
+            return Err(format!(
+                "the header claims {payload} payload bytes, the histogram carries {carried}"
+            ));
+        }
+        let digits = u32_at(12);
+        if digits > MAX_DIGITS {
+            return Err(format!(
+                "{digits} significant digits (at most {MAX_DIGITS} are accepted)"
+            ));
+        }
+        let (low, high) = (u64_at(16), u64_at(24));
+        if high > MAX_HIGHEST {
+            return Err(format!(
+                "highest trackable value {high} (at most {MAX_HIGHEST} is accepted)"
+            ));
+        }
+        let cost = counter_bytes(digits, low, high);
+        BUDGET.with(|budget| match budget.get() {
+            Some(left) if cost > left => Err(format!(
+                "the histograms of this message need more than the decode budget ({cost} bytes more, {left} left)"
+            )),
+            Some(left) => {
+                budget.set(Some(left - cost));
+                Ok(())
+            }
+            None => Ok(()),
+        })
+    }
 }
 
 mod histogram_serde {
@@ -61,6 +172,7 @@ mod histogram_serde {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(|e| D::Error::custom(format!("histogram base64: {e}")))?;
+        histogram_limits::check(&bytes).map_err(|e| D::Error::custom(format!("histogram: {e}")))?;
         let mut histogram: Histogram<u64> = HdrDeserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| D::Error::custom(format!("histogram: {e:?}")))?;
@@ -347,6 +459,71 @@ impl StatsEntry {
         let secs = secs.max(1) as f64;
         (requests as f64 / secs, failures as f64 / secs)
     }
+    /// Requests and failures per second over the last seconds actually elapsed, at most
+    /// `max_secs`: the complete seconds before `now`, counted from `since` (when the run or
+    /// its statistics started) rather than from a fixed window, so a run two seconds old is not
+    /// divided by ten. Without `since`, the entry's first second is the start. Less than one
+    /// complete second in, the rate is over the fraction of a second elapsed.
+    pub fn recent_rates(
+        &self,
+        now: SystemTime,
+        since: Option<SystemTime>,
+        max_secs: u64,
+    ) -> (f64, f64) {
+        let now_f = unix_secs_f64(now);
+        let since_f = match since {
+            Some(since) => unix_secs_f64(since),
+            None => match self.first_request_unix {
+                Some(first) => first as f64,
+                None => return (0.0, 0.0),
+            },
+        };
+        let end = unix_secs(now);
+        let window_start = end.saturating_sub(max_secs.max(1));
+        let (start, span) = if (window_start as f64) >= since_f {
+            (window_start, (end - window_start) as f64)
+        } else if (end as f64) > since_f {
+            // The window reaches back before the start: count from the start's second (nothing
+            // was recorded in it before the start) over the time actually elapsed.
+            (since_f.floor() as u64, end as f64 - since_f)
+        } else {
+            // Not one complete second yet: everything so far over the time elapsed.
+            let span = now_f - since_f;
+            if span <= 0.0 {
+                return (0.0, 0.0);
+            }
+            let (requests, failures) = self.count_between(since_f.floor() as u64, end + 1);
+            return (requests as f64 / span, failures as f64 / span);
+        };
+        let (requests, failures) = self.count_between(start, end);
+        if span <= 0.0 {
+            return (0.0, 0.0);
+        }
+        (requests as f64 / span, failures as f64 / span)
+    }
+
+    fn count_between(&self, start: u64, end: u64) -> (u64, u64) {
+        if start >= end {
+            return (0, 0);
+        }
+        self.per_second
+            .range(start..end)
+            .fold((0, 0), |(r, f), (_, (rr, ff))| (r + rr, f + ff))
+    }
+
+    /// Requests and failures per second averaged over `secs` seconds (the whole run, as
+    /// Locust's final table shows them); 0 for a run of no time.
+    pub fn average_rates(&self, secs: f64) -> (f64, f64) {
+        if secs > 0.0 && secs.is_finite() {
+            (
+                self.num_requests as f64 / secs,
+                self.num_failures as f64 / secs,
+            )
+        } else {
+            (0.0, 0.0)
+        }
+    }
+
     /// The per-second series kept: (unix second, requests, failures).
     pub fn per_second(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
         self.per_second.iter().map(|(s, (r, f))| (*s, *r, *f))
@@ -392,6 +569,13 @@ pub struct RequestStats {
         skip_serializing_if = "Option::is_none"
     )]
     start_lag: Option<Histogram<u64>>,
+    /// Caps on entries and error groups; not sent (a receiver applies its own).
+    #[serde(skip)]
+    limits: Limits,
+    /// When these statistics started counting (the run's start, or the last reset), unix
+    /// seconds; `None` until a runner marks it.
+    #[serde(default)]
+    since_unix: Option<f64>,
 }
 
 mod entries_serde {
@@ -453,6 +637,62 @@ impl RequestStats {
             iterations: 0,
             dropped_iterations: 0,
             start_lag: None,
+            limits: Limits::default(),
+            since_unix: None,
+        }
+    }
+
+    /// Marks when these statistics start counting (a run's start), unless already marked.
+    pub fn mark_start(&mut self, at: SystemTime) {
+        if self.since_unix.is_none() {
+            self.since_unix = Some(unix_secs_f64(at));
+        }
+    }
+
+    /// When these statistics started counting: the run's start, or the last
+    /// [`reset`](Self::reset). `None` when no runner marked it.
+    pub fn since(&self) -> Option<SystemTime> {
+        self.since_unix
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| UNIX_EPOCH + crate::task::options::saturating_seconds(s))
+    }
+
+    /// Seconds these statistics cover at `now` (from [`since`](Self::since)), when known.
+    pub fn elapsed(&self, now: SystemTime) -> Option<f64> {
+        self.since()
+            .map(|since| now.duration_since(since).map_or(0.0, |d| d.as_secs_f64()))
+    }
+
+    /// The current rates of `entry` (one of these statistics' entries, or the total): over
+    /// the last seconds elapsed since these statistics started, at most ten
+    /// ([`StatsEntry::recent_rates`]).
+    pub fn current_rates_of(&self, entry: &StatsEntry, now: SystemTime) -> (f64, f64) {
+        entry.recent_rates(now, self.since(), CURRENT_RATE_WINDOW_SECS)
+    }
+
+    /// The average rates of `entry` over its whole life, as Locust's `total_rps`: from when
+    /// these statistics started to the entry's last request (or `now`, whichever is first).
+    /// Without a start, over the entry's first to last request second.
+    pub fn total_rates_of(&self, entry: &StatsEntry, now: SystemTime) -> (f64, f64) {
+        match (self.since(), entry.last_request_unix) {
+            (Some(since), Some(last)) => {
+                let end = unix_secs_f64(now).min(last as f64 + 1.0);
+                entry.average_rates((end - unix_secs_f64(since)).max(1e-3))
+            }
+            (Some(_), None) => (0.0, 0.0),
+            (None, _) => {
+                let rps = entry.total_rps();
+                (rps, rps * entry.failure_ratio())
+            }
+        }
+    }
+
+    /// Empty statistics with these caps on entries and error groups (see [`crate::cardinality`];
+    /// [`RequestStats::new`] uses the defaults).
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            limits,
+            ..Self::new()
         }
     }
 
@@ -502,21 +742,50 @@ impl RequestStats {
     /// Adds one event.
     pub fn add(&mut self, event: &RequestEvent) {
         let key = (event.request_type.clone(), event.name.clone());
-        self.entries
-            .entry(key)
-            .or_insert_with(|| StatsEntry::new(event.request_type.clone(), event.name.clone()))
-            .add(event, ENTRY_RATE_WINDOW_SECS);
+        match self.entries.get_mut(&key) {
+            Some(entry) => entry.add(event, ENTRY_RATE_WINDOW_SECS),
+            None => {
+                let key = if self.limits.name_overflows(
+                    self.entries.len(),
+                    &event.request_type,
+                    &event.name,
+                ) {
+                    cardinality::other_entry()
+                } else {
+                    key
+                };
+                self.entries
+                    .entry(key)
+                    .or_insert_with_key(|(t, n)| StatsEntry::new(t.clone(), n.clone()))
+                    .add(event, ENTRY_RATE_WINDOW_SECS);
+            }
+        }
         self.total.add(event, TOTAL_RATE_HISTORY_SECS);
         if let Some(message) = &event.error {
-            *self
-                .errors
-                .entry((
-                    event.request_type.clone(),
-                    event.name.clone(),
-                    message.clone(),
-                ))
-                .or_insert(0) += 1;
+            let key = (
+                event.request_type.clone(),
+                event.name.clone(),
+                message.clone(),
+            );
+            self.count_error(key, 1);
         }
+    }
+
+    /// Adds `count` failures to the group `key`, or to the overflow group past the cap.
+    fn count_error(&mut self, key: (Arc<str>, Arc<str>, Arc<str>), count: u64) {
+        if let Some(occurrences) = self.errors.get_mut(&key) {
+            *occurrences += count;
+            return;
+        }
+        let key = if self
+            .limits
+            .error_overflows(self.errors.len(), &key.1, &key.2)
+        {
+            cardinality::other_error()
+        } else {
+            key
+        };
+        *self.errors.entry(key).or_insert(0) += count;
     }
 
     /// Adds every event of a batch.
@@ -529,16 +798,24 @@ impl RequestStats {
     /// Adds another run's (or worker's) statistics to these, exactly.
     pub fn merge(&mut self, other: &RequestStats) {
         for (key, entry) in &other.entries {
-            match self.entries.get_mut(key) {
-                Some(mine) => mine.merge(entry, ENTRY_RATE_WINDOW_SECS),
-                None => {
-                    self.entries.insert(key.clone(), entry.clone());
-                }
+            if let Some(mine) = self.entries.get_mut(key) {
+                mine.merge(entry, ENTRY_RATE_WINDOW_SECS);
+            } else if self
+                .limits
+                .name_overflows(self.entries.len(), &key.0, &key.1)
+            {
+                let (t, n) = cardinality::other_entry();
+                self.entries
+                    .entry((t.clone(), n.clone()))
+                    .or_insert_with(|| StatsEntry::new(t, n))
+                    .merge(entry, ENTRY_RATE_WINDOW_SECS);
+            } else {
+                self.entries.insert(key.clone(), entry.clone());
             }
         }
         self.total.merge(&other.total, TOTAL_RATE_HISTORY_SECS);
         for (key, count) in &other.errors {
-            *self.errors.entry(key.clone()).or_insert(0) += count;
+            self.count_error(key.clone(), *count);
         }
         self.add_iterations(other.iterations, other.dropped_iterations);
         if let Some(theirs) = &other.start_lag {
@@ -546,6 +823,9 @@ impl RequestStats {
             if let Err(error) = mine.add(theirs) {
                 tracing::warn!(?error, "could not merge a start lag histogram");
             }
+        }
+        if self.since_unix.is_none() {
+            self.since_unix = other.since_unix;
         }
     }
 
@@ -589,9 +869,11 @@ impl RequestStats {
         groups
     }
 
-    /// Clears everything.
+    /// Clears everything; the statistics count again from now ([`since`](Self::since)).
     pub fn reset(&mut self) {
-        *self = Self::new();
+        let limits = Limits::new(self.limits.max_names(), self.limits.max_error_groups());
+        *self = Self::with_limits(limits);
+        self.since_unix = Some(unix_secs_f64(SystemTime::now()));
     }
 }
 
@@ -776,5 +1058,60 @@ mod tests {
             left.entry("GET", "/x").map(StatsEntry::num_requests),
             whole.entry("GET", "/x").map(StatsEntry::num_requests)
         );
+    }
+
+    fn at(second: u64, millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(second) + Duration::from_millis(millis)
+    }
+
+    fn steady(stats: &mut RequestStats, from: u64, to: u64, per_second: u64) {
+        for second in from..to {
+            for _ in 0..per_second {
+                stats.add(&RequestEvent {
+                    start_time: at(second, 100),
+                    ..event("/a", 1, None)
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn current_rates_divide_by_the_seconds_elapsed_not_by_ten() {
+        // A run that started at 1000.5 s and made 20 requests a second, read at 1004.7 s:
+        // 3.5 seconds elapsed up to the last complete second, 80 requests in them.
+        let mut stats = RequestStats::new();
+        stats.mark_start(at(1000, 500));
+        steady(&mut stats, 1000, 1005, 20);
+        let (rps, _) = stats.current_rates_of(stats.total(), at(1004, 700));
+        assert!((rps - 80.0 / 3.5).abs() < 1e-9, "{rps}");
+        // Twelve seconds in, the window is the last ten complete seconds.
+        steady(&mut stats, 1005, 1013, 20);
+        let (rps, _) = stats.current_rates_of(stats.total(), at(1012, 300));
+        assert!((rps - 20.0).abs() < 1e-9, "{rps}");
+        // Less than one second in: what there is over the fraction elapsed.
+        let mut young = RequestStats::new();
+        young.mark_start(at(2000, 0));
+        steady(&mut young, 2000, 2001, 10);
+        let (rps, _) = young.current_rates_of(young.total(), at(2000, 500));
+        assert!((rps - 20.0).abs() < 1e-9, "{rps}");
+    }
+
+    #[test]
+    fn a_reset_restarts_the_clock_and_the_average_is_over_the_whole_time() {
+        let mut stats = RequestStats::new();
+        assert_eq!(stats.since(), None);
+        stats.add(&event("/a", 1, None));
+        let before = SystemTime::now();
+        stats.reset();
+        assert_eq!(stats.total().num_requests(), 0);
+        let since = stats.since().expect("a reset marks the start");
+        assert!(since >= before - Duration::from_millis(1));
+        let mut four = RequestStats::new();
+        for _ in 0..79 {
+            four.add(&event("/a", 1, None));
+        }
+        let (rps, fps) = four.total().average_rates(4.0);
+        assert_eq!((rps, fps), (19.75, 0.0));
+        assert_eq!(four.total().average_rates(0.0), (0.0, 0.0));
     }
 }

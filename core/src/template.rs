@@ -218,6 +218,15 @@ impl Template {
         self.constant.as_deref()
     }
 
+    /// The template as pieces in order: `Some(text)` for literal text (escapes applied),
+    /// `None` for a placeholder.
+    pub fn pieces(&self) -> impl Iterator<Item = Option<&str>> {
+        self.segments.iter().map(|s| match s {
+            Segment::Literal(text) => Some(text.as_str()),
+            Segment::Placeholder { .. } => None,
+        })
+    }
+
     /// The placeholders in this template, in order.
     pub fn placeholders(&self) -> impl Iterator<Item = &Placeholder> {
         self.placeholders_with_text()

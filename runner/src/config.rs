@@ -22,6 +22,13 @@ use serde_json::{Map, Value};
 /// })).unwrap();
 /// assert_eq!(config.spawn_rate, 10.0);
 /// assert_eq!(config.test_time, None);
+///
+/// // Durations as Locust writes them; type errors in words.
+/// let config: load_density::StartTest =
+///     serde_json::from_value(serde_json::json!({"test_time": "1m30s"})).unwrap();
+/// assert_eq!(config.test_time, Some(90.0));
+/// let wrong = serde_json::from_value::<load_density::StartTest>(serde_json::json!({"user_count": "ten"}));
+/// assert!(wrong.unwrap_err().to_string().contains("a whole number"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -30,10 +37,14 @@ pub struct StartTest {
     /// absent). Other keys are protocol options, like keyword arguments.
     pub user_detail_dict: Map<String, Value>,
     /// Total simulated users (default 50).
+    #[serde(deserialize_with = "load_density_core::task::values::whole")]
     pub user_count: u64,
     /// Users started per second (default 10).
+    #[serde(deserialize_with = "load_density_core::task::values::number")]
     pub spawn_rate: f64,
-    /// Run length in seconds (default 60); `None` (JSON null) runs until stopped.
+    /// Run length in seconds (default 60), or a duration such as `"30s"` or `"1h30m"`; `None`
+    /// (JSON null) runs until stopped.
+    #[serde(deserialize_with = "load_density_core::task::values::opt_seconds")]
     pub test_time: Option<f64>,
     /// Web UI address, e.g. `{"host": "127.0.0.1", "port": 8089}` (not served yet).
     pub web_ui_dict: Option<Value>,
@@ -42,12 +53,15 @@ pub struct StartTest {
     /// Where a master binds (default `"*"`).
     pub master_bind_host: String,
     /// The master's port (default 5557).
+    #[serde(deserialize_with = "load_density_core::task::values::whole")]
     pub master_bind_port: u16,
     /// Where a worker connects (default `"127.0.0.1"`).
     pub master_host: String,
     /// The master port a worker connects to (default 5557).
+    #[serde(deserialize_with = "load_density_core::task::values::whole")]
     pub master_port: u16,
     /// Workers a master waits for before starting (default 0).
+    #[serde(deserialize_with = "load_density_core::task::values::whole")]
     pub expected_workers: u32,
     /// The task list (any accepted shape); when absent, the task proxy's tasks for the user
     /// type are used.
@@ -70,6 +84,14 @@ pub struct StartTest {
     /// | "ramping_arrival_rate" | "per_user_iterations" | "shared_iterations", ...}` (default:
     /// `constant_users` of `user_count` at `spawn_rate`). See [`crate::plan::LoadModel`].
     pub load_model: Option<Value>,
+    /// Pass/fail conditions on the run's metrics, in k6's syntax, checked before the run
+    /// starts (see [`crate::thresholds`]).
+    pub thresholds: Option<crate::thresholds::Thresholds>,
+    /// Write Locust's CSV files `<csv_prefix>_stats.csv`, `_failures.csv`, `_exceptions.csv`
+    /// and `_stats_history.csv` (Locust 2.47 columns).
+    pub csv_prefix: Option<String>,
+    /// With `csv_prefix`: per-name rows in the history file too, not only the total.
+    pub csv_full_history: bool,
     /// Protocol options and other keyword arguments, checked against what the user type
     /// accepts before the run starts.
     #[serde(flatten)]
@@ -102,6 +124,9 @@ impl Default for StartTest {
             wait_time: None,
             user_groups: None,
             load_model: None,
+            thresholds: None,
+            csv_prefix: None,
+            csv_full_history: false,
             extra: Map::new(),
         }
     }
@@ -253,6 +278,11 @@ pub struct Summary {
     pub runner_mode: String,
     /// Users actually started.
     pub users_spawned: u64,
+    /// Users started per second over the last ramp, as achieved (compare with `spawn_rate`):
+    /// below it when this machine could not start users as fast as asked. Absent when fewer
+    /// than two users were started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_spawn_rate: Option<f64>,
     /// Wall-clock run length in seconds.
     pub duration_s: f64,
     /// Totals.
@@ -268,9 +298,36 @@ pub struct Summary {
     /// The generator's own CPU use and start lag, and whether it limited the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<Generator>,
+    /// Each threshold condition's result (only when thresholds were given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<crate::thresholds::ThresholdResult>>,
+    /// `passed`, `failed` or `aborted` (only when thresholds were given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::thresholds::Verdict>,
 }
 
 impl Summary {
+    /// The same summary with its totals' rates over the time `stats` counted: the run's
+    /// `duration`, or less when the statistics were reset during the run (`POST
+    /// /stats/reset`), so that `requests_per_second` divides the requests counted since the
+    /// reset by the time since the reset. `duration_s` stays the run's wall-clock length.
+    pub(crate) fn counted_from_reset(
+        mut self,
+        stats: &load_density_core::RequestStats,
+        duration: Duration,
+    ) -> Summary {
+        if let Some(secs) = stats.elapsed(std::time::SystemTime::now()) {
+            if secs.is_finite() && secs >= 0.0 && secs < duration.as_secs_f64() {
+                let (iterations, dropped) =
+                    (self.totals.iterations, self.totals.dropped_iterations);
+                self.totals = Totals::of(stats.total(), Duration::from_secs_f64(secs));
+                self.totals.iterations = iterations;
+                self.totals.dropped_iterations = dropped;
+            }
+        }
+        self
+    }
+
     /// The summary of a finished run: `config` as given, the mode it ran in, how many users it
     /// started, how long it lasted and its statistics.
     pub(crate) fn of_run(
@@ -290,19 +347,22 @@ impl Summary {
             })
             .collect();
         Summary {
-            user_detail: config.user_detail_dict.clone(),
+            user_detail: user_detail_of(config),
             user_count: config.user_count,
             spawn_rate: config.spawn_rate,
             test_time: config.test_time,
             web_ui: config.web_ui_dict.clone(),
             runner_mode: runner_mode.to_owned(),
             users_spawned,
+            achieved_spawn_rate: None,
             duration_s: duration.as_secs_f64(),
             totals,
             latency_overall: Percentiles::corrected(stats.total())
                 .map(|corrected| OverallLatency { corrected }),
             per_name,
             generator: None,
+            thresholds: None,
+            verdict: None,
         }
     }
 
@@ -311,6 +371,33 @@ impl Summary {
         self.generator = Some(generator);
         self
     }
+}
+
+/// The summary's `user_detail`: the `user_detail_dict` given, or for a `user_groups` run,
+/// the groups (`{"user_groups": [{"name", "user", "weight" | "fixed_count"}]}`).
+fn user_detail_of(config: &StartTest) -> Map<String, Value> {
+    if config.user_groups.is_none() {
+        return config.user_detail_dict.clone();
+    }
+    let Ok(groups) = crate::groups::groups_of(config) else {
+        return config.user_detail_dict.clone();
+    };
+    let groups = groups
+        .iter()
+        .map(|group| {
+            let mut entry = Map::new();
+            entry.insert("name".to_owned(), Value::from(group.name.clone()));
+            entry.insert("user".to_owned(), Value::from(group.user_type.clone()));
+            match group.fixed_count {
+                Some(count) => entry.insert("fixed_count".to_owned(), Value::from(count)),
+                None => entry.insert("weight".to_owned(), Value::from(group.weight)),
+            };
+            Value::Object(entry)
+        })
+        .collect();
+    let mut detail = Map::new();
+    detail.insert("user_groups".to_owned(), Value::Array(groups));
+    detail
 }
 
 #[cfg(test)]
@@ -387,6 +474,26 @@ mod tests {
         assert_eq!(
             Totals::of(stats.total(), Duration::ZERO).requests_per_second,
             0.0
+        );
+    }
+
+    #[test]
+    fn a_user_groups_run_shows_its_groups() {
+        let config: StartTest = serde_json::from_value(serde_json::json!({
+            "user_groups": [
+                {"name": "sensors", "user": "mqtt_user", "weight": 3, "tasks": []},
+                {"user": "mqtt_user", "fixed_count": 2, "tasks": []}
+            ]
+        }))
+        .expect("config");
+        let stats = RequestStats::new();
+        let summary = Summary::of_run(&config, "local", 0, &stats, Duration::ZERO);
+        assert_eq!(
+            Value::Object(summary.user_detail),
+            serde_json::json!({"user_groups": [
+                {"name": "sensors", "user": "mqtt_user", "weight": 3},
+                {"name": "mqtt_user#1", "user": "mqtt_user", "fixed_count": 2}
+            ]})
         );
     }
 }

@@ -108,6 +108,9 @@ pub const START_TEST_KEYS: &[&str] = &[
     "wait_time",
     "user_groups",
     "load_model",
+    "thresholds",
+    "csv_prefix",
+    "csv_full_history",
 ];
 
 struct Inner {
@@ -308,7 +311,8 @@ impl Environment {
     /// A spawn rate that is not a positive number; a run whose own load model is not a closed
     /// one, or that runs an arrival-rate model (its schedule decides how many users run).
     pub fn set_user_count(&self, user_count: u64, spawn_rate: f64) -> Result<(), RunError> {
-        check_spawn_rate(spawn_rate)?;
+        crate::limits::check_user_count(user_count).map_err(RunError::Config)?;
+        crate::limits::check_spawn_rate(spawn_rate).map_err(RunError::Config)?;
         let pool = self
             .inner
             .pools
@@ -400,10 +404,17 @@ impl Environment {
             .collect()
     }
 
-    /// Clears this run's statistics (the record store is not touched).
+    /// Starts the measurement over (Locust's reset): clears this run's statistics and the
+    /// record store (as `LD_clear_records` does), so that the tables, the web UI, the summary
+    /// `start_test` returns, `LD_summary` and every report count from the reset, and rates are
+    /// over the time since it. A worker's records belong to its master: a worker clears only
+    /// its statistics.
     pub fn reset_stats(&self) {
         self.inner.shared.bus.flush();
         self.inner.stats.with(|stats| stats.reset());
+        if self.inner.plan.mode() != RunnerMode::Worker {
+            test_record_instance().clear_records();
+        }
     }
 
     /// Users currently running, per group: (group name, users).
@@ -480,13 +491,23 @@ pub fn worker_threads() -> usize {
 
 fn summarize(inner: &Inner, duration: Duration) -> Summary {
     let stats = inner.stats.snapshot();
-    let summary = Summary::of_run(
+    let mut summary = Summary::of_run(
         inner.plan.source(),
         inner.plan.mode().name(),
         inner.shared.spawned.load(Ordering::Relaxed),
         &stats,
         duration,
     );
+    summary.achieved_spawn_rate = inner.shared.achieved_spawn_rate();
+    if summary.users_spawned < summary.user_count && inner.plan.mode() == RunnerMode::Local {
+        tracing::warn!(
+            users_spawned = summary.users_spawned,
+            user_count = summary.user_count,
+            "the run ended before every user was started"
+        );
+    }
+    // After a statistics reset, the rates are over the time since the reset.
+    let summary = summary.counted_from_reset(&stats, duration);
     match inner.generator.lock().as_ref() {
         Some(generator) => summary.with_generator(generator.status((
             stats.start_lag_percentile_ms(50.0),
@@ -502,6 +523,9 @@ async fn run(inner: Arc<Inner>) {
     *inner.generator.lock() = Some(GeneratorMonitor::new());
     let shared = inner.shared.clone();
     let print_stats = inner.plan.runner_options().print_stats();
+    inner
+        .stats
+        .with(|stats| stats.mark_start(std::time::SystemTime::now()));
 
     let collector = tokio::spawn({
         let bus = shared.bus.clone();
@@ -536,9 +560,11 @@ async fn run(inner: Arc<Inner>) {
             loop {
                 tick.tick().await;
                 inner.shared.bus.flush();
-                console::print_stats(
+                console::print_live(
                     &inner.stats.snapshot(),
                     inner.shared.active.load(Ordering::Relaxed),
+                    started.elapsed(),
+                    inner.plan.end().map(|end| end.as_secs_f64()),
                 );
             }
         })

@@ -196,13 +196,54 @@ pub fn execute_files<P: AsRef<Path>>(paths: &[P]) -> Vec<FileResults> {
 /// Fails when the directory cannot be read or holds no action file; otherwise each file's
 /// outcome is in its [`FileResults`].
 pub fn execute_dir(dir: &Path) -> Result<Vec<FileResults>, ExecutorError> {
-    let files = action_files(dir)?;
+    let files: Vec<PathBuf> = action_files(dir)?
+        .into_iter()
+        .filter(|path| match skip_reason(path) {
+            Some(reason) => {
+                tracing::warn!(
+                    file = %path.display(),
+                    "skipped: not an action document ({reason})"
+                );
+                false
+            }
+            None => true,
+        })
+        .collect();
     if files.is_empty() {
         return Err(ExecutorError::NoActionFiles {
             path: dir.to_path_buf(),
         });
     }
     Ok(execute_files(&files))
+}
+
+/// Why `run-dir` skips a file: it is JSON, but not an action document (a report it wrote
+/// earlier, such as `summary.json`, or a plan). A file that cannot be read or parsed is not
+/// skipped: running it reports the error.
+fn skip_reason(path: &Path) -> Option<String> {
+    let doc: Value = serde_json::from_str(&fs::read_to_string(path).ok()?).ok()?;
+    if is_action_document(&doc) {
+        None
+    } else {
+        Some(
+            action_list(&doc).err().unwrap_or_else(|| {
+                "no element is an action [\"LD_command\", arguments]".to_owned()
+            }),
+        )
+    }
+}
+
+/// Whether `doc` is an action document: a list of actions (or `{"load_density": [...]}`) of
+/// which at least one is `["<command>", ...]`.
+pub fn is_action_document(doc: &Value) -> bool {
+    action_list(doc).is_ok_and(|list| {
+        list.iter().any(|action| {
+            action
+                .as_array()
+                .and_then(|items| items.first())
+                .is_some_and(Value::is_string)
+        })
+    })
 }
 
 /// Every `*.json` file under `dir`, recursively, sorted by path.
@@ -284,6 +325,10 @@ fn action_list(doc: &Value) -> Result<&[Value], String> {
     Ok(list)
 }
 
+/// Commands a document skips once Ctrl-C was pressed: those that start a test. Everything
+/// else (reports, summaries) still runs, so the results of what ran are written.
+const SKIPPED_AFTER_CTRL_C: &[&str] = &["LD_start_test"];
+
 fn run_action(index: usize, action: &Value) -> ActionResult {
     let invalid = |command: Option<String>, reason: String| ActionResult {
         index,
@@ -325,6 +370,12 @@ fn run_action(index: usize, action: &Value) -> ActionResult {
                  positional arguments in one list)",
                 items.len()
             ),
+        );
+    }
+    if SKIPPED_AFTER_CTRL_C.contains(&name.as_str()) && crate::interrupt::interrupted() {
+        return invalid(
+            Some(name),
+            "not run: the document was interrupted by Ctrl-C".to_owned(),
         );
     }
     tracing::debug!(index, command = %name, "running action");

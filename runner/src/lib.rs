@@ -70,6 +70,14 @@
 //! Every keyword is compiled once into a [`RunPlan`] ([`plan`]), which reports every mistake
 //! before anything starts, naming its JSON path.
 //!
+//! ## Reports and verdicts
+//!
+//! [`reports`] writes the Python LoadDensity's reports (JSON, XML, CSV, JUnit, HTML) from the
+//! record store, streaming, plus Locust's CSV files during a run (`csv_prefix`).
+//! [`thresholds`] makes a run pass or fail (`thresholds`, in k6's syntax): the summary carries
+//! each condition's result and a `verdict`, and an `abort_on_fail` condition stops the run.
+//! [`monitor`] is the per-second task behind both.
+//!
 //! ## Embedding
 //!
 //! [`create_env`] validates a configuration and returns an [`Environment`] without starting
@@ -95,16 +103,29 @@ pub mod error;
 pub mod executor;
 pub mod globals;
 pub mod groups;
+pub mod history;
+pub mod interrupt;
+pub mod limits;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+pub mod monitor;
+pub mod output_dir;
 pub mod plan;
 pub mod project;
 pub mod report;
+pub mod reports;
 mod run;
 pub mod run_slot;
 pub mod socket_server;
+mod spawn;
+pub mod thresholds;
 #[cfg(feature = "web-ui")]
 pub mod web;
+
+/// The README's Rust examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 pub use config::{Generator, NameLatency, OverallLatency, Percentiles, StartTest, Summary, Totals};
 pub use control::{RunControl, WorkerInfo};
@@ -146,7 +167,7 @@ pub use load_density_websocket as websocket;
 /// invalid load model (naming its JSON path); see [`RunPlan::compile`].
 pub async fn create_env(config: StartTest) -> Result<Environment, RunError> {
     let plan = RunPlan::compile(config)?;
-    distributed::check_local(&plan)?;
+    distributed::check_local_plan(&plan)?;
     Environment::from_plan(plan).await
 }
 
@@ -160,7 +181,7 @@ pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
 
 /// [`prepare_env`] for a compiled plan.
 pub async fn prepare_plan(plan: RunPlan) -> Result<Environment, RunError> {
-    distributed::check_local(&plan)?;
+    distributed::check_local_plan(&plan)?;
     #[cfg(feature = "web-ui")]
     let web_ui = plan.web_ui().cloned();
     let env = Environment::from_plan(plan).await?;
@@ -180,20 +201,45 @@ pub async fn prepare_plan(plan: RunPlan) -> Result<Environment, RunError> {
 /// [`distributed::Worker`].
 pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
     let plan = RunPlan::compile(config)?;
-    if distributed::is_distributed(&plan) {
-        return distributed::run(plan, false).await;
+    if plan.mode() != plan::RunnerMode::Local {
+        return distributed::run_plan(plan, false).await;
     }
+    let settings = monitor::MonitorSettings::of(plan.source());
     let env = prepare_plan(plan).await?;
-    let summary = env.wait().await;
+    let monitor = match start_monitor(&env, settings) {
+        Ok(monitor) => Some(monitor),
+        Err(error) => {
+            env.stop();
+            return Err(error);
+        }
+    };
+    let summary = finish_run(env.wait().await, monitor);
     #[cfg(feature = "web-ui")]
     web::closed(&env).await;
     Ok(summary)
 }
 
+/// Starts the run monitor (thresholds, report history, Locust CSV files).
+fn start_monitor<C: RunControl + Clone>(
+    run: &C,
+    settings: monitor::MonitorSettings,
+) -> Result<monitor::RunMonitor, RunError> {
+    monitor::start(std::sync::Arc::new(run.clone()), settings)
+}
+
+/// The summary of a finished run, with its thresholds' verdict; remembered, with its history,
+/// for the reports.
+pub(crate) fn finish_run(mut summary: Summary, monitor: Option<monitor::RunMonitor>) -> Summary {
+    let recording = monitor.map(|m| m.finish(&mut summary)).unwrap_or_default();
+    reports::set_last_run(&summary, recording);
+    summary
+}
+
 /// Runs a test to its end and returns its summary (Python's `start_test`).
 ///
 /// Builds a multi-threaded tokio runtime with one worker per CPU this process may use, and
-/// stops gracefully on Ctrl-C. Call [`start_test_async`] from async code instead.
+/// stops gracefully on Ctrl-C (a second Ctrl-C exits the process; see [`interrupt`]). Call
+/// [`start_test_async`] from async code instead.
 ///
 /// # Errors
 /// See [`create_env`]; also when the runtime cannot start.
@@ -203,20 +249,27 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
+    interrupt::install();
     let plan = RunPlan::compile(config)?;
     runtime.block_on(async {
-        if distributed::is_distributed(&plan) {
-            return distributed::run(plan, true).await;
+        if plan.mode() != plan::RunnerMode::Local {
+            return distributed::run_plan(plan, true).await;
         }
+        let settings = monitor::MonitorSettings::of(plan.source());
         let env = prepare_plan(plan).await?;
+        let monitor = match start_monitor(&env, settings) {
+            Ok(monitor) => Some(monitor),
+            Err(error) => {
+                env.stop();
+                return Err(error);
+            }
+        };
         let on_ctrl_c = env.clone();
         let ctrl_c = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("Ctrl-C: stopping; requests in flight finish and are recorded");
-                on_ctrl_c.stop();
-            }
+            interrupt::wait().await;
+            on_ctrl_c.stop();
         });
-        let summary = env.wait().await;
+        let summary = finish_run(env.wait().await, monitor);
         ctrl_c.abort();
         #[cfg(feature = "web-ui")]
         web::closed(&env).await;

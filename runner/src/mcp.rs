@@ -250,8 +250,8 @@ impl LoadDensityMcp {
             .map_err(|busy| format!("{tool}: {busy}"))?;
         let plan = crate::plan::RunPlan::compile(config)
             .map_err(|e| format!("{tool}: {}", error_chain(&e)))?;
-        if crate::distributed::is_distributed(&plan) {
-            let summary = crate::distributed::run(plan, false)
+        if plan.mode() != crate::plan::RunnerMode::Local {
+            let summary = crate::distributed::run_plan(plan, false)
                 .await
                 .map_err(|e| format!("{tool}: {}", error_chain(&e)))?;
             return serde_json::to_value(summary).map_err(|e| e.to_string());

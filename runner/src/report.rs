@@ -129,15 +129,38 @@ fn corrected_row(entry: &StatsEntry) -> Option<Value> {
 }
 
 /// Writes [`build_summary`] to `<report_name>.json` (indent 2, no trailing newline, like the
-/// Python version) and returns the path.
+/// Python version) and returns the path. Where it goes follows
+/// [`output_dir::report_path`](crate::output_dir::report_path): a name with an extension
+/// keeps it, a relative name goes under the output directory.
 ///
 /// # Errors
 /// An empty name, or the file cannot be written.
 pub fn generate_summary_report(report_name: &str) -> Result<PathBuf, ReportError> {
+    generate_summary_report_in(report_name, None)
+}
+
+/// [`generate_summary_report`] under `output_dir` (the action's `output_dir` keyword) rather
+/// than the process-wide output directory.
+///
+/// # Errors
+/// An empty name, or the directory or the file cannot be written.
+pub fn generate_summary_report_in(
+    report_name: &str,
+    output_dir: Option<&std::path::Path>,
+) -> Result<PathBuf, ReportError> {
     if report_name.is_empty() {
         return Err(ReportError::EmptyName);
     }
-    let path = PathBuf::from(format!("{report_name}.json"));
+    let path =
+        crate::output_dir::report_path(report_name, "json", output_dir).map_err(|source| {
+            ReportError::Write {
+                path: output_dir
+                    .map(std::path::Path::to_path_buf)
+                    .or_else(crate::output_dir::output_dir)
+                    .unwrap_or_default(),
+                source,
+            }
+        })?;
     let text = serde_json::to_string_pretty(&build_summary()).map_err(ReportError::Serialize)?;
     std::fs::write(&path, text).map_err(|source| ReportError::Write {
         path: path.clone(),

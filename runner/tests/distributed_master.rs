@@ -182,6 +182,12 @@ async fn a_worker_started_before_its_master_joins_when_it_appears() {
     assert!(served > 10, "the worker ran users: {served}");
     assert_eq!(summary.totals.requests, served);
     assert_eq!(worker_summary.totals.requests, served);
+    // The worker's summary shows the plan its master gave, not start_test's defaults.
+    assert_eq!(
+        (worker_summary.user_count, worker_summary.test_time),
+        (2, Some(3.0))
+    );
+    assert_eq!(worker_summary.runner_mode, "worker");
     // distributed_records = "errors": statistics cover everything, records only failures.
     let failed = target.served_path("/status/503");
     assert_eq!(summary.totals.failures, failed);

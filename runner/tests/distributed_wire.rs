@@ -271,9 +271,17 @@ fn a_locust_report_without_extras_is_rebuilt_request_for_request() {
 fn the_dispatcher_splits_evenly_and_moves_few_users() {
     assert_eq!(dispatch::step_size(0.5), 1);
     assert_eq!(dispatch::step_size(7.9), 7);
-    assert_eq!(dispatch::ramp_totals(0, 7, 3), vec![3, 6, 7]);
-    assert_eq!(dispatch::ramp_totals(7, 2, 3), vec![4, 2]);
-    assert!(dispatch::ramp_totals(5, 5, 3).is_empty());
+    let ramp = |from, to, step| dispatch::ramp_totals(from, to, step).collect::<Vec<_>>();
+    assert_eq!(ramp(0, 7, 3), vec![3, 6, 7]);
+    assert_eq!(ramp(7, 2, 3), vec![4, 2]);
+    assert!(ramp(5, 5, 3).is_empty());
+    // A ramp to the largest count is lazy: taking its first steps allocates nothing more.
+    let mut huge = dispatch::ramp_totals(0, u64::MAX, 1_000);
+    assert_eq!((huge.next(), huge.next()), (Some(1_000), Some(2_000)));
+    assert_eq!(
+        dispatch::ramp_totals(u64::MAX - 1, u64::MAX, 10).last(),
+        Some(u64::MAX)
+    );
     // Hosts first: a's second worker comes after b's first.
     assert_eq!(
         dispatch::ordered_workers(["a_2", "a_1", "b_1"]),

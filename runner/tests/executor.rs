@@ -253,7 +253,7 @@ fn wrong_arguments_name_the_command_and_the_argument() {
          (positional arguments), got a string",
         "LD_register_variable: takes at most 2 positional arguments (accepted: name, value), got 3",
         "LD_summary: unknown argument \"verbose\" (it takes no arguments)",
-        "LD_start_test: argument \"user_count\": invalid type: string \"many\"",
+        "LD_start_test: argument \"user_count\": expected a whole number (0 or more), got \"many\"",
     ];
     assert_eq!(results.len(), expectations.len());
     for (result, expected) in results.iter().zip(expectations) {

@@ -87,7 +87,7 @@ async fn a_bad_verify_is_a_config_error_naming_verify() {
         );
         let message = error.to_string();
         assert!(
-            message.contains("option \"verify\" must be true or false, got \"yes\""),
+            message.contains("option \"verify\" must be true or false (or 0 / 1), got \"yes\""),
             "{user}: {message}"
         );
     }

@@ -395,3 +395,45 @@ async fn groups_run_their_own_models_side_by_side_and_user_counts_are_refused() 
     // Both models have ended, so the run did, long before test_time.
     assert!(summary.duration_s < 10.0, "{}", summary.duration_s);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_with_its_own_closed_model_keeps_its_users_beside_the_shared_ones() {
+    let target = HttpTarget::start().await.expect("target");
+    let config = config(json!({
+        "user_count": 3,
+        "spawn_rate": 100,
+        "test_time": null,
+        "host": target.base_url(),
+        "print_stats": false,
+        "wait_time": {"constant": 0.05},
+        "user_groups": [
+            {"name": "shared", "user": "fast_http_user",
+             "tasks": [{"method": "get", "request_url": "/get"}]},
+            {"name": "own", "user": "fast_http_user",
+             "tasks": [{"method": "get", "request_url": "/get"}],
+             "load_model": {"type": "constant_users", "users": 2, "spawn_rate": 100}}
+        ]
+    }));
+    let env = prepare_env(config).await.expect("env");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.user_count() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        env.group_user_counts(),
+        vec![("shared".to_owned(), 3), ("own".to_owned(), 2)]
+    );
+    // A new user count applies to the run's own (shared) model only.
+    env.set_user_count(1, 100.0).expect("closed shared model");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.user_count() > 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        env.group_user_counts(),
+        vec![("shared".to_owned(), 1), ("own".to_owned(), 2)]
+    );
+    env.stop();
+    let summary = env.wait().await;
+    assert!(summary.totals.iterations > 0);
+}

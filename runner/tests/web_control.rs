@@ -202,7 +202,7 @@ fn web_ui_dict_is_checked() {
         &json!({"host": "*", "port": 0, "username": "u", "password": "p"}),
     )
     .expect("all keys");
-    assert_eq!((ok.host(), ok.port()), ("0.0.0.0", 0));
+    assert_eq!((ok.host(), ok.port()), ("*", 0));
     assert_eq!(ok.auth().map(BasicAuth::username), Some("u"));
     assert!(
         !format!("{:?}", ok.auth()).contains("\"p\""),

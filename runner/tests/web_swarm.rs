@@ -179,3 +179,54 @@ async fn swarm_refuses_while_an_open_model_runs() {
     env.stop();
     env.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_no_run_can_follow_answer_400_and_the_run_ends_normally() {
+    let run = start(1, json!({})).await;
+    let http = client();
+    let url = run.url("/swarm");
+    let host = run.target.base_url();
+    let bad: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("user_count", "2"), ("spawn_rate", "1e-300")],
+            "Invalid spawn_rate value: '1e-300' (must be a number of at least 1e-9 users per second)",
+        ),
+        (
+            &[("user_count", "18446744073709551615"), ("spawn_rate", "5")],
+            "Invalid user_count value: '18446744073709551615' (must be at most 100000000)",
+        ),
+    ];
+    for (form, message) in bad {
+        let response = http
+            .post(&url)
+            .form(form)
+            .send()
+            .await
+            .expect("POST /swarm");
+        assert_eq!(response.status(), 400, "{form:?}");
+        let answer: Value = response.json().await.expect("JSON");
+        assert_eq!(
+            answer,
+            json!({"host": host, "message": message, "success": false}),
+            "{form:?}"
+        );
+    }
+    assert_eq!(run.env.target_user_count(), 1, "nothing changed");
+    assert!(run.env.set_user_count(u64::MAX, 1.0).is_err());
+    assert!(run.env.set_user_count(1, 1e-300).is_err());
+
+    // The run goes on and ends as any run does.
+    let answer: Value = http
+        .post(run.url("/stop"))
+        .send()
+        .await
+        .expect("POST /stop")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(answer["success"], true);
+    let summary = tokio::time::timeout(Duration::from_secs(15), run.env.wait())
+        .await
+        .expect("the run ends");
+    assert!(summary.totals.requests > 0);
+}

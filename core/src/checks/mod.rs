@@ -74,6 +74,7 @@ mod fields;
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,16 +200,43 @@ impl TaskChecks {
             }
         }
         let input = Input::new(response, response_time);
-        for assertion in &self.assertions {
+        for (index, assertion) in self.assertions.iter().enumerate() {
             if let Err(message) = assertion.check(&input, vars) {
+                count_assertions(index as u64, 1);
                 return Some(Arc::from(message));
             }
+        }
+        if !self.assertions.is_empty() {
+            count_assertions(self.assertions.len() as u64, 0);
         }
         for extractor in &self.extractors {
             extractor.apply(&input, vars);
         }
         None
     }
+}
+
+static ASSERTIONS_PASSED: AtomicU64 = AtomicU64::new(0);
+static ASSERTIONS_FAILED: AtomicU64 = AtomicU64::new(0);
+
+fn count_assertions(passed: u64, failed: u64) {
+    if passed > 0 {
+        ASSERTIONS_PASSED.fetch_add(passed, Ordering::Relaxed);
+    }
+    if failed > 0 {
+        ASSERTIONS_FAILED.fetch_add(failed, Ordering::Relaxed);
+    }
+}
+
+/// Assertions evaluated in this process so far, as (passed, failed): the `checks` threshold
+/// reads the difference between two readings. Assertions after the first failing one of a
+/// response are not evaluated and not counted; responses the protocol already failed are not
+/// checked. Tasks without assertions cost nothing here.
+pub fn assertion_counts() -> (u64, u64) {
+    (
+        ASSERTIONS_PASSED.load(Ordering::Relaxed),
+        ASSERTIONS_FAILED.load(Ordering::Relaxed),
+    )
 }
 
 /// One response as checks read it: the body as text and as JSON are computed at most once,

@@ -21,7 +21,7 @@
 //! | `cycle` | at the end of the file |
 //! |---|---|
 //! | `true` (the default for per-task sources) | start again at the first row after the header |
-//! | `false` (the default for per-user sources) | the source is exhausted: its placeholders stay as written, and [`UserVariables::take_exhausted`] reports the source's `on_end` (`stop_user`, the default, or `stop_run`) so the scenario can stop the user or the run |
+//! | `false` (the default for per-user sources) | the source is exhausted: [`UserVariables::take_exhausted`] reports the source's `on_end` (`stop_user`, the default, or `stop_run`), and the scenario, which binds a task's rows before running it, stops the user or the run without running the task: no request carries an unresolved `${csv...}` |
 //!
 //! A per-user source therefore gives distinct rows to as many users as it has rows, then
 //! `on_end` for the next users; with an explicit `cycle: true` later users reuse rows from the

@@ -16,6 +16,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::task::options::{task_seconds, GroupOptions};
+use crate::task::url::{path_and_query, url_name, UrlName};
 use crate::task::{GroupPlan, PlanError};
 use crate::template::{JsonTemplate, Template};
 use crate::variables::UserVariables;
@@ -157,13 +158,13 @@ pub struct HttpTask {
     #[serde(default)]
     pub auth: Option<HttpAuth>,
     /// Per-request timeout in seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::task::values::opt_seconds")]
     pub timeout: Option<f64>,
     /// Follow redirects (`http_user` only; default true).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::task::values::opt_bool")]
     pub allow_redirects: Option<bool>,
     /// Verify TLS certificates (default true).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::task::values::opt_bool")]
     pub verify: Option<bool>,
 }
 
@@ -262,6 +263,9 @@ pub struct HttpRequestPlan {
     allow_redirects: bool,
     verify: bool,
     constant: Option<RenderedHttpRequest>,
+    /// Named by the rendered path alone (the URL's placeholders sit only in its scheme and
+    /// host, and its query parameters vary).
+    name_path_only: bool,
 }
 
 fn parts(pairs: &Option<TemplatePairs>) -> Vec<(String, Part)> {
@@ -318,7 +322,12 @@ impl HttpRequestPlan {
             method: Arc::from(method),
             base,
             url: Part::new(url),
-            name: task.name.as_ref().map(Part::new),
+            // As the Python version: a name is used only when it is not empty.
+            name: task
+                .name
+                .as_ref()
+                .filter(|name| !name.source().is_empty())
+                .map(Part::new),
             headers: parts(&task.headers),
             params: parts(&task.params),
             cookies: parts(&task.cookies),
@@ -329,6 +338,7 @@ impl HttpRequestPlan {
             allow_redirects: task.allow_redirects.unwrap_or(true),
             verify: task.verify.or(defaults.verify).unwrap_or(true),
             constant: None,
+            name_path_only: false,
         };
         // Validate a constant URL now; dynamic ones are checked when rendered.
         let static_path = match &plan.url {
@@ -338,18 +348,36 @@ impl HttpRequestPlan {
                     .path()
                     .to_owned(),
             ),
+            // A path with placeholders but no host can only go to a machine nobody named.
+            Part::Dynamic(_) if plan.base.is_none() && url.source().starts_with('/') => {
+                return Err(PlanError::task(
+                    index,
+                    "request_url",
+                    format!(
+                        "the relative URL {:?} needs a `host` for the group (or write an absolute URL)",
+                        url.source()
+                    ),
+                ))
+            }
             Part::Dynamic(_) => None,
         };
-        // Without a `name`, a URL that changes per request would make one statistics entry per
-        // request. Such a task is named by what it has in common across requests: its URL as
-        // written (placeholders and all), or its path when only the query parameters vary.
+        // Without a `name`, a request is named by its path and query (core's rule,
+        // `url::url_name`). A URL whose path or query changes per request would make one
+        // statistics entry per request: such a task is named by its URL as written
+        // (placeholders and all), or by its path when only the query parameters vary.
         if plan.name.is_none() {
             let params_vary = plan
                 .params
                 .iter()
                 .any(|(_, p)| matches!(p, Part::Dynamic(_)));
             plan.name = match static_path {
-                None => Some(Part::Constant(Arc::from(url.source()))),
+                None => match url_name(url, plan.base.as_ref()) {
+                    UrlName::PathAndQuery => {
+                        plan.name_path_only = params_vary;
+                        None
+                    }
+                    UrlName::Fixed(name) => Some(Part::Constant(Arc::from(name))),
+                },
                 Some(path) if params_vary => Some(Part::Constant(Arc::from(path))),
                 Some(_) => None,
             };
@@ -438,14 +466,8 @@ impl HttpRequestPlan {
         let name: Arc<str> = match &self.name {
             Some(Part::Constant(c)) => c.clone(),
             Some(dynamic) => Arc::from(dynamic.render(vars).as_ref()),
-            None => {
-                let mut path = url.path().to_owned();
-                if let Some(q) = url.query() {
-                    path.push('?');
-                    path.push_str(q);
-                }
-                Arc::from(path)
-            }
+            None if self.name_path_only => Arc::from(url.path()),
+            None => Arc::from(path_and_query(&url)),
         };
         let mut headers: Vec<(String, String)> = self
             .headers
@@ -641,6 +663,36 @@ mod naming_tests {
         let vars = UserVariables::default();
         let rendered = plan.render(&vars).expect("render");
         rendered.name.to_string()
+    }
+
+    #[test]
+    fn placeholders_only_in_the_scheme_and_host_name_the_request_by_its_path() {
+        let task = |url: &str, params: Value| {
+            let list = TaskList::from_json(&json!([
+                {"method": "get", "url": url, "params": params}
+            ]))
+            .expect("tasks");
+            let tasks = list.compile::<HttpTask>().expect("compile");
+            let plan =
+                HttpRequestPlan::compile(0, &tasks[0], &HttpDefaults::default()).expect("plan");
+            let vars = crate::variables::Variables::from_iter([(
+                "base".to_owned(),
+                json!("http://127.0.0.1:8080"),
+            )]);
+            let vars = UserVariables::new(std::sync::Arc::new(vars));
+            plan.render(&vars).expect("render").name.to_string()
+        };
+        assert_eq!(task("${var.base}/get", json!({})), "/get");
+        assert_eq!(task("${var.base}/get?a=1", json!({})), "/get?a=1");
+        assert_eq!(task("${var.base}/search", json!({"q": "x"})), "/search?q=x");
+        assert_eq!(
+            task("${var.base}/search", json!({"q": "${uuid()}"})),
+            "/search"
+        );
+        assert_eq!(
+            task("${var.base}/items/${randint(1,9)}", json!({})),
+            "${var.base}/items/${randint(1,9)}"
+        );
     }
 
     #[test]

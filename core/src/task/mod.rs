@@ -17,6 +17,7 @@
 pub mod http;
 pub mod options;
 pub mod url;
+pub mod values;
 
 use std::sync::Arc;
 

@@ -72,6 +72,28 @@ pub const fn with_common_options<const N: usize>(own: &[&'static str]) -> [&'sta
 /// The largest number of seconds [`seconds`] accepts (about 31 years).
 pub const MAX_SECONDS: f64 = 1e9;
 
+/// `secs` seconds as a [`Duration`] that never panics: NaN and negative values are zero, values
+/// above [`MAX_SECONDS`] are [`MAX_SECONDS`] (far below what `Instant + Duration` can hold).
+///
+/// For numbers already accepted elsewhere (a validated rate's period, a delay computed from
+/// one) where an error has no place; input is checked with [`seconds`].
+///
+/// ```
+/// use std::time::Duration;
+/// use load_density_core::task::options::{saturating_seconds, MAX_SECONDS};
+///
+/// assert_eq!(saturating_seconds(0.5), Duration::from_millis(500));
+/// assert_eq!(saturating_seconds(1e300), Duration::from_secs(MAX_SECONDS as u64));
+/// assert_eq!(saturating_seconds(f64::NAN), Duration::ZERO);
+/// assert_eq!(saturating_seconds(-3.0), Duration::ZERO);
+/// ```
+pub fn saturating_seconds(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs.min(MAX_SECONDS)).unwrap_or(Duration::ZERO)
+}
+
 /// Parses a positive number of seconds (`5`, `0.25`) into a [`Duration`].
 ///
 /// `what` names the value in the message (`"timeout"`, `"option \"timeout\""`).
@@ -93,8 +115,14 @@ pub const MAX_SECONDS: f64 = 1e9;
 /// ```
 pub fn seconds(value: &Value, what: &str) -> Result<Duration, String> {
     let not_positive = || format!("{what} must be a positive number of seconds, got {value}");
+    // A number, or a duration string as Locust writes them ("30s", "1m30s").
     let secs = value
         .as_f64()
+        .or_else(|| {
+            value
+                .as_str()
+                .and_then(|text| crate::task::values::parse_duration(text).ok())
+        })
         .filter(|secs| secs.is_finite() && *secs > 0.0)
         .ok_or_else(not_positive)?;
     // Far beyond any real timeout, and far below what `Instant + Duration` can hold, so no
@@ -146,6 +174,35 @@ pub fn option_seconds(
         .map_err(PlanError::Config)
 }
 
+/// Option `key` as a positive whole number of bytes (a size limit such as `max_body_size`);
+/// `None` when not given (or `null`).
+///
+/// # Errors
+/// A [`PlanError::Config`] naming the option: `option "max_body_size" must be a positive
+/// whole number of bytes, got 0`.
+///
+/// ```
+/// use load_density_core::task::options::option_bytes;
+/// use serde_json::json;
+///
+/// let options = json!({"max_body_size": 1024, "bad": 1.5});
+/// let options = options.as_object().expect("an object");
+/// assert_eq!(option_bytes(options, "max_body_size"), Ok(Some(1024)));
+/// assert_eq!(option_bytes(options, "absent"), Ok(None));
+/// assert!(option_bytes(options, "bad").is_err());
+/// ```
+pub fn option_bytes(options: &Map<String, Value>, key: &str) -> Result<Option<u64>, PlanError> {
+    option(options, key)
+        .map(|value| {
+            value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                PlanError::Config(format!(
+                    "option {key:?} must be a positive whole number of bytes, got {value}"
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// A `ca_file` option: its path (for messages) and the PEM text read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CaFile {
@@ -186,10 +243,12 @@ impl GroupOptions {
     pub fn from_map(options: &Map<String, Value>) -> Result<Self, PlanError> {
         let verify = match option(options, "verify") {
             None => None,
-            Some(Value::Bool(verify)) => Some(*verify),
+            Some(value) if crate::task::values::bool_of(value).is_some() => {
+                crate::task::values::bool_of(value)
+            }
             Some(other) => {
                 return Err(PlanError::Config(format!(
-                    "option \"verify\" must be true or false, got {other}"
+                    "option \"verify\" must be true or false (or 0 / 1), got {other}"
                 )))
             }
         };
@@ -338,6 +397,7 @@ mod tests {
     fn seconds_accepts_positive_numbers_only() {
         assert_eq!(seconds(&json!(5), "t"), Ok(Duration::from_secs(5)));
         assert_eq!(seconds(&json!(0.2), "t"), Ok(Duration::from_millis(200)));
+        assert_eq!(seconds(&json!("1m30s"), "t"), Ok(Duration::from_secs(90)));
         for (value, expected) in [
             (
                 json!(0),
@@ -348,8 +408,8 @@ mod tests {
                 "timeout must be a positive number of seconds, got -1.5",
             ),
             (
-                json!("5"),
-                "timeout must be a positive number of seconds, got \"5\"",
+                json!("5 minutes"),
+                "timeout must be a positive number of seconds, got \"5 minutes\"",
             ),
             (
                 json!(true),
@@ -455,7 +515,7 @@ mod tests {
             ),
             (
                 json!({"verify": "yes"}),
-                "option \"verify\" must be true or false, got \"yes\"",
+                "option \"verify\" must be true or false (or 0 / 1), got \"yes\"",
             ),
             (
                 json!({"ca_file": 7}),

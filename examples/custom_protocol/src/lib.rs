@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use load_density_core::task::options::task_seconds;
 use load_density_core::template::Template;
 use load_density_core::{
     async_trait, register_user, GroupPlan, PlanError, Protocol, RequestMeta, RequestTimer,
@@ -53,20 +54,14 @@ impl Protocol for LineEchoProtocol {
             .into_iter()
             .enumerate()
             .map(|(index, task)| {
-                let timeout = task.timeout.unwrap_or(5.0);
-                if !(timeout.is_finite() && timeout > 0.0) {
-                    return Err(PlanError::task(
-                        index,
-                        "timeout",
-                        "must be a positive number",
-                    ));
-                }
+                // Core's one rule for seconds: positive, finite, and a Duration can hold it.
+                let timeout = task_seconds(index, "timeout", task.timeout.unwrap_or(5.0))?;
                 let name = task.name.unwrap_or_else(|| task.target.clone());
                 Ok(CompiledTask {
                     meta: RequestMeta::new("LINE", name, format!("tcp://{}", task.target)),
                     target: task.target,
                     line: task.line,
-                    timeout: Duration::from_secs_f64(timeout),
+                    timeout,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::conn::Transport;
 use crate::error::FastHttpError;
@@ -58,18 +58,31 @@ enum Framing {
     UntilClose,
 }
 
+/// What the reader does with a response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyMode {
+    /// Count the bytes and drop them as they arrive: nothing reads the body, so memory stays
+    /// flat whatever the server sends.
+    Discard,
+    /// Keep the body (assertions or extractors read it), failing the request when it grows
+    /// past this many bytes (`max_body_size`).
+    Keep(u64),
+}
+
 /// A response read off the connection.
 #[derive(Debug)]
 pub(crate) struct Received {
-    /// The body, de-chunked.
+    /// The body, de-chunked; empty when it was discarded.
     pub(crate) body: Bytes,
+    /// Bytes of body received (after de-chunking), kept or not.
+    pub(crate) length: u64,
     /// Whether the connection can carry another request.
     pub(crate) keep_alive: bool,
 }
 
-/// Reads responses from one connection.
-pub(crate) struct ResponseReader<'a> {
-    pub(crate) io: &'a mut Transport,
+/// Reads responses from one connection (a [`Transport`]; any byte source in tests).
+pub(crate) struct ResponseReader<'a, R = Transport> {
+    pub(crate) io: &'a mut R,
     pub(crate) buf: &'a mut BytesMut,
     /// Scratch space for de-chunking.
     pub(crate) chunked: &'a mut BytesMut,
@@ -77,7 +90,7 @@ pub(crate) struct ResponseReader<'a> {
     pub(crate) received_any: bool,
 }
 
-impl ResponseReader<'_> {
+impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
     /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
     async fn fill(&mut self) -> Result<usize, FastHttpError> {
         if self.buf.capacity() - self.buf.len() < MIN_READ {
@@ -95,11 +108,12 @@ impl ResponseReader<'_> {
     }
 
     /// Reads one final response to a request; `head_request` says the request was `HEAD`
-    /// (whose response has no body whatever its headers say).
+    /// (whose response has no body whatever its headers say), `mode` whether the body is kept.
     pub(crate) async fn read(
         &mut self,
         head: &mut Head,
         head_request: bool,
+        mode: BodyMode,
     ) -> Result<Received, FastHttpError> {
         let (framing, mut keep_alive) = loop {
             let parsed = self.parse_head(head)?;
@@ -134,20 +148,32 @@ impl ResponseReader<'_> {
         } else {
             framing
         };
-        let body = match framing {
-            Framing::Empty => Bytes::new(),
-            Framing::Length(len) => self.read_length(len).await?,
-            Framing::Chunked => self.read_chunked().await?,
-            Framing::UntilClose => {
+        let (body, length) = match (framing, mode) {
+            (Framing::Empty, _) => (Bytes::new(), 0),
+            (Framing::Length(len), BodyMode::Keep(max)) => {
+                let body = self.read_length(len, max).await?;
+                let length = body.len() as u64;
+                (body, length)
+            }
+            (Framing::Length(len), BodyMode::Discard) => {
+                self.discard_length(len).await?;
+                (Bytes::new(), len)
+            }
+            (Framing::Chunked, mode) => self.read_chunked(mode).await?,
+            (Framing::UntilClose, mode) => {
                 keep_alive = false;
-                self.read_until_close().await?
+                self.read_until_close(mode).await?
             }
         };
         if !self.buf.is_empty() {
             // Bytes nobody asked for: the connection's state is unknown, do not reuse it.
             keep_alive = false;
         }
-        Ok(Received { body, keep_alive })
+        Ok(Received {
+            body,
+            length,
+            keep_alive,
+        })
     }
 
     /// Parses a complete head at the start of the buffer into `head` and consumes it;
@@ -236,7 +262,10 @@ impl ResponseReader<'_> {
         Ok(Some((framing, keep_alive)))
     }
 
-    async fn read_length(&mut self, len: u64) -> Result<Bytes, FastHttpError> {
+    async fn read_length(&mut self, len: u64, max: u64) -> Result<Bytes, FastHttpError> {
+        if len > max {
+            return Err(FastHttpError::BodyTooLarge { limit: max });
+        }
         let len = usize::try_from(len).map_err(|_| {
             FastHttpError::InvalidResponse(format!("Content-Length {len} is too large"))
         })?;
@@ -255,8 +284,26 @@ impl ResponseReader<'_> {
         Ok(self.buf.split_to(len).freeze())
     }
 
-    async fn read_chunked(&mut self) -> Result<Bytes, FastHttpError> {
+    /// Reads and drops a body of `len` bytes.
+    async fn discard_length(&mut self, len: u64) -> Result<(), FastHttpError> {
+        let mut remaining = len;
+        loop {
+            let take = usize::try_from(remaining).map_or(self.buf.len(), |r| r.min(self.buf.len()));
+            self.buf.advance(take);
+            remaining -= take as u64;
+            if remaining == 0 {
+                return Ok(());
+            }
+            if self.fill().await? == 0 {
+                return Err(FastHttpError::ClosedDuringResponse("body"));
+            }
+        }
+    }
+
+    /// Reads a chunked body: kept (de-chunked, at most `max` bytes) or counted and dropped.
+    async fn read_chunked(&mut self, mode: BodyMode) -> Result<(Bytes, u64), FastHttpError> {
         self.chunked.clear();
+        let mut length: u64 = 0;
         loop {
             let size = match httparse::parse_chunk_size(self.buf) {
                 Ok(httparse::Status::Complete((consumed, size))) => {
@@ -282,13 +329,28 @@ impl ResponseReader<'_> {
             };
             if size == 0 {
                 self.skip_trailers().await?;
-                return Ok(self.chunked.split().freeze());
+                return Ok((self.chunked.split().freeze(), length));
             }
+            length = length.saturating_add(size);
+            let keep = match mode {
+                BodyMode::Keep(max) if length > max => {
+                    return Err(FastHttpError::BodyTooLarge { limit: max })
+                }
+                BodyMode::Keep(_) => true,
+                BodyMode::Discard => false,
+            };
             let mut remaining = usize::try_from(size).map_err(|_| {
                 FastHttpError::InvalidResponse(format!("chunk size {size} is too large"))
             })?;
             while remaining > 0 {
-                if self.buf.is_empty() {
+                if !keep {
+                    if self.buf.is_empty() && self.fill().await? == 0 {
+                        return Err(FastHttpError::ClosedDuringResponse("body"));
+                    }
+                    let take = remaining.min(self.buf.len());
+                    self.buf.advance(take);
+                    remaining -= take;
+                } else if self.buf.is_empty() {
                     // Read the chunk straight into the body.
                     self.chunked.reserve(remaining.min(MAX_RESERVE));
                     let n = self
@@ -348,9 +410,33 @@ impl ResponseReader<'_> {
         }
     }
 
-    async fn read_until_close(&mut self) -> Result<Bytes, FastHttpError> {
-        while self.fill().await? > 0 {}
-        Ok(self.buf.split().freeze())
+    /// Reads a body delimited by the end of the connection: kept (at most `max` bytes) or
+    /// counted and dropped.
+    async fn read_until_close(&mut self, mode: BodyMode) -> Result<(Bytes, u64), FastHttpError> {
+        match mode {
+            BodyMode::Keep(max) => loop {
+                // Bytes of the body may have come with the head: check before each read.
+                if self.buf.len() as u64 > max {
+                    return Err(FastHttpError::BodyTooLarge { limit: max });
+                }
+                if self.fill().await? == 0 {
+                    let length = self.buf.len() as u64;
+                    return Ok((self.buf.split().freeze(), length));
+                }
+            },
+            BodyMode::Discard => {
+                let mut length = self.buf.len() as u64;
+                self.buf.clear();
+                loop {
+                    let n = self.fill().await?;
+                    if n == 0 {
+                        return Ok((Bytes::new(), length));
+                    }
+                    length = length.saturating_add(n as u64);
+                    self.buf.clear();
+                }
+            }
+        }
     }
 }
 

@@ -56,6 +56,13 @@ pub enum FastHttpError {
     /// Reading the response failed.
     #[error("reading the response failed: {0}")]
     Receive(io::Error),
+    /// The body of a response whose body is kept (the task's assertions or extractors read it)
+    /// is larger than the group's `max_body_size`.
+    #[error("response body larger than max_body_size ({limit} bytes)")]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The server's response is not valid HTTP/1.x.
     #[error("invalid HTTP response: {0}")]
     InvalidResponse(String),

@@ -53,7 +53,7 @@
 //! | key | meaning |
 //! |---|---|
 //! | `method` | `get`, `post`, `put`, `patch`, `delete`, `head`, `options` (any case); required |
-//! | `request_url` / `url` | absolute, or relative to the group's `host` (`http://localhost` without one); required |
+//! | `request_url` / `url` | absolute (`http://` or `https://`), or relative to the group's `host` (an error without one); required |
 //! | `name` | statistics name (default: path and query) |
 //! | `headers` | object or `[name, value]` pairs, sent in order |
 //! | `params` | query parameters appended to the URL |
@@ -88,6 +88,7 @@
 //! | `timeout` | default per-request timeout in seconds (a positive number) |
 //! | `verify` | default certificate verification (`true`/`false`) |
 //! | `ca_file` | path of a PEM file with extra trusted CA certificates, read once at prepare time |
+//! | `max_body_size` | most bytes of a response body kept for assertions and extractors (default [`DEFAULT_MAX_BODY_SIZE`], 64 MiB); a larger body fails the request with `response body larger than max_body_size (N bytes)` |
 //!
 //! A value of the wrong type, or a `ca_file` that cannot be read, is a
 //! [`PlanError::Config`](load_density_core::PlanError::Config) naming the option.
@@ -101,8 +102,10 @@
 //!   `connection refused (127.0.0.1:8080)`, `timed out after 2s`,
 //!   `TLS handshake failed: invalid peer certificate: UnknownIssuer`,
 //!   `connection closed before the response` (see [`FastHttpError`]);
-//! - `response_length` is the number of body bytes (after de-chunking); the body is kept for
-//!   assertions;
+//! - `response_length` is the number of body bytes (after de-chunking). The body is kept only
+//!   when the task's assertions or extractors read it (up to `max_body_size`); otherwise it is
+//!   counted and dropped as it streams in, so a huge or endless body costs no memory (an
+//!   endless one ends at the task's timeout);
 //! - a task whose placeholders render into an invalid request is a failure recorded under its
 //!   templates as written.
 //!
@@ -122,7 +125,9 @@
 //!   and closed in `on_stop`. When a kept-alive connection turns out closed by the server
 //!   before any byte of the response arrived, the request is sent once more on a new
 //!   connection (an idle keep-alive connection closed by the server is not a failure of the
-//!   target); a fresh connection is never retried.
+//!   target); a fresh connection is never retried. Only idempotent methods (`GET`, `HEAD`,
+//!   `PUT`, `DELETE`, `OPTIONS`, `TRACE`) are sent again, as browsers and hyper do: a `POST` or
+//!   `PATCH` the server may already have processed is recorded as the failure instead.
 //! - **Connect time counts**: the timer starts before connecting, and the timeout covers
 //!   connect, TLS handshake, request, redirects and the whole body.
 //! - **TLS**: rustls through core's shared configurations (one verifying, one not, built at
@@ -148,6 +153,8 @@
 //! write, the read and the event.
 
 mod codec;
+#[cfg(test)]
+mod codec_fuzz;
 mod conn;
 mod error;
 mod protocol;
@@ -168,6 +175,11 @@ pub const USER_TYPE: &str = "fast_http_user";
 
 /// Redirects followed in a row before a request fails with `too many redirects`.
 pub const MAX_REDIRECTS: usize = 5;
+
+/// The largest response body kept for a task's assertions and extractors when the group sets
+/// no `max_body_size` (64 MiB). Bodies nothing reads are counted and dropped, whatever their
+/// size.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 * 1024 * 1024;
 
 /// The timeout of a task that sets none, when the group sets none either.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

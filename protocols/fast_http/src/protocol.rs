@@ -4,16 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use load_density_core::task::http::{HttpDefaults, HttpRequestPlan, HttpTask};
+use load_density_core::task::options::{option_bytes, with_common_options};
 use load_density_core::{
     async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, RequestMeta, UserFactory,
-    UserTemplate, COMMON_OPTION_NAMES,
+    UserTemplate,
 };
 use tokio_rustls::TlsConnector;
 
 use crate::conn::Origin;
 use crate::request::{check_header, encode, valid_header_name, valid_header_value};
 use crate::user::FastHttpUser;
-use crate::DEFAULT_TIMEOUT;
+use crate::{DEFAULT_MAX_BODY_SIZE, DEFAULT_TIMEOUT};
 
 /// The `fast_http_user` protocol: validates a group's HTTP tasks and makes
 /// [`fast_http_user`](crate) users.
@@ -61,7 +62,8 @@ pub(crate) struct Fixed {
 pub(crate) struct CompiledTask {
     pub(crate) plan: HttpRequestPlan,
     pub(crate) timeout: Duration,
-    pub(crate) head_request: bool,
+    /// The group's `max_body_size`: the most body bytes kept for assertions and extractors.
+    pub(crate) max_body_size: u64,
     /// What a render error is recorded under: the task's templates as written.
     pub(crate) fallback_meta: RequestMeta,
     /// Set for tasks without placeholders.
@@ -69,7 +71,12 @@ pub(crate) struct CompiledTask {
 }
 
 impl CompiledTask {
-    fn compile(index: usize, task: &HttpTask, defaults: &HttpDefaults) -> Result<Self, PlanError> {
+    fn compile(
+        index: usize,
+        task: &HttpTask,
+        defaults: &HttpDefaults,
+        max_body_size: u64,
+    ) -> Result<Self, PlanError> {
         let plan = HttpRequestPlan::compile(index, task, defaults)?;
         // Header names are never templated: check them all now, and constant values too.
         for (name, value) in task.headers.iter().flat_map(|pairs| pairs.0.iter()) {
@@ -97,7 +104,6 @@ impl CompiledTask {
             .unwrap_or_default();
         let name_source = task.name.as_ref().map_or(url_source, |t| t.source());
         let fallback_meta = RequestMeta::new(plan.method().clone(), name_source, url_source);
-        let head_request = &**plan.method() == "HEAD";
         let timeout = plan.timeout().unwrap_or(DEFAULT_TIMEOUT);
         let fixed = match plan.constant() {
             Some(request) => {
@@ -133,7 +139,7 @@ impl CompiledTask {
         Ok(Self {
             plan,
             timeout,
-            head_request,
+            max_body_size,
             fallback_meta,
             fixed,
         })
@@ -156,10 +162,11 @@ impl UserFactory for FastHttpFactory {
 impl Protocol for FastHttpProtocol {
     async fn prepare(&self, plan: &GroupPlan) -> Result<Arc<dyn UserFactory>, PlanError> {
         let options = GroupOptions::from_plan(plan)?;
+        let max_body_size = max_body_size(plan.options())?;
         let defaults = HttpDefaults::from_plan(plan, &options);
-        let compiled = plan
-            .tasks()
-            .compile_each(|index, task: HttpTask| CompiledTask::compile(index, &task, &defaults))?;
+        let compiled = plan.tasks().compile_each(|index, task: HttpTask| {
+            CompiledTask::compile(index, &task, &defaults, max_body_size)
+        })?;
         let tls = options.group_tls(compiled.iter().map(|t| t.plan.verify()), &[b"http/1.1"])?;
         Ok(Arc::new(FastHttpFactory {
             tasks: compiled.into(),
@@ -168,6 +175,14 @@ impl Protocol for FastHttpProtocol {
     }
 
     fn option_names(&self) -> &'static [&'static str] {
-        COMMON_OPTION_NAMES
+        OPTION_NAMES
     }
+}
+
+/// The group options this protocol reads: the common ones and `max_body_size`.
+const OPTION_NAMES: &[&str] = &with_common_options::<4>(&["max_body_size"]);
+
+/// The `max_body_size` option, [`DEFAULT_MAX_BODY_SIZE`] when not given.
+fn max_body_size(options: &serde_json::Map<String, serde_json::Value>) -> Result<u64, PlanError> {
+    Ok(option_bytes(options, "max_body_size")?.unwrap_or(DEFAULT_MAX_BODY_SIZE))
 }

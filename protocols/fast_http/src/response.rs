@@ -15,11 +15,14 @@ use crate::codec::Head;
 pub(crate) struct FastHttpResponse<'a> {
     head: &'a Head,
     body: Bytes,
+    length: u64,
 }
 
 impl<'a> FastHttpResponse<'a> {
-    pub(crate) fn new(head: &'a Head, body: Bytes) -> Self {
-        Self { head, body }
+    /// A response with `length` body bytes, of which `body` holds those kept (none when the
+    /// body was discarded).
+    pub(crate) fn new(head: &'a Head, body: Bytes, length: u64) -> Self {
+        Self { head, body, length }
     }
 
     /// The reason phrase: the standard one for known codes, else the server's.
@@ -45,7 +48,7 @@ impl Response for FastHttpResponse<'_> {
     }
 
     fn length(&self) -> u64 {
-        self.body.len() as u64
+        self.length
     }
 
     fn failure(&self) -> Option<Cow<'_, str>> {

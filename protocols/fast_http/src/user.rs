@@ -11,7 +11,7 @@ use load_density_core::{async_trait, RequestMeta, RequestTimer, UserContext, Use
 use tokio::io::AsyncWriteExt as _;
 use url::Url;
 
-use crate::codec::{Head, Received, ResponseReader};
+use crate::codec::{BodyMode, Head, Received, ResponseReader};
 use crate::conn::{connect, Connection};
 use crate::error::FastHttpError;
 use crate::protocol::{CompiledTask, TlsConnectors};
@@ -49,8 +49,8 @@ struct Exchange<'a> {
     request: &'a RenderedHttpRequest,
     verify: bool,
     allow_redirects: bool,
-    head_request: bool,
     wire: Wire<'a>,
+    body: BodyMode,
 }
 
 /// One simulated user.
@@ -129,15 +129,21 @@ impl UserTemplate for FastHttpUser {
             request: &request,
             verify: task.plan.verify(),
             allow_redirects: task.plan.allow_redirects(),
-            head_request: task.head_request,
             wire,
+            // Only assertions and extractors read the body: without them it is counted and
+            // dropped as it streams in, so a huge (or endless) body costs no memory.
+            body: if ctx.needs_body() {
+                BodyMode::Keep(task.max_body_size)
+            } else {
+                BodyMode::Discard
+            },
         };
         let outcome = tokio::time::timeout(task.timeout, state.exchange(&exchange, &self.tls))
             .await
             .unwrap_or_else(|_elapsed| Err(FastHttpError::Timeout(task.timeout)));
         match outcome {
             Ok(received) => {
-                let response = FastHttpResponse::new(&state.head, received.body);
+                let response = FastHttpResponse::new(&state.head, received.body, received.length);
                 ctx.record_response(meta, timer, &response);
             }
             Err(error) => {
@@ -156,6 +162,15 @@ impl UserTemplate for FastHttpUser {
             let _ = tokio::time::timeout(CLOSE_GRACE, conn.io.shutdown()).await;
         }
     }
+}
+
+/// Whether a request with this method may be sent again after a connection failure
+/// (RFC 9110 section 9.2.2; as browsers and hyper do).
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    )
 }
 
 /// Whether a status is a redirect the client follows.
@@ -185,9 +200,10 @@ impl State {
         let mut received = self
             .send(
                 &request.url,
+                &request.method,
                 exchange.verify,
                 exchange.wire,
-                exchange.head_request,
+                exchange.body,
                 tls,
             )
             .await?;
@@ -241,25 +257,35 @@ impl State {
                 body,
             );
             received = self
-                .send(&next, exchange.verify, Wire::Buffer, method == "HEAD", tls)
+                .send(
+                    &next,
+                    method,
+                    exchange.verify,
+                    Wire::Buffer,
+                    exchange.body,
+                    tls,
+                )
                 .await?;
             url = Cow::Owned(next);
         }
         Ok(received)
     }
 
-    /// Sends one request on the user's connection (opening one when there is none for this
-    /// origin) and reads the response. A reused connection that turns out closed by the server
-    /// is replaced once.
+    /// Sends one `method` request on the user's connection (opening one when there is none
+    /// for this origin) and reads the response. A reused connection that turns out closed by
+    /// the server is replaced once, for idempotent methods only: a `POST` the server may have
+    /// processed before closing is a failure, never sent twice.
     async fn send(
         &mut self,
         url: &Url,
+        method: &str,
         verify: bool,
         wire: Wire<'_>,
-        head_request: bool,
+        body: BodyMode,
         tls: &TlsConnectors,
     ) -> Result<Received, FastHttpError> {
-        let mut retried = false;
+        let head_request = method == "HEAD";
+        let mut retried = !is_idempotent(method);
         loop {
             let reused = self
                 .conn
@@ -287,7 +313,8 @@ impl State {
                 chunked: &mut self.chunked,
                 received_any: false,
             };
-            let result = write_and_read(&mut reader, bytes, &mut self.head, head_request).await;
+            let result =
+                write_and_read(&mut reader, bytes, &mut self.head, head_request, body).await;
             match result {
                 Ok(received) => {
                     conn.served += 1;
@@ -317,6 +344,7 @@ async fn write_and_read(
     bytes: &[u8],
     head: &mut Head,
     head_request: bool,
+    body: BodyMode,
 ) -> Result<Received, (FastHttpError, bool)> {
     let written = async {
         reader.io.write_all(bytes).await?;
@@ -329,7 +357,7 @@ async fn write_and_read(
     if let Err(e) = written {
         return Err((FastHttpError::Send(e), false));
     }
-    match reader.read(head, head_request).await {
+    match reader.read(head, head_request, body).await {
         Ok(received) => Ok(received),
         Err(e) => Err((e, reader.received_any)),
     }

@@ -84,8 +84,10 @@ fn string_list(options: &Map<String, Value>, key: &str) -> Result<Vec<String>, P
 fn optional_bool(options: &Map<String, Value>, key: &str) -> Result<Option<bool>, PlanError> {
     match options.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(config_type(key, "true or false", other)),
+        Some(value) if load_density_core::task::values::bool_of(value).is_some() => {
+            Ok(load_density_core::task::values::bool_of(value))
+        }
+        Some(other) => Err(config_type(key, "true or false (or 0 / 1)", other)),
     }
 }
 

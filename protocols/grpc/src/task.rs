@@ -49,17 +49,29 @@ pub(crate) struct GrpcTask {
     payload: Option<JsonTemplate>,
     #[serde(default)]
     messages: Option<Vec<JsonTemplate>>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_whole"
+    )]
     count: Option<u64>,
     #[serde(default)]
     metadata: Option<Value>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_seconds"
+    )]
     timeout: Option<f64>,
     #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     each_message_event: Option<bool>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     verify: Option<bool>,
     #[serde(default)]
     compression: Option<String>,
@@ -500,7 +512,8 @@ fn compile_metadata(index: usize, value: &Value) -> Result<Metadata, PlanError> 
         let text = match value {
             Value::String(text) => text.clone(),
             Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
+            // As Python's str(): True, False.
+            Value::Bool(b) => if *b { "True" } else { "False" }.to_owned(),
             other => {
                 return Err(task_error(
                     index,

@@ -218,7 +218,7 @@ async fn bad_options_are_config_errors() {
             "option \"timeout\" must be a positive number of seconds",
         ),
         (
-            merge(proto_options(), json!({"verify": 1})),
+            merge(proto_options(), json!({"verify": "yes"})),
             "option \"verify\" must be true or false",
         ),
         (

@@ -59,6 +59,14 @@ pub enum HttpError {
     /// The request failed after connecting (connection reset, protocol error).
     #[error("request failed")]
     Request(#[source] reqwest::Error),
+    /// The body is larger than the group's `max_body_size` and a check reads it.
+    #[error("response body larger than max_body_size ({limit} bytes)")]
+    BodyTooLarge {
+        /// The status received.
+        status: u16,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The status and headers arrived, the body did not.
     #[error("reading the response body failed (HTTP {status})")]
     Body {
@@ -107,7 +115,9 @@ impl HttpError {
     /// The status code received before the failure, if any.
     pub fn status(&self) -> Option<u16> {
         match self {
-            HttpError::Body { status, .. } => Some(*status),
+            HttpError::Body { status, .. } | HttpError::BodyTooLarge { status, .. } => {
+                Some(*status)
+            }
             _ => None,
         }
     }

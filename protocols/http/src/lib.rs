@@ -36,8 +36,12 @@
 //! | `allow_redirects` | follow redirects (default `true`) |
 //! | `verify` | check TLS certificates (default `true`, or the group's `verify`) |
 //!
-//! Group options (from `user_detail_dict` and extra `start_test` keys): `timeout`, `verify` and
-//! `ca_file` (path of a PEM file of extra trusted CAs, read when the run is prepared).
+//! Group options (from `user_detail_dict` and extra `start_test` keys): `timeout`, `verify`,
+//! `ca_file` (path of a PEM file of extra trusted CAs, read when the run is prepared) and
+//! `max_body_size` (bytes, default [`DEFAULT_MAX_BODY_SIZE`], 64 MiB): a body that no assertion
+//! or extractor reads is counted and dropped as it streams in, so its size costs no memory; a
+//! body that one reads and that is larger fails the request with `response body larger than
+//! max_body_size (N bytes)`.
 //!
 //! ```json
 //! {"mode": "sequence", "tasks": [
@@ -114,7 +118,7 @@ mod wrapper;
 
 pub use client::MAX_REDIRECTS;
 pub use error::HttpError;
-pub use protocol::{HttpProtocol, HttpUserFactory, DEFAULT_TIMEOUT};
+pub use protocol::{HttpProtocol, HttpUserFactory, DEFAULT_MAX_BODY_SIZE, DEFAULT_TIMEOUT};
 pub use response::HttpResponse;
 pub use user::HttpUser;
 pub use wrapper::{set_wrapper_http_user, USER_TYPE};

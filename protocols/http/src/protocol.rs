@@ -4,13 +4,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use load_density_core::task::http::{HttpDefaults, HttpRequestPlan, HttpTask};
+use load_density_core::task::options::{option_bytes, with_common_options};
 use load_density_core::{
     async_trait, GroupOptions, GroupPlan, PlanError, Protocol, UserFactory, UserTemplate,
-    COMMON_OPTION_NAMES,
 };
 
 use crate::client::TlsConfigs;
 use crate::user::HttpUser;
+
+/// The group options this protocol reads: the common ones and `max_body_size`.
+const OPTION_NAMES: &[&str] = &with_common_options::<4>(&["max_body_size"]);
+
+/// The largest response body kept for a task's assertions and extractors when the group sets
+/// no `max_body_size` (64 MiB). Bodies nothing reads are counted and dropped, whatever their
+/// size.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 * 1024 * 1024;
 
 /// The timeout of a request when neither the task nor the group sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,6 +38,8 @@ pub struct HttpProtocol;
 pub(crate) struct GroupShared {
     pub(crate) requests: Vec<HttpRequestPlan>,
     pub(crate) tls: TlsConfigs,
+    /// The group's `max_body_size`: the most body bytes kept for assertions and extractors.
+    pub(crate) max_body_size: u64,
 }
 
 /// Makes the users of one prepared `http_user` group.
@@ -70,6 +80,8 @@ impl HttpProtocol {
     /// or a client that cannot be built.
     pub async fn prepare_group(&self, plan: &GroupPlan) -> Result<HttpUserFactory, PlanError> {
         let options = GroupOptions::from_plan(plan)?;
+        let max_body_size =
+            option_bytes(plan.options(), "max_body_size")?.unwrap_or(DEFAULT_MAX_BODY_SIZE);
         let defaults = HttpDefaults::from_plan(plan, &options);
 
         let requests = plan.tasks().compile_each(|index, task: HttpTask| {
@@ -85,7 +97,11 @@ impl HttpProtocol {
             .map_err(|e| PlanError::Config(format!("cannot build the HTTP client: {e}")))?;
 
         Ok(HttpUserFactory {
-            shared: Arc::new(GroupShared { requests, tls }),
+            shared: Arc::new(GroupShared {
+                requests,
+                tls,
+                max_body_size,
+            }),
         })
     }
 }
@@ -97,6 +113,6 @@ impl Protocol for HttpProtocol {
     }
 
     fn option_names(&self) -> &'static [&'static str] {
-        COMMON_OPTION_NAMES
+        OPTION_NAMES
     }
 }

@@ -18,6 +18,7 @@ pub struct HttpResponse {
     headers: HeaderMap,
     url: Url,
     body: Bytes,
+    length: u64,
 }
 
 impl HttpResponse {
@@ -27,6 +28,7 @@ impl HttpResponse {
         headers: HeaderMap,
         url: Url,
         body: Bytes,
+        length: u64,
     ) -> Self {
         Self {
             status,
@@ -34,6 +36,7 @@ impl HttpResponse {
             headers,
             url,
             body,
+            length,
         }
     }
 
@@ -57,7 +60,8 @@ impl HttpResponse {
         &self.url
     }
 
-    /// The body bytes.
+    /// The body bytes (empty when the body was counted and dropped: a task whose checks do
+    /// not read it).
     pub fn bytes(&self) -> &Bytes {
         &self.body
     }
@@ -83,7 +87,7 @@ impl Response for HttpResponse {
     }
 
     fn length(&self) -> u64 {
-        self.body.len() as u64
+        self.length
     }
 
     fn failure(&self) -> Option<Cow<'_, str>> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
 use load_density_core::task::http::{HttpRequestPlan, RenderedHttpRequest};
 use load_density_core::variables::UserVariables;
@@ -66,7 +66,7 @@ impl HttpUser {
         let rendered = plan
             .render(variables)
             .map_err(|message| HttpError::Render { index, message })?;
-        execute(&mut self.clients, &self.shared, plan, &rendered).await
+        execute(&mut self.clients, &self.shared, plan, &rendered, true).await
     }
 }
 
@@ -97,7 +97,10 @@ impl UserTemplate for HttpUser {
             rendered.url_text.clone(),
         );
         let timer = RequestTimer::start();
-        match execute(&mut self.clients, &self.shared, plan, &rendered).await {
+        // Only assertions and extractors read the body: without them it is counted and
+        // dropped as it streams in.
+        let keep_body = ctx.needs_body();
+        match execute(&mut self.clients, &self.shared, plan, &rendered, keep_body).await {
             Ok(response) => ctx.record_response(&meta, timer, &response),
             Err(error) => ctx.record_failure(&meta, timer, error.status(), 0, error.reason()),
         }
@@ -108,12 +111,14 @@ impl UserTemplate for HttpUser {
     }
 }
 
-/// Sends one rendered request and reads the whole response.
+/// Sends one rendered request and reads the whole response; the body is kept (at most
+/// `max_body_size` bytes) when `keep_body`, else counted and dropped.
 async fn execute(
     clients: &mut UserClients,
     shared: &GroupShared,
     plan: &HttpRequestPlan,
     rendered: &RenderedHttpRequest,
+    keep_body: bool,
 ) -> Result<HttpResponse, HttpError> {
     let timeout = plan.timeout().unwrap_or(DEFAULT_TIMEOUT);
     let method = http::Method::from_bytes(rendered.method.as_bytes()).map_err(|e| {
@@ -164,11 +169,43 @@ async fn execute(
     let version = response.version();
     let headers = std::mem::take(response.headers_mut());
     let url = response.url().clone();
-    let body = response
-        .bytes()
+    let mut body = BytesMut::new();
+    let mut length: u64 = 0;
+    let limit = shared.max_body_size;
+    if keep_body
+        && response
+            .content_length()
+            .is_some_and(|announced| announced > limit)
+    {
+        return Err(HttpError::BodyTooLarge {
+            status: status.as_u16(),
+            limit,
+        });
+    }
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| HttpError::from_body(e, status.as_u16(), timeout))?;
-    Ok(HttpResponse::new(status, version, headers, url, body))
+        .map_err(|e| HttpError::from_body(e, status.as_u16(), timeout))?
+    {
+        length = length.saturating_add(chunk.len() as u64);
+        if keep_body {
+            if length > limit {
+                return Err(HttpError::BodyTooLarge {
+                    status: status.as_u16(),
+                    limit,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    Ok(HttpResponse::new(
+        status,
+        version,
+        headers,
+        url,
+        body.freeze(),
+        length,
+    ))
 }
 
 fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, HttpError> {

@@ -67,7 +67,7 @@ async fn a_bad_task_is_rejected_naming_its_index_and_key() {
 #[tokio::test]
 async fn bad_group_options_are_config_errors_naming_the_key() {
     let error = prepare(
-        json!([{"method": "get", "url": "/"}]),
+        json!([{"method": "get", "url": "http://127.0.0.1:1/"}]),
         None,
         options(&[("timeout", json!("soon"))]),
     )
@@ -80,7 +80,7 @@ async fn bad_group_options_are_config_errors_naming_the_key() {
     );
 
     let error = prepare(
-        json!([{"method": "get", "url": "/"}]),
+        json!([{"method": "get", "url": "http://127.0.0.1:1/"}]),
         None,
         options(&[("verify", json!("yes"))]),
     )
@@ -95,7 +95,7 @@ async fn bad_group_options_are_config_errors_naming_the_key() {
     let missing = std::env::temp_dir().join("load-density-http-no-such-ca.pem");
     let missing = missing.to_str().expect("utf-8 temp path").to_owned();
     let error = prepare(
-        json!([{"method": "get", "url": "/"}]),
+        json!([{"method": "get", "url": "http://127.0.0.1:1/"}]),
         None,
         options(&[("ca_file", json!(missing))]),
     )
@@ -111,7 +111,7 @@ async fn bad_group_options_are_config_errors_naming_the_key() {
     std::fs::write(not_pem.path(), "not a certificate").expect("write temp file");
     let path = not_pem.path().to_str().expect("utf-8 temp path").to_owned();
     let error = prepare(
-        json!([{"method": "get", "url": "/"}]),
+        json!([{"method": "get", "url": "http://127.0.0.1:1/"}]),
         None,
         options(&[("ca_file", json!(path))]),
     )
@@ -125,7 +125,7 @@ async fn bad_group_options_are_config_errors_naming_the_key() {
 
     // Keys that belong to other parts of the run are left alone.
     prepare(
-        json!([{"method": "get", "url": "/"}]),
+        json!([{"method": "get", "url": "http://127.0.0.1:1/"}]),
         None,
         options(&[("stats_interval", json!(2)), ("timeout", json!(1.5))]),
     )

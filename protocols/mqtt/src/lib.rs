@@ -43,7 +43,10 @@
 //! | `name` | `<method>:<topic>` | statistics name |
 //!
 //! Group options (from `user_detail_dict` and extra `start_test` keys, see
-//! [`OPTION_NAMES`]): `broker`, `timeout`, `verify`, `ca_file`, `protocol_version`.
+//! [`OPTION_NAMES`]): `broker`, `timeout`, `verify`, `ca_file`, `protocol_version`, and
+//! `max_packet_size`: the largest packet, in bytes, a user sends or accepts from the broker
+//! (default [`DEFAULT_MAX_PACKET_SIZE`], 16 MiB; at most MQTT's own limit of 256 MiB). A larger
+//! incoming packet drops the connection with an error instead of growing the user's memory.
 //!
 //! Events: request type `MQTT` (tasks) and `MQTT_RECV` (received stamped messages), URL = the
 //! broker as written, lengths in bytes (payload sent by `publish`, received by `receive`, stamp
@@ -201,3 +204,7 @@ pub use stamp::{
 };
 pub use task::{MqttMethod, DEFAULT_KEEPALIVE, DEFAULT_TIMEOUT};
 pub use user::{MqttUser, CONNECTION_LOST_NAME, RECV_REQUEST_TYPE, REQUEST_TYPE};
+
+/// The largest MQTT packet a user sends or accepts when the group sets no `max_packet_size`
+/// (16 MiB).
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;

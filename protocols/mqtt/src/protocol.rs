@@ -3,20 +3,22 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use load_density_core::task::options::with_common_options;
+use load_density_core::task::options::{option_bytes, with_common_options};
 use load_density_core::{
     async_trait, GroupOptions, GroupPlan, PlanError, Protocol, UserFactory, UserTemplate,
 };
 use serde_json::{Map, Value};
 
-use crate::session::ProtocolVersion;
+use crate::session::{ProtocolVersion, MQTT_PACKET_LIMIT};
 use crate::task::{GroupDefaults, MqttMethod, MqttTask, TaskPlan};
 use crate::user::MqttUser;
+use crate::DEFAULT_MAX_PACKET_SIZE;
 
 /// Group option keys `mqtt_user` reads: the common ones
 /// ([`COMMON_OPTION_NAMES`](load_density_core::COMMON_OPTION_NAMES): `ca_file`, `timeout`,
-/// `verify`), `broker` and `protocol_version`.
-pub const OPTION_NAMES: &[&str] = &with_common_options::<5>(&["broker", "protocol_version"]);
+/// `verify`), `broker`, `protocol_version` and `max_packet_size`.
+pub const OPTION_NAMES: &[&str] =
+    &with_common_options::<6>(&["broker", "protocol_version", "max_packet_size"]);
 
 /// The `mqtt_user` protocol: validates a group's tasks and makes [`MqttUser`]s.
 ///
@@ -31,6 +33,8 @@ pub(crate) struct GroupShared {
     pub(crate) tasks: Vec<TaskPlan>,
     /// Whether any task is a `receive` (else incoming messages are not buffered).
     pub(crate) buffer_messages: bool,
+    /// The group's `max_packet_size`: the largest packet sent or accepted.
+    pub(crate) max_packet_size: usize,
 }
 
 /// Makes the users of one prepared `mqtt_user` group.
@@ -75,6 +79,12 @@ impl MqttProtocol {
     /// a bad `qos`, an unreadable `ca_file`, ...), or a [`PlanError::Config`] naming the option.
     pub async fn prepare_group(&self, plan: &GroupPlan) -> Result<MqttUserFactory, PlanError> {
         let options = plan.options();
+        let max_packet_size =
+            option_bytes(options, "max_packet_size")?.map_or(DEFAULT_MAX_PACKET_SIZE, |n| {
+                usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .min(MQTT_PACKET_LIMIT)
+            });
         let defaults = GroupDefaults {
             broker: broker_option(options)?.or(plan.host()).map(str::to_owned),
             version: version_option(options)?,
@@ -109,6 +119,7 @@ impl MqttProtocol {
             shared: Arc::new(GroupShared {
                 tasks,
                 buffer_messages,
+                max_packet_size,
             }),
         })
     }

@@ -30,8 +30,8 @@ pub const MESSAGE_BUFFER: usize = 1024;
 /// Receipts of stamped messages kept per connection until the user records them; past it the
 /// oldest are dropped and counted in [`StampedStats::unrecorded`](crate::StampedStats::unrecorded).
 pub const RECEIPT_BUFFER: usize = 65_536;
-/// The largest MQTT packet (the protocol's limit).
-const MAX_PACKET_SIZE: usize = 268_435_455;
+/// The largest MQTT packet the protocol can express: a larger `max_packet_size` is lowered to it.
+pub(crate) const MQTT_PACKET_LIMIT: usize = 268_435_455;
 
 /// The MQTT protocol version a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +54,9 @@ pub(crate) struct ConnectParams {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) timeout: Duration,
     pub(crate) buffer_messages: bool,
+    /// The largest packet sent or accepted (the group's `max_packet_size`); a larger incoming
+    /// one ends the connection with an error.
+    pub(crate) max_packet_size: usize,
 }
 
 /// A message received on a subscription.
@@ -357,7 +360,7 @@ impl Session {
                 options
                     .set_keep_alive(params.keepalive)
                     .set_clean_session(params.clean_session)
-                    .set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE)
+                    .set_max_packet_size(params.max_packet_size, params.max_packet_size)
                     .set_transport(transport);
                 if let Some((username, password)) = &params.credentials {
                     options.set_credentials(username.clone(), password.clone());
@@ -379,7 +382,9 @@ impl Session {
                 options
                     .set_keep_alive(params.keepalive)
                     .set_clean_start(params.clean_session)
-                    .set_max_packet_size(Some(MAX_PACKET_SIZE as u32))
+                    .set_max_packet_size(Some(
+                        u32::try_from(params.max_packet_size).unwrap_or(u32::MAX),
+                    ))
                     .set_connection_timeout(connection_secs(params.timeout))
                     .set_transport(transport);
                 if let Some((username, password)) = &params.credentials {

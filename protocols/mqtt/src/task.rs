@@ -106,9 +106,15 @@ pub(crate) struct MqttTask {
     topic: Option<Template>,
     #[serde(default)]
     payload: Option<PayloadKey>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_whole"
+    )]
     qos: Option<u8>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     retain: Option<bool>,
     #[serde(default)]
     client_id: Option<Template>,
@@ -116,19 +122,37 @@ pub(crate) struct MqttTask {
     username: Option<Template>,
     #[serde(default)]
     password: Option<Template>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_whole"
+    )]
     keepalive: Option<u64>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_seconds"
+    )]
     timeout: Option<f64>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     clean_session: Option<bool>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_whole"
+    )]
     protocol_version: Option<u8>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     verify: Option<bool>,
     #[serde(default)]
     pub(crate) ca_file: Option<String>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     stamp: Option<bool>,
     #[serde(default)]
     name: Option<Template>,

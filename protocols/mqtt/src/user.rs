@@ -204,6 +204,7 @@ impl MqttUser {
                 tls: task.connect.tls.clone(),
                 timeout: task.timeout,
                 buffer_messages: self.shared.buffer_messages,
+                max_packet_size: self.shared.max_packet_size,
             };
             let session = Session::connect(&params).await?;
             self.live = Some(Live {

@@ -23,7 +23,14 @@ fn mqtt_user_is_registered_with_its_options() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["broker", "ca_file", "protocol_version", "timeout", "verify"]
+        [
+            "broker",
+            "ca_file",
+            "max_packet_size",
+            "protocol_version",
+            "timeout",
+            "verify"
+        ]
     );
     assert_eq!(registration.protocol().option_names(), OPTION_NAMES);
     for common in COMMON_OPTION_NAMES {

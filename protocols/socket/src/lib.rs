@@ -107,7 +107,8 @@
 //!   `connection refused (127.0.0.1:9000)`, `connect timed out after 5s (10.0.0.1:80)`,
 //!   `read timed out after 0.3s waiting for '\n' (0 bytes received)`,
 //!   `connection closed after 3 of 10 bytes`, `connection reset by peer (...)`, UDP
-//!   `connection refused (...): ICMP port unreachable`; its length is the bytes moved;
+//!   `connection refused (...): ICMP port unreachable` (tasks that expect a reply); its length
+//!   is the bytes moved;
 //! - a target, payload or delimiter whose placeholders render into something invalid is a
 //!   failure event too (`invalid target "${var.x}:1": ...`, `invalid payload: ...`), never a
 //!   silent skip.
@@ -127,8 +128,10 @@
 //! - **Separate timeouts**: `connect_timeout` (handshake) and `timeout` (send, then reply),
 //!   where Python used one value for all three; the failure says which one expired.
 //! - **UDP** works over IPv6, reads the whole reply datagram (up to 64 KiB, never truncated)
-//!   and reports ICMP port unreachable as a refusal. A fire-and-forget datagram cannot see
-//!   that its target is unreachable.
+//!   and, for a task that expects a reply, reports ICMP port unreachable as a refusal. A
+//!   fire-and-forget datagram (no `expect_*`) succeeds once written: it cannot see whether
+//!   its target is reachable, and the ICMP error the kernel keeps for an earlier datagram is
+//!   never reported against it (the datagram is sent again once that error is cleared).
 //! - **`hex:`/`b64:` are read from the payload as written**, never from a variable's value:
 //!   `"${var.p}"` sends the variable's text even if it starts with `hex:`. To send text that
 //!   starts with `hex:`, write it as `b64:`.

@@ -47,10 +47,15 @@ impl<'de> Deserialize<'de> for Payload {
             Value::String(s) => Ok(Self::from_source(&s)),
             // As the Python version: other scalars are sent as their text.
             Value::Number(n) => Ok(Self::from_source(&n.to_string())),
-            Value::Bool(b) => Ok(Self::from_source(&b.to_string())),
-            other => Err(D::Error::custom(format!(
-                "expected a string (text, hex:... or b64:...), got {other}"
-            ))),
+            // Python's str(True) is "True".
+            Value::Bool(b) => Ok(Self::from_source(if b { "True" } else { "False" })),
+            // Lists and objects: their JSON text.
+            other @ (Value::Array(_) | Value::Object(_)) => {
+                Ok(Self::from_source(&other.to_string()))
+            }
+            Value::Null => Err(D::Error::custom(
+                "expected a string (text, hex:... or b64:...), got null",
+            )),
         }
     }
 }

@@ -40,17 +40,29 @@ struct SocketTask {
     host: Option<Template>,
     #[serde(default)]
     payload: Option<Payload>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_whole"
+    )]
     expect_bytes: Option<u64>,
     #[serde(default)]
     read_until: Option<Template>,
     #[serde(default)]
     expect_substring: Option<Template>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_seconds"
+    )]
     connect_timeout: Option<f64>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_seconds"
+    )]
     timeout: Option<f64>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     keep_alive: Option<bool>,
     #[serde(default)]
     name: Option<Template>,

@@ -25,6 +25,8 @@ const KEEP_BUFFER: usize = 1024 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
 /// Reads at most this many times when discarding stale bytes before a request.
 const DRAIN_READS: usize = 64;
+/// Sends of one fire-and-forget datagram that may meet an earlier datagram's ICMP error.
+const STALE_ICMP_RETRIES: usize = 8;
 
 /// A failed exchange: why, and how many bytes moved before it.
 struct Failed {
@@ -151,20 +153,34 @@ impl SocketUser {
         let unreachable = || SocketError::PortUnreachable {
             addr: target.text().to_string(),
         };
-        match timeout(task.timeout, socket.send(payload)).await {
-            Err(_) => return Err(Failed::new(SocketError::SendTimeout(task.timeout), 0)),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                return Err(Failed::new(unreachable(), 0))
+        let wants_reply = expect.wants_reply();
+        let mut stale_errors = 0;
+        loop {
+            match timeout(task.timeout, socket.send(payload)).await {
+                Err(_) => return Err(Failed::new(SocketError::SendTimeout(task.timeout), 0)),
+                // A refusal on send is the ICMP error of an earlier datagram: the kernel
+                // reports it on the next call (and clears it) without sending this one. It says
+                // nothing about this datagram, so a fire-and-forget task sends it again.
+                Ok(Err(e))
+                    if e.kind() == io::ErrorKind::ConnectionRefused
+                        && !wants_reply
+                        && stale_errors < STALE_ICMP_RETRIES =>
+                {
+                    stale_errors += 1;
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    return Err(Failed::new(unreachable(), 0))
+                }
+                Ok(Err(e)) => return Err(Failed::new(SocketError::Send(e), 0)),
+                Ok(Ok(n)) if n < payload.len() => {
+                    let e = io::Error::other(format!("only {n} of {} bytes sent", payload.len()));
+                    return Err(Failed::new(SocketError::Send(e), n));
+                }
+                Ok(Ok(_)) => break,
             }
-            Ok(Err(e)) => return Err(Failed::new(SocketError::Send(e), 0)),
-            Ok(Ok(n)) if n < payload.len() => {
-                let e = io::Error::other(format!("only {n} of {} bytes sent", payload.len()));
-                return Err(Failed::new(SocketError::Send(e), n));
-            }
-            Ok(Ok(_)) => {}
         }
         self.buf.clear();
-        let len = if expect.wants_reply() {
+        let len = if wants_reply {
             self.buf.reserve(MAX_DATAGRAM_BYTES);
             match timeout(task.timeout, socket.recv_buf(&mut self.buf)).await {
                 Err(_) => {

@@ -145,3 +145,24 @@ async fn port_unreachable_is_a_refusal_and_the_user_recovers() {
         .expect("echo ends")
         .expect("echo ok");
 }
+
+#[tokio::test]
+async fn fire_and_forget_to_a_closed_port_never_reports_an_earlier_datagrams_icmp_error() {
+    let port = unused_udp_port().await;
+    let f = factory(json!([
+        {"protocol": "udp", "target": format!("127.0.0.1:{port}"), "payload": "hits:1|c"},
+    ]))
+    .await;
+    let mut h = Harness::new(&f);
+    h.run(0, 200).await;
+    let events = h.take();
+    assert_eq!(events.len(), 200);
+    let failures: Vec<_> = events.iter().filter(|e| !e.is_success()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(events.iter().all(|e| e.response_length == 8));
+}

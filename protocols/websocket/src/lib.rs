@@ -57,7 +57,7 @@
 //! |---|---|
 //! | `method` | `connect`, `send`, `recv`, `sendrecv`, `close` (any case); default `send` |
 //! | `request_url` / `url` | `ws://` / `wss://` URL (`http(s)://` is turned into `ws(s)://`), absolute or relative to the group's `host` (`ws://localhost` without one); default: the user's current connection |
-//! | `name` | statistics name; default the URL as written, else the method |
+//! | `name` | statistics name; default the URL's path and query (the URL as written when its path or query holds placeholders), else the method |
 //! | `timeout` | seconds (> 0) for each step: connecting, sending, waiting for a frame; default the group's `timeout`, else 5 |
 //! | `payload` | `send`/`sendrecv`: text frame; `hex:0a ff` or `b64:AAE=` for a binary frame; `text:` forces text (`text:hex:` sends `hex:`); a JSON object, list or number is sent as JSON text. Default empty text |
 //! | `expect` | `recv`/`sendrecv`: a substring the frame must contain, or `{"regex": "..."}` (compiled once). Binary frames are read as UTF-8 with replacement characters |
@@ -90,6 +90,7 @@
 //! | `timeout` | default task timeout in seconds (a positive number) |
 //! | `verify` | default certificate verification (`true`/`false`) |
 //! | `ca_file` | path of a PEM file with extra trusted CA certificates, read once at prepare time |
+//! | `max_message_size` | largest message (and frame) accepted from the server, in bytes (default [`DEFAULT_MAX_MESSAGE_SIZE`], 16 MiB); a larger one fails the task (`Space limit exceeded: Message too long`) and drops the connection |
 //!
 //! TLS configurations come from [`load_density_core::tls`], built once per setting and shared
 //! by every user (and with other protocols using the same setting).
@@ -151,6 +152,10 @@ pub use response::WsResponse;
 
 /// The user type this crate registers.
 pub const USER_TYPE: &str = "websocket_user";
+
+/// The largest message (and frame) a user accepts when the group sets no `max_message_size`
+/// (16 MiB): a server cannot make a user buffer more.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
 /// Task timeout when neither the task nor the group sets one (as in the Python version).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

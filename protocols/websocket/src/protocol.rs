@@ -2,16 +2,19 @@
 
 use std::sync::Arc;
 
+use load_density_core::task::options::{option_bytes, with_common_options};
 use load_density_core::task::url::parse_host;
 use load_density_core::{
     async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, UserFactory, UserTemplate,
-    COMMON_OPTION_NAMES,
 };
 use url::Url;
 
 use crate::task::{resolve_ws_url, CompiledTask, Defaults, WsTask};
 use crate::user::WebSocketUser;
-use crate::DEFAULT_TIMEOUT;
+use crate::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT};
+
+/// The group options this protocol reads: the common ones and `max_message_size`.
+const OPTION_NAMES: &[&str] = &with_common_options::<4>(&["max_message_size"]);
 
 /// The `websocket_user` protocol: validates a group's WebSocket tasks and makes
 /// [`websocket_user`](crate) users.
@@ -27,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: Vec<CompiledTask>,
     pub(crate) base: Option<Url>,
     pub(crate) tls: GroupTls,
+    /// The group's `max_message_size`: the largest message (and frame) a user accepts.
+    pub(crate) max_message_size: usize,
 }
 
 struct WebSocketFactory {
@@ -43,6 +48,10 @@ impl UserFactory for WebSocketFactory {
 impl Protocol for WebSocketProtocol {
     async fn prepare(&self, plan: &GroupPlan) -> Result<Arc<dyn UserFactory>, PlanError> {
         let options = GroupOptions::from_plan(plan)?;
+        let max_message_size = option_bytes(plan.options(), "max_message_size")?
+            .map_or(DEFAULT_MAX_MESSAGE_SIZE, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            });
         let base = match plan.host() {
             None => None,
             Some(host) => {
@@ -70,11 +79,12 @@ impl Protocol for WebSocketProtocol {
                 tasks: compiled,
                 base,
                 tls,
+                max_message_size,
             }),
         }))
     }
 
     fn option_names(&self) -> &'static [&'static str] {
-        COMMON_OPTION_NAMES
+        OPTION_NAMES
     }
 }

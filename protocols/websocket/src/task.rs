@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use load_density_core::task::http::TemplatePairs;
 use load_density_core::task::options::task_seconds;
-use load_density_core::task::url::resolve_url;
+use load_density_core::task::url::{path_and_query, resolve_url, url_name, UrlName};
 use load_density_core::template::JsonTemplate;
 use load_density_core::variables::UserVariables;
 use load_density_core::{PlanError, Template};
@@ -43,19 +43,28 @@ pub(crate) struct WsTask {
     url: Option<Template>,
     #[serde(default)]
     name: Option<Template>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_seconds"
+    )]
     timeout: Option<f64>,
     #[serde(default)]
     payload: Option<PayloadSpec>,
     #[serde(default)]
     expect: Option<ExpectSpec>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     skip_non_matching: Option<bool>,
     #[serde(default)]
     headers: Option<TemplatePairs>,
     #[serde(default)]
     subprotocols: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "load_density_core::task::values::opt_bool"
+    )]
     verify: Option<bool>,
 }
 
@@ -458,7 +467,18 @@ impl CompiledTask {
         Ok(Self {
             method,
             url,
-            name: task.name.as_ref().map(Part::new),
+            // Without a `name`: core's rule, the path and query (see `url_name`).
+            name: match (
+                task.name.as_ref().filter(|n| !n.source().is_empty()),
+                url_template,
+            ) {
+                (Some(name), _) => Some(Part::new(name)),
+                (None, Some(url)) => match url_name(url, defaults.base.as_ref()) {
+                    UrlName::Fixed(name) => Some(Part::Constant(Arc::from(name))),
+                    UrlName::PathAndQuery => None,
+                },
+                (None, None) => None,
+            },
             timeout,
             payload,
             expect,
@@ -484,14 +504,21 @@ impl CompiledTask {
         }
     }
 
-    /// The statistics name: the task's `name`, else its URL as written, else the method.
-    pub(crate) fn name(&self, vars: &UserVariables) -> Arc<str> {
+    /// The statistics name: the task's `name`, else its URL's path and query (its URL as
+    /// written when the path or query holds placeholders), else the method.
+    pub(crate) fn name(&self, base: Option<&Url>, vars: &UserVariables) -> Arc<str> {
         if let Some(name) = &self.name {
             return name.render(vars);
         }
         match &self.url {
             UrlPart::Constant { written, .. } => written.clone(),
-            UrlPart::Dynamic(t) => Arc::from(t.render(vars)),
+            UrlPart::Dynamic(t) => {
+                let text = t.render(vars);
+                match resolve_ws_url(base, &text) {
+                    Ok(url) => Arc::from(path_and_query(&url)),
+                    Err(_) => Arc::from(text),
+                }
+            }
             UrlPart::None => Arc::from(self.method.as_str()),
         }
     }

@@ -152,7 +152,7 @@ impl WebSocketUser {
             .map(|config| Connector::Rustls(config.clone()));
         let connecting = tokio_tungstenite::connect_async_tls_with_config(
             request,
-            Some(frame_buffers()),
+            Some(frame_buffers(self.shared.max_message_size)),
             true,
             connector,
         );
@@ -327,7 +327,7 @@ impl UserTemplate for WebSocketUser {
         };
         let meta = RequestMeta {
             request_type: self.request_type.clone(),
-            name: task.name(ctx.variables()),
+            name: task.name(shared.base.as_ref(), ctx.variables()),
             url: outcome.url,
         };
         match outcome.result {
@@ -355,8 +355,14 @@ impl UserTemplate for WebSocketUser {
 /// Socket buffer sizes for a load generator: tungstenite's 128 KiB default read buffer is
 /// zero-filled before every read, which cost a third of the CPU of a sendrecv loop of small
 /// frames. 8 KiB still reads a typical frame in one call; larger frames take several reads.
-fn frame_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+/// A message or frame above `max_message_size` (the group option) ends the connection with an
+/// error instead of growing the user's memory.
+fn frame_buffers(
+    max_message_size: usize,
+) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
+        .max_message_size(Some(max_message_size))
+        .max_frame_size(Some(max_message_size))
 }

@@ -31,7 +31,7 @@ async fn connect_send_recv_sendrecv_close() {
         assert_eq!(&*event.url, url.as_str(), "{event:?}");
     }
     let names: Vec<&str> = events.iter().map(|e| &*e.name).collect();
-    assert_eq!(names, [url.as_str(), "send", "recv", "echo", "close"]);
+    assert_eq!(names, ["/chat", "send", "recv", "echo", "close"]);
     let lengths: Vec<u64> = events.iter().map(|e| e.response_length).collect();
     // Bytes, not characters: "héllo" is 6 bytes, sent and received.
     assert_eq!(lengths, [0, 5, 5, 12, 0]);
@@ -219,4 +219,33 @@ async fn latency_counts_from_send_to_the_matching_frame() {
         events[1].response_time >= std::time::Duration::from_millis(250),
         "{events:?}"
     );
+}
+
+#[tokio::test]
+async fn requests_are_named_by_path_and_query_unless_the_path_holds_placeholders() {
+    let server = WsEchoServer::start().await.expect("start");
+    let factory = factory(
+        json!([
+            {"method": "sendrecv", "url": "${var.base}/chat?x=1", "payload": "a"},
+            {"method": "sendrecv", "url": server.url("/plain"), "payload": "b"},
+            {"method": "sendrecv", "url": "${var.base}/room/${var.room}", "payload": "c"}
+        ]),
+        None,
+    )
+    .await;
+    let variables: Variables = [
+        ("base".to_owned(), json!(server.base_url())),
+        ("room".to_owned(), json!(7)),
+    ]
+    .into_iter()
+    .collect();
+    let mut h = Harness::with_variables(&factory, variables);
+    let chat = h.once(0).await;
+    assert_success(&chat);
+    assert_eq!(&*chat.name, "/chat?x=1");
+    let plain = h.once(1).await;
+    assert_eq!(&*plain.name, "/plain");
+    let room = h.once(2).await;
+    assert_eq!(&*room.name, "${var.base}/room/${var.room}");
+    assert_eq!(&*room.url, server.url("/room/7"));
 }

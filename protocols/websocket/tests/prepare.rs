@@ -13,7 +13,10 @@ fn websocket_user_is_registered_with_its_options() {
     assert!(registration.description().contains("WebSocket"));
     let mut options = registration.protocol().option_names().to_vec();
     options.sort_unstable();
-    assert_eq!(options, ["ca_file", "timeout", "verify"]);
+    assert_eq!(
+        options,
+        ["ca_file", "max_message_size", "timeout", "verify"]
+    );
 }
 
 #[tokio::test]

@@ -22,20 +22,19 @@ pub fn step_size(spawn_rate: f64) -> u64 {
     }
 }
 
-/// The totals a ramp from `from` to `to` goes through, one per step (the last is `to`).
-pub fn ramp_totals(from: u64, to: u64, step: u64) -> Vec<u64> {
+/// The totals a ramp from `from` to `to` goes through, one per step (the last is `to`),
+/// computed as they are taken: a ramp to 2^64-1 users costs nothing until it is walked.
+pub fn ramp_totals(from: u64, to: u64, step: u64) -> impl Iterator<Item = u64> {
     let step = step.max(1);
-    let mut totals = Vec::new();
-    let mut current = from;
-    while current != to {
-        current = if current < to {
-            (current + step).min(to)
-        } else {
-            current.saturating_sub(step).max(to)
-        };
-        totals.push(current);
-    }
-    totals
+    let next = move |current: &u64| {
+        let current = *current;
+        match current.cmp(&to) {
+            std::cmp::Ordering::Equal => None,
+            std::cmp::Ordering::Less => Some(current.saturating_add(step).min(to)),
+            std::cmp::Ordering::Greater => Some(current.saturating_sub(step).max(to)),
+        }
+    };
+    std::iter::successors(next(&from), move |current| next(current))
 }
 
 /// Workers in Locust's dispatch order: by index within their host, then by id.

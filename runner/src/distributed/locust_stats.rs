@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use load_density_core::stats::histogram_limits;
 use load_density_core::{RequestEvent, RequestListener, RequestStats};
 use parking_lot::Mutex;
 use rmpv::Value;
@@ -32,8 +33,20 @@ pub const LD_STATS_KEY: &str = "ld_stats";
 pub const LD_CPU_KEY: &str = "ld_cpu";
 /// The extra `stats` key holding records (msgpack of `[WireRecord]`, as bin).
 pub const LD_RECORDS_KEY: &str = "ld_records";
-/// The most requests one report may claim; more is treated as a malformed message.
-pub const MAX_REQUESTS_PER_REPORT: u64 = 50_000_000;
+/// The most requests one Locust report may claim (a Locust worker reports every 3 s; this is
+/// over 300,000 requests per second); more is treated as a malformed message. Each is rebuilt
+/// into one event, so this bounds what a small message can make the master allocate.
+pub const MAX_REQUESTS_PER_REPORT: u64 = 1_000_000;
+/// Most events reserved at once while rebuilding a Locust report (the rest grow as built).
+const RESERVE_EVENTS: u64 = 64 * 1024;
+/// The HDR counters the histograms of one report may allocate (see
+/// [`load_density_core::stats::histogram_limits`]): this many bytes, plus
+/// [`HISTOGRAM_BYTES_PER_REPORT_BYTE`] per byte of the report's exact statistics. Honest
+/// histograms carry their non-zero counters, so they stay well within it; a header claiming a
+/// wide range with no counters (40 bytes for 360 KiB) does not.
+pub const HISTOGRAM_BYTES_PER_REPORT: u64 = 32 * 1024 * 1024;
+/// See [`HISTOGRAM_BYTES_PER_REPORT`].
+pub const HISTOGRAM_BYTES_PER_REPORT_BYTE: u64 = 128;
 
 /// Which request records a worker ships to its master (`distributed_records`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -493,8 +506,11 @@ pub fn read_report(msg: &wire::Message) -> Result<ReadReport, WireError> {
                 msg.field_error(format!("{LD_STATS_KEY} is {}, not binary", kind_of(exact)))
             );
         };
-        let stats: RequestStats = rmp_serde::from_slice(bytes)
-            .map_err(|e| msg.field_error(format!("{LD_STATS_KEY}: {e}")))?;
+        let budget = HISTOGRAM_BYTES_PER_REPORT
+            .saturating_add(HISTOGRAM_BYTES_PER_REPORT_BYTE.saturating_mul(bytes.len() as u64));
+        let stats: RequestStats =
+            histogram_limits::with_budget(budget, || rmp_serde::from_slice(bytes))
+                .map_err(|e| msg.field_error(format!("{LD_STATS_KEY}: {e}")))?;
         report.requests = stats.total().num_requests();
         report.exact = Some(stats);
     } else {
@@ -566,13 +582,13 @@ pub fn events_from_report(msg: &wire::Message) -> Result<Vec<RequestEvent>, Wire
     let claimed: u64 = entries
         .iter()
         .map(|e| get(e, "num_requests").and_then(as_u64).unwrap_or(0))
-        .sum();
+        .fold(0u64, u64::saturating_add);
     if claimed > MAX_REQUESTS_PER_REPORT {
         return Err(msg.field_error(format!(
             "the report claims {claimed} requests (at most {MAX_REQUESTS_PER_REPORT} are accepted)"
         )));
     }
-    let mut events = Vec::with_capacity(claimed as usize);
+    let mut events = Vec::with_capacity(claimed.min(RESERVE_EVENTS) as usize);
     let generic: Arc<str> = Arc::from("failure reported by a Locust worker");
     for (index, entry) in entries.iter().enumerate() {
         let at = |e: String| msg.field_error(format!("stats[{index}]: {e}"));
@@ -591,7 +607,7 @@ pub fn events_from_report(msg: &wire::Message) -> Result<Vec<RequestEvent>, Wire
         let none_requests = num("num_none_requests").min(requests);
         let failures = num("num_failures").min(requests);
         let content = num("total_content_length");
-        let mut latencies: Vec<f64> = Vec::with_capacity(requests as usize);
+        let mut latencies: Vec<f64> = Vec::with_capacity(requests.min(RESERVE_EVENTS) as usize);
         for (bucket, count) in int_map(entry, "response_times").map_err(at)? {
             for _ in 0..count {
                 if latencies.len() as u64 >= requests - none_requests {
@@ -600,7 +616,7 @@ pub fn events_from_report(msg: &wire::Message) -> Result<Vec<RequestEvent>, Wire
                 latencies.push(bucket.max(0) as f64);
             }
         }
-        let mut seconds: Vec<i64> = Vec::with_capacity(requests as usize);
+        let mut seconds: Vec<i64> = Vec::with_capacity(requests.min(RESERVE_EVENTS) as usize);
         for (second, count) in int_map(entry, "num_reqs_per_sec").map_err(at)? {
             for _ in 0..count {
                 if seconds.len() as u64 >= requests {
@@ -621,7 +637,7 @@ pub fn events_from_report(msg: &wire::Message) -> Result<Vec<RequestEvent>, Wire
         let name: Arc<str> = Arc::from(name);
         for i in 0..requests {
             let ms = latencies.get(i as usize).copied().unwrap_or(0.0);
-            let response_time = Duration::from_secs_f64(ms / 1000.0);
+            let response_time = load_density_core::task::options::saturating_seconds(ms / 1000.0);
             let second = seconds
                 .get(i as usize)
                 .copied()

@@ -58,6 +58,15 @@
 //! | `master_timeout` | 60 | worker | seconds without a heartbeat reply before a worker gives up |
 //! | `allow_env` | none | worker | environment variables `${env.NAME}` in the master's plan may read (list, or comma-separated) |
 //! | `cluster_token` | env `LOAD_DENSITY_CLUSTER_TOKEN` | both | shared secret LoadDensity workers prove before they are admitted (see [`token`]) |
+//! | `max_message_size` | 33554432 (32 MiB) | both | largest message accepted from a peer, in bytes; a larger one is dropped with a warning |
+//!
+//! Whatever a peer sends, no buffer is sized from a length or count it claims: messages above
+//! `max_message_size` are dropped before decoding, a Locust report may claim at most
+//! [`locust_stats::MAX_REQUESTS_PER_REPORT`] requests, and the HDR histograms of one report
+//! may allocate at most [`locust_stats::HISTOGRAM_BYTES_PER_REPORT`] bytes of counters (plus
+//! a multiple of the report's size).
+//! One exception is outside LoadDensity: the `zeromq` crate (0.7) reserves the length a
+//! frame header claims before the frame's bytes arrive, and offers no option to cap it.
 
 pub mod dispatch;
 pub mod locust_stats;
@@ -109,6 +118,7 @@ pub const DISTRIBUTED_OPTION_KEYS: &[&str] = &[
     "master_timeout",
     "cluster_token",
     "allow_env",
+    "max_message_size",
 ];
 
 /// The environment variable a master or worker reads its cluster token from when the
@@ -144,6 +154,15 @@ pub enum DistributedError {
     /// The worker cannot run what it was given.
     #[error("{0}")]
     Plan(String),
+    /// A master's expected workers never came, so the run made no request.
+    #[error(
+        "no worker joined the master (expected {expected}): the run made no request; start \
+         the workers (load-density worker --master-host ...) or raise expected_workers_timeout"
+    )]
+    NoWorkers {
+        /// `expected_workers`.
+        expected: u32,
+    },
 }
 
 /// The distributed options of one `start_test` call (see the [module docs](self)).
@@ -163,6 +182,8 @@ pub struct DistributedOptions {
     /// On a worker: the environment variables `${env.NAME}` in its master's plan may read
     /// (none by default).
     pub allow_env: Vec<String>,
+    /// The largest message accepted from a peer, in bytes.
+    pub max_message_size: usize,
 }
 
 impl Default for DistributedOptions {
@@ -174,6 +195,7 @@ impl Default for DistributedOptions {
             master_timeout: Duration::from_secs(60),
             cluster_token: None,
             allow_env: Vec::new(),
+            max_message_size: wire::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -198,13 +220,14 @@ fn env_names(value: &Value) -> Result<Vec<String>, RunError> {
 }
 
 fn seconds(key: &str, value: &Value) -> Result<Duration, RunError> {
-    value
-        .as_f64()
+    // A number, or a duration as Locust writes them ("30s", "1m30s").
+    load_density_core::task::values::seconds_of(value)
+        .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| {
             RunError::Config(format!(
-                "{key} must be a number of seconds >= 0, got {value}"
+                "{key} must be a number of seconds >= 0 or a duration such as \"30s\", got {value}"
             ))
         })
 }
@@ -229,6 +252,17 @@ impl DistributedOptions {
                 }
                 "stop_timeout" => options.stop_timeout = seconds(key, &value)?.as_secs_f64(),
                 "master_timeout" => options.master_timeout = seconds(key, &value)?,
+                "max_message_size" => {
+                    options.max_message_size = value
+                        .as_u64()
+                        .filter(|n| *n > 0)
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            RunError::Config(format!(
+                                "max_message_size must be a positive whole number of bytes, got {value}"
+                            ))
+                        })?;
+                }
                 "distributed_records" => {
                     options.records = value
                         .as_str()
@@ -286,15 +320,28 @@ fn address(host: &str, port: u16) -> String {
     }
 }
 
-/// Whether `plan` asks for a master or a worker.
-pub fn is_distributed(plan: &RunPlan) -> bool {
-    matches!(plan.mode(), RunnerMode::Master | RunnerMode::Worker)
+/// Whether `config` asks for a master or a worker.
+pub fn is_distributed(config: &StartTest) -> bool {
+    matches!(config.runner_mode.as_str(), "master" | "worker")
 }
 
-/// Rejects a master or worker plan where a local [`Environment`](crate::Environment)
-/// is expected (`create_env`, `prepare_env`).
-pub fn check_local(plan: &RunPlan) -> Result<(), RunError> {
-    match plan.mode() {
+/// Rejects a master or worker configuration where a local
+/// [`Environment`](crate::Environment) is expected (`create_env`, `prepare_env`).
+pub fn check_local(config: &StartTest) -> Result<(), RunError> {
+    match config.runner_mode.as_str() {
+        "master" => check_local_mode(RunnerMode::Master),
+        "worker" => check_local_mode(RunnerMode::Worker),
+        _ => Ok(()),
+    }
+}
+
+/// [`check_local`] for a compiled plan.
+pub fn check_local_plan(plan: &RunPlan) -> Result<(), RunError> {
+    check_local_mode(plan.mode())
+}
+
+fn check_local_mode(mode: RunnerMode) -> Result<(), RunError> {
+    match mode {
         RunnerMode::Master => Err(RunError::Config(
             "runner_mode \"master\" makes no local environment: run it with start_test, or \
              embed it with distributed::Master::start"
@@ -311,11 +358,30 @@ pub fn check_local(plan: &RunPlan) -> Result<(), RunError> {
 
 /// Runs a master or a worker to its end (what `start_test` does for those modes). With
 /// `on_ctrl_c`, Ctrl-C stops it gracefully.
-pub async fn run(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
+pub async fn run(config: StartTest, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
+    run_plan(RunPlan::compile(config)?, on_ctrl_c).await
+}
+
+/// [`run`] for a compiled plan.
+pub async fn run_plan(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunError> {
+    if on_ctrl_c {
+        crate::interrupt::install();
+    }
     if plan.mode() == RunnerMode::Master {
+        let expected = plan.source().expected_workers;
         #[cfg(feature = "web-ui")]
         let web_ui = plan.web_ui().cloned();
+        let settings = crate::monitor::MonitorSettings::of(plan.source());
         let master = Master::from_plan(plan).await?;
+        // The master samples its merged statistics: thresholds (an abort stops every worker),
+        // the report history and the Locust CSV files.
+        let monitor = match crate::monitor::start(std::sync::Arc::new(master.clone()), settings) {
+            Ok(monitor) => monitor,
+            Err(error) => {
+                crate::RunControl::stop(&master);
+                return Err(error);
+            }
+        };
         // The web UI shows and steers the master through RunControl, until the run stops.
         #[cfg(feature = "web-ui")]
         let web_ui = match web_ui {
@@ -329,13 +395,13 @@ pub async fn run(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunEr
         let ctrl_c = on_ctrl_c.then(|| {
             let master = master.clone();
             tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if crate::interrupt::ctrl_c().await {
                     tracing::warn!("Ctrl-C: stopping the workers; their last reports follow");
                     crate::RunControl::stop(&master);
                 }
             })
         });
-        let summary = master.wait().await;
+        let summary = crate::finish_run(master.wait().await, Some(monitor));
         if let Some(task) = ctrl_c {
             task.abort();
         }
@@ -343,13 +409,17 @@ pub async fn run(plan: RunPlan, on_ctrl_c: bool) -> Result<crate::Summary, RunEr
         if let Some(web_ui) = web_ui {
             web_ui.closed().await;
         }
+        // A run that could not start (its workers never came) is a failure, not a success.
+        if expected > 0 && summary.users_spawned == 0 && summary.totals.requests == 0 {
+            return Err(DistributedError::NoWorkers { expected }.into());
+        }
         Ok(summary)
     } else {
         let worker = Worker::from_plan(plan).await?;
         let ctrl_c = on_ctrl_c.then(|| {
             let stop = worker.stopper();
             tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if crate::interrupt::ctrl_c().await {
                     tracing::warn!("Ctrl-C: stopping; the last report goes to the master");
                     stop();
                 }

@@ -6,6 +6,14 @@
 
 use rmpv::Value;
 
+/// The largest message accepted from a peer when the run sets no `max_message_size` (32 MiB):
+/// room for a plan with CSV rows and a busy worker's records, while one message cannot make a
+/// peer decode without bound.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
+
+/// The most nesting levels a message may have.
+const MAX_DEPTH: usize = 256;
+
 /// Why a payload is not a protocol message, or a message lacks what its type needs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -25,6 +33,14 @@ pub enum WireError {
         kind: String,
         /// What is wrong.
         message: String,
+    },
+    /// The message is larger than the receiver's `max_message_size`.
+    #[error("a message of {size} bytes, larger than max_message_size ({max} bytes): dropped")]
+    TooLarge {
+        /// The message's size.
+        size: usize,
+        /// The limit.
+        max: usize,
     },
     /// A ZeroMQ frame layout other than the protocol's.
     #[error("{0}")]
@@ -65,10 +81,25 @@ impl Message {
         bytes
     }
 
-    /// Reads one message; rejects anything but exactly one `[str, any, str]` array.
+    /// Reads one message of at most [`DEFAULT_MAX_MESSAGE_SIZE`] bytes; see
+    /// [`Message::decode_limited`].
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        Self::decode_limited(bytes, DEFAULT_MAX_MESSAGE_SIZE)
+    }
+
+    /// Reads one message; rejects anything but exactly one `[str, any, str]` array, and any
+    /// message larger than `max` bytes before decoding it. The msgpack decoder never sizes a
+    /// buffer from a length the peer claims (it grows as bytes arrive), so decoding costs at
+    /// most a small multiple of the message's size.
+    pub fn decode_limited(bytes: &[u8], max: usize) -> Result<Self, WireError> {
+        if bytes.len() > max {
+            return Err(WireError::TooLarge {
+                size: bytes.len(),
+                max,
+            });
+        }
         let mut rest = bytes;
-        let value = rmpv::decode::read_value_with_max_depth(&mut rest, 256)
+        let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH)
             .map_err(|e| WireError::Msgpack(e.to_string()))?;
         if !rest.is_empty() {
             return Err(WireError::Trailing(rest.len()));

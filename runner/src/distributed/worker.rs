@@ -1,5 +1,6 @@
 //! The worker: a ZeroMQ DEALER that runs the users its master gives it.
 
+use load_density_core::task::options::saturating_seconds;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -107,6 +108,7 @@ impl Worker {
             node_id.clone(),
             out_rx,
             events_tx,
+            options.max_message_size,
         ));
         tracing::info!(node_id = %node_id, master = %master, "worker connecting to its master");
         let (env_done_tx, env_done) = mpsc::unbounded_channel();
@@ -220,6 +222,7 @@ async fn link_task(
     node_id: String,
     mut out: mpsc::UnboundedReceiver<Outgoing>,
     events: mpsc::UnboundedSender<LinkEvent>,
+    max_message_size: usize,
 ) {
     let mut unsent: Option<Vec<u8>> = None;
     let mut attempts: u64 = 0;
@@ -263,7 +266,7 @@ async fn link_task(
                         let Some(payload) = message.into_vec().into_iter().last() else {
                             continue;
                         };
-                        match Message::decode(&payload) {
+                        match Message::decode_limited(&payload, max_message_size) {
                             Ok(msg) => {
                                 if forward.send(LinkEvent::Message(msg)).is_err() {
                                     return;
@@ -671,7 +674,9 @@ impl Run {
         self.last_spawn_timestamp = timestamp;
         self.stop_timeout = wire::get(&msg.data, "stop_timeout")
             .and_then(wire::as_f64)
-            .unwrap_or(0.0);
+            .map_or(0.0, |secs| {
+                load_density_core::task::options::saturating_seconds(secs).as_secs_f64()
+            });
         let host = wire::get(&msg.data, "host")
             .and_then(Value::as_str)
             .map(str::to_owned);
@@ -730,8 +735,8 @@ impl Run {
             env.set_arrival_share(Share {
                 index,
                 count,
-                elapsed: Duration::from_secs_f64(elapsed),
-                from: Duration::from_secs_f64(from),
+                elapsed: saturating_seconds(elapsed),
+                from: saturating_seconds(from),
             });
         }
         Ok(())
@@ -795,8 +800,10 @@ impl Run {
             self.users_spawned += env.users_spawned();
         }
         self.state = WorkerState::Ready;
-        self.ready_again_at =
-            Some(Instant::now() + Duration::from_secs_f64(self.stop_timeout.max(0.0)));
+        self.ready_again_at = Some(
+            Instant::now()
+                + load_density_core::task::options::saturating_seconds(self.stop_timeout),
+        );
     }
 
     async fn finish(mut self, end: End) -> Result<Summary, RunError> {
@@ -833,8 +840,12 @@ impl Run {
 
     fn summary(&self) -> Summary {
         let stats = self.shared.stats.snapshot();
+        // The plan the master gave (or the worker's own, under a Locust master), not the
+        // defaults of the worker's start_test.
         Summary::of_run(
-            &self.summary_config,
+            self.plan()
+                .map(RunPlan::source)
+                .unwrap_or(&self.summary_config),
             "worker",
             self.users_spawned,
             &stats,

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 
 use super::{descriptions, kind, nested, plugin, CommandInfo, ExecutorError};
 use crate::config::StartTest;
+use crate::core::test_record_instance;
 use crate::report;
+use crate::reports;
 
 /// One command.
 struct Command {
@@ -51,11 +53,19 @@ const COMMANDS: &[Command] = &[
     command("LD_clear_resolver", &[], clear_resolver),
     command("LD_clear_records", &[], clear_records),
     command("LD_summary", &[], summary),
-    command("LD_generate_summary_report", &["report_name"], generate_summary_report),
+    command("LD_generate_summary_report", &["report_name", "output_dir"], generate_summary_report),
     command("LD_execute_action", &["action_list"], execute_action),
     command("LD_execute_files", &["execute_files_list"], execute_files),
     command("LD_add_package_to_executor", &["package"], add_package_to_executor),
     command("LD_start_socket_server", crate::socket_server::PARAMS, start_socket_server),
+    command("LD_generate_html", &[], generate_html),
+    command("LD_generate_html_report", &["html_name"], generate_html_report),
+    command("LD_generate_json", &[], generate_json),
+    command("LD_generate_json_report", &["json_file_name"], generate_json_report),
+    command("LD_generate_xml", &[], generate_xml),
+    command("LD_generate_xml_report", &["xml_file_name"], generate_xml_report),
+    command("LD_generate_csv_report", &["csv_name"], generate_csv_report),
+    command("LD_generate_junit_report", &["report_name"], generate_junit_report),
 ];
 
 type Run = fn(Args) -> Result<Value, ExecutorError>;
@@ -319,7 +329,9 @@ fn generate_summary_report(mut args: Args) -> Result<Value, ExecutorError> {
     let name: String = args
         .optional("report_name")?
         .unwrap_or_else(|| report::DEFAULT_SUMMARY_REPORT_NAME.to_owned());
-    let path = report::generate_summary_report(&name)?;
+    let output_dir: Option<String> = args.optional("output_dir")?;
+    let path =
+        report::generate_summary_report_in(&name, output_dir.as_deref().map(std::path::Path::new))?;
     Ok(Value::String(path.display().to_string()))
 }
 
@@ -361,4 +373,62 @@ fn start_socket_server(args: Args) -> Result<Value, ExecutorError> {
         })?;
     let address = crate::socket_server::run_blocking(options)?;
     Ok(json!({"address": address.to_string(), "status": "stopped"}))
+}
+
+fn path_text(path: &std::path::Path) -> Value {
+    Value::String(path.display().to_string())
+}
+
+fn name_or(args: &mut Args, key: &str, default: &str) -> Result<String, ExecutorError> {
+    Ok(args.optional(key)?.unwrap_or_else(|| default.to_owned()))
+}
+
+fn generate_html(_args: Args) -> Result<Value, ExecutorError> {
+    let (success, failure) = reports::html_fragments::generate_html(test_record_instance());
+    Ok(json!([success, failure]))
+}
+
+fn generate_html_report(mut args: Args) -> Result<Value, ExecutorError> {
+    let name = name_or(&mut args, "html_name", reports::html::DEFAULT_NAME)?;
+    let path = reports::html::generate_html_report(test_record_instance(), &name)?;
+    Ok(path_text(&path))
+}
+
+fn generate_json(_args: Args) -> Result<Value, ExecutorError> {
+    let (success, failure) = reports::json::generate_json(test_record_instance());
+    Ok(json!([success, failure]))
+}
+
+fn generate_json_report(mut args: Args) -> Result<Value, ExecutorError> {
+    let name = name_or(&mut args, "json_file_name", reports::json::DEFAULT_NAME)?;
+    let (success, failure) = reports::json::generate_json_report(test_record_instance(), &name)?;
+    Ok(json!([path_text(&success), path_text(&failure)]))
+}
+
+fn generate_xml(_args: Args) -> Result<Value, ExecutorError> {
+    let (success, failure) = reports::xml::generate_xml(test_record_instance());
+    Ok(json!([success, failure]))
+}
+
+fn generate_xml_report(mut args: Args) -> Result<Value, ExecutorError> {
+    let name = name_or(&mut args, "xml_file_name", reports::json::DEFAULT_NAME)?;
+    let (success, failure) = reports::xml::generate_xml_report(test_record_instance(), &name)?;
+    Ok(json!([path_text(&success), path_text(&failure)]))
+}
+
+fn generate_csv_report(mut args: Args) -> Result<Value, ExecutorError> {
+    let name = name_or(&mut args, "csv_name", reports::csv::DEFAULT_NAME)?;
+    let path = reports::csv::generate_csv_report(test_record_instance(), &name)?;
+    Ok(path_text(&path))
+}
+
+/// With the last run's threshold results, when it had thresholds, as a second suite.
+fn generate_junit_report(mut args: Args) -> Result<Value, ExecutorError> {
+    let name = name_or(&mut args, "report_name", reports::junit::DEFAULT_NAME)?;
+    let thresholds = reports::last_run()
+        .and_then(|run| run.summary.thresholds)
+        .unwrap_or_default();
+    let path =
+        reports::junit::generate_junit_report_with(test_record_instance(), &name, &thresholds)?;
+    Ok(path_text(&path))
 }

@@ -1,5 +1,6 @@
 //! Reading JSON objects with errors that name their JSON path.
 
+use load_density_core::task::options::saturating_seconds;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -107,12 +108,12 @@ impl<'a> Object<'a> {
 
     /// Seconds > 0.
     pub(crate) fn positive_seconds(&self, key: &str) -> Result<Option<Duration>, RunError> {
-        Ok(self.positive(key)?.map(Duration::from_secs_f64))
+        Ok(self.positive(key)?.map(saturating_seconds))
     }
 
     /// Seconds >= 0.
     pub(crate) fn seconds(&self, key: &str) -> Result<Option<Duration>, RunError> {
-        Ok(self.non_negative(key)?.map(Duration::from_secs_f64))
+        Ok(self.non_negative(key)?.map(saturating_seconds))
     }
 
     /// A whole number >= 0.

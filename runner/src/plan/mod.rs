@@ -39,6 +39,7 @@ mod json;
 pub mod model;
 pub mod schedule;
 
+use load_density_core::task::options::saturating_seconds;
 use std::time::Duration;
 
 use load_density_core::{registry, Pacing, PlanError, TaskList};
@@ -199,7 +200,7 @@ fn runner_options(
     Ok(RunnerOptions {
         // A worker prints nothing: its master shows the run.
         print_stats: print_stats && mode != RunnerMode::Worker,
-        stats_interval: Duration::from_secs_f64(stats_interval),
+        stats_interval: saturating_seconds(stats_interval).max(Duration::from_millis(1)),
         record_capacity,
     })
 }
@@ -261,6 +262,22 @@ impl RunPlan {
             "worker" => RunnerMode::Worker,
             other => return Err(RunError::UnsupportedMode(other.to_owned())),
         };
+        if mode == RunnerMode::Local {
+            // The distributed options mean nothing to a local run: accepted (so one plan
+            // serves every mode) and ignored, with a note.
+            for key in crate::distributed::DISTRIBUTED_OPTION_KEYS {
+                let given = |map: &serde_json::Map<String, serde_json::Value>| {
+                    map.get(*key).is_some_and(|v| !v.is_null())
+                };
+                if given(&config.extra) || given(&config.user_detail_dict) {
+                    tracing::warn!(
+                        key,
+                        "ignored: this option applies to distributed runs (runner_mode \"master\" \
+                         or \"worker\")"
+                    );
+                }
+            }
+        }
         let distributed = DistributedOptions::take_from(&mut config)?;
         if !(config.spawn_rate.is_finite() && config.spawn_rate > 0.0) {
             return Err(invalid(
@@ -270,7 +287,7 @@ impl RunPlan {
         }
         let test_time = match config.test_time {
             None => None,
-            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) if t.is_finite() && t > 0.0 => Some(saturating_seconds(t)),
             Some(t) => {
                 return Err(invalid(
                     "test_time",

@@ -8,6 +8,7 @@
 //! `count`-th arrival, starting at `index`, so the shares of several workers add up exactly
 //! to the whole schedule.
 
+use load_density_core::task::options::saturating_seconds;
 use std::time::Duration;
 
 use rand::Rng;
@@ -112,7 +113,7 @@ impl RateCurve {
     pub fn end(&self) -> Option<Duration> {
         let last = self.segments.last()?;
         let end = last.start + last.duration;
-        end.is_finite().then(|| Duration::from_secs_f64(end))
+        end.is_finite().then(|| saturating_seconds(end))
     }
 
     /// The number of arrivals over the whole schedule (`None`: without end).

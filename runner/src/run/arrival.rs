@@ -8,8 +8,9 @@
 //! its due time, and every request of that iteration carries that delay (the corrected
 //! latency).
 
+use load_density_core::task::options::saturating_seconds;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use load_density_core::context::StopHandle;
 use tokio::sync::{mpsc, watch, Mutex, Semaphore};
@@ -71,7 +72,7 @@ pub(crate) async fn drive(
         "arrival-rate schedule starts"
     );
     'schedule: while let Some(due_secs) = schedule.next_due() {
-        let due = origin + Duration::from_secs_f64(due_secs);
+        let due = origin + saturating_seconds(due_secs);
         if due > Instant::now() {
             tokio::select! {
                 _ = tokio::time::sleep_until(due.into()) => {

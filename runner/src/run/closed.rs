@@ -5,6 +5,7 @@
 //! rate until each group has its share; a stage driver moves the target over time
 //! (`ramping_users`), and stops the pool's users when the last stage ends.
 
+use load_density_core::task::options::saturating_seconds;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use super::{log_join, RunShared};
 use crate::env::RunState;
 use crate::groups::{self, GroupSpec, Step};
 use crate::plan::UserStage;
+use crate::spawn;
 
 /// How many users each group of a pool should have, and how fast to get there.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +89,11 @@ impl Pool {
 
 /// Starts and stops the pool's users towards its target until the run stops; then stops
 /// them all and waits for them.
+///
+/// Step `n` of a ramp (a start or a stop) is due `n / spawn_rate` seconds after the ramp
+/// started; each wake-up makes every step due by then in one batch (at most
+/// [`spawn::MAX_BATCH`](crate::spawn::MAX_BATCH)), so the rate asked is the rate achieved
+/// even when it is far above one timer wake-up per user.
 pub(crate) async fn run_pool(
     shared: Arc<RunShared>,
     pool: Arc<Pool>,
@@ -96,14 +103,18 @@ pub(crate) async fn run_pool(
     let mut users = JoinSet::new();
     let mut running: Vec<Vec<StopHandle>> = vec![Vec::new(); pool.groups.len()];
     let mut target_rx = pool.target.subscribe();
-    let mut next_step_at = Instant::now();
+    // The ramp under way: when it started, toward which target, and the steps it made.
+    let mut ramp: Option<(Instant, Target, u64)> = None;
     loop {
         if shared.stop.is_stopped() {
             break;
         }
         let target = target_rx.borrow_and_update().clone();
-        let current: Vec<u64> = running.iter().map(|g| g.len() as u64).collect();
-        let Some(step) = groups::next_step(&target.per_group, &current) else {
+        let mut current: Vec<u64> = running.iter().map(|g| g.len() as u64).collect();
+        let Some(mut step) = groups::next_step(&target.per_group, &current) else {
+            if let Some((start, _, done)) = ramp.take() {
+                shared.ramp_done(start.elapsed(), done, target.spawn_rate);
+            }
             if *state.borrow() == RunState::Spawning {
                 state.send_replace(RunState::Running);
                 tracing::info!(users = current.iter().sum::<u64>(), "all users spawned");
@@ -117,32 +128,56 @@ pub(crate) async fn run_pool(
             }
             continue;
         };
+        let (start, done) = match &ramp {
+            Some((start, ramp_target, done)) if *ramp_target == target => (*start, *done),
+            _ => (Instant::now(), 0),
+        };
+        let due_at = start + saturating_seconds(done as f64 / target.spawn_rate);
         tokio::select! {
-            _ = tokio::time::sleep_until(next_step_at.into()) => {}
+            _ = tokio::time::sleep_until(due_at.into()) => {}
             _ = stop.stopped() => break,
         }
-        let interval = Duration::from_secs_f64(1.0 / target.spawn_rate);
-        next_step_at = next_step_at.max(Instant::now() - interval) + interval;
-        match step {
-            Step::Stop(index) => {
-                if let Some(handle) = running[index].pop() {
-                    handle.stop();
+        let due = spawn::steps_due(start.elapsed(), target.spawn_rate);
+        let mut done = done;
+        let mut batch = 0;
+        while done < due && batch < spawn::MAX_BATCH {
+            match step {
+                Step::Stop(index) => {
+                    if let Some(handle) = running[index].pop() {
+                        handle.stop();
+                    }
+                    current[index] = current[index].saturating_sub(1);
+                }
+                Step::Spawn(index) => {
+                    let handle = StopHandle::new();
+                    let new = shared.new_user(pool.groups[index], handle.signal());
+                    users.spawn(async move {
+                        let _active = new.active;
+                        run_user(new.user, new.ctx, new.scenario, new.pacing).await;
+                    });
+                    running[index].push(handle);
+                    current[index] += 1;
                 }
             }
-            Step::Spawn(index) => {
-                let handle = StopHandle::new();
-                let new = shared.new_user(pool.groups[index], handle.signal());
-                users.spawn(async move {
-                    let _active = new.active;
-                    run_user(new.user, new.ctx, new.scenario, new.pacing).await;
-                });
-                running[index].push(handle);
+            done += 1;
+            batch += 1;
+            match groups::next_step(&target.per_group, &current) {
+                Some(next) => step = next,
+                None => break,
             }
         }
+        ramp = Some((start, target, done));
         // Reap users that ended on their own (their data ran out).
         while let Some(joined) = users.try_join_next() {
             log_join(joined);
         }
+        if batch >= spawn::MAX_BATCH {
+            // A long catch-up: let the users just started run between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+    if let Some((start, target, done)) = ramp.take() {
+        shared.ramp_done(start.elapsed(), done, target.spawn_rate);
     }
     for handle in running.iter().flatten() {
         handle.stop();

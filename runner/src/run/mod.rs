@@ -14,7 +14,7 @@ pub(crate) mod closed;
 pub(crate) mod generator;
 pub(crate) mod iterations;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +47,10 @@ pub(crate) struct RunShared {
     pub(crate) spawned: AtomicU64,
     pub(crate) active: AtomicU64,
     next_user_id: AtomicU64,
+    /// Users per second the last finished ramp of a closed model achieved.
+    achieved_spawn_rate: parking_lot::Mutex<Option<f64>>,
+    /// Whether the log already said the spawn rate asked could not be kept.
+    spawn_warned: AtomicBool,
 }
 
 /// Counts a user as running until dropped.
@@ -88,7 +92,23 @@ impl RunShared {
             spawned: AtomicU64::new(0),
             active: AtomicU64::new(0),
             next_user_id: AtomicU64::new(0),
+            achieved_spawn_rate: parking_lot::Mutex::new(None),
+            spawn_warned: AtomicBool::new(false),
         }
+    }
+
+    /// Keeps the rate a finished (or stopped) ramp of `done` steps achieved, for the summary;
+    /// says once in the log when it fell short of `rate`.
+    pub(crate) fn ramp_done(&self, elapsed: Duration, done: u64, rate: f64) {
+        if let Some(achieved) = crate::spawn::achieved_rate(elapsed, done, rate, &self.spawn_warned)
+        {
+            *self.achieved_spawn_rate.lock() = Some(achieved);
+        }
+    }
+
+    /// Users per second the last ramp achieved (`None`: no ramp of two users or more).
+    pub(crate) fn achieved_spawn_rate(&self) -> Option<f64> {
+        *self.achieved_spawn_rate.lock()
     }
 
     /// Makes a user of group `group` that stops on `stop` (or when the run stops).

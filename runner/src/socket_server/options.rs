@@ -97,10 +97,10 @@ impl SocketServerOptions {
     }
 
     pub(super) fn read_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.read_timeout)
+        load_density_core::task::options::saturating_seconds(self.read_timeout)
     }
 
     pub(super) fn idle_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.idle_timeout)
+        load_density_core::task::options::saturating_seconds(self.idle_timeout)
     }
 }

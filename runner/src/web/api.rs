@@ -7,35 +7,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use load_density_core::StatsEntry;
+use load_density_core::{RequestStats, StatsEntry};
 use serde_json::{json, Map, Value};
 
 use super::live::{current_rates, state_name, total_rates, unix_secs_f64, MAX_ERRORS, MAX_ROWS};
 use super::Shared;
 use crate::env::RunState;
+use crate::limits;
+use crate::reports::locust_csv;
 
 /// How fresh `/stats/requests` and the CSV files are: requests closer together share one copy
 /// of the statistics.
 const API_MAX_AGE: Duration = Duration::from_millis(500);
 /// How long `/stop` waits for the run to stop (requests in flight finish first).
 const STOP_WAIT: Duration = Duration::from_secs(60);
-/// Percentiles of the requests CSV (Locust's `PERCENTILES_TO_REPORT`).
-const CSV_PERCENTILES: [(f64, &str); 11] = [
-    (50.0, "50%"),
-    (66.0, "66%"),
-    (75.0, "75%"),
-    (80.0, "80%"),
-    (90.0, "90%"),
-    (95.0, "95%"),
-    (98.0, "98%"),
-    (99.0, "99%"),
-    (99.9, "99.9%"),
-    (99.99, "99.99%"),
-    (100.0, "100%"),
-];
 const MISSING_COUNT_OR_RATE: &str =
     "Missing or invalid user_count or spawn_rate from /swarm request";
 const RUN_TIME_FORMATS: &str =
@@ -60,7 +48,7 @@ fn json_object(pairs: Vec<(&str, Value)>) -> Value {
 pub(crate) async fn swarm(
     State(shared): AppState,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Json<Value> {
+) -> Response {
     let host_now = shared.control.host();
     let fail = |message: String| {
         Json(json_object(vec![
@@ -68,6 +56,7 @@ pub(crate) async fn swarm(
             ("message", json!(message)),
             ("success", json!(false)),
         ]))
+        .into_response()
     };
     let Ok(Form(fields)) = form else {
         return fail(MISSING_COUNT_OR_RATE.to_owned());
@@ -100,6 +89,13 @@ pub(crate) async fn swarm(
             }
         },
     };
+    // Numbers that parse but no run can follow: 400, with Locust's answer shape.
+    if let Err(message) =
+        limits::check_user_count(user_count).and_then(|_| limits::check_spawn_rate(spawn_rate))
+    {
+        tracing::warn!(%message, "/swarm refused");
+        return (StatusCode::BAD_REQUEST, fail(message)).into_response();
+    }
     if let Some(host) = field("host").map(|h| h.replace(['<', '>'], "")) {
         let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
         let unchanged = host.is_empty() || host_now.as_deref().is_some_and(|now| same(now, &host));
@@ -144,7 +140,7 @@ pub(crate) async fn swarm(
         }
         response.push(("run_time", json!(seconds)));
     }
-    Json(json_object(response))
+    Json(json_object(response)).into_response()
 }
 
 /// Locust's timespans: `20` (seconds), `20s`, `3m`, `2h`, `1h20m`, `3h30m10s`.
@@ -193,6 +189,14 @@ pub(crate) async fn stop(State(shared): AppState) -> Json<Value> {
     ]))
 }
 
+/// `POST /quit`: ends the UI's linger after the run (`web_ui_dict.linger`), so the process
+/// goes on; answers `ok`. While the run goes, it changes nothing (stop it with `POST /stop`).
+pub(crate) async fn quit(State(shared): AppState) -> &'static str {
+    tracing::info!("quit from the web UI");
+    shared.quit.send_replace(true);
+    "ok"
+}
+
 /// `POST /stats/reset`: clears the run's statistics; answers `ok`.
 pub(crate) async fn reset(State(shared): AppState) -> &'static str {
     shared.control.reset_stats();
@@ -200,13 +204,15 @@ pub(crate) async fn reset(State(shared): AppState) -> &'static str {
     "ok"
 }
 
+/// Milliseconds to two decimals: a sub-millisecond maximum is not shown as 0 next to a
+/// larger average (Locust rounds to whole milliseconds, which its coarser clock can afford).
 fn round_ms(ms: f64) -> f64 {
-    ms.round()
+    (ms * 100.0).round() / 100.0
 }
 
-fn stats_row(entry: &StatsEntry, now: SystemTime) -> Value {
-    let (current_rps, current_fps) = current_rates(entry, now);
-    let (total_rps, total_fps) = total_rates(entry);
+fn stats_row(stats: &RequestStats, entry: &StatsEntry, now: SystemTime) -> Value {
+    let (current_rps, current_fps) = current_rates(stats, entry, now);
+    let (total_rps, total_fps) = total_rates(stats, entry, now);
     let min = if entry.num_requests() == 0 {
         json!(0)
     } else {
@@ -263,9 +269,9 @@ pub(crate) async fn requests(State(shared): AppState) -> Json<Value> {
         .entries()
         .into_iter()
         .take(MAX_ROWS)
-        .map(|e| stats_row(e, now))
+        .map(|e| stats_row(&stats, e, now))
         .collect();
-    rows.push(stats_row(total, now));
+    rows.push(stats_row(&stats, total, now));
     let errors: Vec<Value> = stats
         .errors()
         .into_iter()
@@ -287,8 +293,8 @@ pub(crate) async fn requests(State(shared): AppState) -> Json<Value> {
             ])
         })
         .collect();
-    let (current_rps, current_fps) = current_rates(total, now);
-    let (total_rps, total_fps) = total_rates(total);
+    let (current_rps, current_fps) = current_rates(&stats, total, now);
+    let (total_rps, total_fps) = total_rates(&stats, total, now);
     let current = shared.live.current_percentiles();
     let fail_ratio = if total.num_requests() == 0 && total.num_failures() > 0 {
         1.0
@@ -350,47 +356,6 @@ pub(crate) async fn exceptions() -> Json<Value> {
     Json(json!({"exceptions": []}))
 }
 
-/// A CSV field, quoted when it needs to be (RFC 4180, as Python's `csv` module writes).
-fn csv_field(out: &mut String, field: &str) {
-    if field.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&field.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(field);
-    }
-}
-
-fn csv_line<S: AsRef<str>>(out: &mut String, fields: &[S]) {
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(out, field.as_ref());
-    }
-    out.push_str("\r\n");
-}
-
-/// A float as Python's `str` writes it (`22.0`, `0.125`).
-fn py_float(x: f64) -> String {
-    if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e16 {
-        format!("{x:.1}")
-    } else {
-        format!("{x}")
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` from unix seconds (UTC).
-pub(crate) fn utc_timestamp(unix: f64) -> String {
-    let (date, secs) = civil(unix);
-    format!(
-        "{date}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 /// `(YYYY-MM-DD, seconds into the day)` of a unix time, UTC.
 fn civil(unix: f64) -> (String, u64) {
     let total = unix.max(0.0) as u64;
@@ -428,99 +393,40 @@ fn attachment(kind: &str, extension: &str, content_type: &'static str, body: Str
         .into_response()
 }
 
-/// `GET /stats/requests/csv`: Locust's requests CSV.
+/// `GET /stats/requests/csv`: Locust's requests CSV ([`locust_csv::write_stats`]).
 pub(crate) async fn requests_csv(State(shared): AppState) -> Response {
     let stats = shared.live.stats(API_MAX_AGE);
-    let mut out = String::new();
-    let mut header_fields = vec![
-        "Type",
-        "Name",
-        "Request Count",
-        "Failure Count",
-        "Median Response Time",
-        "Average Response Time",
-        "Min Response Time",
-        "Max Response Time",
-        "Average Content Size",
-        "Requests/s",
-        "Failures/s",
-    ];
-    header_fields.extend(CSV_PERCENTILES.iter().map(|(_, label)| *label));
-    csv_line(&mut out, &header_fields);
-    for entry in stats.entries().into_iter().chain([stats.total()]) {
-        let (rps, fps) = total_rates(entry);
-        let mut fields = vec![
-            entry.request_type().to_owned(),
-            entry.name().to_owned(),
-            entry.num_requests().to_string(),
-            entry.num_failures().to_string(),
-            (entry.percentile_ms(50.0).round() as u64).to_string(),
-            py_float(entry.mean_response_time_ms()),
-            if entry.num_requests() == 0 {
-                "0".to_owned()
-            } else {
-                py_float(entry.min_response_time_us() as f64 / 1000.0)
-            },
-            py_float(entry.max_response_time_us() as f64 / 1000.0),
-            py_float(entry.avg_content_length()),
-            py_float(rps),
-            py_float(fps),
-        ];
-        for (p, _) in CSV_PERCENTILES {
-            fields.push(if entry.num_requests() == 0 {
-                "N/A".to_owned()
-            } else {
-                (entry.percentile_ms(p).round() as u64).to_string()
-            });
-        }
-        csv_line(&mut out, &fields);
-    }
-    attachment("requests", "csv", "text/csv", out)
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = locust_csv::write_stats(&mut out, &stats);
+    attachment("requests", "csv", "text/csv", csv_text(out))
 }
 
-/// `GET /stats/failures/csv`: Locust's failures CSV.
+/// `GET /stats/failures/csv`: Locust's failures CSV ([`locust_csv::write_failures`]).
 pub(crate) async fn failures_csv(State(shared): AppState) -> Response {
     let stats = shared.live.stats(API_MAX_AGE);
     let now = unix_secs_f64(SystemTime::now());
-    let mut out = String::new();
-    csv_line(
-        &mut out,
-        &[
-            "Method",
-            "Name",
-            "Error",
-            "Occurrences",
-            "First Seen",
-            "Last Seen",
-        ],
-    );
-    for group in stats.errors() {
+    let mut out = Vec::new();
+    let _ = locust_csv::write_failures(&mut out, &stats, |group| {
         let key = (
             group.request_type.clone(),
             group.name.clone(),
             group.message.clone(),
         );
-        let (first, last) = shared.live.error_seen(&key, now);
-        csv_line(
-            &mut out,
-            &[
-                group.request_type.to_string(),
-                group.name.to_string(),
-                group.message.to_string(),
-                group.occurrences.to_string(),
-                utc_timestamp(first),
-                utc_timestamp(last),
-            ],
-        );
-    }
-    attachment("failures", "csv", "text/csv", out)
+        shared.live.error_seen(&key, now)
+    });
+    attachment("failures", "csv", "text/csv", csv_text(out))
 }
 
 /// `GET /exceptions/csv`: the header only (see [`exceptions`]).
 pub(crate) async fn exceptions_csv() -> Response {
-    let mut out = String::new();
-    csv_line(&mut out, &["Count", "Message", "Traceback", "Nodes"]);
-    attachment("exceptions", "csv", "text/csv", out)
+    let mut out = Vec::new();
+    let _ = locust_csv::write_exceptions(&mut out);
+    attachment("exceptions", "csv", "text/csv", csv_text(out))
+}
+
+fn csv_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The summary report of this run (the shape of `LD_generate_summary_report`).

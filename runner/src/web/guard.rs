@@ -1,5 +1,6 @@
-//! What every request goes through: basic authentication when configured, a refusal of
-//! state-changing requests sent by another site's page, and protective response headers.
+//! What every request goes through: a refusal of requests for another host name (DNS
+//! rebinding), basic authentication when configured, a refusal of state-changing requests sent
+//! by another site's page, and protective response headers.
 
 use std::sync::Arc;
 
@@ -9,7 +10,45 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
-use super::{BasicAuth, Shared};
+use super::{BasicAuth, Shared, WebUiSettings};
+
+/// The host name of a `Host` value (`name`, `name:port`, `[v6]:port`), lowercased, without a
+/// trailing dot.
+fn host_name(value: &str) -> String {
+    let value = value.trim();
+    let name = match value.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(v6, _)| v6),
+        None => match value.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => value,
+        },
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether the request names this UI: a page of another site whose name was made to resolve
+/// to this machine (DNS rebinding) sends its own name, never an IP address or `localhost`.
+fn host_allowed(request: &Request, settings: &WebUiSettings) -> bool {
+    let value = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    // A client that names no host (HTTP/1.0) is no browser.
+    let Some(value) = value else {
+        return true;
+    };
+    let name = host_name(&value);
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || name.eq_ignore_ascii_case(settings.host().trim_end_matches('.'))
+        || settings
+            .allowed_hosts()
+            .iter()
+            .any(|allowed| allowed == "*" || *allowed == name)
+}
 
 /// Compares in time that depends on the lengths only, not on where the bytes differ.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
@@ -68,6 +107,13 @@ pub(crate) async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
+    if !host_allowed(&request, &shared.settings) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this host name is not allowed (add it to web_ui_dict.allowed_hosts)\n",
+        )
+            .into_response();
+    }
     if let Some(auth) = &shared.settings.auth {
         if !authorized(request.headers(), auth) {
             return (

@@ -124,22 +124,19 @@ fn unix_secs(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Requests and failures per second over the last complete seconds (up to ten, fewer at the
-/// start of the entry's life).
-pub(crate) fn current_rates(entry: &StatsEntry, now: SystemTime) -> (f64, f64) {
-    let Some((first, _, _)) = entry.per_second().next() else {
-        return (0.0, 0.0);
-    };
-    let window = unix_secs(now)
-        .saturating_sub(first)
-        .clamp(1, CURRENT_WINDOW_S);
-    entry.current_rates(now, window)
+/// Requests and failures per second over the last seconds elapsed since the statistics
+/// started (the run's start or the last reset), at most ten: the console's figures.
+pub(crate) fn current_rates(
+    stats: &RequestStats,
+    entry: &StatsEntry,
+    now: SystemTime,
+) -> (f64, f64) {
+    stats.current_rates_of(entry, now)
 }
 
-/// Requests and failures per second over the entry's life.
-pub(crate) fn total_rates(entry: &StatsEntry) -> (f64, f64) {
-    let rps = entry.total_rps();
-    (rps, rps * entry.failure_ratio())
+/// Requests and failures per second over the entry's life (Locust's `total_rps`).
+pub(crate) fn total_rates(stats: &RequestStats, entry: &StatsEntry, now: SystemTime) -> (f64, f64) {
+    stats.total_rates_of(entry, now)
 }
 
 fn us_to_ms(us: u64) -> f64 {
@@ -162,8 +159,8 @@ fn round2(x: f64) -> f64 {
 
 /// A table row: `[type, name, requests, failures, median, p95, p99, average, min, max,
 /// average size, current rps, current failures/s]`.
-fn row(entry: &StatsEntry, now: SystemTime) -> Value {
-    let (rps, fps) = current_rates(entry, now);
+fn row(stats: &RequestStats, entry: &StatsEntry, now: SystemTime) -> Value {
+    let (rps, fps) = current_rates(stats, entry, now);
     json!([
         entry.request_type(),
         entry.name(),
@@ -386,9 +383,13 @@ impl Live {
             }
         }
 
-        let (rps, fps) = current_rates(total, now);
+        let (rps, fps) = current_rates(&stats, total, now);
         let entries = stats.entries();
-        let rows: Vec<Value> = entries.iter().take(MAX_ROWS).map(|e| row(e, now)).collect();
+        let rows: Vec<Value> = entries
+            .iter()
+            .take(MAX_ROWS)
+            .map(|e| row(&stats, e, now))
+            .collect();
         let errors: Vec<Value> = groups
             .iter()
             .take(MAX_ERRORS)
@@ -437,10 +438,14 @@ impl Live {
             "generator": self.control.generator(),
             "rows": rows,
             "more_rows": entries.len().saturating_sub(MAX_ROWS),
-            "total": row(total, now),
+            "total": row(&stats, total, now),
             "errors": errors,
             "workers": workers,
             "points": points,
+            "thresholds": crate::thresholds::live_results()
+                .iter()
+                .map(|r| json!([r.metric, r.condition, r.value, r.ok]))
+                .collect::<Vec<Value>>(),
         });
         self.frames.send_replace(Arc::new(Frame {
             update: update.to_string(),
@@ -472,5 +477,34 @@ pub(crate) async fn run(shared: &Shared, mut close: watch::Receiver<bool>) {
         }
     }
     live.tick(true);
+    linger(shared, &mut close).await;
     live.ended.send_replace(true);
+}
+
+/// Keeps serving the finished run for `web_ui_dict.linger` (see the module docs of `web`):
+/// until the time is up, `POST /quit`, Ctrl-C, or the UI is shut down.
+async fn linger(shared: &Shared, close: &mut watch::Receiver<bool>) {
+    if *close.borrow() || shared.settings.linger() == Some(Duration::ZERO) {
+        return;
+    }
+    let limit = shared.settings.linger();
+    match limit {
+        Some(limit) => tracing::info!(
+            seconds = limit.as_secs_f64(),
+            "the run has ended; the web UI stays up (POST /quit or Ctrl-C ends it)"
+        ),
+        None => tracing::info!("the run has ended; the web UI stays up until Ctrl-C or POST /quit"),
+    }
+    let mut quit = shared.quit.subscribe();
+    tokio::select! {
+        _ = async {
+            match limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        } => {}
+        _ = quit.wait_for(|q| *q) => {}
+        _ = close.wait_for(|c| *c) => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: closing the web UI"),
+    }
 }

@@ -28,19 +28,34 @@
 //! # let _ = summary; Ok(()) }
 //! ```
 //!
-//! `web_ui_dict` keys: `host` (default `127.0.0.1`; `"*"` means every interface), `port`
-//! (default 8089; 0 picks a free port, see [`local_addr`] and [`running_addresses`]), and
-//! `username` with `password` to require HTTP basic authentication on every route.
+//! `web_ui_dict` keys: `host` (default `127.0.0.1`; `"*"` means every interface, IPv4 and
+//! IPv6), `port` (default 8089; 0 picks a free port, see [`local_addr`] and
+//! [`running_addresses`]), `username` with `password` to require HTTP basic authentication on
+//! every route, and `allowed_hosts`.
+//!
+//! Against DNS rebinding (a page of another site whose name is made to resolve to this
+//! machine), every request's `Host` must name this UI: an IP address, `localhost`, the
+//! configured `host`, or a name listed in `allowed_hosts` (a list of host names, without
+//! ports; `["*"]` allows any). Other requests get `403 Forbidden`. Add the names you reach the
+//! UI by (`"allowed_hosts": ["loadtest.internal"]`) when it listens beyond this machine.
+//!
+//! `linger`: seconds (or a duration such as `"5m"`) to keep serving the finished run, `-1`
+//! until Ctrl-C (default 0: the UI closes with the run, as the Python version's does). While
+//! it lingers, the page shows the run stopped and its downloads, the API answers (a script
+//! can `POST /stop` and then `GET /stats/requests/csv`), and `POST /quit` ends the linger
+//! (so does Ctrl-C); `start_test` returns once the UI has closed.
 //!
 //! Differences from Locust, on purpose: no cross-origin access (no CORS headers, and a
 //! state-changing request from another site's page is refused); the run ends when it is
-//! stopped, so `/swarm` after `/stop` is refused and the UI closes with the run; `/swarm`
+//! stopped, so `/swarm` after `/stop` is refused and the UI closes with the run (unless
+//! `linger` keeps it up, serving the finished run); `/swarm`
 //! cannot change the host of a running test; `/exceptions` is always empty (a failed request is
 //! a failure, in `errors`, not an exception).
 
 mod api;
 mod guard;
-mod history;
+mod listen;
+use crate::history;
 mod live;
 mod page;
 
@@ -56,7 +71,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use history::{ChartHistory, ChartPoint, OLD_POINTS_CAP, RECENT_POINTS};
+pub use crate::history::{ChartHistory, ChartPoint, OLD_POINTS_CAP, RECENT_POINTS};
 
 use crate::config::StartTest;
 use crate::control::RunControl;
@@ -68,7 +83,14 @@ pub const DEFAULT_PORT: u16 = 8089;
 /// The web UI's default address.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// The keys `web_ui_dict` accepts.
-pub const WEB_UI_KEYS: &[&str] = &["host", "port", "username", "password"];
+pub const WEB_UI_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "username",
+    "password",
+    "allowed_hosts",
+    "linger",
+];
 /// How long the server waits for requests in flight once the run has ended.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -131,6 +153,25 @@ pub struct WebUiSettings {
     port: u16,
     auth: Option<BasicAuth>,
     distributed: bool,
+    allowed_hosts: Vec<String>,
+    /// Seconds to keep serving the finished run: 0 closes at once (the Python default), a
+    /// negative value serves until Ctrl-C or `POST /quit`.
+    linger_s: f64,
+}
+
+/// The linger of runs whose `web_ui_dict` gives none (the CLI's `--web-ui-linger`), in
+/// seconds as `f64` bits.
+static DEFAULT_LINGER_BITS: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the linger of every web UI whose `web_ui_dict` gives no `linger` (the CLI's
+/// `--web-ui-linger`): seconds to keep serving a finished run, `-1` until Ctrl-C or
+/// `POST /quit`, 0 to close with the run (the default).
+pub fn set_default_linger(seconds: f64) {
+    DEFAULT_LINGER_BITS.store(seconds.to_bits(), Ordering::Relaxed);
+}
+
+fn default_linger() -> f64 {
+    f64::from_bits(DEFAULT_LINGER_BITS.load(Ordering::Relaxed))
 }
 
 impl Default for WebUiSettings {
@@ -140,6 +181,8 @@ impl Default for WebUiSettings {
             port: DEFAULT_PORT,
             auth: None,
             distributed: false,
+            allowed_hosts: Vec::new(),
+            linger_s: default_linger(),
         }
     }
 }
@@ -157,6 +200,19 @@ impl WebUiSettings {
     /// Requires HTTP basic authentication on every route.
     pub fn with_basic_auth(mut self, auth: BasicAuth) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Also accepts requests whose `Host` is one of `names` (host names without ports; `"*"`
+    /// accepts any); see the [module docs](self).
+    pub fn with_allowed_hosts(
+        mut self,
+        names: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.allowed_hosts = names
+            .into_iter()
+            .map(|n| n.into().trim().trim_end_matches('.').to_ascii_lowercase())
+            .collect();
         self
     }
 
@@ -195,7 +251,7 @@ impl WebUiSettings {
         if let Some(host) = string("host")? {
             let host = host.trim();
             settings.host = match host {
-                "" | "*" => "0.0.0.0".to_owned(),
+                "" | "*" => "*".to_owned(),
                 other => other.to_owned(),
             };
         }
@@ -213,6 +269,37 @@ impl WebUiSettings {
                 return Err(invalid(format!(
                     "port must be a whole number 0-65535, got {other}"
                 )))
+            }
+        }
+        match map.get("allowed_hosts") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(names)) => {
+                let names = names
+                    .iter()
+                    .map(|n| n.as_str().filter(|n| !n.trim().is_empty()))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "allowed_hosts must be a list of host names, got {}",
+                            Value::Array(names.clone())
+                        ))
+                    })?;
+                settings = settings.with_allowed_hosts(names);
+            }
+            Some(other) => {
+                return Err(invalid(format!(
+                    "allowed_hosts must be a list of host names, got {other}"
+                )))
+            }
+        }
+        match map.get("linger") {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|x| x < 0.0) => {
+                settings.linger_s = -1.0;
+            }
+            Some(value) => {
+                settings.linger_s = load_density_core::task::values::seconds_of(value)
+                    .map_err(|e| invalid(format!("linger: {e} (or -1 to serve until Ctrl-C)")))?;
             }
         }
         match (string("username")?, string("password")?) {
@@ -249,9 +336,13 @@ impl WebUiSettings {
         }
     }
 
-    /// The host to listen on.
+    /// The host to listen on (`*`: every interface).
     pub fn host(&self) -> &str {
         &self.host
+    }
+    /// The names accepted in `Host` besides IP addresses, `localhost` and [`host`](Self::host).
+    pub fn allowed_hosts(&self) -> &[String] {
+        &self.allowed_hosts
     }
     /// The port to listen on (0: any free port).
     pub fn port(&self) -> u16 {
@@ -265,6 +356,20 @@ impl WebUiSettings {
     pub fn distributed(&self) -> bool {
         self.distributed
     }
+    /// Keeps serving the finished run for `seconds` (negative: until Ctrl-C or
+    /// `POST /quit`; 0: close with the run).
+    pub fn with_linger(mut self, seconds: f64) -> Self {
+        self.linger_s = seconds;
+        self
+    }
+    /// How long the finished run stays served: `None` until Ctrl-C or `POST /quit`.
+    pub fn linger(&self) -> Option<Duration> {
+        if self.linger_s < 0.0 {
+            None
+        } else {
+            Some(Duration::try_from_secs_f64(self.linger_s).unwrap_or(Duration::MAX))
+        }
+    }
 }
 
 /// What every handler shares.
@@ -274,6 +379,8 @@ pub(crate) struct Shared {
     pub(crate) live: Live,
     /// The stop scheduled by `/swarm`'s `run_time`.
     pub(crate) run_timer: Mutex<Option<JoinHandle<()>>>,
+    /// `POST /quit`: ends the linger after the run.
+    pub(crate) quit: watch::Sender<bool>,
 }
 
 /// A running web UI. It serves until the run it shows has stopped (or [`shutdown`] is
@@ -306,7 +413,7 @@ impl WebUi {
         key: Option<usize>,
     ) -> Result<Self, WebUiError> {
         let address = format!("{}:{}", settings.host, settings.port);
-        let listener = tokio::net::TcpListener::bind((settings.host.as_str(), settings.port))
+        let listener = listen::listen(&settings.host, settings.port)
             .await
             .map_err(|source| WebUiError::Bind {
                 address: address.clone(),
@@ -327,6 +434,7 @@ impl WebUi {
             control,
             settings,
             run_timer: Mutex::new(None),
+            quit: watch::channel(false).0,
         });
         let (close, close_rx) = watch::channel(false);
         let (closed_tx, closed) = watch::channel(false);
@@ -393,6 +501,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/stats/summary.json", get(page::summary))
         .route("/swarm", post(api::swarm))
         .route("/stop", post(api::stop))
+        .route("/quit", post(api::quit))
         .route("/stats/reset", post(api::reset))
         .route("/stats/requests", get(api::requests))
         .route("/stats/requests/csv", get(api::requests_csv))

@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let count = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let until = started + Duration::from_secs_f64(seconds);
+    let until = started + Duration::try_from_secs_f64(seconds).context("SECONDS")?;
     runtime.block_on(async {
         let tasks: Vec<_> = (0..users)
             .map(|_| {

@@ -73,6 +73,7 @@ pub(super) async fn drive(inner: Arc<Inner>) {
         }
     }
     let started = Instant::now();
+    inner.stats.lock().mark_start(std::time::SystemTime::now());
     let mut stopping = inner.stop.subscribe();
     if !*stopping.borrow() {
         inner.state.send_replace(RunState::Spawning);
@@ -116,7 +117,12 @@ pub(super) async fn drive(inner: Arc<Inner>) {
             loop {
                 tick.tick().await;
                 let stats = inner.stats.lock().clone();
-                console::print_stats(&stats, inner.reported_users());
+                console::print_live(
+                    &stats,
+                    inner.reported_users(),
+                    started.elapsed(),
+                    inner.plan.end().map(|end| end.as_secs_f64()),
+                );
             }
         })
     });
@@ -137,14 +143,15 @@ pub(super) async fn drive(inner: Arc<Inner>) {
         if current != target {
             let step = dispatch::step_size(rate);
             let next = dispatch::ramp_totals(current, target, step)
-                .first()
-                .copied()
+                .next()
                 .unwrap_or(target);
             inner.state.send_replace(RunState::Spawning);
             inner.dispatch(next);
             announced_complete = false;
             ramp_done_at = None;
-            let delay = Duration::from_secs_f64(current.abs_diff(next) as f64 / rate);
+            let delay = load_density_core::task::options::saturating_seconds(
+                current.abs_diff(next) as f64 / rate,
+            );
             let until = Instant::now() + delay;
             // Sleep the step out; a worker change meanwhile is placed at once.
             while Instant::now() < until {
@@ -207,8 +214,9 @@ pub(super) async fn drive(inner: Arc<Inner>) {
     for id in &quit_ids {
         inner.send(id, Message::new("quit", Value::Nil, id.clone()));
     }
-    let deadline =
-        Instant::now() + Duration::from_secs_f64(inner.options.stop_timeout) + QUIT_GRACE;
+    let deadline = Instant::now()
+        + load_density_core::task::options::saturating_seconds(inner.options.stop_timeout)
+        + QUIT_GRACE;
     loop {
         let waiting = {
             let core = inner.core.lock();

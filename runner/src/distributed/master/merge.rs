@@ -80,6 +80,8 @@ pub(super) fn summarize(inner: &Inner, duration: Duration) -> Summary {
         &stats,
         duration,
     )
+    // After a statistics reset, the rates are over the time since the reset.
+    .counted_from_reset(&stats, duration)
     .with_generator(inner.generator_status(&stats))
 }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use load_density_core::RequestStats;
+use load_density_core::{test_record_instance, RequestStats};
 use parking_lot::Mutex;
 use rmpv::Value;
 use tokio::sync::{mpsc, watch, Notify};
@@ -372,11 +372,8 @@ impl RunControl for Master {
                 crate::env::OPEN_MODEL_REFUSES_USER_COUNT.to_owned(),
             ));
         }
-        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
-            return Err(RunError::Config(format!(
-                "spawn_rate must be a positive number, got {spawn_rate}"
-            )));
-        }
+        crate::limits::check_user_count(user_count).map_err(RunError::Config)?;
+        crate::limits::check_spawn_rate(spawn_rate).map_err(RunError::Config)?;
         {
             let mut core = self.inner.core.lock();
             core.target = user_count;
@@ -390,7 +387,9 @@ impl RunControl for Master {
         self.inner.wake.notify_one();
     }
     fn reset_stats(&self) {
-        *self.inner.stats.lock() = RequestStats::new();
+        self.inner.stats.lock().reset();
+        // A reset starts the measurement over: the records too (see Environment::reset_stats).
+        test_record_instance().clear_records();
     }
     fn host(&self) -> Option<String> {
         self.inner.plan.source().host.clone()

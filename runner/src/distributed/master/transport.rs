@@ -83,7 +83,7 @@ impl Inner {
         } else {
             &frames[1]
         };
-        let message = Message::decode(payload)
+        let message = Message::decode_limited(payload, self.options.max_message_size)
             .map_err(|e| WireError::Frames(format!("from {identity}: {e}")))?;
         self.handle(&identity, message)
             .map_err(|e| WireError::Frames(format!("from {identity}: {e}")))

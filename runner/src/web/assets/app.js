@@ -174,6 +174,27 @@
     badge.textContent = errors.length ? String(errors.length) : "";
   }
 
+  // Threshold conditions: [metric, condition, value (null: no data), ok].
+  function updateThresholds(results) {
+    const text = JSON.stringify(results);
+    if (text === view.thresholdsText) return;
+    view.thresholdsText = text;
+    const fragment = document.createDocumentFragment();
+    for (const [metric, condition, value, ok] of results) {
+      const tr = document.createElement("tr");
+      tr.className = ok ? "threshold-ok" : "threshold-failed";
+      const shown = value === null ? "no data" : String(Math.round(value * 1000) / 1000);
+      for (const text of [metric, condition, shown, ok ? "pass" : "fail"]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      fragment.appendChild(tr);
+    }
+    $("thresholds-body").replaceChildren(fragment);
+    $("thresholds-box").hidden = results.length === 0;
+  }
+
   function updateWorkers(workers) {
     const text = JSON.stringify(workers);
     if (text === view.workersText) return;
@@ -234,6 +255,7 @@
     }
     updateTable(update.rows, update.total, update.more_rows);
     updateFailures(update.errors);
+    if (Array.isArray(update.thresholds)) updateThresholds(update.thresholds);
     if (Array.isArray(update.workers)) updateWorkers(update.workers);
     if (withPoints) {
       for (const point of update.points) view.history.push(point);

@@ -8,6 +8,8 @@
 //! is kept exactly.
 //!
 //! The page keeps the same structure in JavaScript (`assets/chart.js`), fed the same points.
+//! The HTML report keeps a [`ChartHistory`] of its own points ([`HistoryPoint`] is what a point
+//! type needs), so a day-long run's report stays small too.
 
 use std::collections::VecDeque;
 
@@ -45,7 +47,24 @@ pub struct ChartPoint {
     pub iteration_rate: f64,
 }
 
-impl ChartPoint {
+/// A point a [`ChartHistory`] can hold: it covers `width_s` seconds and merges with its
+/// neighbour when the history downsamples.
+pub trait HistoryPoint: Copy {
+    /// Seconds the point covers.
+    fn width_s(&self) -> u64;
+    /// Unix second the point starts at.
+    fn time_s(&self) -> u64;
+    /// Merges the next point into this one (time-weighted means; widths add up).
+    fn absorb(&mut self, other: &Self);
+}
+
+impl HistoryPoint for ChartPoint {
+    fn width_s(&self) -> u64 {
+        self.width_s
+    }
+    fn time_s(&self) -> u64 {
+        self.time_s
+    }
     fn absorb(&mut self, other: &ChartPoint) {
         let (a, b) = (self.width_s as f64, other.width_s as f64);
         let mean = |x: f64, y: f64| (x * a + y * b) / (a + b);
@@ -83,22 +102,22 @@ impl Serialize for ChartPoint {
 
 /// The chart points of a run: the last minutes at one point a second, older points merged.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChartHistory {
+pub struct ChartHistory<P = ChartPoint> {
     /// Seconds each point of the older tier covers at most.
     resolution: u64,
     /// The older tier, oldest first.
-    old: Vec<ChartPoint>,
+    old: Vec<P>,
     /// The recent tier at one-second resolution, oldest first.
-    recent: VecDeque<ChartPoint>,
+    recent: VecDeque<P>,
 }
 
-impl Default for ChartHistory {
+impl<P: HistoryPoint> Default for ChartHistory<P> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl ChartHistory {
+impl<P: HistoryPoint> ChartHistory<P> {
     /// An empty history.
     pub fn new() -> Self {
         Self {
@@ -109,7 +128,7 @@ impl ChartHistory {
     }
 
     /// Appends the newest point.
-    pub fn push(&mut self, point: ChartPoint) {
+    pub fn push(&mut self, point: P) {
         self.recent.push_back(point);
         while self.recent.len() > RECENT_POINTS {
             if let Some(oldest) = self.recent.pop_front() {
@@ -118,17 +137,19 @@ impl ChartHistory {
         }
     }
 
-    fn push_old(&mut self, point: ChartPoint) {
+    fn push_old(&mut self, point: P) {
         match self.old.last_mut() {
-            Some(last) if last.width_s + point.width_s <= self.resolution => last.absorb(&point),
+            Some(last) if last.width_s() + point.width_s() <= self.resolution => {
+                last.absorb(&point)
+            }
             _ => self.old.push(point),
         }
         if self.old.len() > OLD_POINTS_CAP {
             self.resolution *= 2;
-            let mut merged: Vec<ChartPoint> = Vec::with_capacity(self.old.len() / 2 + 1);
+            let mut merged: Vec<P> = Vec::with_capacity(self.old.len() / 2 + 1);
             for point in self.old.drain(..) {
                 match merged.last_mut() {
-                    Some(last) if last.width_s + point.width_s <= self.resolution => {
+                    Some(last) if last.width_s() + point.width_s() <= self.resolution => {
                         last.absorb(&point)
                     }
                     _ => merged.push(point),
@@ -139,7 +160,7 @@ impl ChartHistory {
     }
 
     /// Every point, oldest first.
-    pub fn points(&self) -> impl Iterator<Item = &ChartPoint> + '_ {
+    pub fn points(&self) -> impl Iterator<Item = &P> + '_ {
         self.old.iter().chain(self.recent.iter())
     }
 
@@ -160,6 +181,6 @@ impl ChartHistory {
 
     /// The unix second of the newest point.
     pub fn last_time_s(&self) -> Option<u64> {
-        self.recent.back().or(self.old.last()).map(|p| p.time_s)
+        self.recent.back().or(self.old.last()).map(|p| p.time_s())
     }
 }

@@ -1,0 +1,272 @@
+//! Thresholds: pass/fail conditions on a run's metrics, in k6's syntax, and the run's verdict.
+//!
+//! `thresholds` (a `start_test` keyword) maps a metric, optionally filtered, to its
+//! conditions:
+//!
+//! ```json
+//! "thresholds": {
+//!   "response_time": ["p(95)<200", "avg<100"],
+//!   "response_time{name:/login}": ["p(99)<500"],
+//!   "failure_rate": [{"threshold": "rate<0.01", "abort_on_fail": true, "delay_abort_eval": 10}],
+//!   "requests{type:GET}": ["rate>100"],
+//!   "checks": ["rate>0.99"]
+//! }
+//! ```
+//!
+//! | metric | aggregations | filters |
+//! |---|---|---|
+//! | `response_time` | `avg`, `min`, `max`, `med`, `p(N)` (ms, N in 0-100) | `name`, `type`, `group` |
+//! | `corrected_response_time` | as `response_time` | as `response_time` |
+//! | `failure_rate` | `rate` (failed / all requests) | `name`, `type`, `group` |
+//! | `requests` | `count`, `rate` (per second) | `name`, `type`, `group` |
+//! | `dropped_iterations` | `count`, `rate` | `group` |
+//! | `checks` | `rate` (assertions that passed / assertions evaluated) | none |
+//!
+//! Operators: `<`, `<=`, `>`, `>=`, `==`, `!=`. Filters combine with commas
+//! (`response_time{name:/x,type:POST}`). A condition is a string, or an object
+//! `{"threshold": "...", "abort_on_fail": true, "delay_abort_eval": 10}` (seconds, or a
+//! duration such as `"10s"`, `"1m"`).
+//!
+//! Everything is checked when the configuration is read, before the run starts; an error
+//! names the key and the condition's index.
+//!
+//! ## Evaluation
+//! The run monitor ([`crate::monitor`]) evaluates every condition once a second on the run's live statistics (a
+//! distributed master: on its merged, exact histograms) and once more on the final statistics.
+//! It reads statistics the run already keeps; nothing is added on the request path. When a
+//! condition with `abort_on_fail` fails at a second past its `delay_abort_eval`, the run is
+//! stopped (a master stops every worker) and the verdict is `aborted`.
+//!
+//! A condition whose metric has no data (no requests matched, no assertions ran) passes, with
+//! `value: null`, as k6 does. Request statistics are not kept per user group, so a `{group:G}`
+//! filter always has no data in this version; `corrected_response_time` and
+//! `dropped_iterations` have no data until the run statistics carry them.
+//!
+//! ## Results
+//! The summary gets `thresholds: [{"metric", "condition", "value", "ok"}]` and
+//! `verdict: "passed" | "failed" | "aborted"` (both only when thresholds were given), the
+//! console gets a verdict block, and the JUnit and HTML reports list every condition. The
+//! `load-density` CLI exits with 99 when the verdict is not `passed`. The web UI shows the
+//! latest evaluation of the run being monitored ([`live_results`]).
+
+mod eval;
+pub(crate) mod live;
+mod parse;
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use eval::Observation;
+pub use live::live_results;
+pub use parse::{Aggregation, Condition, Filter, Metric, Operator, Threshold};
+
+/// A `thresholds` entry that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("thresholds{}: {message}", if key.is_empty() { String::new() } else { format!(".{key:?}") })]
+pub struct ThresholdError {
+    /// The metric key (with the condition index, `"requests[1]"`), empty for the whole object.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ThresholdError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The parsed `thresholds` of a run. Serializes back to the JSON it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    raw: Value,
+    list: Vec<Threshold>,
+}
+
+impl Thresholds {
+    /// Parses and checks a `thresholds` object.
+    ///
+    /// # Errors
+    /// An unknown metric, aggregation or filter, a malformed condition, a percentile outside
+    /// 0-100, a bad abort setting; the error names the key.
+    pub fn parse(value: &Value) -> Result<Self, ThresholdError> {
+        Ok(Self {
+            raw: value.clone(),
+            list: parse::parse_all(value)?,
+        })
+    }
+
+    /// The thresholds, in the order written.
+    pub fn thresholds(&self) -> &[Threshold] {
+        &self.list
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Evaluates every condition.
+    pub fn evaluate(&self, observation: &Observation<'_>) -> Vec<ThresholdResult> {
+        self.list
+            .iter()
+            .flat_map(|threshold| {
+                threshold.conditions.iter().map(move |condition| {
+                    let value = eval::value_of(threshold, condition.aggregation, observation);
+                    ThresholdResult {
+                        metric: threshold.key.clone(),
+                        condition: condition.text.clone(),
+                        value,
+                        ok: value.is_none_or(|v| condition.operator.holds(v, condition.bound)),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// The conditions, flattened in [`evaluate`](Self::evaluate)'s order.
+    pub fn conditions(&self) -> impl Iterator<Item = &Condition> + '_ {
+        self.list.iter().flat_map(|t| t.conditions.iter())
+    }
+}
+
+impl Serialize for Thresholds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Thresholds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Thresholds::parse(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One condition's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// The metric key as written (`response_time{name:/login}`).
+    pub metric: String,
+    /// The condition as written (`p(95)<200`).
+    pub condition: String,
+    /// The measured value; `null` when the metric had no data.
+    pub value: Option<f64>,
+    /// Whether the condition held.
+    pub ok: bool,
+}
+
+impl ThresholdResult {
+    /// The value as text (`"no data"` without one).
+    pub fn value_text(&self) -> String {
+        match self.value {
+            Some(v) => format!("{}", (v * 1000.0).round() / 1000.0),
+            None => "no data".to_owned(),
+        }
+    }
+}
+
+/// A run's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every condition held.
+    Passed,
+    /// A condition failed at the end.
+    Failed,
+    /// A condition with `abort_on_fail` failed and stopped the run.
+    Aborted,
+}
+
+impl Verdict {
+    /// `passed`, `failed` or `aborted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+/// The console's verdict block: one line per condition and the verdict.
+pub fn verdict_block(results: &[ThresholdResult], verdict: Verdict) -> String {
+    let mut out = String::from("Thresholds\n");
+    for result in results {
+        let _ = writeln!(
+            out,
+            "  {} {} {}  (value: {})",
+            if result.ok { "PASS" } else { "FAIL" },
+            result.metric,
+            result.condition,
+            result.value_text()
+        );
+    }
+    let _ = write!(out, "Verdict: {}", verdict.as_str().to_uppercase());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use load_density_core::{RequestEvent, RequestStats};
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(name: &str, ms: u64, error: Option<&str>) -> RequestEvent {
+        RequestEvent {
+            request_type: Arc::from("GET"),
+            name: Arc::from(name),
+            url: Arc::from(name),
+            status: Some(200),
+            response_time: Duration::from_millis(ms),
+            response_length: 1,
+            error: error.map(Arc::from),
+            start_time: SystemTime::now(),
+            start_delay: None,
+        }
+    }
+
+    #[test]
+    fn conditions_evaluate_on_stats() {
+        let mut stats = RequestStats::new();
+        for ms in 1..=100 {
+            stats.add(&event("/a", ms, None));
+        }
+        stats.add(&event("/b", 1000, Some("boom")));
+        let thresholds = Thresholds::parse(&json!({
+            "response_time": ["p(50)<60", "max<500"],
+            "response_time{name:/a}": ["max<=100", "avg>50"],
+            "failure_rate": ["rate<0.05"],
+            "requests": ["count==101", "rate>=50"],
+            "requests{name:/none}": ["count==0"],
+            "checks": ["rate>0.5"],
+            "response_time{group:g}": ["avg<1"],
+        }))
+        .expect("valid");
+        let results = thresholds.evaluate(&Observation {
+            stats: Some(&stats),
+            elapsed_s: 2.0,
+            checks: None,
+            dropped_iterations: None,
+        });
+        let ok: Vec<bool> = results.iter().map(|r| r.ok).collect();
+        assert_eq!(
+            ok,
+            [true, false, true, true, true, true, true, true, true, true],
+            "{results:?}"
+        );
+        assert_eq!(results[1].value, Some(1000.0));
+        assert_eq!(results[6].value, Some(50.5));
+        assert_eq!(results[8].value, None, "checks without data");
+        assert_eq!(results[9].value, None, "group filter without data");
+    }
+}
