@@ -6,6 +6,8 @@
 //! load-density worker --master-host 10.0.0.5           join that master; it sends the plan
 //! load-density worker --master-host locust-master plan.json
 //!                                                      join a Locust master, running plan.json
+//! LOAD_DENSITY_CLUSTER_TOKEN=s3cret load-density master plan.json
+//!                                                      admit only workers that prove the token
 //! ```
 //!
 //! A plan file holds `LD_start_test`'s keyword arguments as one JSON object (`user_count`,
@@ -45,6 +47,10 @@ pub struct MasterArgs {
     /// "5m" or "1h30m".
     #[arg(long, short = 't', value_parser = seconds_arg)]
     run_time: Option<f64>,
+    /// Shared secret LoadDensity workers prove (HMAC challenge) before the master admits
+    /// them; default: env LOAD_DENSITY_CLUSTER_TOKEN. Locust workers cannot present one.
+    #[arg(long)]
+    cluster_token: Option<String>,
     /// The plan: LD_start_test's keyword arguments as a JSON object.
     plan: PathBuf,
 }
@@ -63,6 +69,14 @@ pub struct WorkerArgs {
     /// (every few seconds), however long that takes. Seconds or a duration ("30s").
     #[arg(long, value_parser = seconds_arg)]
     master_timeout: Option<f64>,
+    /// Shared secret LoadDensity workers prove (HMAC challenge) before the master admits
+    /// them; default: env LOAD_DENSITY_CLUSTER_TOKEN. Locust workers cannot present one.
+    #[arg(long)]
+    cluster_token: Option<String>,
+    /// Environment variables `${env.NAME}` in the master's plan may read (repeat, or
+    /// comma-separated); by default none is read.
+    #[arg(long, value_delimiter = ',')]
+    allow_env: Vec<String>,
     /// A plan to run when the master is a Locust master (a LoadDensity master sends its own);
     /// its user groups must be named like the master's user classes.
     plan: Option<PathBuf>,
@@ -120,6 +134,9 @@ pub fn master(args: &MasterArgs) -> anyhow::Result<bool> {
     if let Some(time) = args.run_time {
         plan.insert("test_time".into(), time.into());
     }
+    if let Some(token) = &args.cluster_token {
+        plan.insert("cluster_token".into(), token.clone().into());
+    }
     run_config(plan)
 }
 
@@ -134,6 +151,12 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<bool> {
     plan.insert("master_port".into(), args.master_port.into());
     if let Some(timeout) = args.master_timeout {
         plan.insert("master_timeout".into(), timeout.into());
+    }
+    if let Some(token) = &args.cluster_token {
+        plan.insert("cluster_token".into(), token.clone().into());
+    }
+    if !args.allow_env.is_empty() {
+        plan.insert("allow_env".into(), args.allow_env.clone().into());
     }
     run_config(plan)
 }

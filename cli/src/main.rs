@@ -45,9 +45,9 @@ mod compare;
 mod demo;
 mod demo_target;
 mod distributed;
+mod import;
 mod legacy;
 mod listing;
-mod import;
 mod output;
 mod serve;
 

@@ -17,6 +17,7 @@ fn event(name: &str, us: u64) -> RequestEvent {
         response_length: 1,
         error: None,
         start_time: SystemTime::now(),
+        start_delay: None,
     }
 }
 

@@ -21,11 +21,17 @@ struct Proc {
 
 impl Proc {
     fn start(dir: &Path, name: &str, args: &[String]) -> Self {
+        Self::start_with_env(dir, name, args, &[])
+    }
+
+    fn start_with_env(dir: &Path, name: &str, args: &[String], env: &[(&str, &str)]) -> Self {
         let out = dir.join(format!("{name}.out"));
         let err = dir.join(format!("{name}.err"));
         let child = Command::new(BIN)
             .args(args)
             .env("RUST_LOG", "info")
+            .env_remove("LOAD_DENSITY_CLUSTER_TOKEN")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(std::fs::File::create(&err).expect("stderr file"))
@@ -297,4 +303,123 @@ async fn cli_master_and_workers_run_a_plan_and_agree_with_the_server() {
     assert_eq!(summary["summary"]["totals"]["requests"], json!(served));
     assert_eq!(summary["summary"]["runner_mode"], json!("master"));
     assert_eq!(worker_total, served);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_token_from_the_flag_or_the_environment_admits_and_a_wrong_one_is_refused() {
+    let target = HttpTarget::start().await.expect("start the HTTP target");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = unused_local_port();
+    let plan = json!({
+        "host": target.base_url(),
+        "wait_time": {"constant": 0.05},
+        "print_stats": false,
+        "tasks": [{"method": "get", "request_url": "/get"}]
+    });
+    let mut master = cli_master(
+        dir.path(),
+        port,
+        plan,
+        &["-u", "2", "-r", "10", "-t", "3", "--cluster-token", "right"],
+    );
+    // A wrong token first: refused, status 1, a clear message.
+    let mut wrong = Proc::start_with_env(
+        dir.path(),
+        "wrong",
+        &worker_args(port, 30.0),
+        &[("LOAD_DENSITY_CLUSTER_TOKEN", "wrong")],
+    );
+    let status = wrong.wait(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(1), "{}", wrong.stderr());
+    assert!(
+        wrong.stderr().contains("wrong cluster token"),
+        "{}",
+        wrong.stderr()
+    );
+    // The right token, once from the flag and once from the environment.
+    let mut flag_args = worker_args(port, 30.0);
+    flag_args.extend(["--cluster-token".to_owned(), "right".to_owned()]);
+    let mut workers = vec![
+        Proc::start(dir.path(), "flag", &flag_args),
+        Proc::start_with_env(
+            dir.path(),
+            "env",
+            &worker_args(port, 30.0),
+            &[("LOAD_DENSITY_CLUSTER_TOKEN", "right")],
+        ),
+    ];
+    let status = master.wait(Duration::from_secs(60)).await;
+    assert!(status.success(), "{status}\n{}", master.stderr());
+    let mut worker_total = 0;
+    for worker in &mut workers {
+        let status = worker.wait(Duration::from_secs(20)).await;
+        assert!(status.success(), "{status}\n{}", worker.stderr());
+        let requests = worker.summary()["summary"]["totals"]["requests"]
+            .as_u64()
+            .expect("count");
+        assert!(requests > 0, "each admitted worker ran users");
+        worker_total += requests;
+    }
+    let served = target.served();
+    assert_eq!(
+        master.summary()["summary"]["totals"]["requests"],
+        json!(served)
+    );
+    assert_eq!(worker_total, served);
+    assert!(
+        !master.stderr().contains("beyond loopback"),
+        "a loopback master does not warn\n{}",
+        master.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_open_to_every_interface_without_a_token_warns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan_path = dir.path().join("plan.json");
+    std::fs::write(
+        &plan_path,
+        json!({"tasks": [{"method": "get", "request_url": "http://127.0.0.1:9/"}],
+               "print_stats": false})
+        .to_string(),
+    )
+    .expect("write the plan");
+    let port = unused_local_port().to_string();
+    let plan_path = plan_path.display().to_string();
+    let run = |name: &str, token: &[&str]| {
+        let mut args = vec![
+            "master",
+            "--expect-workers",
+            "1",
+            "--expect-workers-timeout",
+            "0.5",
+            "--bind-host",
+            "*",
+            "--bind-port",
+            &port,
+            "-t",
+            "0.5",
+        ];
+        args.extend_from_slice(token);
+        args.push(&plan_path);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Proc::start(dir.path(), name, &args)
+    };
+    let mut open = run("open", &[]);
+    // No worker joins: the run ends (with an error saying so); only its start matters here.
+    open.wait(Duration::from_secs(30)).await;
+    assert!(
+        open.stderr()
+            .contains("any host that can reach this port can join and read the test plan"),
+        "{}",
+        open.stderr()
+    );
+    let mut guarded = run("guarded", &["--cluster-token", "t"]);
+    // No worker joins: the run ends (with an error saying so); only its start matters here.
+    guarded.wait(Duration::from_secs(30)).await;
+    assert!(
+        !guarded.stderr().contains("beyond loopback"),
+        "{}",
+        guarded.stderr()
+    );
 }

@@ -41,7 +41,10 @@ fn the_python_sdk_drives_the_mcp_server() {
     // pending, and the client ran each of them for real.
     assert_eq!(report["pending"], serde_json::json!([]), "{report}");
     assert!(
-        report["persisted_records"].as_u64().expect("records persisted") > 0,
+        report["persisted_records"]
+            .as_u64()
+            .expect("records persisted")
+            > 0,
         "{report}"
     );
     assert!(report["progress_notifications"].as_u64().expect("count") >= 1);

@@ -11,6 +11,9 @@ use crate::event::{EventBus, RequestEvent};
 use crate::response::Response;
 use crate::variables::UserVariables;
 
+/// The error of a task cut off because the test ended while it was in flight.
+pub const CANCELLED_BY_STOP: &str = "stopped by the end of the test";
+
 /// Asks every user of a run to stop.
 #[derive(Debug, Clone)]
 pub struct StopHandle(Arc<watch::Sender<bool>>);
@@ -123,6 +126,8 @@ pub struct UserContext {
     finished: bool,
     /// The run's stop handle, for a user that must end the whole run.
     run_stop: Option<StopHandle>,
+    /// Fires when the tasks still in flight after a stop must be cut off.
+    cancel: Option<StopSignal>,
     /// The running task's checks; `None` when it has none (or no task is running), which
     /// keeps recording a response as cheap as without the task language.
     checks: Option<Arc<TaskChecks>>,
@@ -155,6 +160,7 @@ impl UserContext {
             stop,
             finished: false,
             run_stop: None,
+            cancel: None,
             checks: None,
             start_delay: None,
             iterations: 0,
@@ -205,6 +211,19 @@ impl UserContext {
     pub fn with_run_stop(mut self, run_stop: StopHandle) -> Self {
         self.run_stop = Some(run_stop);
         self
+    }
+
+    /// Gives the context the run's cancel signal: when it fires (after a stop, once the grace
+    /// for tasks in flight is over), the scenario cuts off the running task and records it as
+    /// a failure ([`CANCELLED_BY_STOP`]).
+    pub fn with_cancel(mut self, cancel: StopSignal) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// A copy of the cancel signal, if the run has one.
+    pub fn cancel_signal(&self) -> Option<StopSignal> {
+        self.cancel.clone()
     }
 
     /// Whether this user must stop: the run asked, or the user finished on its own.

@@ -13,7 +13,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::checks::TaskChecks;
-use crate::context::{RequestMeta, RequestTimer, UserContext};
+use crate::context::{RequestMeta, RequestTimer, UserContext, CANCELLED_BY_STOP};
 use crate::data::OnEnd;
 use crate::pacing::{PacedSchedule, Pacing};
 use crate::predicate::Predicate;
@@ -35,6 +35,8 @@ struct TaskSetup {
     run_if: Option<Predicate>,
     skip_if: Option<Predicate>,
     checks: Arc<TaskChecks>,
+    /// What the task is recorded under when it is cut off by the end of the test.
+    cancel_meta: RequestMeta,
     /// One `(source, column)` per CSV source the task reads, to bind its rows before the
     /// task builds anything.
     csv: Vec<(String, String)>,
@@ -53,6 +55,7 @@ impl TaskSetup {
             run_if: condition("run_if", &common.run_if)?,
             skip_if: condition("skip_if", &common.skip_if)?,
             checks: Arc::new(TaskChecks::compile(task)?),
+            cancel_meta: cancel_meta(task),
             csv: csv_sources_of(task),
         })
     }
@@ -62,6 +65,19 @@ impl TaskSetup {
         self.run_if.as_ref().is_none_or(|p| p.evaluate(vars))
             && !self.skip_if.as_ref().is_some_and(|p| p.evaluate(vars))
     }
+}
+
+/// What a task cut off by the end of the test is recorded under: its method (upper case; the
+/// protocol's own verb is not known here) and its `name`, else its URL or topic as written.
+fn cancel_meta(task: &TaskDef) -> RequestMeta {
+    let text = |key: &str| task.keys().get(key).and_then(Value::as_str);
+    let request_type = text("method").map_or_else(|| "TASK".to_owned(), str::to_uppercase);
+    let url = ["request_url", "url", "topic", "address"]
+        .iter()
+        .find_map(|key| text(key))
+        .map_or_else(|| format!("tasks[{}]", task.index()), str::to_owned);
+    let name = text("name").map_or_else(|| url.clone(), str::to_owned);
+    RequestMeta::new(request_type, name, url)
 }
 
 /// One `(source, column)` for each CSV source a task's strings read (its protocol keys and
@@ -237,7 +253,23 @@ impl Scenario {
         }
         ctx.begin_task(&task.checks);
         let timer = RequestTimer::start();
-        let outcome = CatchPanic(user.run_task(index, ctx)).await;
+        let outcome = match ctx.cancel_signal() {
+            None => CatchPanic(user.run_task(index, ctx)).await,
+            Some(mut cancel) => {
+                let finished = tokio::select! {
+                    outcome = CatchPanic(user.run_task(index, ctx)) => Some(outcome),
+                    () = cancel.stopped() => None,
+                };
+                match finished {
+                    Some(outcome) => outcome,
+                    None => {
+                        ctx.end_task();
+                        ctx.record_failure(&task.cancel_meta, timer, None, 0, CANCELLED_BY_STOP);
+                        return true;
+                    }
+                }
+            }
+        };
         ctx.end_task();
         if let Err(message) = outcome {
             record_panic(ctx, &format!("task {index}"), timer, &message);

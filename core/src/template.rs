@@ -299,6 +299,11 @@ fn write_placeholder(placeholder: &Placeholder, raw: &str, vars: &UserVariables,
                 let _ = write!(out, "{other}");
             }
         },
+        Placeholder::Env(name) if !vars.run().env_allowed(name) => unresolved(raw, out, || {
+            format!(
+                "environment variable {name:?} is not in this worker's allow-list (--allow-env)"
+            )
+        }),
         Placeholder::Env(name) => match std::env::var(name) {
             Ok(value) => out.push_str(&value),
             Err(error) => unresolved(raw, out, || {
@@ -561,6 +566,19 @@ mod tests {
         assert_eq!(Template::parse("cost $5 {x}").render(&v), "cost $5 {x}");
         std::env::set_var("LD_TEMPLATE_TEST", "e");
         assert_eq!(Template::parse("${env.LD_TEMPLATE_TEST}").render(&v), "e");
+        // A worker's allow-list: only the names listed are read.
+        let mut restricted = Variables::new();
+        restricted.restrict_env(["LD_TEMPLATE_TEST".to_owned()]);
+        let restricted = UserVariables::new(Arc::new(restricted));
+        std::env::set_var("LD_TEMPLATE_TEST_SECRET", "hunter2");
+        assert_eq!(
+            Template::parse("${env.LD_TEMPLATE_TEST}").render(&restricted),
+            "e"
+        );
+        assert_eq!(
+            Template::parse("${env.LD_TEMPLATE_TEST_SECRET}").render(&restricted),
+            "${env.LD_TEMPLATE_TEST_SECRET}"
+        );
         assert!(Template::parse("plain").as_constant().is_some());
         assert!(Template::parse("${x}").as_constant().is_none());
     }

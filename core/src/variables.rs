@@ -38,6 +38,8 @@ use crate::data::{CsvMiss, DataSources, Fetch, Field, OnEnd};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Variables {
     values: HashMap<String, Value>,
+    /// The environment variables `${env.NAME}` may read; `None`: every one.
+    env_allowed: Option<Vec<String>>,
 }
 
 impl Variables {
@@ -54,6 +56,19 @@ impl Variables {
     /// Sets every pair of a JSON object.
     pub fn extend(&mut self, values: impl IntoIterator<Item = (String, Value)>) {
         self.values.extend(values);
+    }
+
+    /// Lets `${env.NAME}` read only the environment variables named here (a worker running
+    /// its master's plan: see `--allow-env`); the others stay unresolved.
+    pub fn restrict_env(&mut self, allowed: impl IntoIterator<Item = String>) {
+        self.env_allowed = Some(allowed.into_iter().collect());
+    }
+
+    /// Whether `${env.NAME}` may read the environment variable `name`.
+    pub fn env_allowed(&self, name: &str) -> bool {
+        self.env_allowed
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|a| a == name))
     }
 
     /// Looks one variable up.
@@ -81,6 +96,7 @@ impl FromIterator<(String, Value)> for Variables {
     fn from_iter<T: IntoIterator<Item = (String, Value)>>(iter: T) -> Self {
         Self {
             values: iter.into_iter().collect(),
+            env_allowed: None,
         }
     }
 }

@@ -18,6 +18,7 @@ fn event(i: u64) -> RequestEvent {
         response_length: 1_000 + i % 100,
         error: failed.then(|| Arc::from("HTTP 503 Service Unavailable")),
         start_time: SystemTime::now(),
+        start_delay: None,
     }
 }
 

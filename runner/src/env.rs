@@ -170,6 +170,9 @@ impl Environment {
         if let Some(own) = &config.variables {
             variables.extend(own.clone());
         }
+        if let Some(allowed) = plan.env_allowed() {
+            variables.restrict_env(allowed.iter().cloned());
+        }
         let variables = Arc::new(variables);
         let data = Arc::new(globals::open_data_sources(config.csv_sources.as_ref())?);
         let mut prepared = Vec::with_capacity(plan.groups().len());
@@ -262,6 +265,31 @@ impl Environment {
     /// are recorded.
     pub fn stop(&self) {
         self.inner.shared.stop.stop();
+    }
+
+    /// Cuts off the tasks still in flight: each is recorded as a failure, "stopped by the
+    /// end of the test". Call it after [`Environment::stop`], once in-flight tasks have had
+    /// their grace (a distributed worker gives them `stop_timeout`).
+    pub fn cancel_in_flight(&self) {
+        self.inner.shared.stop.stop();
+        self.inner.shared.cancel.stop();
+    }
+
+    /// Stops the run and waits for it: tasks in flight get `grace` to finish, then are cut
+    /// off ([`Environment::cancel_in_flight`]).
+    pub async fn stop_within(&self, grace: Duration) -> Summary {
+        self.stop();
+        match tokio::time::timeout(grace, self.wait()).await {
+            Ok(summary) => summary,
+            Err(_) => {
+                tracing::info!(
+                    grace_s = grace.as_secs_f64(),
+                    "tasks still in flight after the stop grace: cutting them off"
+                );
+                self.cancel_in_flight();
+                self.wait().await
+            }
+        }
     }
 
     /// The run's state.

@@ -26,6 +26,7 @@ fn event(name: &str, us: u64, error: Option<&str>) -> RequestEvent {
         response_length: 7,
         error: error.map(Arc::from),
         start_time: SystemTime::now(),
+        start_delay: None,
     }
 }
 

@@ -13,6 +13,18 @@
 //!   master sends it the whole test plan; a Locust master does not, so a worker joining one
 //!   runs the plan it was started with.
 //!
+//! Trust: with a [`ClusterToken`] (`cluster_token`, env `LOAD_DENSITY_CLUSTER_TOKEN`), a master
+//! admits, and sends its plan to, only LoadDensity workers that prove the token (an HMAC
+//! challenge, see [`token`]); Locust workers cannot, so use no token with them. With or without a
+//! token, reports from peers never admitted are dropped ([`Master::dropped_reports`]) and gone
+//! workers are forgotten. A worker reads CSV data only from its master's shipped files and
+//! expands `${env.NAME}` in its master's plan only for names in its `allow_env` list.
+//!
+//! At the end, each worker gives its tasks in flight `stop_timeout`, then cuts them off, each
+//! recorded as a failure "stopped by the end of the test"
+//! ([`CANCELLED_BY_STOP`](load_density_core::context::CANCELLED_BY_STOP)); the master waits (up
+//! to `stop_timeout` + 5 s) for every worker's last report before it writes the summary.
+//!
 //! Each user group of the plan is a Locust user class of the same name (a plan without
 //! `user_groups` is one class named after its user type, e.g. `fast_http_user`).
 //!
@@ -41,9 +53,11 @@
 //! | key | default | side | meaning |
 //! |---|---|---|---|
 //! | `expected_workers_timeout` | 60 | master | seconds to wait for `expected_workers` before starting anyway |
-//! | `stop_timeout` | 10 | master | seconds workers give running tasks to finish at the end (sent in `spawn`) |
+//! | `stop_timeout` | 10 | master | seconds workers give tasks in flight at the end before cutting them off as failures (sent in `spawn`) |
 //! | `distributed_records` | `"all"` | master | records workers send: `"all"`, `"errors"` or `"none"` |
 //! | `master_timeout` | 60 | worker | seconds without a heartbeat reply before a worker gives up |
+//! | `allow_env` | none | worker | environment variables `${env.NAME}` in the master's plan may read (list, or comma-separated) |
+//! | `cluster_token` | env `LOAD_DENSITY_CLUSTER_TOKEN` | both | shared secret LoadDensity workers prove before they are admitted (see [`token`]) |
 //! | `max_message_size` | 33554432 (32 MiB) | both | largest message accepted from a peer, in bytes; a larger one is dropped with a warning |
 //!
 //! Whatever a peer sends, no buffer is sized from a length or count it claims: messages above
@@ -59,6 +73,7 @@ pub mod locust_stats;
 mod master;
 mod plan;
 pub(crate) mod sysinfo;
+pub mod token;
 pub mod wire;
 mod worker;
 
@@ -68,6 +83,7 @@ use serde_json::Value;
 
 pub use locust_stats::RecordShipping;
 pub use master::Master;
+pub use token::ClusterToken;
 pub use worker::Worker;
 
 use crate::config::StartTest;
@@ -90,7 +106,8 @@ pub const MISSING_FORGET_AFTER: Duration = Duration::from_secs(60);
 pub const PLAN_MESSAGE: &str = "ld_plan";
 /// The custom message giving a LoadDensity worker its share of the arrival-rate schedules:
 /// `{"index", "count", "elapsed", "from"}` (every `count`-th iteration from `index`, of those
-/// due from `from` seconds into the run on; the run is `elapsed` seconds old).
+/// due from `from` seconds into the run on; the run is `elapsed` seconds old), and the
+/// `stop_timeout` its tasks in flight get at the end.
 pub const SHARE_MESSAGE: &str = "ld_share";
 
 /// The keys [`DistributedOptions`] reads.
@@ -99,8 +116,14 @@ pub const DISTRIBUTED_OPTION_KEYS: &[&str] = &[
     "stop_timeout",
     "distributed_records",
     "master_timeout",
+    "cluster_token",
+    "allow_env",
     "max_message_size",
 ];
+
+/// The environment variable a master or worker reads its cluster token from when the
+/// configuration gives none.
+pub const CLUSTER_TOKEN_ENV: &str = "LOAD_DENSITY_CLUSTER_TOKEN";
 
 /// Why a distributed run failed.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +176,12 @@ pub struct DistributedOptions {
     pub records: RecordShipping,
     /// How long a worker waits for a silent master.
     pub master_timeout: Duration,
+    /// The secret LoadDensity workers prove before their master admits them (see
+    /// [`token`]); `None` admits every peer, Locust workers included.
+    pub cluster_token: Option<ClusterToken>,
+    /// On a worker: the environment variables `${env.NAME}` in its master's plan may read
+    /// (none by default).
+    pub allow_env: Vec<String>,
     /// The largest message accepted from a peer, in bytes.
     pub max_message_size: usize,
 }
@@ -164,9 +193,30 @@ impl Default for DistributedOptions {
             stop_timeout: 10.0,
             records: RecordShipping::All,
             master_timeout: Duration::from_secs(60),
+            cluster_token: None,
+            allow_env: Vec::new(),
             max_message_size: wire::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
+}
+
+/// `allow_env`: a list of names, or one string of comma-separated names.
+fn env_names(value: &Value) -> Result<Vec<String>, RunError> {
+    let invalid = || {
+        RunError::Config(format!(
+            "allow_env must be a list of environment variable names (or one comma-separated \
+             string), got {value}"
+        ))
+    };
+    let names: Vec<String> = match value {
+        Value::String(text) => text.split(',').map(|n| n.trim().to_owned()).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(|n| n.trim().to_owned()).ok_or_else(invalid))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(invalid()),
+    };
+    Ok(names.into_iter().filter(|n| !n.is_empty()).collect())
 }
 
 fn seconds(key: &str, value: &Value) -> Result<Duration, RunError> {
@@ -223,8 +273,20 @@ impl DistributedOptions {
                             ))
                         })?;
                 }
+                "allow_env" => options.allow_env = env_names(&value)?,
+                "cluster_token" => {
+                    let text = value.as_str().ok_or_else(|| {
+                        RunError::Config(format!("cluster_token must be a string, got {value}"))
+                    })?;
+                    options.cluster_token = ClusterToken::new(text);
+                }
                 _ => {}
             }
+        }
+        if options.cluster_token.is_none() {
+            options.cluster_token = std::env::var(CLUSTER_TOKEN_ENV)
+                .ok()
+                .and_then(ClusterToken::new);
         }
         Ok(options)
     }

@@ -97,35 +97,46 @@ pub(crate) fn read(msg: &Message, dir: &Path) -> Result<StartTest, WireError> {
         }
     };
     let mut written: Vec<Option<PathBuf>> = vec![None; files.len()];
-    if let Some(serde_json::Value::Array(sources)) = config.csv_sources.as_mut() {
-        for source in sources {
-            let Some(index) = source
-                .get("file_path")
-                .and_then(|p| p.as_str())
-                .and_then(|p| p.strip_prefix(FILE_PREFIX))
-                .and_then(|i| i.parse::<usize>().ok())
-            else {
-                continue;
-            };
-            let Some(Value::Binary(contents)) = files.get(index) else {
-                return Err(msg.field_error(format!("files[{index}] is missing or not binary")));
-            };
-            let path = match &written[index] {
-                Some(path) => path.clone(),
-                None => {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        msg.field_error(format!("cannot create {}: {e}", dir.display()))
-                    })?;
-                    let path = dir.join(format!("{index}.csv"));
-                    std::fs::write(&path, contents).map_err(|e| {
-                        msg.field_error(format!("cannot write {}: {e}", path.display()))
-                    })?;
-                    written[index] = Some(path.clone());
-                    path
-                }
-            };
-            source["file_path"] = json!(path.display().to_string());
+    let sources = match config.csv_sources.as_mut() {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Array(sources)) => Some(sources),
+        Some(other) => {
+            return Err(msg.field_error(format!("csv_sources is {other}, not a list")));
         }
+    };
+    // A worker reads CSV data only from what its master ships: a path of the worker's own
+    // file system would let a plan read local files and send them to a target.
+    for (position, source) in sources.into_iter().flatten().enumerate() {
+        let path = source.get("file_path");
+        let Some(index) = path
+            .and_then(|p| p.as_str())
+            .and_then(|p| p.strip_prefix(FILE_PREFIX))
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            return Err(msg.field_error(format!(
+                "csv_sources[{position}].file_path is {}, not a file shipped with the plan \
+                 ({FILE_PREFIX}N): a worker reads CSV data only from its master's plan",
+                path.map_or_else(|| "missing".to_owned(), ToString::to_string)
+            )));
+        };
+        let Some(Value::Binary(contents)) = files.get(index) else {
+            return Err(msg.field_error(format!("files[{index}] is missing or not binary")));
+        };
+        let path = match &written[index] {
+            Some(path) => path.clone(),
+            None => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    msg.field_error(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                let path = dir.join(format!("{index}.csv"));
+                std::fs::write(&path, contents).map_err(|e| {
+                    msg.field_error(format!("cannot write {}: {e}", path.display()))
+                })?;
+                written[index] = Some(path.clone());
+                path
+            }
+        };
+        source["file_path"] = json!(path.display().to_string());
     }
     config.runner_mode = "worker".to_owned();
     Ok(config)

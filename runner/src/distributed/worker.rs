@@ -15,10 +15,12 @@ use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMes
 
 use super::locust_stats::{RecordShipping, ReportBuilder, LD_CPU_KEY};
 use super::sysinfo::{rss_bytes, CpuMonitor};
+use super::token::{AUTH_MESSAGE, CHALLENGE_MESSAGE, REFUSED_MESSAGE};
 use super::wire::{self, Message};
 use super::{
-    address, new_node_id, plan, DistributedError, DistributedOptions, CONNECT_RETRY,
-    HEARTBEAT_INTERVAL, LOCUST_VERSION, PLAN_MESSAGE, REPORT_INTERVAL, SHARE_MESSAGE,
+    address, new_node_id, plan, DistributedError, DistributedOptions, CLUSTER_TOKEN_ENV,
+    CONNECT_RETRY, HEARTBEAT_INTERVAL, LOCUST_VERSION, PLAN_MESSAGE, REPORT_INTERVAL,
+    SHARE_MESSAGE,
 };
 use crate::config::{StartTest, Summary};
 use crate::env::{Environment, RunState};
@@ -34,6 +36,8 @@ const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
 const WORKER_SPAWN_RATE: f64 = 100_000.0;
 /// How long a worker waits for its users to reach a `spawn` target before reporting anyway.
 const SPAWN_COMPLETE_WAIT: Duration = Duration::from_secs(10);
+/// The longest stop grace a worker gives, whatever its master says.
+const MAX_STOP_GRACE: Duration = Duration::from_secs(3600);
 /// Time for the last messages to leave before the process may exit.
 const LINGER: Duration = Duration::from_millis(300);
 
@@ -125,6 +129,7 @@ impl Worker {
             users_spawned: 0,
             state: WorkerState::Ready,
             acked: false,
+            challenged: false,
             acked_at: None,
             master_loaddensity: false,
             last_spawn_timestamp: 0.0,
@@ -331,6 +336,8 @@ struct Run {
     users_spawned: u64,
     state: WorkerState,
     acked: bool,
+    /// The master asked for the cluster token.
+    challenged: bool,
     acked_at: Option<Instant>,
     master_loaddensity: bool,
     last_spawn_timestamp: f64,
@@ -512,6 +519,13 @@ impl Run {
                 self.next_heartbeat = Instant::now();
                 self.next_report = Instant::now();
                 self.master_loaddensity = wire::get(&msg.data, "loaddensity").is_some();
+                if self.options.cluster_token.is_some() && !self.challenged {
+                    tracing::warn!(
+                        master = %self.master,
+                        "this worker has a cluster token, but its master admitted it without \
+                         asking for it"
+                    );
+                }
                 let index = wire::get(&msg.data, "index").and_then(wire::as_u64);
                 tracing::info!(
                     index,
@@ -554,9 +568,10 @@ impl Run {
                 if text.is_some() && text == self.plan_text {
                     return None;
                 }
+                let allow_env = self.options.allow_env.clone();
                 let compiled = plan::read(&msg, &self.plan_dir)
                     .map_err(|e| e.to_string())
-                    .map(RunPlan::compile);
+                    .map(|config| RunPlan::compile(config).map(|p| p.restrict_env(allow_env)));
                 match compiled {
                     Ok(Ok(compiled)) => {
                         match Environment::from_plan(compiled.for_worker(None)).await {
@@ -600,6 +615,19 @@ impl Run {
                     );
                 }
             }
+            CHALLENGE_MESSAGE => {
+                self.challenged = true;
+                return self.on_challenge(&msg);
+            }
+            REFUSED_MESSAGE => {
+                let reason = wire::get(&msg.data, "reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no reason given");
+                return Some(End::Failed(format!(
+                    "the master at {} refused this worker: {reason}",
+                    self.master
+                )));
+            }
             "stop" => self.on_stop(),
             "quit" => return Some(End::Quit),
             "heartbeat" => self.last_heartbeat_reply = Some(Instant::now()),
@@ -614,6 +642,24 @@ impl Run {
                 "unknown message type from the master (ignored)"
             ),
         }
+        None
+    }
+
+    /// Answers the master's cluster token challenge (or ends: this worker has no token).
+    fn on_challenge(&mut self, msg: &Message) -> Option<End> {
+        let Some(token) = &self.options.cluster_token else {
+            return Some(End::Failed(format!(
+                "the master at {} requires a cluster token, and this worker has none \
+                 (cluster_token, --cluster-token or {CLUSTER_TOKEN_ENV})",
+                self.master
+            )));
+        };
+        let Ok(challenge) = wire::req_str(msg, "challenge") else {
+            tracing::warn!("a cluster token challenge without a challenge (ignored)");
+            return None;
+        };
+        let proof = token.prove(challenge, &self.shared.node_id);
+        self.send(AUTH_MESSAGE, wire::map([("proof", Value::from(proof))]));
         None
     }
 
@@ -678,6 +724,9 @@ impl Run {
                 "{SHARE_MESSAGE}: share {index} of {count} at {elapsed} s from {from} s is not a share"
             ));
         }
+        if let Some(timeout) = wire::get(&msg.data, "stop_timeout").and_then(wire::as_f64) {
+            self.stop_timeout = timeout;
+        }
         if self.env.is_none() {
             self.start_env(None).await?;
             self.state = WorkerState::Running;
@@ -722,16 +771,23 @@ impl Run {
         self.pending_complete = None;
         match &self.env {
             Some(env) if env.state() != RunState::Stopped => {
-                env.stop();
                 let env = env.clone();
+                let grace = self.stop_grace();
                 let done = self.env_done_tx.clone();
                 tokio::spawn(async move {
-                    env.wait().await;
+                    env.stop_within(grace).await;
                     let _ = done.send(());
                 });
             }
             _ => self.after_stop(),
         }
+    }
+
+    /// How long tasks in flight get at a stop before they are cut off and recorded as
+    /// failures: the master's `stop_timeout` (0 when a Locust master sends none, as Locust's
+    /// own workers then kill their users at once).
+    fn stop_grace(&self) -> Duration {
+        Duration::try_from_secs_f64(self.stop_timeout.max(0.0)).unwrap_or(MAX_STOP_GRACE)
     }
 
     fn on_env_stopped(&mut self) {
@@ -753,8 +809,7 @@ impl Run {
 
     async fn finish(mut self, end: End) -> Result<Summary, RunError> {
         if let Some(env) = self.env.take() {
-            env.stop();
-            env.wait().await;
+            env.stop_within(self.stop_grace()).await;
             self.users_spawned += env.users_spawned();
         }
         let result = match end {

@@ -146,6 +146,8 @@ pub struct RunPlan {
     distributed: DistributedOptions,
     /// Driven by a master: user counts and arrival shares come from it.
     driven: bool,
+    /// The environment variables `${env.NAME}` may read (`None`: every one).
+    env_allowed: Option<Vec<String>>,
     #[cfg(feature = "web-ui")]
     web_ui: Option<crate::web::WebUiSettings>,
 }
@@ -385,6 +387,7 @@ impl RunPlan {
             runner,
             distributed,
             driven: false,
+            env_allowed: None,
             #[cfg(feature = "web-ui")]
             web_ui: crate::web::WebUiSettings::from_config(&config)
                 .map_err(|e| invalid("web_ui_dict", crate::executor::error_chain(&e)))?,
@@ -538,6 +541,16 @@ impl RunPlan {
     /// Whether a master drives this plan (a worker's environment).
     pub fn is_driven(&self) -> bool {
         self.driven
+    }
+    /// Lets `${env.NAME}` read only the environment variables named here (a worker does this
+    /// to the plan its master sent, with its `allow_env` list).
+    pub fn restrict_env(mut self, allowed: Vec<String>) -> Self {
+        self.env_allowed = Some(allowed);
+        self
+    }
+    /// The environment variables `${env.NAME}` may read, when restricted.
+    pub fn env_allowed(&self) -> Option<&[String]> {
+        self.env_allowed.as_deref()
     }
     /// The web UI settings, when `web_ui_dict` was given (never on a worker).
     #[cfg(feature = "web-ui")]

@@ -42,6 +42,8 @@ pub(crate) struct RunShared {
     pub(crate) bus: Arc<EventBus>,
     /// The whole run's stop.
     pub(crate) stop: StopHandle,
+    /// Cuts off the tasks still in flight after the stop (each is recorded as a failure).
+    pub(crate) cancel: StopHandle,
     pub(crate) spawned: AtomicU64,
     pub(crate) active: AtomicU64,
     next_user_id: AtomicU64,
@@ -86,6 +88,7 @@ impl RunShared {
             variables,
             bus,
             stop: StopHandle::new(),
+            cancel: StopHandle::new(),
             spawned: AtomicU64::new(0),
             active: AtomicU64::new(0),
             next_user_id: AtomicU64::new(0),
@@ -119,7 +122,8 @@ impl RunShared {
             UserVariables::with_data(self.variables.clone(), runtime.data.clone(), user_id),
             stop,
         )
-        .with_run_stop(self.stop.clone());
+        .with_run_stop(self.stop.clone())
+        .with_cancel(self.cancel.signal());
         self.active.fetch_add(1, Ordering::Relaxed);
         runtime.active.fetch_add(1, Ordering::Relaxed);
         self.spawned.fetch_add(1, Ordering::Relaxed);

@@ -108,6 +108,7 @@ mod tests {
             response_length: 42,
             error: error.map(Arc::from),
             start_time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            start_delay: None,
         }
     }
 
