@@ -217,6 +217,12 @@ pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
     if plan.mode() != plan::RunnerMode::Local {
         return distributed::run_plan(plan, false).await;
     }
+    run_local(plan, false).await
+}
+
+/// Runs a local plan to its end with its monitor (thresholds, report history, Locust CSV
+/// files); with `on_ctrl_c`, Ctrl-C stops it gracefully.
+async fn run_local(plan: RunPlan, on_ctrl_c: bool) -> Result<Summary, RunError> {
     let settings = monitor::MonitorSettings::of(plan.source());
     let env = prepare_plan(plan).await?;
     let monitor = match start_monitor(&env, settings) {
@@ -226,8 +232,18 @@ pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
             return Err(error);
         }
     };
+    let ctrl_c = on_ctrl_c.then(|| {
+        let env = env.clone();
+        tokio::spawn(async move {
+            interrupt::wait().await;
+            env.stop();
+        })
+    });
     let summary = finish_run(env.wait().await, monitor);
     sinks::run_ended();
+    if let Some(ctrl_c) = ctrl_c {
+        ctrl_c.abort();
+    }
     #[cfg(feature = "web-ui")]
     web::closed(&env).await;
     Ok(summary)
@@ -269,25 +285,6 @@ pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
         if plan.mode() != plan::RunnerMode::Local {
             return distributed::run_plan(plan, true).await;
         }
-        let settings = monitor::MonitorSettings::of(plan.source());
-        let env = prepare_plan(plan).await?;
-        let monitor = match start_monitor(&env, settings) {
-            Ok(monitor) => Some(monitor),
-            Err(error) => {
-                env.stop();
-                return Err(error);
-            }
-        };
-        let on_ctrl_c = env.clone();
-        let ctrl_c = tokio::spawn(async move {
-            interrupt::wait().await;
-            on_ctrl_c.stop();
-        });
-        let summary = finish_run(env.wait().await, monitor);
-        sinks::run_ended();
-        ctrl_c.abort();
-        #[cfg(feature = "web-ui")]
-        web::closed(&env).await;
-        Ok(summary)
+        run_local(plan, true).await
     })
 }

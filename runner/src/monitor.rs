@@ -80,6 +80,10 @@ pub struct MonitorSettings {
     pub csv_prefix: Option<String>,
     /// Per-name rows in the CSV history.
     pub csv_full_history: bool,
+    /// The run's load model as given (`None`: closed users at `user_count`), for the reports.
+    pub load_model: Option<serde_json::Value>,
+    /// The run's base host, for the reports.
+    pub host: Option<String>,
 }
 
 /// The process-wide Locust CSV prefix (the CLI's `--csv`), for runs that set none.
@@ -106,6 +110,8 @@ impl MonitorSettings {
             thresholds: config.thresholds.clone().filter(|t| !t.is_empty()),
             csv_prefix,
             csv_full_history,
+            load_model: config.load_model.clone(),
+            host: config.host.clone(),
         }
     }
 }
@@ -302,6 +308,10 @@ pub struct RunRecording {
     pub history: ChartHistory<ReportPoint>,
     /// The most workers the run had at once (0 for a local run).
     pub workers: usize,
+    /// The run's load model as given (`None`: closed users).
+    pub load_model: Option<serde_json::Value>,
+    /// The run's base host.
+    pub host: Option<String>,
 }
 
 impl RunMonitor {
@@ -357,6 +367,8 @@ impl RunMonitor {
         RunRecording {
             history: std::mem::take(&mut state.history),
             workers,
+            load_model: self.settings.load_model.clone(),
+            host: self.settings.host.clone(),
         }
     }
 }

@@ -211,6 +211,13 @@ async fn check_report(dir: &Path, expected_charts: usize) -> Value {
     let text = std::fs::read_to_string(&path).expect("read the report");
     assert!(!text.contains("<script"), "no script");
     assert!(!text.contains(" src="), "nothing loaded");
+    // The run's plan and load model are stated.
+    for row in [
+        "<th class=\"l\">Plan</th>",
+        "<th class=\"l\">Load model</th>",
+    ] {
+        assert!(text.contains(row), "{row} missing from the run table");
+    }
 
     let browser = Browser::start().await;
     browser.open(&format!("file://{path}")).await;

@@ -36,6 +36,9 @@ const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
 const WORKER_SPAWN_RATE: f64 = 100_000.0;
 /// How long a worker waits for its users to reach a `spawn` target before reporting anyway.
 const SPAWN_COMPLETE_WAIT: Duration = Duration::from_secs(10);
+/// The stop grace when a master sends no `stop_timeout` (a Locust master's default): the
+/// default `stop_timeout` of a LoadDensity master.
+const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// The longest stop grace a worker gives, whatever its master says.
 const MAX_STOP_GRACE: Duration = Duration::from_secs(3600);
 /// Time for the last messages to leave before the process may exit.
@@ -133,7 +136,7 @@ impl Worker {
             acked_at: None,
             master_loaddensity: false,
             last_spawn_timestamp: 0.0,
-            stop_timeout: 0.0,
+            stop_timeout: DEFAULT_STOP_GRACE.as_secs_f64(),
             last_heartbeat_reply: None,
             pending_complete: None,
             ready_again_at: None,
@@ -674,7 +677,7 @@ impl Run {
         self.last_spawn_timestamp = timestamp;
         self.stop_timeout = wire::get(&msg.data, "stop_timeout")
             .and_then(wire::as_f64)
-            .map_or(0.0, |secs| {
+            .map_or(DEFAULT_STOP_GRACE.as_secs_f64(), |secs| {
                 load_density_core::task::options::saturating_seconds(secs).as_secs_f64()
             });
         let host = wire::get(&msg.data, "host")
@@ -784,8 +787,10 @@ impl Run {
     }
 
     /// How long tasks in flight get at a stop before they are cut off and recorded as
-    /// failures: the master's `stop_timeout` (0 when a Locust master sends none, as Locust's
-    /// own workers then kill their users at once).
+    /// failures: the master's `stop_timeout`, or [`DEFAULT_STOP_GRACE`] when a Locust master
+    /// sends none. (Locust's own workers then kill their users at once and lose the requests in
+    /// flight; here those requests finish and are recorded as what they were, unless they
+    /// take longer than the grace.)
     fn stop_grace(&self) -> Duration {
         Duration::try_from_secs_f64(self.stop_timeout.max(0.0)).unwrap_or(MAX_STOP_GRACE)
     }

@@ -135,6 +135,23 @@ fn write_run(out: &mut impl Write, run: Option<&LastRun>, duration_s: f64) -> io
                 .unwrap_or("fast_http_user");
             row(out, "Runner mode", &s.runner_mode)?;
             row(out, "User type", user)?;
+            // The plan: its groups (or user type and options), host and load model.
+            row(
+                out,
+                "Plan",
+                &serde_json::Value::Object(s.user_detail.clone()).to_string(),
+            )?;
+            if let Some(host) = &run.recording.host {
+                row(out, "Host", host)?;
+            }
+            row(
+                out,
+                "Load model",
+                &run.recording.load_model.as_ref().map_or_else(
+                    || "constant_users (user_count at spawn_rate)".to_owned(),
+                    serde_json::Value::to_string,
+                ),
+            )?;
             row(
                 out,
                 "Users",
