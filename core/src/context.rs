@@ -221,9 +221,17 @@ impl UserContext {
         self
     }
 
-    /// A copy of the cancel signal, if the run has one.
-    pub fn cancel_signal(&self) -> Option<StopSignal> {
-        self.cancel.clone()
+    /// Takes the cancel signal out of the context, if the run has one, so a caller can wait on
+    /// it while the context runs a task; give it back with
+    /// [`restore_cancel_signal`](Self::restore_cancel_signal). Moving it costs nothing, where a
+    /// clone would touch a reference count every user of the run shares.
+    pub fn take_cancel_signal(&mut self) -> Option<StopSignal> {
+        self.cancel.take()
+    }
+
+    /// Gives back the signal [`take_cancel_signal`](Self::take_cancel_signal) took.
+    pub fn restore_cancel_signal(&mut self, cancel: StopSignal) {
+        self.cancel = Some(cancel);
     }
 
     /// Whether this user must stop: the run asked, or the user finished on its own.

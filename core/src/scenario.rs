@@ -253,13 +253,14 @@ impl Scenario {
         }
         ctx.begin_task(&task.checks);
         let timer = RequestTimer::start();
-        let outcome = match ctx.cancel_signal() {
+        let outcome = match ctx.take_cancel_signal() {
             None => CatchPanic(user.run_task(index, ctx)).await,
             Some(mut cancel) => {
                 let finished = tokio::select! {
                     outcome = CatchPanic(user.run_task(index, ctx)) => Some(outcome),
                     () = cancel.stopped() => None,
                 };
+                ctx.restore_cancel_signal(cancel);
                 match finished {
                     Some(outcome) => outcome,
                     None => {
