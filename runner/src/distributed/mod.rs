@@ -58,15 +58,20 @@
 //! | `master_timeout` | 60 | worker | seconds without a heartbeat reply before a worker gives up |
 //! | `allow_env` | none | worker | environment variables `${env.NAME}` in the master's plan may read (list, or comma-separated) |
 //! | `cluster_token` | env `LOAD_DENSITY_CLUSTER_TOKEN` | both | shared secret LoadDensity workers prove before they are admitted (see [`token`]) |
-//! | `max_message_size` | 33554432 (32 MiB) | both | largest message accepted from a peer, in bytes; a larger one is dropped with a warning |
+//! | `max_message_size` | 33554432 (32 MiB) | both | largest message accepted from a peer, in bytes; a peer whose frame claims more is disconnected with a warning |
+//! | `max_peers` | 1000 | master | peers the master keeps state for: open connections, and admitted workers plus pending challenges; more are refused |
 //!
 //! Whatever a peer sends, no buffer is sized from a length or count it claims: messages above
 //! `max_message_size` are dropped before decoding, a Locust report may claim at most
 //! [`locust_stats::MAX_REQUESTS_PER_REPORT`] requests, and the HDR histograms of one report
 //! may allocate at most [`locust_stats::HISTOGRAM_BYTES_PER_REPORT`] bytes of counters (plus
 //! a multiple of the report's size).
-//! One exception is outside LoadDensity: the `zeromq` crate (0.7) reserves the length a
-//! frame header claims before the frame's bytes arrive, and offers no option to cap it.
+//! That holds for ZeroMQ frames too: the transport is this crate's own ZMTP 3 codec
+//! ([`zmtp`]), which compares each frame length a peer claims with `max_message_size` before
+//! reading the frame, and disconnects the peer (one log line, [`Master::dropped_connections`])
+//! when it is larger. A master keeps state for at most `max_peers` peers (connections, admitted
+//! workers and pending challenges together); more are refused, counted
+//! ([`Master::over_capacity_peers`]) and logged once.
 
 pub mod dispatch;
 pub mod locust_stats;
@@ -76,6 +81,7 @@ pub(crate) mod sysinfo;
 pub mod token;
 pub mod wire;
 mod worker;
+pub mod zmtp;
 
 use std::time::Duration;
 
@@ -119,7 +125,11 @@ pub const DISTRIBUTED_OPTION_KEYS: &[&str] = &[
     "cluster_token",
     "allow_env",
     "max_message_size",
+    "max_peers",
 ];
+
+/// The default of `max_peers`.
+pub const DEFAULT_MAX_PEERS: usize = 1000;
 
 /// The environment variable a master or worker reads its cluster token from when the
 /// configuration gives none.
@@ -137,9 +147,6 @@ pub enum DistributedError {
         #[source]
         source: std::io::Error,
     },
-    /// ZeroMQ refused the socket.
-    #[error("ZeroMQ: {0}")]
-    Zmq(String),
     /// The worker's master stopped answering.
     #[error(
         "the master at {address} has not answered for {silent_s:.0} s (master_timeout); \
@@ -184,6 +191,9 @@ pub struct DistributedOptions {
     pub allow_env: Vec<String>,
     /// The largest message accepted from a peer, in bytes.
     pub max_message_size: usize,
+    /// Peers a master keeps state for: open connections, and admitted workers plus pending
+    /// challenges (each counted separately against it).
+    pub max_peers: usize,
 }
 
 impl Default for DistributedOptions {
@@ -196,6 +206,7 @@ impl Default for DistributedOptions {
             cluster_token: None,
             allow_env: Vec::new(),
             max_message_size: wire::DEFAULT_MAX_MESSAGE_SIZE,
+            max_peers: DEFAULT_MAX_PEERS,
         }
     }
 }
@@ -260,6 +271,17 @@ impl DistributedOptions {
                         .ok_or_else(|| {
                             RunError::Config(format!(
                                 "max_message_size must be a positive whole number of bytes, got {value}"
+                            ))
+                        })?;
+                }
+                "max_peers" => {
+                    options.max_peers = value
+                        .as_u64()
+                        .filter(|n| *n > 0)
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            RunError::Config(format!(
+                                "max_peers must be a positive whole number, got {value}"
                             ))
                         })?;
                 }

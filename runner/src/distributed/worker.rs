@@ -11,12 +11,12 @@ use load_density_core::{test_record_instance, RequestListener, RequestStats};
 use rmpv::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
 
 use super::locust_stats::{RecordShipping, ReportBuilder, LD_CPU_KEY};
 use super::sysinfo::{rss_bytes, CpuMonitor};
 use super::token::{AUTH_MESSAGE, CHALLENGE_MESSAGE, REFUSED_MESSAGE};
 use super::wire::{self, Message};
+use super::zmtp;
 use super::{
     address, new_node_id, plan, DistributedError, DistributedOptions, CLUSTER_TOKEN_ENV,
     CONNECT_RETRY, HEARTBEAT_INTERVAL, LOCUST_VERSION, PLAN_MESSAGE, REPORT_INTERVAL,
@@ -29,8 +29,7 @@ use crate::plan::{LoadModel, RunPlan};
 use crate::run::generator::GeneratorMonitor;
 use crate::run::Share;
 
-/// How long one connection attempt may take before it starts again (the crate's own default,
-/// 30 s, would only delay noticing a master that appeared meanwhile).
+/// How long one TCP connection attempt may take before it starts again.
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
 /// Users a worker starts per second to reach a `spawn` target (the master paces the ramp).
 const WORKER_SPAWN_RATE: f64 = 100_000.0;
@@ -107,7 +106,7 @@ impl Worker {
         let (out, out_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         tokio::spawn(link_task(
-            format!("tcp://{master}"),
+            master.clone(),
             node_id.clone(),
             out_rx,
             events_tx,
@@ -230,22 +229,13 @@ async fn link_task(
     let mut unsent: Option<Vec<u8>> = None;
     let mut attempts: u64 = 0;
     loop {
-        let socket = loop {
-            let mut options = SocketOptions::default();
-            match node_id.parse() {
-                Ok(identity) => {
-                    options.peer_identity(identity);
-                }
-                Err(error) => tracing::error!(%error, "the node id cannot be a ZeroMQ identity"),
-            }
-            options.connect_timeout(CONNECT_ATTEMPT);
-            let mut socket = DealerSocket::with_options(options);
+        let (mut recv, mut send) = loop {
             let attempt = tokio::select! {
-                result = socket.connect(&endpoint) => result,
+                result = zmtp::dealer::connect(&endpoint, node_id.as_bytes(), max_message_size, CONNECT_ATTEMPT) => result,
                 _ = events.closed() => return,
             };
             match attempt {
-                Ok(()) => break socket,
+                Ok(halves) => break halves,
                 Err(error) => {
                     attempts += 1;
                     if attempts == 1 || attempts.is_multiple_of(15) {
@@ -259,14 +249,13 @@ async fn link_task(
         if events.send(LinkEvent::Connected).is_err() {
             return;
         }
-        let (mut send, mut recv) = socket.split();
         let forward = events.clone();
         let mut reader = tokio::spawn(async move {
             loop {
                 match recv.recv().await {
-                    Ok(message) => {
+                    Ok(frames) => {
                         // DEALER: one frame, the payload.
-                        let Some(payload) = message.into_vec().into_iter().last() else {
+                        let Some(payload) = frames.into_iter().last() else {
                             continue;
                         };
                         match Message::decode_limited(&payload, max_message_size) {
@@ -280,6 +269,10 @@ async fn link_task(
                             }
                         }
                     }
+                    Err(error @ zmtp::ZmtpError::Oversize { .. }) => {
+                        tracing::warn!(%error, "the master sent more than max_message_size; reconnecting");
+                        return;
+                    }
                     Err(error) => {
                         tracing::debug!(%error, "receive error from the master");
                         return;
@@ -288,7 +281,7 @@ async fn link_task(
             }
         });
         if let Some(payload) = unsent.take() {
-            if send.send(ZmqMessage::from(payload.clone())).await.is_err() {
+            if send.send(&payload).await.is_err() {
                 unsent = Some(payload);
             }
         }
@@ -300,7 +293,7 @@ async fn link_task(
                         return;
                     }
                     Some(Outgoing::Payload(payload)) => {
-                        if let Err(error) = send.send(ZmqMessage::from(payload.clone())).await {
+                        if let Err(error) = send.send(&payload).await {
                             tracing::info!(%error, "lost the connection to the master; reconnecting");
                             unsent = Some(payload);
                         }

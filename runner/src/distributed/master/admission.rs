@@ -91,6 +91,14 @@ pub(super) async fn liveness_loop(inner: Arc<Inner>) {
 }
 
 impl Core {
+    /// Whether a peer not yet known as `identity` finds no room: the workers kept (admitted,
+    /// missing or gone but not yet forgotten) and the pending challenges fill `max_peers`.
+    fn is_full(&self, identity: &str, max_peers: usize) -> bool {
+        !self.nodes.contains_key(identity)
+            && !self.pending.contains_key(identity)
+            && self.nodes.len() + self.pending.len() >= max_peers
+    }
+
     /// Forgets the workers missing or gone (quit) for longer than [`MISSING_FORGET_AFTER`],
     /// their indices with them, and expired challenges.
     fn forget_gone(&mut self, now: Instant) {
@@ -187,6 +195,10 @@ impl Inner {
                 .retain(|_, p| now.duration_since(p.sent) < CHALLENGE_EXPIRY);
             if let Some(pending) = core.pending.get(identity) {
                 pending.challenge.clone()
+            } else if core.is_full(identity, self.options.max_peers) {
+                drop(core);
+                self.note_over_capacity(identity);
+                return;
             } else {
                 if core.pending.len() >= MAX_PENDING {
                     drop(core);
@@ -243,6 +255,22 @@ impl Inner {
         Ok(())
     }
 
+    /// Counts a peer ignored for lack of room, and warns the first time.
+    fn note_over_capacity(&self, identity: &str) {
+        let before = self.over_capacity.fetch_add(1, Ordering::Relaxed);
+        if before == 0 {
+            tracing::warn!(
+                worker = identity,
+                max_peers = self.options.max_peers,
+                "the master keeps state for max_peers workers and pending challenges already: \
+                 ignoring new peers until some are forgotten (logged once; see \
+                 Master::over_capacity_peers)"
+            );
+        } else {
+            tracing::debug!(worker = identity, "ignored a peer: max_peers reached");
+        }
+    }
+
     /// Tells `identity` it is not admitted, and counts it.
     fn refuse(&self, identity: &str, reason: &str) {
         let refused = self.refused.fetch_add(1, Ordering::Relaxed);
@@ -259,6 +287,12 @@ impl Inner {
     fn admit(&self, identity: &str, version: &str, loaddensity: bool) {
         let (index, joined_running, stopping) = {
             let mut core = self.core.lock();
+            // (A peer that just proved the token left `pending` for this: it finds room.)
+            if core.is_full(identity, self.options.max_peers) {
+                drop(core);
+                self.note_over_capacity(identity);
+                return;
+            }
             let next = core.next_index;
             let index = *core.indices.entry(identity.to_owned()).or_insert(next);
             if index == next {

@@ -1,4 +1,4 @@
-//! The master: a ZeroMQ ROUTER that dispatches users to workers and merges their reports.
+//! The master: a ZeroMQ ROUTER ([`zmtp::router`](super::zmtp::router)) that dispatches users to workers and merges their reports.
 //!
 //! This file holds the run's shared state ([`Master`], `Inner`, `Core`, `Node`) and the
 //! [`RunControl`] face; each concern has its own file:
@@ -23,14 +23,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use load_density_core::{test_record_instance, RequestStats};
 use parking_lot::Mutex;
 use rmpv::Value;
-use tokio::sync::{mpsc, watch, Notify};
-use zeromq::{RouterSocket, Socket};
+use tokio::sync::{watch, Notify};
 
 use super::dispatch::Dispatcher;
+use super::zmtp::router::{Router, RouterOptions};
 use super::{address, plan, DistributedError, DistributedOptions};
 use crate::config::{Generator, StartTest, Summary};
 use crate::control::{RunControl, WorkerInfo};
@@ -43,7 +42,7 @@ use crate::run::generator::GeneratorMonitor;
 use admission::liveness_loop;
 use lifecycle::drive;
 use merge::summarize;
-use transport::{listen, recv_loop, send_loop};
+use transport::{listen, recv_loop};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NodeState {
@@ -148,7 +147,7 @@ struct Inner {
     /// The plan message sent to LoadDensity workers.
     plan_message: Value,
     local_addr: SocketAddr,
-    outbox: mpsc::UnboundedSender<(Bytes, Vec<u8>)>,
+    router: Router,
     core: Mutex<Core>,
     stats: Mutex<RequestStats>,
     state: watch::Sender<RunState>,
@@ -159,6 +158,8 @@ struct Inner {
     dropped_reports: AtomicU64,
     /// Peers refused for a missing or wrong cluster token proof.
     refused: AtomicU64,
+    /// Peers ignored because the master already kept `max_peers` peers.
+    over_capacity: AtomicU64,
     peak_users: AtomicU64,
     summary: Mutex<Option<Summary>>,
     /// The busiest worker's CPU use (percent of its CPUs) over a report interval, and the
@@ -242,20 +243,24 @@ impl Master {
                 address: bind_address.clone(),
                 source,
             })?;
-        let mut socket = RouterSocket::new();
-        socket
-            .bind_listener(listener)
-            .await
-            .map_err(|e| DistributedError::Zmq(e.to_string()))?;
-        let (send_half, recv_half) = socket.split();
-        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let (router, inbound) = Router::serve(
+            listener,
+            RouterOptions {
+                max_message_size: options.max_message_size,
+                max_connections: options.max_peers,
+            },
+        )
+        .map_err(|source| DistributedError::Bind {
+            address: bind_address.clone(),
+            source,
+        })?;
 
         let classes: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         let inner = Arc::new(Inner {
             options,
             plan_message,
             local_addr,
-            outbox,
+            router,
             core: Mutex::new(Core {
                 nodes: BTreeMap::new(),
                 indices: HashMap::new(),
@@ -281,14 +286,14 @@ impl Master {
             malformed: AtomicU64::new(0),
             dropped_reports: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            over_capacity: AtomicU64::new(0),
             peak_users: AtomicU64::new(0),
             generator: Mutex::new((0.0, GeneratorMonitor::new())),
             summary: Mutex::new(None),
         });
         tracing::info!(addr = %local_addr, "master listening");
         admission::warn_if_open(&inner);
-        tokio::spawn(send_loop(send_half, outbox_rx));
-        tokio::spawn(recv_loop(recv_half, inner.clone()));
+        tokio::spawn(recv_loop(inbound, inner.clone()));
         tokio::spawn(liveness_loop(inner.clone()));
         tokio::spawn(drive(inner.clone()));
         Ok(Self { inner })
@@ -325,6 +330,24 @@ impl Master {
     /// Peers refused for lack of a valid cluster token proof.
     pub fn refused_peers(&self) -> u64 {
         self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// Peers whose `client_ready` was ignored because the master already kept state for
+    /// `max_peers` workers and pending challenges.
+    pub fn over_capacity_peers(&self) -> u64 {
+        self.inner.over_capacity.load(Ordering::Relaxed)
+    }
+
+    /// Connections the master closed: a broken ZMTP handshake, a frame longer than
+    /// `max_message_size` claimed, a peer that does not read what it is sent, a second
+    /// connection for a live identity, or a connection beyond `max_peers`. Each is logged.
+    pub fn dropped_connections(&self) -> u64 {
+        self.inner.router.dropped()
+    }
+
+    /// Connections open to the master now.
+    pub fn open_connections(&self) -> usize {
+        self.inner.router.connections()
     }
 
     /// Requests received from each worker so far (workers that left included), by node id.

@@ -1,4 +1,4 @@
-//! The master's socket: sending, receiving and decoding frames, routing messages to their
+//! The master's messages: decoding what the ROUTER received, routing messages to their
 //! handlers, and the listening socket.
 
 use std::io;
@@ -9,50 +9,30 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use zeromq::{RouterRecvHalf, RouterSendHalf, SocketRecv, SocketSend, ZmqMessage};
 
 use super::{Inner, NodeState};
 use crate::distributed::token::AUTH_MESSAGE;
 use crate::distributed::wire::{self, Message, WireError};
+use crate::distributed::zmtp::router::Inbound;
 
-pub(super) async fn send_loop(
-    mut socket: RouterSendHalf,
-    mut outbox: mpsc::UnboundedReceiver<(Bytes, Vec<u8>)>,
-) {
-    while let Some((identity, payload)) = outbox.recv().await {
-        let mut message = ZmqMessage::from(payload);
-        message.push_front(identity);
-        if let Err(error) = socket.send(message).await {
-            // A worker that went away; the ROUTER drops what is addressed to it, as libzmq does.
-            tracing::debug!(%error, "could not send to a worker");
-        }
-    }
-}
-
-pub(super) async fn recv_loop(mut socket: RouterRecvHalf, inner: Arc<Inner>) {
-    loop {
-        match socket.recv().await {
-            Ok(message) => {
-                let frames = message.into_vec();
-                // Nothing a peer sends may end this loop, not even a bug in a handler.
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    inner.handle_frames(frames)
-                }));
-                match outcome {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        inner.malformed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%error, "skipped a message from a worker");
-                    }
-                    Err(_) => {
-                        inner.malformed.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!("handling a worker's message panicked; the master goes on");
-                    }
-                }
+pub(super) async fn recv_loop(mut inbound: mpsc::Receiver<Inbound>, inner: Arc<Inner>) {
+    while let Some(Inbound { identity, frames }) = inbound.recv().await {
+        let mut message = Vec::with_capacity(frames.len() + 1);
+        message.push(identity);
+        message.extend(frames);
+        // Nothing a peer sends may end this loop, not even a bug in a handler.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inner.handle_frames(message)
+        }));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                inner.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "skipped a message from a worker");
             }
-            Err(error) => {
-                tracing::debug!(%error, "receive error on the master socket");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            Err(_) => {
+                inner.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("handling a worker's message panicked; the master goes on");
             }
         }
     }
@@ -60,9 +40,7 @@ pub(super) async fn recv_loop(mut socket: RouterRecvHalf, inner: Arc<Inner>) {
 
 impl Inner {
     pub(super) fn send(&self, to: &str, message: Message) {
-        let _ = self
-            .outbox
-            .send((Bytes::copy_from_slice(to.as_bytes()), message.encode()));
+        self.router.send(to.as_bytes(), &message.encode());
     }
 
     pub(super) fn handle_frames(&self, frames: Vec<Bytes>) -> Result<(), WireError> {
