@@ -4,7 +4,12 @@
 //! address.
 //!
 //! Data: `{"config": "<StartTest as JSON>", "files": [bin, ...]}`; each CSV source's
-//! `file_path` in the config reads `ld-file:<index into files>`.
+//! `file_path` in the config reads `ld-file:<index into files>`, and so does every option
+//! naming a file a protocol reads when the run is prepared ([`FILE_OPTIONS`]: `ca_file`,
+//! `descriptor_set`), wherever it is given: a top-level keyword, `user_detail_dict`, a
+//! `user_groups` entry, or a task. Those files are at most [`MAX_SHIPPED_FILE`] bytes each.
+//! A worker writes what it received under its own directory and opens nothing else: a plan
+//! that names a path of the worker's file system is refused.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +23,68 @@ use crate::error::RunError;
 use crate::globals;
 
 const FILE_PREFIX: &str = "ld-file:";
+
+/// Options whose value is the path of a file a protocol reads when a run is prepared.
+pub const FILE_OPTIONS: &[&str] = &["ca_file", "descriptor_set"];
+
+/// The largest `ca_file` or `descriptor_set` a master reads and ships (16 MiB).
+pub const MAX_SHIPPED_FILE: u64 = 16 * 1024 * 1024;
+
+/// Calls `f` on every options map of `config` where a [`FILE_OPTIONS`] key may sit, with the
+/// JSON path of the map (`""`, `"user_detail_dict."`, `"user_groups[1]."`, `"tasks[0]."`,
+/// `"user_groups[1].tasks[0]."`).
+fn for_each_option_map<E>(
+    config: &mut StartTest,
+    mut f: impl FnMut(&mut Map<String, serde_json::Value>, &str) -> Result<(), E>,
+) -> Result<(), E> {
+    f(&mut config.extra, "")?;
+    f(&mut config.user_detail_dict, "user_detail_dict.")?;
+    fn tasks<E>(
+        tasks: Option<&mut serde_json::Value>,
+        at: &str,
+        f: &mut impl FnMut(&mut Map<String, serde_json::Value>, &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if let Some(serde_json::Value::Array(list)) = tasks {
+            for (i, task) in list.iter_mut().enumerate() {
+                if let serde_json::Value::Object(task) = task {
+                    f(task, &format!("{at}tasks[{i}]."))?;
+                }
+            }
+        }
+        Ok(())
+    }
+    tasks(config.tasks.as_mut(), "", &mut f)?;
+    for (i, group) in config.user_groups.iter_mut().flatten().enumerate() {
+        if let serde_json::Value::Object(group) = group {
+            let at = format!("user_groups[{i}].");
+            f(group, &at)?;
+            tasks(group.get_mut("tasks"), &at, &mut f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a [`FILE_OPTIONS`] file to ship, refusing one larger than [`MAX_SHIPPED_FILE`].
+fn read_capped(path: &str, at: &str) -> Result<Vec<u8>, RunError> {
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| {
+        RunError::Config(format!(
+            "{at}: cannot read {path:?} to send it to workers: {e}"
+        ))
+    };
+    let mut contents = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(MAX_SHIPPED_FILE + 1)
+        .read_to_end(&mut contents)
+        .map_err(cannot)?;
+    if contents.len() as u64 > MAX_SHIPPED_FILE {
+        return Err(RunError::Config(format!(
+            "{at}: {path:?} is larger than {MAX_SHIPPED_FILE} bytes, too large to send to workers"
+        )));
+    }
+    Ok(contents)
+}
 
 /// Builds the plan's data from the master's configuration.
 pub(crate) fn build(config: &StartTest) -> Result<Value, RunError> {
@@ -74,6 +141,20 @@ pub(crate) fn build(config: &StartTest) -> Result<Value, RunError> {
         files.push(Value::Binary(contents));
     }
     plan.csv_sources = (!sources.is_empty()).then(|| serde_json::Value::Array(sources));
+    // CA files and descriptor sets: shipped too, so a worker opens no path its master named.
+    for_each_option_map(&mut plan, |options, at| {
+        for key in FILE_OPTIONS {
+            if let Some(serde_json::Value::String(path)) = options.get(*key) {
+                let contents = read_capped(path, &format!("{at}{key}"))?;
+                options.insert(
+                    (*key).to_owned(),
+                    json!(format!("{FILE_PREFIX}{}", files.len())),
+                );
+                files.push(Value::Binary(contents));
+            }
+        }
+        Ok::<(), RunError>(())
+    })?;
     let text = serde_json::to_string(&plan)
         .map_err(|e| RunError::Config(format!("cannot serialize the plan: {e}")))?;
     Ok(wire::map([
@@ -119,25 +200,57 @@ pub(crate) fn read(msg: &Message, dir: &Path) -> Result<StartTest, WireError> {
                 path.map_or_else(|| "missing".to_owned(), ToString::to_string)
             )));
         };
-        let Some(Value::Binary(contents)) = files.get(index) else {
-            return Err(msg.field_error(format!("files[{index}] is missing or not binary")));
-        };
-        let path = match &written[index] {
-            Some(path) => path.clone(),
-            None => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    msg.field_error(format!("cannot create {}: {e}", dir.display()))
-                })?;
-                let path = dir.join(format!("{index}.csv"));
-                std::fs::write(&path, contents).map_err(|e| {
-                    msg.field_error(format!("cannot write {}: {e}", path.display()))
-                })?;
-                written[index] = Some(path.clone());
-                path
-            }
-        };
+        let path = materialize(msg, dir, &files, &mut written, index, "csv")?;
         source["file_path"] = json!(path.display().to_string());
     }
+    // The same for CA files and descriptor sets: only shipped files, never a local path.
+    for_each_option_map(&mut config, |options, at| {
+        for key in FILE_OPTIONS {
+            let Some(value) = options.get(*key) else {
+                continue;
+            };
+            if value.is_null() {
+                continue;
+            }
+            let Some(index) = value
+                .as_str()
+                .and_then(|p| p.strip_prefix(FILE_PREFIX))
+                .and_then(|i| i.parse::<usize>().ok())
+            else {
+                return Err(msg.field_error(format!(
+                    "{at}{key} is {value}, not a file shipped with the plan ({FILE_PREFIX}N): \
+                     a worker opens no file its master names"
+                )));
+            };
+            let path = materialize(msg, dir, &files, &mut written, index, key)?;
+            options.insert((*key).to_owned(), json!(path.display().to_string()));
+        }
+        Ok(())
+    })?;
     config.runner_mode = "worker".to_owned();
     Ok(config)
+}
+
+/// Writes shipped file `index` under `dir` (once) and returns its path.
+fn materialize(
+    msg: &Message,
+    dir: &Path,
+    files: &[Value],
+    written: &mut [Option<PathBuf>],
+    index: usize,
+    kind: &str,
+) -> Result<PathBuf, WireError> {
+    let Some(Value::Binary(contents)) = files.get(index) else {
+        return Err(msg.field_error(format!("files[{index}] is missing or not binary")));
+    };
+    if let Some(path) = &written[index] {
+        return Ok(path.clone());
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| msg.field_error(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join(format!("{index}.{kind}"));
+    std::fs::write(&path, contents)
+        .map_err(|e| msg.field_error(format!("cannot write {}: {e}", path.display())))?;
+    written[index] = Some(path.clone());
+    Ok(path)
 }

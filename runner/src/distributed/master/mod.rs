@@ -30,7 +30,7 @@ use tokio::sync::{watch, Notify};
 
 use super::dispatch::Dispatcher;
 use super::zmtp::router::{Router, RouterOptions};
-use super::{address, plan, DistributedError, DistributedOptions};
+use super::{address, plan, wire, DistributedError, DistributedOptions};
 use crate::config::{Generator, StartTest, Summary};
 use crate::control::{RunControl, WorkerInfo};
 use crate::env::{Environment, RunState};
@@ -202,9 +202,20 @@ impl Master {
     /// [`Master::start`] for a compiled plan.
     pub async fn from_plan(plan: RunPlan) -> Result<Self, RunError> {
         let options = plan.distributed().clone();
+        let plan_message = plan::build(plan.source())?;
+        // Workers drop a message above their max_message_size (the same by default).
+        let plan_size = wire::Message::new(super::PLAN_MESSAGE, plan_message.clone(), "")
+            .encode()
+            .len();
+        if plan_size > options.max_message_size {
+            return Err(RunError::Config(format!(
+                "the test plan with its files (CSV data, ca_file, descriptor_set) is {plan_size} \
+                 bytes, more than max_message_size ({} bytes): workers could not receive it",
+                options.max_message_size
+            )));
+        }
         // Check the plan exactly as a LoadDensity worker will, before anyone connects.
         drop(Environment::from_plan(plan.for_worker(None)).await?);
-        let plan_message = plan::build(plan.source())?;
         let config = plan.source();
         let sharing = |i: usize| plan.groups()[i].own_model().is_none();
         let closed = plan.shared_model().is_closed();

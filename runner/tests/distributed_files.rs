@@ -1,0 +1,194 @@
+//! Files a plan names besides CSV data (`ca_file`, `descriptor_set`): the master reads them
+//! and ships their contents in the plan, so a worker never opens a path its master named; a
+//! plan from a hostile master naming a worker-side path is refused; a file above the cap is
+//! refused by the master at start.
+
+use std::time::Duration;
+
+use load_density::distributed::wire::Message;
+use load_density::distributed::{Master, Worker};
+use load_density::StartTest;
+use load_density_testkit::HttpTarget;
+use rmpv::Value;
+use serde_json::json;
+use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+fn config(value: serde_json::Value) -> StartTest {
+    serde_json::from_value(value).expect("a valid start_test configuration")
+}
+
+fn worker_config(port: u16) -> StartTest {
+    config(json!({
+        "runner_mode": "worker",
+        "master_host": "127.0.0.1",
+        "master_port": port,
+        "master_timeout": 20,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_masters_ca_file_travels_in_the_plan_and_the_worker_opens_no_path() {
+    let target = HttpTarget::start_tls().await.expect("start the TLS target");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, target.ca_cert_pem().expect("the target's CA")).expect("write the CA");
+    let master = Master::start(config(json!({
+        "runner_mode": "master",
+        "master_bind_host": "127.0.0.1",
+        "master_bind_port": 0,
+        "expected_workers": 1,
+        "expected_workers_timeout": 30,
+        "user_detail_dict": {"user": "fast_http_user"},
+        "user_count": 2,
+        "spawn_rate": 10,
+        "test_time": 2,
+        "host": target.base_url(),
+        "wait_time": {"constant": 0.05},
+        "print_stats": false,
+        "ca_file": ca.display().to_string(),
+        "tasks": [{"method": "get", "request_url": "/get"}]
+    })))
+    .await
+    .expect("start the master");
+    // The master has read it; the worker (same machine here) must not need the path.
+    drop(dir);
+    assert!(!ca.exists());
+    let worker = Worker::start(worker_config(master.local_addr().port()))
+        .await
+        .expect("start the worker");
+    let summary = tokio::time::timeout(Duration::from_secs(60), master.wait())
+        .await
+        .expect("the master ends");
+    worker.wait().await.expect("the worker runs the plan");
+    let served = target.served();
+    assert!(served > 5, "too little traffic: {served}");
+    assert_eq!(summary.totals.failures, 0, "the shipped CA is trusted");
+    assert_eq!(summary.totals.requests, served);
+}
+
+#[tokio::test]
+async fn a_file_above_the_cap_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let big = dir.path().join("big.bin");
+    let file = std::fs::File::create(&big).expect("create");
+    file.set_len(load_density::distributed::MAX_SHIPPED_FILE + 1)
+        .expect("a sparse file");
+    let error = Master::start(config(json!({
+        "runner_mode": "master",
+        "master_bind_host": "127.0.0.1",
+        "master_bind_port": 0,
+        "user_groups": [{
+            "name": "rpc", "user": "grpc_user", "descriptor_set": big.display().to_string(),
+            "tasks": [{"method": "pkg.Svc/Call", "request": {}}]
+        }],
+        "user_count": 1,
+        "spawn_rate": 1,
+        "test_time": 1,
+        "host": "http://127.0.0.1:1",
+    })))
+    .await
+    .expect_err("a descriptor set above the cap");
+    let text = error.to_string();
+    assert!(
+        text.contains("user_groups[0].descriptor_set") && text.contains("larger than"),
+        "{text}"
+    );
+}
+
+/// A hostile master acks a worker as a LoadDensity master and sends `plan`; returns the
+/// worker's error.
+async fn refused_by_the_worker(plan: serde_json::Value) -> String {
+    let mut router = RouterSocket::new();
+    let endpoint = router
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .expect("bind the fake master");
+    let port = endpoint
+        .to_string()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("the bound port");
+    let worker = Worker::start(worker_config(port))
+        .await
+        .expect("start the worker");
+    let hello = tokio::time::timeout(Duration::from_secs(10), router.recv())
+        .await
+        .expect("client_ready in time")
+        .expect("receive");
+    let frames = hello.into_vec();
+    let identity = frames[0].clone();
+    let node = Message::decode(&frames[1]).expect("client_ready").node_id;
+    let send = |message: Message| {
+        let mut zmq = ZmqMessage::from(message.encode());
+        zmq.push_front(identity.clone());
+        zmq
+    };
+    let ack = Value::Map(vec![
+        ("index".into(), Value::from(0)),
+        ("loaddensity".into(), Value::from("0.1.0")),
+        ("records".into(), Value::from("all")),
+    ]);
+    router
+        .send(send(Message::new("ack", ack, node.clone())))
+        .await
+        .expect("send the ack");
+    let data = Value::Map(vec![
+        ("config".into(), Value::from(plan.to_string())),
+        ("files".into(), Value::Array(Vec::new())),
+    ]);
+    router
+        .send(send(Message::new("ld_plan", data, node)))
+        .await
+        .expect("send the plan");
+    tokio::time::timeout(Duration::from_secs(20), worker.wait())
+        .await
+        .expect("the worker ends")
+        .expect_err("the plan is refused")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plan_naming_a_worker_side_ca_file_or_descriptor_set_is_refused() {
+    let target = HttpTarget::start().await.expect("start the HTTP target");
+    let local = tempfile::NamedTempFile::new().expect("a local file");
+    let path = local.path().display().to_string();
+    let text = refused_by_the_worker(json!({
+        "runner_mode": "worker",
+        "host": target.base_url(),
+        "user_detail_dict": {"user": "http_user", "ca_file": path},
+        "tasks": [{"method": "get", "request_url": "/get"}]
+    }))
+    .await;
+    assert!(
+        text.contains("user_detail_dict.ca_file") && text.contains("shipped with the plan"),
+        "{text}"
+    );
+    let text = refused_by_the_worker(json!({
+        "runner_mode": "worker",
+        "host": target.base_url(),
+        "user_groups": [{
+            "name": "mq", "user": "mqtt_user",
+            "tasks": [{"method": "publish", "topic": "t", "ca_file": path}]
+        }]
+    }))
+    .await;
+    assert!(
+        text.contains("user_groups[0].tasks[0].ca_file") && text.contains("shipped with the plan"),
+        "{text}"
+    );
+    let text = refused_by_the_worker(json!({
+        "runner_mode": "worker",
+        "host": target.base_url(),
+        "user_groups": [{
+            "name": "rpc", "user": "grpc_user", "descriptor_set": path,
+            "tasks": [{"method": "pkg.Svc/Call"}]
+        }]
+    }))
+    .await;
+    assert!(
+        text.contains("user_groups[0].descriptor_set") && text.contains("shipped with the plan"),
+        "{text}"
+    );
+    assert_eq!(target.served(), 0, "nothing was sent to the target");
+}
