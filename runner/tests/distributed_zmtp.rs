@@ -300,16 +300,29 @@ async fn max_peers_caps_the_connections_and_the_workers_kept() {
     .expect("start the master");
     let port = master.local_addr().port();
 
-    let outcome = tokio::task::spawn_blocking(move || {
-        // Four connections fill it; a fifth is closed at once, without a greeting.
+    // Four connections fill it; a fifth is closed at once, without a greeting.
+    let fifth_closed = tokio::task::spawn_blocking(move || {
         let held: Vec<TcpStream> = (0..4)
             .map(|i| handshaken(port, &format!("held-{i}")))
             .collect();
         let mut fifth = connect(port);
-        let fifth_closed = closed_by_master(&mut fifth);
+        let closed = closed_by_master(&mut fifth);
         drop(held);
-        std::thread::sleep(Duration::from_millis(300));
-        // Distinct node ids, one after the other: four are kept, the next ones are ignored.
+        closed
+    })
+    .await
+    .expect("the held connections");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while master.open_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        master.open_connections(),
+        0,
+        "closed connections are released"
+    );
+    // Distinct node ids, one after the other: four are kept, the next ones are ignored.
+    let acked = tokio::task::spawn_blocking(move || {
         let mut acked = Vec::new();
         for i in 0..7 {
             let id = format!("node-{i}");
@@ -323,11 +336,10 @@ async fn max_peers_caps_the_connections_and_the_workers_kept() {
             let mut header = [0u8; 2];
             acked.push(stream.read_exact(&mut header).is_ok());
         }
-        (fifth_closed, acked)
+        acked
     })
     .await
     .expect("the peers");
-    let (fifth_closed, acked) = outcome;
     assert!(fifth_closed, "a fifth connection was kept");
     assert_eq!(acked, [true, true, true, true, false, false, false]);
     assert_eq!(master.workers().len(), 4, "{:?}", master.workers());
