@@ -246,6 +246,7 @@ async fn link_task(
             }
         };
         attempts = 0;
+        let connected_at = Instant::now();
         if events.send(LinkEvent::Connected).is_err() {
             return;
         }
@@ -310,6 +311,11 @@ async fn link_task(
             }
         }
         reader.abort();
+        // A master that closes new connections at once (one refusing a second connection
+        // for this identity, say) is not asked again in a tight loop.
+        if connected_at.elapsed() < Duration::from_secs(1) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
 

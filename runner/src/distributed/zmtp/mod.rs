@@ -1,5 +1,5 @@
 //! ZeroMQ's wire protocol, ZMTP 3.x with the NULL mechanism, over tokio TCP: the ROUTER a
-//! master binds ([`router`]) and the DEALER a worker connects ([`dealer`]).
+//! master binds (`router`) and the DEALER a worker connects (`dealer`).
 //!
 //! Only what Locust's master/worker protocol uses is here: the 64-byte greeting, the `READY`
 //! command with its `Socket-Type` and `Identity` properties, and multipart messages of data

@@ -2,7 +2,7 @@
 //! sender's identity, and sends to a peer by identity without ever waiting on it.
 //!
 //! - Each connection has its own reader and writer task. The reader checks every claimed
-//!   length against `max_message_size` before reading (see [`codec`](super::codec)); a peer
+//!   length against `max_message_size` before reading (see `codec`); a peer
 //!   that breaks that, or the handshake, is disconnected with one log line and counted.
 //! - Sending puts the encoded message in the peer's queue ([`SEND_QUEUE`] messages) and
 //!   returns. A peer whose queue is full is not reading: it is disconnected, so a slow peer
