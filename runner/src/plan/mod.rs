@@ -558,6 +558,25 @@ impl RunPlan {
         self.web_ui.as_ref()
     }
 
+    /// The plan of a new run of this one started from a lingering web UI (`POST /swarm` after
+    /// the run ended, as Locust allows): the same groups, tasks, pacing and options, with
+    /// `user_count` users at `spawn_rate` when the run's shared model is the default
+    /// `constant_users` (a `load_model` given explicitly, and groups' own models, run again as
+    /// written), and `run_time` as its `test_time` when given (otherwise the plan's).
+    pub fn for_new_run(&self, user_count: u64, spawn_rate: f64, run_time: Option<u64>) -> RunPlan {
+        let mut plan = self.clone();
+        if self.source.load_model.is_none() {
+            plan.shared_model = LoadModel::constant_users(user_count, spawn_rate);
+            plan.source.user_count = user_count;
+            plan.source.spawn_rate = spawn_rate;
+        }
+        if let Some(seconds) = run_time.filter(|s| *s > 0) {
+            plan.test_time = Some(Duration::from_secs(seconds));
+            plan.source.test_time = Some(seconds as f64);
+        }
+        plan
+    }
+
     /// The plan a worker's environment runs: driven by its master (no users and no arrivals
     /// until told, no time limit), relative URLs resolved against `host` where the plan names
     /// none.

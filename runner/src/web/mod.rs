@@ -69,7 +69,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use crate::history::{ChartHistory, ChartPoint, OLD_POINTS_CAP, RECENT_POINTS};
@@ -373,15 +373,36 @@ impl WebUiSettings {
     }
 }
 
+/// A request for a new run from a lingering UI (`POST /swarm` after the run ended), handed to
+/// whoever started the run ([`crate::start_test`]); it answers with the new run.
+pub(crate) struct NewRun {
+    /// Users of the new run (`user_count`).
+    pub(crate) user_count: u64,
+    /// Users started per second (`spawn_rate`).
+    pub(crate) spawn_rate: f64,
+    /// Its `test_time`, in seconds (`run_time`), when given.
+    pub(crate) run_time: Option<u64>,
+    /// The new run, started, or why it could not start.
+    pub(crate) reply: oneshot::Sender<Result<Arc<dyn RunControl>, String>>,
+}
+
 /// What every handler shares.
 pub(crate) struct Shared {
-    pub(crate) control: Arc<dyn RunControl>,
     pub(crate) settings: WebUiSettings,
     pub(crate) live: Live,
     /// The stop scheduled by `/swarm`'s `run_time`.
     pub(crate) run_timer: Mutex<Option<JoinHandle<()>>>,
     /// `POST /quit`: ends the linger after the run.
     pub(crate) quit: watch::Sender<bool>,
+    /// Where `POST /swarm` asks for a new run while the UI lingers (`None`: it cannot).
+    pub(crate) relaunch: Option<mpsc::Sender<NewRun>>,
+}
+
+impl Shared {
+    /// The run shown now (a new run started from the UI replaces the one before).
+    pub(crate) fn control(&self) -> Arc<dyn RunControl> {
+        self.live.control()
+    }
 }
 
 /// A running web UI. It serves until the run it shows has stopped (or [`shutdown`] is
@@ -405,13 +426,14 @@ impl WebUi {
         control: Arc<dyn RunControl>,
         settings: WebUiSettings,
     ) -> Result<Self, WebUiError> {
-        Self::start_keyed(control, settings, None).await
+        Self::start_keyed(control, settings, None, None).await
     }
 
     async fn start_keyed(
         control: Arc<dyn RunControl>,
         settings: WebUiSettings,
         key: Option<usize>,
+        relaunch: Option<mpsc::Sender<NewRun>>,
     ) -> Result<Self, WebUiError> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = listen::listen(&settings.host, settings.port)
@@ -431,11 +453,11 @@ impl WebUi {
             );
         }
         let shared = Arc::new(Shared {
-            live: Live::new(control.clone(), settings.distributed),
-            control,
+            live: Live::new(control, settings.distributed, relaunch.is_some()),
             settings,
             run_timer: Mutex::new(None),
             quit: watch::channel(false).0,
+            relaunch,
         });
         let (close, close_rx) = watch::channel(false);
         let (closed_tx, closed) = watch::channel(false);
@@ -570,14 +592,19 @@ pub fn local_addr(env: &Environment) -> Option<SocketAddr> {
         .map(|r| r.addr)
 }
 
-/// Starts the UI of `env`'s run (by `prepare_env`), before the run starts.
-pub(crate) async fn attach(env: &Environment, settings: WebUiSettings) -> Result<(), WebUiError> {
+/// Starts the UI of `env`'s run (by `prepare_env`), before the run starts. With `relaunch`,
+/// `POST /swarm` on the lingering UI asks there for a new run (see [`NewRun`]).
+pub(crate) async fn attach(
+    env: &Environment,
+    settings: WebUiSettings,
+    relaunch: Option<mpsc::Sender<NewRun>>,
+) -> Result<WebUi, WebUiError> {
     let key = env_key(env);
-    let ui = WebUi::start_keyed(Arc::new(env.clone()), settings, Some(key)).await?;
+    let ui = WebUi::start_keyed(Arc::new(env.clone()), settings, Some(key), relaunch).await?;
     if let Some(entry) = REGISTRY.lock().iter_mut().find(|r| r.key == Some(key)) {
-        entry.ui = Some(ui);
+        entry.ui = Some(ui.clone());
     }
-    Ok(())
+    Ok(ui)
 }
 
 /// Waits until the UI of `env`'s run, if it has one, has closed: called once the run has
