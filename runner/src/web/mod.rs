@@ -45,11 +45,20 @@
 //! can `POST /stop` and then `GET /stats/requests/csv`), and `POST /quit` ends the linger
 //! (so does Ctrl-C); `start_test` returns once the UI has closed.
 //!
+//! While it lingers, the page's "New run" button, or `POST /swarm` (Locust's fields
+//! `user_count`, `spawn_rate`, `host`, `run_time`), starts another run of the same compiled plan
+//! ([`RunPlan::for_new_run`](crate::RunPlan::for_new_run)), as Locust allows. The UI then shows
+//! the new run: the page, `/stats/requests`, the CSV downloads and the summary follow it, and
+//! the state goes `stopped` -> `running` -> `stopped`. A new run starts the measurement over
+//! (statistics and record store); each run's summary and Locust CSV files are written as it
+//! ends, and `start_test` returns the last run's summary. Only runs started by `start_test`
+//! (local) can start new runs: a master's UI, or one started with [`WebUi::start`], refuses.
+//!
 //! Differences from Locust, on purpose: no cross-origin access (no CORS headers, and a
 //! state-changing request from another site's page is refused); the run ends when it is
-//! stopped, so `/swarm` after `/stop` is refused and the UI closes with the run (unless
-//! `linger` keeps it up, serving the finished run); `/swarm`
-//! cannot change the host of a running test; `/exceptions` is always empty (a failed request is
+//! stopped, so `/swarm` after `/stop` is refused and the UI closes with the run, unless
+//! `linger` keeps it up (then `/swarm` starts a new run, as above); `/swarm`
+//! cannot change the host of a test; `/exceptions` is always empty (a failed request is
 //! a failure, in `errors`, not an exception).
 
 mod api;
