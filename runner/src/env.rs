@@ -47,6 +47,8 @@ async fn prepare_group(
     group: &PlannedGroup,
     variables: &Arc<Variables>,
     data: &Arc<DataSources>,
+    run_bus: &Arc<EventBus>,
+    own_stats: bool,
 ) -> Result<GroupRuntime, RunError> {
     let spec = group.spec();
     let registration = registry::lookup(&spec.user_type)?;
@@ -78,6 +80,17 @@ async fn prepare_group(
         .with_options(spec.options.clone())
         .with_variables(variables.clone());
     let factory = protocol.prepare(&plan).await.map_err(plan_error)?;
+    // A group that keeps its own statistics reports to a bus of its own, which feeds them
+    // (and, through `RunShared::add_listener`, everything the run's bus feeds): the request
+    // path is the same, and each event is added to one more statistics at the flush.
+    let (bus, stats) = if own_stats {
+        let bus = Arc::new(EventBus::new(worker_threads() + 1));
+        let stats = SharedStats::new();
+        bus.add_listener(Arc::new(stats.clone()));
+        (bus, Some(stats))
+    } else {
+        (run_bus.clone(), None)
+    };
     Ok(GroupRuntime {
         name: spec.name.clone(),
         data: data.clone(),
@@ -85,6 +98,8 @@ async fn prepare_group(
         factory,
         scenario: Arc::new(scenario),
         pacing: group.pacing(),
+        bus,
+        stats,
     })
 }
 
@@ -175,20 +190,24 @@ impl Environment {
         }
         let variables = Arc::new(variables);
         let data = Arc::new(globals::open_data_sources(config.csv_sources.as_ref())?);
+        let bus = Arc::new(EventBus::new(worker_threads() + 1));
+        // Groups that a threshold looks at keep statistics of their own.
+        let watched = plan.watched_groups();
         let mut prepared = Vec::with_capacity(plan.groups().len());
         for group in plan.groups() {
-            prepared.push(prepare_group(group, &variables, &data).await?);
+            let own_stats = watched.iter().any(|name| name == group.name());
+            prepared.push(prepare_group(group, &variables, &data, &bus, own_stats).await?);
         }
         if let Some(capacity) = plan.runner_options().record_capacity() {
             test_record_instance().set_capacity(capacity);
         }
-        let bus = Arc::new(EventBus::new(worker_threads() + 1));
+        let shared = RunShared::new(prepared, variables, bus);
         let stats = SharedStats::new();
-        bus.add_listener(Arc::new(stats.clone()));
+        shared.add_listener(Arc::new(stats.clone()));
         // A worker ships its records to its master, which keeps them; it adds the local
         // record store itself when its master cannot take them (a Locust master).
         if plan.mode() != RunnerMode::Worker {
-            bus.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
+            shared.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
         }
         let driven = plan.is_driven();
         let mut pools = Vec::new();
@@ -228,7 +247,7 @@ impl Environment {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                shared: Arc::new(RunShared::new(prepared, variables, bus)),
+                shared: Arc::new(shared),
                 pools,
                 arrivals,
                 stats,
@@ -243,7 +262,7 @@ impl Environment {
 
     /// Adds a listener that sees every batch of finished requests of this run.
     pub fn add_listener(&self, listener: Arc<dyn RequestListener>) {
-        self.inner.shared.bus.add_listener(listener);
+        self.inner.shared.add_listener(listener);
     }
 
     /// Starts the run on the current tokio runtime. Calling it again does nothing.
@@ -410,8 +429,13 @@ impl Environment {
     /// over the time since it. A worker's records belong to its master: a worker clears only
     /// its statistics.
     pub fn reset_stats(&self) {
-        self.inner.shared.bus.flush();
+        self.inner.shared.flush();
         self.inner.stats.with(|stats| stats.reset());
+        for group in &self.inner.shared.groups {
+            if let Some(stats) = &group.stats {
+                stats.with(|stats| stats.reset());
+            }
+        }
         if self.inner.plan.mode() != RunnerMode::Worker {
             test_record_instance().clear_records();
         }
@@ -434,8 +458,21 @@ impl Environment {
 
     /// Live statistics of this run (buffered events are delivered first).
     pub fn stats(&self) -> RequestStats {
-        self.inner.shared.bus.flush();
+        self.inner.shared.flush();
         self.inner.stats.snapshot()
+    }
+
+    /// Live statistics of each user group that keeps its own: those a threshold looks at
+    /// (`{group:G}` filters, `user_groups[i].thresholds`), as (group name, statistics), in
+    /// configuration order. Other groups' requests are only in the run's [`stats`](Self::stats).
+    pub fn group_stats(&self) -> Vec<(String, RequestStats)> {
+        self.inner.shared.flush();
+        self.inner
+            .shared
+            .groups
+            .iter()
+            .filter_map(|g| g.stats.as_ref().map(|s| (g.name.clone(), s.snapshot())))
+            .collect()
     }
 
     /// The configuration.
@@ -523,17 +560,21 @@ async fn run(inner: Arc<Inner>) {
     *inner.generator.lock() = Some(GeneratorMonitor::new());
     let shared = inner.shared.clone();
     let print_stats = inner.plan.runner_options().print_stats();
-    inner
-        .stats
-        .with(|stats| stats.mark_start(std::time::SystemTime::now()));
+    let now = std::time::SystemTime::now();
+    inner.stats.with(|stats| stats.mark_start(now));
+    for group in &shared.groups {
+        if let Some(stats) = &group.stats {
+            stats.with(|stats| stats.mark_start(now));
+        }
+    }
 
     let collector = tokio::spawn({
-        let bus = shared.bus.clone();
+        let shared = shared.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
-                bus.flush();
+                shared.flush();
             }
         }
     });
@@ -559,7 +600,7 @@ async fn run(inner: Arc<Inner>) {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                inner.shared.bus.flush();
+                inner.shared.flush();
                 console::print_live(
                     &inner.stats.snapshot(),
                     inner.shared.active.load(Ordering::Relaxed),
@@ -652,7 +693,7 @@ async fn run(inner: Arc<Inner>) {
     }
     collector.abort();
     monitor.abort();
-    shared.bus.flush();
+    shared.flush();
     let duration = started.elapsed();
     if print_stats {
         console::print_final(&inner.stats.snapshot());

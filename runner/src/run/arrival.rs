@@ -79,7 +79,7 @@ pub(crate) async fn drive(
                     // The generator's own timer: how late it fired is its start lag (an
                     // iteration already due when reached is late because users were busy).
                     let lag = Instant::now().saturating_duration_since(due);
-                    shared.bus.record_start_lag(u64::try_from(lag.as_micros()).unwrap_or(u64::MAX));
+                    shared.groups[group].bus.record_start_lag(u64::try_from(lag.as_micros()).unwrap_or(u64::MAX));
                 }
                 changed = share.changed() => {
                     if changed.is_ok() {
@@ -118,11 +118,11 @@ pub(crate) async fn drive(
             continue;
         }
         match model.when_busy() {
-            WhenBusy::Drop => shared.bus.count_dropped(1),
+            WhenBusy::Drop => shared.groups[group].bus.count_dropped(1),
             WhenBusy::Delay => {
                 let deadline = due + model.max_start_delay();
                 if Instant::now() >= deadline {
-                    shared.bus.count_dropped(1);
+                    shared.groups[group].bus.count_dropped(1);
                     continue;
                 }
                 tokio::select! {
@@ -133,10 +133,10 @@ pub(crate) async fn drive(
                         }
                         Err(_) => break 'schedule,
                     },
-                    _ = tokio::time::sleep_until(deadline.into()) => shared.bus.count_dropped(1),
+                    _ = tokio::time::sleep_until(deadline.into()) => shared.groups[group].bus.count_dropped(1),
                     _ = stop.stopped() => {
                         // It was due and never started: counted, not lost.
-                        shared.bus.count_dropped(1);
+                        shared.groups[group].bus.count_dropped(1);
                         break 'schedule;
                     }
                 }
