@@ -38,9 +38,15 @@
 //! stopped (a master stops every worker) and the verdict is `aborted`.
 //!
 //! A condition whose metric has no data (no requests matched, no assertions ran) passes, with
-//! `value: null`, as k6 does. Request statistics are not kept per user group, so a `{group:G}`
-//! filter always has no data in this version; `corrected_response_time` and
-//! `dropped_iterations` have no data until the run statistics carry them.
+//! `value: null`, as k6 does.
+//!
+//! ## Per user group
+//! `{group:G}` reads the statistics of group `G`'s users only ([`Observation::groups`]): the
+//! groups a threshold names keep statistics of their own (their users report to a bus of their
+//! own, which feeds the group's statistics and every listener of the run). A group's own
+//! `thresholds` (`user_groups[i].thresholds`) are folded into the run's by
+//! [`Thresholds::group_keys`]: each key gets `group:<the group>`. A distributed master keeps no
+//! statistics per group, so there a `{group:G}` condition has no data.
 //!
 //! ## Results
 //! The summary gets `thresholds: [{"metric", "condition", "value", "ok"}]` and
@@ -366,5 +372,42 @@ mod tests {
         assert_eq!(results[6].value, Some(50.5));
         assert_eq!(results[8].value, None, "checks without data");
         assert_eq!(results[9].value, None, "group filter without data");
+    }
+
+    #[test]
+    fn group_keys_scope_every_key_to_the_group() {
+        let keys = Thresholds::group_keys(
+            &json!({
+                "response_time": ["p(95)<200"],
+                "requests{name:/x}": "count>1",
+                "failure_rate{group:g}": ["rate<0.1"],
+                "dropped_iterations{}": ["count==0"],
+            }),
+            "g",
+        )
+        .expect("valid");
+        let names: Vec<&str> = keys.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "response_time{group:g}",
+                "requests{name:/x,group:g}",
+                "failure_rate{group:g}",
+                "dropped_iterations{group:g}"
+            ]
+        );
+        let top = Thresholds::parse(&json!({"requests{name:/x,group:g}": ["rate>0"]})).unwrap();
+        let merged = Thresholds::extended(Some(&top), keys).expect("valid");
+        assert_eq!(merged.thresholds().len(), 4);
+        let conditions: Vec<&str> = merged.thresholds()[0]
+            .conditions
+            .iter()
+            .map(|c| c.text.as_str())
+            .collect();
+        assert_eq!(conditions, ["rate>0", "count>1"], "the top-level one first");
+        assert_eq!(merged.thresholds()[0].filter.group.as_deref(), Some("g"));
+        assert_eq!(merged.thresholds()[0].filter.name.as_deref(), Some("/x"));
+        let wrong = Thresholds::group_keys(&json!({"requests": ["count>0"]}), "a,b").unwrap_err();
+        assert!(wrong.message.contains("holds a ','"), "{wrong}");
     }
 }
