@@ -81,8 +81,8 @@ async fn prepare_group(
         .with_variables(variables.clone());
     let factory = protocol.prepare(&plan).await.map_err(plan_error)?;
     // A group that keeps its own statistics reports to a bus of its own, which feeds them
-    // (and, through `RunShared::add_listener`, everything the run's bus feeds): the request
-    // path is the same, and each event is added to one more statistics at the flush.
+    // (and, through `RunShared::add_listener`, the run's other listeners): the request path
+    // is the same, and each event is still counted in one statistics only.
     let (bus, stats) = if own_stats {
         let bus = Arc::new(EventBus::new(worker_threads() + 1));
         let stats = SharedStats::new();
@@ -141,6 +141,28 @@ struct Inner {
     started: Mutex<Option<Instant>>,
     /// The generator's CPU and start lag, from the start of the run.
     generator: Mutex<Option<GeneratorMonitor>>,
+}
+
+impl Inner {
+    /// Runs `f` on the run's statistics: its own, with those of the groups that keep their
+    /// own merged in (a copy then; without such groups, no copy is made).
+    fn with_stats<R>(&self, f: impl FnOnce(&RequestStats) -> R) -> R {
+        if self.shared.groups.iter().all(|g| g.stats.is_none()) {
+            return self.stats.with(|stats| f(stats));
+        }
+        f(&self.stats_snapshot())
+    }
+
+    /// A copy of the run's statistics (see [`with_stats`](Self::with_stats)).
+    fn stats_snapshot(&self) -> RequestStats {
+        let mut stats = self.stats.snapshot();
+        for group in &self.shared.groups {
+            if let Some(own) = &group.stats {
+                own.with(|own| stats.merge(own));
+            }
+        }
+        stats
+    }
 }
 
 /// A configured test. Cheap to clone; clones share the run.
@@ -202,8 +224,11 @@ impl Environment {
             test_record_instance().set_capacity(capacity);
         }
         let shared = RunShared::new(prepared, variables, bus);
+        // The run's statistics count the events of the run's bus; those of a group with
+        // statistics of its own are counted there only, and merged in when read
+        // (`Inner::with_stats`), so that no event is counted twice.
         let stats = SharedStats::new();
-        shared.add_listener(Arc::new(stats.clone()));
+        shared.bus.add_listener(Arc::new(stats.clone()));
         // A worker ships its records to its master, which keeps them; it adds the local
         // record store itself when its master cannot take them (a Locust master).
         if plan.mode() != RunnerMode::Worker {
@@ -399,7 +424,7 @@ impl Environment {
     /// The generator's CPU use and start lag so far, and whether it limits the run (`None`
     /// before the start).
     pub fn generator(&self) -> Option<Generator> {
-        let lag = self.inner.stats.with(|s| {
+        let lag = self.inner.with_stats(|s| {
             (
                 s.start_lag_percentile_ms(50.0),
                 s.start_lag_percentile_ms(99.0),
@@ -459,7 +484,7 @@ impl Environment {
     /// Live statistics of this run (buffered events are delivered first).
     pub fn stats(&self) -> RequestStats {
         self.inner.shared.flush();
-        self.inner.stats.snapshot()
+        self.inner.stats_snapshot()
     }
 
     /// Live statistics of each user group that keeps its own: those a threshold looks at
@@ -527,7 +552,7 @@ pub fn worker_threads() -> usize {
 }
 
 fn summarize(inner: &Inner, duration: Duration) -> Summary {
-    let stats = inner.stats.snapshot();
+    let stats = inner.stats_snapshot();
     let mut summary = Summary::of_run(
         inner.plan.source(),
         inner.plan.mode().name(),
@@ -586,7 +611,7 @@ async fn run(inner: Arc<Inner>) {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let lag = inner.stats.with(|s| s.start_lag_percentile_ms(99.0));
+                let lag = inner.with_stats(|s| s.start_lag_percentile_ms(99.0));
                 if let Some(generator) = inner.generator.lock().as_mut() {
                     generator.sample(lag);
                 }
@@ -602,7 +627,7 @@ async fn run(inner: Arc<Inner>) {
                 tick.tick().await;
                 inner.shared.flush();
                 console::print_live(
-                    &inner.stats.snapshot(),
+                    &inner.stats_snapshot(),
                     inner.shared.active.load(Ordering::Relaxed),
                     started.elapsed(),
                     inner.plan.end().map(|end| end.as_secs_f64()),
@@ -696,7 +721,7 @@ async fn run(inner: Arc<Inner>) {
     shared.flush();
     let duration = started.elapsed();
     if print_stats {
-        console::print_final(&inner.stats.snapshot());
+        console::print_final(&inner.stats_snapshot());
     }
     *inner.summary.lock() = Some(summarize(&inner, duration));
     inner.state.send_replace(RunState::Stopped);

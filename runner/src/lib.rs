@@ -294,8 +294,15 @@ async fn run_local(plan: RunPlan, on_ctrl_c: bool) -> Result<Summary, RunError> 
                     _ = ui.closed() => None,
                 };
                 let Some(asked) = asked else { break None };
-                let plan = plan.for_new_run(asked.user_count, asked.spawn_rate, asked.run_time);
-                match start_new_run(plan).await {
+                let started = match plan.for_new_run(
+                    asked.user_count,
+                    asked.spawn_rate,
+                    asked.run_time,
+                ) {
+                    Ok(plan) => start_new_run(plan).await,
+                    Err(error) => Err(error),
+                };
+                match started {
                     Ok(new) => {
                         let control: std::sync::Arc<dyn RunControl> =
                             std::sync::Arc::new(new.0.clone());

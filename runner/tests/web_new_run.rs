@@ -137,6 +137,26 @@ async fn a_lingering_ui_starts_a_new_run_of_the_same_plan() {
     assert!(page.contains("id=\"new-run-button\""), "the button is on the page");
     assert!(!run.is_finished(), "start_test waits for the lingering UI");
 
+    // A new run with no users is refused, and the UI goes on lingering.
+    let refused: Value = ui
+        .http
+        .post(ui.url("/swarm"))
+        .form(&[("user_count", "0"), ("spawn_rate", "1")])
+        .send()
+        .await
+        .expect("POST /swarm")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(refused["success"], false, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("user_count: must be at least 1")),
+        "{refused}"
+    );
+    assert_eq!(ui.init_update().await["new_run"], true, "still offered");
+
     // A new run, with Locust's form fields.
     target.reset_counts();
     let answer: Value = ui

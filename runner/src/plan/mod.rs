@@ -656,8 +656,23 @@ impl RunPlan {
     /// `user_count` users at `spawn_rate` when the run's shared model is the default
     /// `constant_users` (a `load_model` given explicitly, and groups' own models, run again as
     /// written), and `run_time` as its `test_time` when given (otherwise the plan's).
-    pub fn for_new_run(&self, user_count: u64, spawn_rate: f64, run_time: Option<u64>) -> RunPlan {
+    ///
+    /// # Errors
+    /// `user_count` 0 with the default closed model (a run with no users runs nothing).
+    pub fn for_new_run(
+        &self,
+        user_count: u64,
+        spawn_rate: f64,
+        run_time: Option<u64>,
+    ) -> Result<RunPlan, RunError> {
         let mut plan = self.clone();
+        let sharing = self.groups.iter().any(|g| g.model.is_none());
+        if self.source.load_model.is_none() && sharing && user_count == 0 {
+            return Err(invalid(
+                "user_count",
+                "must be at least 1: a closed model with no users runs nothing",
+            ));
+        }
         if self.source.load_model.is_none() {
             plan.shared_model = LoadModel::constant_users(user_count, spawn_rate);
             plan.source.user_count = user_count;
@@ -667,7 +682,7 @@ impl RunPlan {
             plan.test_time = Some(Duration::from_secs(seconds));
             plan.source.test_time = Some(seconds as f64);
         }
-        plan
+        Ok(plan)
     }
 
     /// The plan a worker's environment runs: driven by its master (no users and no arrivals

@@ -39,7 +39,7 @@ pub(crate) struct GroupRuntime {
     pub(crate) bus: Arc<EventBus>,
     /// The group's own statistics, kept when a threshold looks at the group
     /// (`{group:G}`, `user_groups[i].thresholds`): the group's bus feeds them and every
-    /// listener of the run.
+    /// listener of the run but the run's statistics, which merge them in when read.
     pub(crate) stats: Option<SharedStats>,
 }
 
@@ -114,7 +114,7 @@ impl RunShared {
     }
 
     /// Adds a listener of the whole run: it sees the batches of the run's bus and of every
-    /// group's own bus.
+    /// group's own bus (each event once).
     pub(crate) fn add_listener(&self, listener: Arc<dyn RequestListener>) {
         self.bus.add_listener(listener.clone());
         for bus in self.group_buses() {
