@@ -206,12 +206,17 @@ def main():
     parser.add_argument("--no-e2e", action="store_true")
     parser.add_argument("--callgrind", action="store_true",
                         help="only the instruction counts under callgrind (part 5)")
+    parser.add_argument("--thresholds-only", action="store_true",
+                        help="only the end-to-end thresholds rounds (parts 3 and 4)")
     parser.add_argument("--requests", type=int, default=20_000,
                         help="requests per callgrind run (even)")
     args = parser.parse_args()
     print(json.dumps(ldbench.machine()))
     bin_dir = ldbench.build(["ld-bench-targets", "load-density-cli"],
                             ["ld-bench-reports", "ld-bench-targets", "load-density"], args.no_build)
+    if args.thresholds_only:
+        print("SUMMARY " + json.dumps({"thresholds_e2e": e2e_rounds(bin_dir, args)}))
+        return
     if args.callgrind:
         print("SUMMARY " + json.dumps({"callgrind": callgrind_rounds(bin_dir, args)}))
         return

@@ -144,16 +144,8 @@ struct Inner {
 }
 
 impl Inner {
-    /// Runs `f` on the run's statistics: its own, with those of the groups that keep their
-    /// own merged in (a copy then; without such groups, no copy is made).
-    fn with_stats<R>(&self, f: impl FnOnce(&RequestStats) -> R) -> R {
-        if self.shared.groups.iter().all(|g| g.stats.is_none()) {
-            return self.stats.with(|stats| f(stats));
-        }
-        f(&self.stats_snapshot())
-    }
-
-    /// A copy of the run's statistics (see [`with_stats`](Self::with_stats)).
+    /// A copy of the run's statistics: its own, with those of the groups that keep their own
+    /// merged in. (Start lags are counted in the run's own only.)
     fn stats_snapshot(&self) -> RequestStats {
         let mut stats = self.stats.snapshot();
         for group in &self.shared.groups {
@@ -226,7 +218,7 @@ impl Environment {
         let shared = RunShared::new(prepared, variables, bus);
         // The run's statistics count the events of the run's bus; those of a group with
         // statistics of its own are counted there only, and merged in when read
-        // (`Inner::with_stats`), so that no event is counted twice.
+        // (`Inner::stats_snapshot`), so that no event is counted twice.
         let stats = SharedStats::new();
         shared.bus.add_listener(Arc::new(stats.clone()));
         // A worker ships its records to its master, which keeps them; it adds the local
@@ -424,7 +416,8 @@ impl Environment {
     /// The generator's CPU use and start lag so far, and whether it limits the run (`None`
     /// before the start).
     pub fn generator(&self) -> Option<Generator> {
-        let lag = self.inner.with_stats(|s| {
+        // Start lags are always counted in the run's own statistics (the run's bus).
+        let lag = self.inner.stats.with(|s| {
             (
                 s.start_lag_percentile_ms(50.0),
                 s.start_lag_percentile_ms(99.0),
@@ -611,7 +604,7 @@ async fn run(inner: Arc<Inner>) {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let lag = inner.with_stats(|s| s.start_lag_percentile_ms(99.0));
+                let lag = inner.stats.with(|s| s.start_lag_percentile_ms(99.0));
                 if let Some(generator) = inner.generator.lock().as_mut() {
                     generator.sample(lag);
                 }

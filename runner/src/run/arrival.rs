@@ -79,7 +79,7 @@ pub(crate) async fn drive(
                     // The generator's own timer: how late it fired is its start lag (an
                     // iteration already due when reached is late because users were busy).
                     let lag = Instant::now().saturating_duration_since(due);
-                    shared.groups[group].bus.record_start_lag(u64::try_from(lag.as_micros()).unwrap_or(u64::MAX));
+                    shared.bus.record_start_lag(u64::try_from(lag.as_micros()).unwrap_or(u64::MAX));
                 }
                 changed = share.changed() => {
                     if changed.is_ok() {
