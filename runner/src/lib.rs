@@ -294,14 +294,11 @@ async fn run_local(plan: RunPlan, on_ctrl_c: bool) -> Result<Summary, RunError> 
                     _ = ui.closed() => None,
                 };
                 let Some(asked) = asked else { break None };
-                let started = match plan.for_new_run(
-                    asked.user_count,
-                    asked.spawn_rate,
-                    asked.run_time,
-                ) {
-                    Ok(plan) => start_new_run(plan).await,
-                    Err(error) => Err(error),
-                };
+                let started =
+                    match plan.for_new_run(asked.user_count, asked.spawn_rate, asked.run_time) {
+                        Ok(plan) => start_new_run(plan).await,
+                        Err(error) => Err(error),
+                    };
                 match started {
                     Ok(new) => {
                         let control: std::sync::Arc<dyn RunControl> =
@@ -331,9 +328,7 @@ async fn run_local(plan: RunPlan, on_ctrl_c: bool) -> Result<Summary, RunError> 
 /// Starts a new run of `plan` (from a lingering web UI): a fresh environment, counted in the
 /// exporters, and a record store that starts over.
 #[cfg(feature = "web-ui")]
-async fn start_new_run(
-    plan: RunPlan,
-) -> Result<(Environment, monitor::MonitorSettings), RunError> {
+async fn start_new_run(plan: RunPlan) -> Result<(Environment, monitor::MonitorSettings), RunError> {
     let settings = monitor::MonitorSettings::of(plan.source());
     let env = Environment::from_plan(plan).await?;
     load_density_core::test_record_instance().clear_records();

@@ -388,7 +388,10 @@ async fn group_thresholds_judge_each_group_on_its_own_statistics() {
     );
     let failing_failures = result(&results, "failure_rate{group:failing}", "rate<0.01");
     assert_eq!(failing_failures.value, Some(1.0));
-    assert!(!failing_failures.ok, "the failing group fails its threshold");
+    assert!(
+        !failing_failures.ok,
+        "the failing group fails its threshold"
+    );
     assert_eq!(
         result(&results, "requests{type:GET,group:failing}", "count>0").value,
         Some(failing_count)
@@ -465,7 +468,10 @@ async fn bad_group_thresholds_are_errors_naming_their_json_path() {
         ))
         .expect_err("refused before the run")
         .to_string();
-        assert!(error.contains(expected), "{error}\nshould contain {expected}");
+        assert!(
+            error.contains(expected),
+            "{error}\nshould contain {expected}"
+        );
     }
     assert_eq!(fast.served() + failing.served(), 0);
 }

@@ -124,7 +124,10 @@ async fn a_lingering_ui_starts_a_new_run_of_the_same_plan() {
     assert_eq!(first_count, target.served(), "first run: {first}");
     let update = ui.init_update().await;
     assert_eq!(update["state"], "stopped", "{update}");
-    assert_eq!(update["new_run"], true, "the page offers a new run: {update}");
+    assert_eq!(
+        update["new_run"], true,
+        "the page offers a new run: {update}"
+    );
     let page = ui
         .http
         .get(ui.url("/"))
@@ -134,7 +137,10 @@ async fn a_lingering_ui_starts_a_new_run_of_the_same_plan() {
         .text()
         .await
         .expect("the page");
-    assert!(page.contains("id=\"new-run-button\""), "the button is on the page");
+    assert!(
+        page.contains("id=\"new-run-button\""),
+        "the button is on the page"
+    );
     assert!(!run.is_finished(), "start_test waits for the lingering UI");
 
     // A new run with no users is refused, and the UI goes on lingering.
@@ -215,7 +221,12 @@ async fn a_lingering_ui_starts_a_new_run_of_the_same_plan() {
     assert_eq!(ui.init_update().await["new_run"], true, "offered again");
 
     // POST /quit ends the linger; start_test returns the last run's summary.
-    let quit = ui.http.post(ui.url("/quit")).send().await.expect("POST /quit");
+    let quit = ui
+        .http
+        .post(ui.url("/quit"))
+        .send()
+        .await
+        .expect("POST /quit");
     assert_eq!(quit.status(), 200);
     let summary = tokio::time::timeout(Duration::from_secs(20), run)
         .await

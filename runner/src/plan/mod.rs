@@ -261,15 +261,14 @@ fn group_thresholds(
             let Some(value) = entry.get("thresholds").filter(|v| !v.is_null()) else {
                 continue;
             };
-            let keys = crate::thresholds::Thresholds::group_keys(value, &spec.name).map_err(
-                |error| {
+            let keys =
+                crate::thresholds::Thresholds::group_keys(value, &spec.name).map_err(|error| {
                     let mut path = format!("user_groups[{index}].thresholds");
                     if !error.key.is_empty() {
                         path = format!("{path}.{:?}", error.key);
                     }
                     invalid(&path, error.message)
-                },
-            )?;
+                })?;
             for (key, conditions) in keys {
                 let list = |v: Value| match v {
                     Value::Array(items) => items,

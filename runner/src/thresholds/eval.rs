@@ -64,7 +64,9 @@ pub(super) fn value_of(
         }
         Metric::DroppedIterations => {
             let count = match &threshold.filter.group {
-                Some(_) => observation.stats_for(&threshold.filter)?.dropped_iterations(),
+                Some(_) => observation
+                    .stats_for(&threshold.filter)?
+                    .dropped_iterations(),
                 None => observation.dropped_iterations?,
             } as f64;
             match aggregation {

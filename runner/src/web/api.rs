@@ -165,7 +165,11 @@ async fn new_run(
         return Err(ENDED.to_owned());
     };
     // Take the linger, so that it cannot end while the new run starts.
-    if !shared.live.lingering.swap(false, std::sync::atomic::Ordering::SeqCst) {
+    if !shared
+        .live
+        .lingering
+        .swap(false, std::sync::atomic::Ordering::SeqCst)
+    {
         return Err(format!(
             "{ENDED} (it is not lingering: web_ui_dict.linger, --web-ui-linger)"
         ));
