@@ -258,13 +258,12 @@ async fn run_local(plan: RunPlan, on_ctrl_c: bool) -> Result<Summary, RunError> 
     #[cfg(feature = "web-ui")]
     let (relaunch, mut new_runs) = {
         let (sender, receiver) = tokio::sync::mpsc::channel::<web::NewRun>(1);
-        (Some(sender), receiver)
+        (Some(sender), Some(receiver))
     };
     #[cfg(not(feature = "web-ui"))]
-    let relaunch: Relaunch = None;
-    let settings = monitor::MonitorSettings::of(plan.source());
+    let (relaunch, mut new_runs): (Relaunch, NewRuns) = (None, None);
+    let mut settings = monitor::MonitorSettings::of(plan.source());
     let (mut env, ui) = prepare_plan_with(plan.clone(), relaunch).await?;
-    let mut settings = settings;
     loop {
         let monitor = match start_monitor(&env, settings.clone()) {
             Ok(monitor) => Some(monitor),
@@ -285,44 +284,63 @@ async fn run_local(plan: RunPlan, on_ctrl_c: bool) -> Result<Summary, RunError> 
         if let Some(ctrl_c) = ctrl_c {
             ctrl_c.abort();
         }
-        #[cfg(feature = "web-ui")]
-        if let Some(ui) = &ui {
-            // The UI lingers: until it closes, it may ask for a new run.
-            let next = loop {
-                let asked = tokio::select! {
-                    asked = new_runs.recv() => asked,
-                    _ = ui.closed() => None,
-                };
-                let Some(asked) = asked else { break None };
-                let started =
-                    match plan.for_new_run(asked.user_count, asked.spawn_rate, asked.run_time) {
-                        Ok(plan) => start_new_run(plan).await,
-                        Err(error) => Err(error),
-                    };
-                match started {
-                    Ok(new) => {
-                        let control: std::sync::Arc<dyn RunControl> =
-                            std::sync::Arc::new(new.0.clone());
-                        if asked.reply.send(Ok(control)).is_err() {
-                            new.0.stop();
-                        }
-                        break Some(new);
-                    }
-                    Err(error) => {
-                        let _ = asked.reply.send(Err(executor::error_chain(&error)));
-                    }
+        match next_run(&plan, ui.as_ref(), &mut new_runs).await {
+            Some((next_env, next_settings)) => {
+                env = next_env;
+                settings = next_settings;
+            }
+            None => return Ok(summary),
+        }
+    }
+}
+
+/// Where a lingering web UI's requests for new runs arrive.
+#[cfg(feature = "web-ui")]
+type NewRuns = Option<tokio::sync::mpsc::Receiver<web::NewRun>>;
+#[cfg(not(feature = "web-ui"))]
+type NewRuns = Option<std::convert::Infallible>;
+
+/// After a run: while its web UI lingers, waits for it to ask for a new run of `plan` and
+/// starts it; `None` once the UI has closed (or without a UI).
+#[cfg(feature = "web-ui")]
+async fn next_run(
+    plan: &RunPlan,
+    ui: Option<&web::WebUi>,
+    new_runs: &mut NewRuns,
+) -> Option<(Environment, monitor::MonitorSettings)> {
+    let (ui, new_runs) = (ui?, new_runs.as_mut()?);
+    loop {
+        let asked = tokio::select! {
+            asked = new_runs.recv() => asked,
+            _ = ui.closed() => None,
+        }?;
+        let started = match plan.for_new_run(asked.user_count, asked.spawn_rate, asked.run_time) {
+            Ok(plan) => start_new_run(plan).await,
+            Err(error) => Err(error),
+        };
+        match started {
+            Ok(new) => {
+                let control: std::sync::Arc<dyn RunControl> = std::sync::Arc::new(new.0.clone());
+                if asked.reply.send(Ok(control)).is_err() {
+                    new.0.stop();
                 }
-            };
-            if let Some((new_env, new_settings)) = next {
-                env = new_env;
-                settings = new_settings;
-                continue;
+                return Some(new);
+            }
+            Err(error) => {
+                let _ = asked.reply.send(Err(executor::error_chain(&error)));
             }
         }
-        #[cfg(not(feature = "web-ui"))]
-        let _ = &ui;
-        return Ok(summary);
     }
+}
+
+/// Without the web UI there is no new run.
+#[cfg(not(feature = "web-ui"))]
+async fn next_run(
+    _plan: &RunPlan,
+    _ui: Option<&std::convert::Infallible>,
+    _new_runs: &mut NewRuns,
+) -> Option<(Environment, monitor::MonitorSettings)> {
+    None
 }
 
 /// Starts a new run of `plan` (from a lingering web UI): a fresh environment, counted in the
