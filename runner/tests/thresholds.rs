@@ -290,6 +290,9 @@ async fn corrected_latency_and_dropped_iterations_are_judged_from_the_schedule()
         "thresholds": {
             "dropped_iterations": ["count==0"],
             "corrected_response_time{name:slow}": ["p(99)<60000", "max>=100"],
+            // The single-group shorthand's group is named after its user type.
+            "dropped_iterations{group:fast_http_user}": ["count==0"],
+            "corrected_response_time{group:fast_http_user}": ["max>=100"],
         },
     })))
     .await
@@ -298,7 +301,11 @@ async fn corrected_latency_and_dropped_iterations_are_judged_from_the_schedule()
     assert!(dropped >= 10, "{:?}", summary.totals);
     assert_eq!(summary.verdict, Some(Verdict::Failed));
     let results = summary.thresholds.expect("results");
-    assert_eq!(results.len(), 3, "{results:?}");
+    assert_eq!(results.len(), 5, "{results:?}");
+    // The group keeps its own statistics: the same drops and corrected latency.
+    assert_eq!(results[3].value, Some(dropped as f64), "{results:?}");
+    assert!(!results[3].ok, "{results:?}");
+    assert!(results[4].ok && results[4].value.is_some(), "{results:?}");
     // The dropped count is the summary's, and it fails `count==0`.
     assert_eq!(results[0].value, Some(dropped as f64), "{results:?}");
     assert!(!results[0].ok, "{results:?}");
