@@ -87,8 +87,9 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     output_dir: Option<PathBuf>,
     /// Keep a run's web UI serving after the run for this long (seconds, or "5m"; -1 until
-    /// Ctrl-C or POST /quit), for runs whose web_ui_dict gives no linger. Default: it closes
-    /// with the run.
+    /// Ctrl-C or POST /quit), for runs whose web_ui_dict gives no linger; meanwhile its "New
+    /// run" button (POST /swarm) starts another run of the same plan. Default: it closes with
+    /// the run.
     #[arg(long, global = true, value_name = "SECONDS", allow_hyphen_values = true,
           value_parser = linger_arg)]
     web_ui_linger: Option<f64>,

@@ -96,3 +96,48 @@ fn a_bad_threshold_exits_1_before_any_request() {
         "{stderr}"
     );
 }
+
+/// Two groups, each with its own `thresholds`: the exit status follows the group's verdict.
+fn run_groups(second_group_thresholds: Value) -> Output {
+    let group = |name: &str, thresholds: Value| {
+        json!({
+            "name": name,
+            "user": "fast_http_user",
+            "host": format!("http://127.0.0.1:{}", closed_port()),
+            "tasks": [{"method": "get", "request_url": "/"}],
+            "thresholds": thresholds,
+        })
+    };
+    let actions = json!([["LD_start_test", {
+        "user_count": 2,
+        "spawn_rate": 10,
+        "test_time": 1,
+        "wait_time": {"constant": 0.1},
+        "print_stats": false,
+        "user_groups": [
+            group("a", json!({"requests": ["count>0"], "failure_rate": ["rate<=1"]})),
+            group("b", second_group_thresholds),
+        ],
+    }]]);
+    load_density(&["run-str", &actions.to_string()])
+}
+
+#[test]
+fn a_group_threshold_that_fails_exits_99_and_one_that_holds_exits_0() {
+    let failed = run_groups(json!({"requests": ["count<1"]}));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(99), "{stderr}");
+    assert!(
+        stderr.contains("PASS requests{group:a} count>0")
+            && stderr.contains("FAIL requests{group:b} count<1")
+            && stderr.contains("Verdict: FAILED"),
+        "{stderr}"
+    );
+    let held = run_groups(json!({"requests": ["count>=1"]}));
+    let stderr = String::from_utf8_lossy(&held.stderr);
+    assert_eq!(held.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("PASS requests{group:b} count>=1") && stderr.contains("Verdict: PASSED"),
+        "{stderr}"
+    );
+}

@@ -43,6 +43,12 @@ pub trait RunControl: Send + Sync + 'static {
     fn reset_stats(&self);
     /// The target host, when one was configured.
     fn host(&self) -> Option<String>;
+    /// Statistics of the user groups that keep their own (those a threshold looks at), as
+    /// (group name, statistics); empty when none does, and for a distributed master, whose
+    /// workers report the run's statistics only.
+    fn group_stats(&self) -> Vec<(String, RequestStats)> {
+        Vec::new()
+    }
     /// Connected workers (a master); empty for a local run.
     fn workers(&self) -> Vec<WorkerInfo> {
         Vec::new()
@@ -79,6 +85,9 @@ impl RunControl for Environment {
     }
     fn reset_stats(&self) {
         Environment::reset_stats(self)
+    }
+    fn group_stats(&self) -> Vec<(String, RequestStats)> {
+        Environment::group_stats(self)
     }
     fn host(&self) -> Option<String> {
         self.config().host.clone()

@@ -47,6 +47,8 @@ async fn prepare_group(
     group: &PlannedGroup,
     variables: &Arc<Variables>,
     data: &Arc<DataSources>,
+    run_bus: &Arc<EventBus>,
+    own_stats: bool,
 ) -> Result<GroupRuntime, RunError> {
     let spec = group.spec();
     let registration = registry::lookup(&spec.user_type)?;
@@ -78,6 +80,17 @@ async fn prepare_group(
         .with_options(spec.options.clone())
         .with_variables(variables.clone());
     let factory = protocol.prepare(&plan).await.map_err(plan_error)?;
+    // A group that keeps its own statistics reports to a bus of its own, which feeds them
+    // (and, through `RunShared::add_listener`, the run's other listeners): the request path
+    // is the same, and each event is still counted in one statistics only.
+    let (bus, stats) = if own_stats {
+        let bus = Arc::new(EventBus::new(worker_threads() + 1));
+        let stats = SharedStats::new();
+        bus.add_listener(Arc::new(stats.clone()));
+        (bus, Some(stats))
+    } else {
+        (run_bus.clone(), None)
+    };
     Ok(GroupRuntime {
         name: spec.name.clone(),
         data: data.clone(),
@@ -85,6 +98,8 @@ async fn prepare_group(
         factory,
         scenario: Arc::new(scenario),
         pacing: group.pacing(),
+        bus,
+        stats,
     })
 }
 
@@ -126,6 +141,20 @@ struct Inner {
     started: Mutex<Option<Instant>>,
     /// The generator's CPU and start lag, from the start of the run.
     generator: Mutex<Option<GeneratorMonitor>>,
+}
+
+impl Inner {
+    /// A copy of the run's statistics: its own, with those of the groups that keep their own
+    /// merged in. (Start lags are counted in the run's own only.)
+    fn stats_snapshot(&self) -> RequestStats {
+        let mut stats = self.stats.snapshot();
+        for group in &self.shared.groups {
+            if let Some(own) = &group.stats {
+                own.with(|own| stats.merge(own));
+            }
+        }
+        stats
+    }
 }
 
 /// A configured test. Cheap to clone; clones share the run.
@@ -175,20 +204,27 @@ impl Environment {
         }
         let variables = Arc::new(variables);
         let data = Arc::new(globals::open_data_sources(config.csv_sources.as_ref())?);
+        let bus = Arc::new(EventBus::new(worker_threads() + 1));
+        // Groups that a threshold looks at keep statistics of their own.
+        let watched = plan.watched_groups();
         let mut prepared = Vec::with_capacity(plan.groups().len());
         for group in plan.groups() {
-            prepared.push(prepare_group(group, &variables, &data).await?);
+            let own_stats = watched.iter().any(|name| name == group.name());
+            prepared.push(prepare_group(group, &variables, &data, &bus, own_stats).await?);
         }
         if let Some(capacity) = plan.runner_options().record_capacity() {
             test_record_instance().set_capacity(capacity);
         }
-        let bus = Arc::new(EventBus::new(worker_threads() + 1));
+        let shared = RunShared::new(prepared, variables, bus);
+        // The run's statistics count the events of the run's bus; those of a group with
+        // statistics of its own are counted there only, and merged in when read
+        // (`Inner::stats_snapshot`), so that no event is counted twice.
         let stats = SharedStats::new();
-        bus.add_listener(Arc::new(stats.clone()));
+        shared.bus.add_listener(Arc::new(stats.clone()));
         // A worker ships its records to its master, which keeps them; it adds the local
         // record store itself when its master cannot take them (a Locust master).
         if plan.mode() != RunnerMode::Worker {
-            bus.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
+            shared.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
         }
         let driven = plan.is_driven();
         let mut pools = Vec::new();
@@ -228,7 +264,7 @@ impl Environment {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                shared: Arc::new(RunShared::new(prepared, variables, bus)),
+                shared: Arc::new(shared),
                 pools,
                 arrivals,
                 stats,
@@ -243,7 +279,7 @@ impl Environment {
 
     /// Adds a listener that sees every batch of finished requests of this run.
     pub fn add_listener(&self, listener: Arc<dyn RequestListener>) {
-        self.inner.shared.bus.add_listener(listener);
+        self.inner.shared.add_listener(listener);
     }
 
     /// Starts the run on the current tokio runtime. Calling it again does nothing.
@@ -380,6 +416,7 @@ impl Environment {
     /// The generator's CPU use and start lag so far, and whether it limits the run (`None`
     /// before the start).
     pub fn generator(&self) -> Option<Generator> {
+        // Start lags are always counted in the run's own statistics (the run's bus).
         let lag = self.inner.stats.with(|s| {
             (
                 s.start_lag_percentile_ms(50.0),
@@ -410,8 +447,13 @@ impl Environment {
     /// over the time since it. A worker's records belong to its master: a worker clears only
     /// its statistics.
     pub fn reset_stats(&self) {
-        self.inner.shared.bus.flush();
+        self.inner.shared.flush();
         self.inner.stats.with(|stats| stats.reset());
+        for group in &self.inner.shared.groups {
+            if let Some(stats) = &group.stats {
+                stats.with(|stats| stats.reset());
+            }
+        }
         if self.inner.plan.mode() != RunnerMode::Worker {
             test_record_instance().clear_records();
         }
@@ -434,8 +476,21 @@ impl Environment {
 
     /// Live statistics of this run (buffered events are delivered first).
     pub fn stats(&self) -> RequestStats {
-        self.inner.shared.bus.flush();
-        self.inner.stats.snapshot()
+        self.inner.shared.flush();
+        self.inner.stats_snapshot()
+    }
+
+    /// Live statistics of each user group that keeps its own: those a threshold looks at
+    /// (`{group:G}` filters, `user_groups[i].thresholds`), as (group name, statistics), in
+    /// configuration order. Other groups' requests are only in the run's [`stats`](Self::stats).
+    pub fn group_stats(&self) -> Vec<(String, RequestStats)> {
+        self.inner.shared.flush();
+        self.inner
+            .shared
+            .groups
+            .iter()
+            .filter_map(|g| g.stats.as_ref().map(|s| (g.name.clone(), s.snapshot())))
+            .collect()
     }
 
     /// The configuration.
@@ -490,7 +545,7 @@ pub fn worker_threads() -> usize {
 }
 
 fn summarize(inner: &Inner, duration: Duration) -> Summary {
-    let stats = inner.stats.snapshot();
+    let stats = inner.stats_snapshot();
     let mut summary = Summary::of_run(
         inner.plan.source(),
         inner.plan.mode().name(),
@@ -523,17 +578,21 @@ async fn run(inner: Arc<Inner>) {
     *inner.generator.lock() = Some(GeneratorMonitor::new());
     let shared = inner.shared.clone();
     let print_stats = inner.plan.runner_options().print_stats();
-    inner
-        .stats
-        .with(|stats| stats.mark_start(std::time::SystemTime::now()));
+    let now = std::time::SystemTime::now();
+    inner.stats.with(|stats| stats.mark_start(now));
+    for group in &shared.groups {
+        if let Some(stats) = &group.stats {
+            stats.with(|stats| stats.mark_start(now));
+        }
+    }
 
     let collector = tokio::spawn({
-        let bus = shared.bus.clone();
+        let shared = shared.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
-                bus.flush();
+                shared.flush();
             }
         }
     });
@@ -559,9 +618,9 @@ async fn run(inner: Arc<Inner>) {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                inner.shared.bus.flush();
+                inner.shared.flush();
                 console::print_live(
-                    &inner.stats.snapshot(),
+                    &inner.stats_snapshot(),
                     inner.shared.active.load(Ordering::Relaxed),
                     started.elapsed(),
                     inner.plan.end().map(|end| end.as_secs_f64()),
@@ -652,10 +711,10 @@ async fn run(inner: Arc<Inner>) {
     }
     collector.abort();
     monitor.abort();
-    shared.bus.flush();
+    shared.flush();
     let duration = started.elapsed();
     if print_stats {
-        console::print_final(&inner.stats.snapshot());
+        console::print_final(&inner.stats_snapshot());
     }
     *inner.summary.lock() = Some(summarize(&inner, duration));
     inner.state.send_replace(RunState::Stopped);

@@ -35,6 +35,7 @@ const GROUP_KEYS: &[&str] = &[
     "wait_time",
     "host",
     "load_model",
+    "thresholds",
 ];
 
 fn count(value: &Value, what: &str) -> Result<u64, RunError> {

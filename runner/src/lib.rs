@@ -193,19 +193,45 @@ pub async fn prepare_env(config: StartTest) -> Result<Environment, RunError> {
 
 /// [`prepare_env`] for a compiled plan.
 pub async fn prepare_plan(plan: RunPlan) -> Result<Environment, RunError> {
+    Ok(prepare_plan_with(plan, None).await?.0)
+}
+
+/// The web UI of a run, when it has one.
+#[cfg(feature = "web-ui")]
+type RunUi = Option<web::WebUi>;
+#[cfg(not(feature = "web-ui"))]
+type RunUi = Option<std::convert::Infallible>;
+
+/// Where a lingering web UI asks for new runs.
+#[cfg(feature = "web-ui")]
+type Relaunch = Option<tokio::sync::mpsc::Sender<web::NewRun>>;
+#[cfg(not(feature = "web-ui"))]
+type Relaunch = Option<std::convert::Infallible>;
+
+/// [`prepare_plan`], also returning the run's web UI; with `relaunch`, its `POST /swarm`
+/// after the run asks there for a new run.
+async fn prepare_plan_with(
+    plan: RunPlan,
+    relaunch: Relaunch,
+) -> Result<(Environment, RunUi), RunError> {
     distributed::check_local_plan(&plan)?;
     #[cfg(feature = "web-ui")]
     let web_ui = plan.web_ui().cloned();
     let env = Environment::from_plan(plan).await?;
     sinks::register_run(&env);
     #[cfg(feature = "web-ui")]
-    if let Some(settings) = web_ui {
-        web::attach(&env, settings)
-            .await
-            .map_err(|e| RunError::Config(executor::error_chain(&e)))?;
-    }
+    let ui = match web_ui {
+        Some(settings) => Some(
+            web::attach(&env, settings, relaunch)
+                .await
+                .map_err(|e| RunError::Config(executor::error_chain(&e)))?,
+        ),
+        None => None,
+    };
+    #[cfg(not(feature = "web-ui"))]
+    let ui = relaunch.and(None);
     env.start();
-    Ok(env)
+    Ok((env, ui))
 }
 
 /// Runs a test to its end on the current runtime and returns its summary.
@@ -222,31 +248,111 @@ pub async fn start_test_async(config: StartTest) -> Result<Summary, RunError> {
 
 /// Runs a local plan to its end with its monitor (thresholds, report history, Locust CSV
 /// files); with `on_ctrl_c`, Ctrl-C stops it gracefully.
+///
+/// While its web UI lingers (`web_ui_dict.linger`), `POST /swarm` starts a new run of the
+/// same plan, which runs to its end the same way: each run's summary is remembered for the
+/// reports and its Locust CSV files are written when it ends (a new run starts the
+/// measurement over: statistics and the record store), and the summary returned is the last
+/// run's.
 async fn run_local(plan: RunPlan, on_ctrl_c: bool) -> Result<Summary, RunError> {
-    let settings = monitor::MonitorSettings::of(plan.source());
-    let env = prepare_plan(plan).await?;
-    let monitor = match start_monitor(&env, settings) {
-        Ok(monitor) => Some(monitor),
-        Err(error) => {
-            env.stop();
-            return Err(error);
-        }
-    };
-    let ctrl_c = on_ctrl_c.then(|| {
-        let env = env.clone();
-        tokio::spawn(async move {
-            interrupt::wait().await;
-            env.stop();
-        })
-    });
-    let summary = finish_run(env.wait().await, monitor);
-    sinks::run_ended();
-    if let Some(ctrl_c) = ctrl_c {
-        ctrl_c.abort();
-    }
     #[cfg(feature = "web-ui")]
-    web::closed(&env).await;
-    Ok(summary)
+    let (relaunch, mut new_runs) = {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<web::NewRun>(1);
+        (Some(sender), Some(receiver))
+    };
+    #[cfg(not(feature = "web-ui"))]
+    let (relaunch, mut new_runs): (Relaunch, NewRuns) = (None, None);
+    let mut settings = monitor::MonitorSettings::of(plan.source());
+    let (mut env, ui) = prepare_plan_with(plan.clone(), relaunch).await?;
+    loop {
+        let monitor = match start_monitor(&env, settings.clone()) {
+            Ok(monitor) => Some(monitor),
+            Err(error) => {
+                env.stop();
+                return Err(error);
+            }
+        };
+        let ctrl_c = on_ctrl_c.then(|| {
+            let env = env.clone();
+            tokio::spawn(async move {
+                interrupt::wait().await;
+                env.stop();
+            })
+        });
+        let summary = finish_run(env.wait().await, monitor);
+        sinks::run_ended();
+        if let Some(ctrl_c) = ctrl_c {
+            ctrl_c.abort();
+        }
+        match next_run(&plan, ui.as_ref(), &mut new_runs).await {
+            Some((next_env, next_settings)) => {
+                env = next_env;
+                settings = next_settings;
+            }
+            None => return Ok(summary),
+        }
+    }
+}
+
+/// Where a lingering web UI's requests for new runs arrive.
+#[cfg(feature = "web-ui")]
+type NewRuns = Option<tokio::sync::mpsc::Receiver<web::NewRun>>;
+#[cfg(not(feature = "web-ui"))]
+type NewRuns = Option<std::convert::Infallible>;
+
+/// After a run: while its web UI lingers, waits for it to ask for a new run of `plan` and
+/// starts it; `None` once the UI has closed (or without a UI).
+#[cfg(feature = "web-ui")]
+async fn next_run(
+    plan: &RunPlan,
+    ui: Option<&web::WebUi>,
+    new_runs: &mut NewRuns,
+) -> Option<(Environment, monitor::MonitorSettings)> {
+    let (ui, new_runs) = (ui?, new_runs.as_mut()?);
+    loop {
+        let asked = tokio::select! {
+            asked = new_runs.recv() => asked,
+            _ = ui.closed() => None,
+        }?;
+        let started = match plan.for_new_run(asked.user_count, asked.spawn_rate, asked.run_time) {
+            Ok(plan) => start_new_run(plan).await,
+            Err(error) => Err(error),
+        };
+        match started {
+            Ok(new) => {
+                let control: std::sync::Arc<dyn RunControl> = std::sync::Arc::new(new.0.clone());
+                if asked.reply.send(Ok(control)).is_err() {
+                    new.0.stop();
+                }
+                return Some(new);
+            }
+            Err(error) => {
+                let _ = asked.reply.send(Err(executor::error_chain(&error)));
+            }
+        }
+    }
+}
+
+/// Without the web UI there is no new run.
+#[cfg(not(feature = "web-ui"))]
+async fn next_run(
+    _plan: &RunPlan,
+    _ui: Option<&std::convert::Infallible>,
+    _new_runs: &mut NewRuns,
+) -> Option<(Environment, monitor::MonitorSettings)> {
+    None
+}
+
+/// Starts a new run of `plan` (from a lingering web UI): a fresh environment, counted in the
+/// exporters, and a record store that starts over.
+#[cfg(feature = "web-ui")]
+async fn start_new_run(plan: RunPlan) -> Result<(Environment, monitor::MonitorSettings), RunError> {
+    let settings = monitor::MonitorSettings::of(plan.source());
+    let env = Environment::from_plan(plan).await?;
+    load_density_core::test_record_instance().clear_records();
+    sinks::register_run(&env);
+    env.start();
+    Ok((env, settings))
 }
 
 /// Starts the run monitor (thresholds, report history, Locust CSV files).

@@ -204,11 +204,13 @@ pub fn start(
                 let Some(thresholds) = &thresholds else {
                     continue;
                 };
+                let groups = control.group_stats();
                 let results = thresholds.evaluate(&Observation {
                     stats: Some(&stats),
                     elapsed_s,
                     checks: checks_since(checks_base),
                     dropped_iterations: Some(stats.dropped_iterations()),
+                    groups: &groups,
                 });
                 let abort =
                     thresholds
@@ -341,11 +343,13 @@ impl RunMonitor {
             } else {
                 self.started.elapsed().as_secs_f64()
             };
+            let groups = self.control.group_stats();
             let mut results = thresholds.evaluate(&Observation {
                 stats: Some(&stats),
                 elapsed_s,
                 checks: checks_since(self.checks_base),
                 dropped_iterations: Some(stats.dropped_iterations()),
+                groups: &groups,
             });
             let verdict = if let Some(index) = state.aborted_by {
                 // The condition that stopped the run failed, whatever the last seconds did.

@@ -290,6 +290,9 @@ async fn corrected_latency_and_dropped_iterations_are_judged_from_the_schedule()
         "thresholds": {
             "dropped_iterations": ["count==0"],
             "corrected_response_time{name:slow}": ["p(99)<60000", "max>=100"],
+            // The single-group shorthand's group is named after its user type.
+            "dropped_iterations{group:fast_http_user}": ["count==0"],
+            "corrected_response_time{group:fast_http_user}": ["max>=100"],
         },
     })))
     .await
@@ -298,7 +301,11 @@ async fn corrected_latency_and_dropped_iterations_are_judged_from_the_schedule()
     assert!(dropped >= 10, "{:?}", summary.totals);
     assert_eq!(summary.verdict, Some(Verdict::Failed));
     let results = summary.thresholds.expect("results");
-    assert_eq!(results.len(), 3, "{results:?}");
+    assert_eq!(results.len(), 5, "{results:?}");
+    // The group keeps its own statistics: the same drops and corrected latency.
+    assert_eq!(results[3].value, Some(dropped as f64), "{results:?}");
+    assert!(!results[3].ok, "{results:?}");
+    assert!(results[4].ok && results[4].value.is_some(), "{results:?}");
     // The dropped count is the summary's, and it fails `count==0`.
     assert_eq!(results[0].value, Some(dropped as f64), "{results:?}");
     assert!(!results[0].ok, "{results:?}");
@@ -306,4 +313,172 @@ async fn corrected_latency_and_dropped_iterations_are_judged_from_the_schedule()
     let p99 = results[1].value.expect("corrected p99 has data");
     assert!(p99 >= 100.0, "{results:?}");
     assert!(results[1].ok && results[2].ok, "{results:?}");
+}
+
+/// Two groups on two targets: `fast` (200s) and `failing` (503s), each with its own
+/// `thresholds`, and the run's `thresholds` on top.
+fn two_groups(
+    fast: &HttpTarget,
+    failing: &HttpTarget,
+    fast_thresholds: Value,
+    failing_thresholds: Value,
+    top: Value,
+) -> StartTest {
+    config(json!({
+        "user_count": 2,
+        "spawn_rate": 10,
+        "test_time": 2,
+        "wait_time": {"constant": 0.05},
+        "print_stats": false,
+        "user_groups": [
+            {"name": "fast", "user": "fast_http_user", "host": fast.base_url(),
+             "tasks": [{"method": "get", "request_url": "/get"}],
+             "thresholds": fast_thresholds},
+            {"name": "failing", "user": "fast_http_user", "host": failing.base_url(),
+             "tasks": [{"method": "get", "request_url": "/status/503"}],
+             "thresholds": failing_thresholds}
+        ],
+        "thresholds": top,
+    }))
+}
+
+fn result<'a>(
+    results: &'a [load_density::thresholds::ThresholdResult],
+    metric: &str,
+    condition: &str,
+) -> &'a load_density::thresholds::ThresholdResult {
+    results
+        .iter()
+        .find(|r| r.metric == metric && r.condition == condition)
+        .unwrap_or_else(|| panic!("no {metric} {condition} in {results:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_thresholds_judge_each_group_on_its_own_statistics() {
+    let _serial = SERIAL.lock().await;
+    let fast = HttpTarget::start().await.expect("target");
+    let failing = HttpTarget::start().await.expect("target");
+    let summary = start_test_async(two_groups(
+        &fast,
+        &failing,
+        json!({"failure_rate": ["rate<0.01"], "requests": ["count>0"],
+               "response_time": ["p(95)<5000"]}),
+        json!({"failure_rate": ["rate<0.01"], "requests{type:GET}": ["count>0"]}),
+        json!({"requests{group:fast}": ["count>=1"], "failure_rate": ["rate<1"]}),
+    ))
+    .await
+    .expect("run");
+    let results = summary.thresholds.clone().expect("results");
+    let (fast_count, failing_count) = (fast.served() as f64, failing.served() as f64);
+    assert!(fast_count > 0.0 && failing_count > 0.0);
+    assert_eq!(
+        fast_count + failing_count,
+        summary.totals.requests as f64,
+        "every request reached a target"
+    );
+    // The group's own condition and the top-level {group:fast} one share a key.
+    let fast_requests = result(&results, "requests{group:fast}", "count>0");
+    assert_eq!(fast_requests.value, Some(fast_count), "{results:?}");
+    assert!(fast_requests.ok);
+    assert_eq!(
+        result(&results, "requests{group:fast}", "count>=1").value,
+        Some(fast_count)
+    );
+    let fast_failures = result(&results, "failure_rate{group:fast}", "rate<0.01");
+    assert_eq!(fast_failures.value, Some(0.0));
+    assert!(fast_failures.ok);
+    assert!(
+        result(&results, "response_time{group:fast}", "p(95)<5000")
+            .value
+            .is_some(),
+        "{results:?}"
+    );
+    let failing_failures = result(&results, "failure_rate{group:failing}", "rate<0.01");
+    assert_eq!(failing_failures.value, Some(1.0));
+    assert!(
+        !failing_failures.ok,
+        "the failing group fails its threshold"
+    );
+    assert_eq!(
+        result(&results, "requests{type:GET,group:failing}", "count>0").value,
+        Some(failing_count)
+    );
+    let overall = result(&results, "failure_rate", "rate<1");
+    assert!(overall.ok, "the run as a whole: {overall:?}");
+    assert_eq!(summary.verdict, Some(Verdict::Failed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_thresholds_that_hold_pass_the_run() {
+    let _serial = SERIAL.lock().await;
+    let fast = HttpTarget::start().await.expect("target");
+    let failing = HttpTarget::start().await.expect("target");
+    let summary = start_test_async(two_groups(
+        &fast,
+        &failing,
+        json!({"failure_rate": ["rate==0"]}),
+        json!({"failure_rate": ["rate>0.99"]}),
+        Value::Null,
+    ))
+    .await
+    .expect("run");
+    let results = summary.thresholds.clone().expect("results");
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(
+        result(&results, "failure_rate{group:failing}", "rate>0.99").value,
+        Some(1.0)
+    );
+    assert_eq!(
+        result(&results, "failure_rate{group:fast}", "rate==0").value,
+        Some(0.0)
+    );
+    assert_eq!(summary.verdict, Some(Verdict::Passed), "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_group_thresholds_are_errors_naming_their_json_path() {
+    let fast = HttpTarget::start().await.expect("target");
+    let failing = HttpTarget::start().await.expect("target");
+    let cases = [
+        (
+            json!({}),
+            json!({"failure_rate": ["p(95)<1"]}),
+            Value::Null,
+            "user_groups[1].thresholds.\"failure_rate[0]\"",
+        ),
+        (
+            json!({"checks": ["rate>0.9"]}),
+            json!({}),
+            Value::Null,
+            "user_groups[0].thresholds.\"checks\": checks are counted for the whole run",
+        ),
+        (
+            json!({"requests{group:failing}": ["count>0"]}),
+            json!({}),
+            Value::Null,
+            "user_groups[0].thresholds.\"requests{group:failing}\": filters group \"failing\"",
+        ),
+        (
+            json!({}),
+            json!({}),
+            json!({"requests{group:nope}": ["count>0"]}),
+            "thresholds.\"requests{group:nope}\": no user group named \"nope\" (groups: fast, failing)",
+        ),
+    ];
+    for (fast_thresholds, failing_thresholds, top, expected) in cases {
+        let error = load_density::RunPlan::compile(two_groups(
+            &fast,
+            &failing,
+            fast_thresholds,
+            failing_thresholds,
+            top,
+        ))
+        .expect_err("refused before the run")
+        .to_string();
+        assert!(
+            error.contains(expected),
+            "{error}\nshould contain {expected}"
+        );
+    }
+    assert_eq!(fast.served() + failing.served(), 0);
 }

@@ -517,3 +517,105 @@ async fn a_master_page_lists_its_workers() {
     browser.quit().await;
     ui.shutdown().await;
 }
+
+/// A port that was free a moment ago (the UI of a `start_test` run is found by its port).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_run_button_of_a_lingering_ui_starts_another_run() {
+    let target = load_density_testkit::HttpTarget::start()
+        .await
+        .expect("testkit target");
+    let port = free_port();
+    let config: load_density::StartTest = serde_json::from_value(json!({
+        "user_count": 1,
+        "spawn_rate": 100,
+        "test_time": 1,
+        "print_stats": false,
+        "host": target.base_url(),
+        "wait_time": {"constant": 0.02},
+        "web_ui_dict": {"host": "127.0.0.1", "port": port, "linger": -1},
+        "tasks": [{"method": "get", "request_url": "/get"}]
+    }))
+    .expect("a valid configuration");
+    let run = tokio::spawn(load_density::start_test_async(config));
+    let driver = Driver::start().await;
+    let browser = driver.session().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    while http.get(&url).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no web UI");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.open(&url).await;
+
+    // The run ends by itself; the page offers a new run.
+    browser
+        .wait_js(
+            "the new-run button",
+            Duration::from_secs(20),
+            r#"return document.getElementById('state').textContent === 'STOPPED'
+                && !document.getElementById('new-run-button').hidden
+                && document.getElementById('stop-button').disabled"#,
+        )
+        .await;
+    browser.screenshot("dashboard-new-run-offered.png").await;
+    target.reset_counts();
+    browser.click("#new-run-button").await;
+    browser.type_into("#edit-users", "2").await;
+    browser.type_into("#edit-rate", "100").await;
+    browser.click("#edit-submit").await;
+    browser
+        .wait_js(
+            "the new run running",
+            Duration::from_secs(15),
+            r#"return document.getElementById('state').textContent !== 'STOPPED'
+                && document.getElementById('new-run-button').hidden"#,
+        )
+        .await;
+    // It ends after the plan's test_time (1 s), and the page shows its count.
+    browser
+        .wait_js(
+            "the new run stopped",
+            Duration::from_secs(20),
+            r#"return document.getElementById('state').textContent === 'STOPPED'
+                && !document.getElementById('new-run-button').hidden"#,
+        )
+        .await;
+    let served = target.served();
+    assert!(served > 0, "the new run's requests reach the target");
+    let shown = browser
+        .wait_js(
+            "the new run's count",
+            Duration::from_secs(5),
+            &format!(
+                "const n = Number(document.querySelector('#stats-total td:nth-child(3)').textContent);
+                 return n === {served} ? n : null"
+            ),
+        )
+        .await;
+    assert_eq!(shown.as_u64(), Some(served));
+    browser.screenshot("dashboard-new-run-done.png").await;
+    browser.quit().await;
+
+    http.post(format!("{url}quit"))
+        .send()
+        .await
+        .expect("POST /quit");
+    let summary = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("start_test returns")
+        .expect("the task")
+        .expect("the run");
+    assert_eq!(summary.user_count, 2);
+    assert_eq!(summary.totals.requests, served);
+}

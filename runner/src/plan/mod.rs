@@ -248,6 +248,81 @@ fn has_plan(config: &StartTest) -> bool {
             .is_some_and(|t| load_density_core::locust_wrapper_proxy().get(t).is_some())
 }
 
+/// Folds each group's `user_groups[i].thresholds` into the run's `thresholds` (scoped to the
+/// group), and checks that every `{group:G}` filter names a group of the plan.
+fn group_thresholds(
+    config: &mut StartTest,
+    specs: &[GroupSpec],
+    mode: RunnerMode,
+) -> Result<(), RunError> {
+    let mut more = serde_json::Map::new();
+    if let Some(entries) = &config.user_groups {
+        for (index, (entry, spec)) in entries.iter().zip(specs).enumerate() {
+            let Some(value) = entry.get("thresholds").filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let keys =
+                crate::thresholds::Thresholds::group_keys(value, &spec.name).map_err(|error| {
+                    let mut path = format!("user_groups[{index}].thresholds");
+                    if !error.key.is_empty() {
+                        path = format!("{path}.{:?}", error.key);
+                    }
+                    invalid(&path, error.message)
+                })?;
+            for (key, conditions) in keys {
+                let list = |v: Value| match v {
+                    Value::Array(items) => items,
+                    single => vec![single],
+                };
+                let mut conditions = list(conditions);
+                if let Some(before) = more.remove(&key) {
+                    let mut before = list(before);
+                    before.append(&mut conditions);
+                    conditions = before;
+                }
+                more.insert(key, Value::Array(conditions));
+            }
+        }
+    }
+    if !more.is_empty() {
+        let merged = crate::thresholds::Thresholds::extended(config.thresholds.as_ref(), more)
+            .map_err(|error| invalid("thresholds", error))?;
+        config.thresholds = Some(merged);
+    }
+    let Some(thresholds) = &config.thresholds else {
+        return Ok(());
+    };
+    for threshold in thresholds.thresholds() {
+        let Some(group) = &threshold.filter.group else {
+            continue;
+        };
+        match mode {
+            RunnerMode::Worker => {}
+            RunnerMode::Master => tracing::warn!(
+                metric = %threshold.key,
+                "a distributed run keeps no statistics per user group: this threshold has no \
+                 data (and passes)"
+            ),
+            RunnerMode::Local => {
+                if !specs.iter().any(|s| &s.name == group) {
+                    return Err(invalid(
+                        &format!("thresholds.{:?}", threshold.key),
+                        format!(
+                            "no user group named {group:?} (groups: {})",
+                            specs
+                                .iter()
+                                .map(|s| s.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl RunPlan {
     /// Compiles and validates `config` (see the [module docs](self)).
     ///
@@ -304,6 +379,7 @@ impl RunPlan {
         } else {
             groups::groups_of(&config)?
         };
+        group_thresholds(&mut config, &specs, mode)?;
         let runner = runner_options(&config, &specs, mode)?;
         let top_model = match &config.load_model {
             None => None,
@@ -556,6 +632,56 @@ impl RunPlan {
     #[cfg(feature = "web-ui")]
     pub fn web_ui(&self) -> Option<&crate::web::WebUiSettings> {
         self.web_ui.as_ref()
+    }
+
+    /// The names of the user groups a threshold looks at (`{group:G}` filters, among them
+    /// those of `user_groups[i].thresholds`): these groups keep statistics of their own.
+    pub fn watched_groups(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        if let Some(thresholds) = &self.source.thresholds {
+            for threshold in thresholds.thresholds() {
+                if let Some(group) = &threshold.filter.group {
+                    if !names.contains(group) {
+                        names.push(group.clone());
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    /// The plan of a new run of this one started from a lingering web UI (`POST /swarm` after
+    /// the run ended, as Locust allows): the same groups, tasks, pacing and options, with
+    /// `user_count` users at `spawn_rate` when the run's shared model is the default
+    /// `constant_users` (a `load_model` given explicitly, and groups' own models, run again as
+    /// written), and `run_time` as its `test_time` when given (otherwise the plan's).
+    ///
+    /// # Errors
+    /// `user_count` 0 with the default closed model (a run with no users runs nothing).
+    pub fn for_new_run(
+        &self,
+        user_count: u64,
+        spawn_rate: f64,
+        run_time: Option<u64>,
+    ) -> Result<RunPlan, RunError> {
+        let mut plan = self.clone();
+        let sharing = self.groups.iter().any(|g| g.model.is_none());
+        if self.source.load_model.is_none() && sharing && user_count == 0 {
+            return Err(invalid(
+                "user_count",
+                "must be at least 1: a closed model with no users runs nothing",
+            ));
+        }
+        if self.source.load_model.is_none() {
+            plan.shared_model = LoadModel::constant_users(user_count, spawn_rate);
+            plan.source.user_count = user_count;
+            plan.source.spawn_rate = spawn_rate;
+        }
+        if let Some(seconds) = run_time.filter(|s| *s > 0) {
+            plan.test_time = Some(Duration::from_secs(seconds));
+            plan.source.test_time = Some(seconds as f64);
+        }
+        Ok(plan)
     }
 
     /// The plan a worker's environment runs: driven by its master (no users and no arrivals

@@ -118,11 +118,11 @@ pub(crate) async fn drive(
             continue;
         }
         match model.when_busy() {
-            WhenBusy::Drop => shared.bus.count_dropped(1),
+            WhenBusy::Drop => shared.groups[group].bus.count_dropped(1),
             WhenBusy::Delay => {
                 let deadline = due + model.max_start_delay();
                 if Instant::now() >= deadline {
-                    shared.bus.count_dropped(1);
+                    shared.groups[group].bus.count_dropped(1);
                     continue;
                 }
                 tokio::select! {
@@ -133,10 +133,10 @@ pub(crate) async fn drive(
                         }
                         Err(_) => break 'schedule,
                     },
-                    _ = tokio::time::sleep_until(deadline.into()) => shared.bus.count_dropped(1),
+                    _ = tokio::time::sleep_until(deadline.into()) => shared.groups[group].bus.count_dropped(1),
                     _ = stop.stopped() => {
                         // It was due and never started: counted, not lost.
-                        shared.bus.count_dropped(1);
+                        shared.groups[group].bus.count_dropped(1);
                         break 'schedule;
                     }
                 }

@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use load_density_core::context::{StopHandle, StopSignal};
 use load_density_core::data::DataSources;
-use load_density_core::event::EventBus;
+use load_density_core::event::{EventBus, RequestListener};
 use load_density_core::scenario::Scenario;
+use load_density_core::stats::SharedStats;
 use load_density_core::variables::UserVariables;
 use load_density_core::{Pacing, UserContext, UserFactory, UserTemplate, Variables};
 
@@ -33,6 +34,13 @@ pub(crate) struct GroupRuntime {
     pub(crate) factory: Arc<dyn UserFactory>,
     pub(crate) scenario: Arc<Scenario>,
     pub(crate) pacing: Pacing,
+    /// The bus its users report to: the run's, or the group's own when the group keeps
+    /// statistics of its own (`stats`).
+    pub(crate) bus: Arc<EventBus>,
+    /// The group's own statistics, kept when a threshold looks at the group
+    /// (`{group:G}`, `user_groups[i].thresholds`): the group's bus feeds them and every
+    /// listener of the run but the run's statistics, which merge them in when read.
+    pub(crate) stats: Option<SharedStats>,
 }
 
 /// What every driver of a run shares.
@@ -97,6 +105,31 @@ impl RunShared {
         }
     }
 
+    /// The groups' own buses (those of groups that keep their own statistics).
+    fn group_buses(&self) -> impl Iterator<Item = &Arc<EventBus>> + '_ {
+        self.groups
+            .iter()
+            .filter(|g| g.stats.is_some())
+            .map(|g| &g.bus)
+    }
+
+    /// Adds a listener of the whole run: it sees the batches of the run's bus and of every
+    /// group's own bus (each event once).
+    pub(crate) fn add_listener(&self, listener: Arc<dyn RequestListener>) {
+        self.bus.add_listener(listener.clone());
+        for bus in self.group_buses() {
+            bus.add_listener(listener.clone());
+        }
+    }
+
+    /// Delivers every buffered event (the run's bus and the groups' own).
+    pub(crate) fn flush(&self) {
+        for bus in self.group_buses() {
+            bus.flush();
+        }
+        self.bus.flush();
+    }
+
     /// Keeps the rate a finished (or stopped) ramp of `done` steps achieved, for the summary;
     /// says once in the log when it fell short of `rate`.
     pub(crate) fn ramp_done(&self, elapsed: Duration, done: u64, rate: f64) {
@@ -118,7 +151,7 @@ impl RunShared {
         let user = runtime.factory.new_user(user_id);
         let ctx = UserContext::new(
             user_id,
-            self.bus.clone(),
+            runtime.bus.clone(),
             UserVariables::with_data(self.variables.clone(), runtime.data.clone(), user_id),
             stop,
         )

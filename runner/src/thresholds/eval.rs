@@ -16,6 +16,24 @@ pub struct Observation<'a> {
     pub checks: Option<(u64, u64)>,
     /// Iterations the schedule dropped, when the run knows them.
     pub dropped_iterations: Option<u64>,
+    /// The statistics of the user groups that keep their own, by group name (what
+    /// `{group:G}` reads; a group not listed has no data).
+    pub groups: &'a [(String, RequestStats)],
+}
+
+impl<'a> Observation<'a> {
+    /// The statistics a filter's group names, or the run's without a group filter; `None`
+    /// when there are none.
+    fn stats_for(&self, filter: &Filter) -> Option<&'a RequestStats> {
+        match &filter.group {
+            None => self.stats,
+            Some(group) => self
+                .groups
+                .iter()
+                .find(|(name, _)| name == group)
+                .map(|(_, stats)| stats),
+        }
+    }
 }
 
 /// The value of `aggregation` over `threshold`'s metric; `None` when there is no data.
@@ -45,10 +63,12 @@ pub(super) fn value_of(
             }
         }
         Metric::DroppedIterations => {
-            if threshold.filter.group.is_some() {
-                return None;
-            }
-            let count = observation.dropped_iterations? as f64;
+            let count = match &threshold.filter.group {
+                Some(_) => observation
+                    .stats_for(&threshold.filter)?
+                    .dropped_iterations(),
+                None => observation.dropped_iterations?,
+            } as f64;
             match aggregation {
                 Aggregation::Count => Some(count),
                 _ => rate(count),
@@ -61,14 +81,11 @@ pub(super) fn value_of(
     }
 }
 
-/// The entries a filter selects: the total without a filter; none (no data) with a group
-/// filter, since request statistics are not kept per group.
+/// The entries a filter selects: the total without a name or type filter; those of the
+/// group's own statistics with a group filter (none, no data, when the group keeps none).
 fn selected<'a>(observation: &Observation<'a>, filter: &Filter) -> Option<Vec<&'a StatsEntry>> {
-    let stats = observation.stats?;
-    if filter.group.is_some() {
-        return None;
-    }
-    if filter.is_empty() {
+    let stats = observation.stats_for(filter)?;
+    if filter.name.is_none() && filter.request_type.is_none() {
         return Some(vec![stats.total()]);
     }
     Some(

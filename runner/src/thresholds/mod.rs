@@ -38,9 +38,15 @@
 //! stopped (a master stops every worker) and the verdict is `aborted`.
 //!
 //! A condition whose metric has no data (no requests matched, no assertions ran) passes, with
-//! `value: null`, as k6 does. Request statistics are not kept per user group, so a `{group:G}`
-//! filter always has no data in this version; `corrected_response_time` and
-//! `dropped_iterations` have no data until the run statistics carry them.
+//! `value: null`, as k6 does.
+//!
+//! ## Per user group
+//! `{group:G}` reads the statistics of group `G`'s users only ([`Observation::groups`]): the
+//! groups a threshold names keep statistics of their own (their users report to a bus of their
+//! own, which feeds the group's statistics and every listener of the run). A group's own
+//! `thresholds` (`user_groups[i].thresholds`) are folded into the run's by
+//! [`Thresholds::group_keys`]: each key gets `group:<the group>`. A distributed master keeps no
+//! statistics per group, so there a `{group:G}` condition has no data.
 //!
 //! ## Results
 //! The summary gets `thresholds: [{"metric", "condition", "value", "ok"}]` and
@@ -56,7 +62,7 @@ mod parse;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub use eval::Observation;
 pub use live::live_results;
@@ -101,6 +107,85 @@ impl Thresholds {
         })
     }
 
+    /// A user group's own thresholds (`user_groups[i].thresholds`, same syntax), as
+    /// top-level keys that look at the group's statistics: each key gets `group:<group>` in
+    /// its filter (`response_time` becomes `response_time{group:G}`,
+    /// `requests{name:/x}` becomes `requests{name:/x,group:G}`).
+    ///
+    /// # Errors
+    /// What [`parse`](Self::parse) refuses; a `group` filter naming another group; `checks`
+    /// (counted for the whole run only); a group name holding a `,`, which a filter cannot.
+    pub fn group_keys(value: &Value, group: &str) -> Result<Map<String, Value>, ThresholdError> {
+        let parsed = parse::parse_all(value)?;
+        let Value::Object(map) = value else {
+            return Err(ThresholdError::new("", "must be an object"));
+        };
+        if group.contains(',') {
+            return Err(ThresholdError::new(
+                "",
+                format!(
+                    "the group's name {group:?} holds a ',', which a {{group:...}} filter \
+                     cannot: rename the group"
+                ),
+            ));
+        }
+        let mut keys = Map::new();
+        for (threshold, (key, conditions)) in parsed.iter().zip(map) {
+            let scoped = match &threshold.filter.group {
+                Some(other) if other != group => {
+                    return Err(ThresholdError::new(
+                        key,
+                        format!(
+                            "filters group {other:?}, but these thresholds belong to group \
+                             {group:?}: give it at the top level (thresholds)"
+                        ),
+                    ))
+                }
+                Some(_) => key.clone(),
+                None if threshold.metric == Metric::Checks => {
+                    return Err(ThresholdError::new(
+                        key,
+                        "checks are counted for the whole run, not per group: give this \
+                         threshold at the top level (thresholds)",
+                    ))
+                }
+                None => match key.split_once('{') {
+                    None => format!("{}{{group:{group}}}", key.trim()),
+                    Some((metric, rest)) => {
+                        let inner = rest.trim_end().trim_end_matches('}').trim();
+                        if inner.is_empty() {
+                            format!("{}{{group:{group}}}", metric.trim())
+                        } else {
+                            format!("{}{{{inner},group:{group}}}", metric.trim())
+                        }
+                    }
+                },
+            };
+            add_conditions(&mut keys, scoped, conditions);
+        }
+        Ok(keys)
+    }
+
+    /// `top` (the run's `thresholds`, if any) with more keys (see
+    /// [`group_keys`](Self::group_keys)); conditions under a key both give are kept, the
+    /// top-level ones first.
+    ///
+    /// # Errors
+    /// What [`parse`](Self::parse) refuses in the result.
+    pub fn extended(
+        top: Option<&Thresholds>,
+        more: Map<String, Value>,
+    ) -> Result<Thresholds, ThresholdError> {
+        let mut raw = match top.map(|t| &t.raw) {
+            Some(Value::Object(map)) => map.clone(),
+            _ => Map::new(),
+        };
+        for (key, conditions) in more {
+            add_conditions(&mut raw, key, &conditions);
+        }
+        Thresholds::parse(&Value::Object(raw))
+    }
+
     /// The thresholds, in the order written.
     pub fn thresholds(&self) -> &[Threshold] {
         &self.list
@@ -132,6 +217,24 @@ impl Thresholds {
     /// The conditions, flattened in [`evaluate`](Self::evaluate)'s order.
     pub fn conditions(&self) -> impl Iterator<Item = &Condition> + '_ {
         self.list.iter().flat_map(|t| t.conditions.iter())
+    }
+}
+
+/// Adds `conditions` (a list, or one condition) under `key`, after those already there.
+fn add_conditions(map: &mut Map<String, Value>, key: String, conditions: &Value) {
+    let as_list = |value: &Value| match value {
+        Value::Array(items) => items.clone(),
+        single => vec![single.clone()],
+    };
+    match map.get_mut(&key) {
+        Some(existing) => {
+            let mut list = as_list(existing);
+            list.extend(as_list(conditions));
+            *existing = Value::Array(list);
+        }
+        None => {
+            map.insert(key, conditions.clone());
+        }
     }
 }
 
@@ -257,6 +360,7 @@ mod tests {
             elapsed_s: 2.0,
             checks: None,
             dropped_iterations: None,
+            groups: &[],
         });
         let ok: Vec<bool> = results.iter().map(|r| r.ok).collect();
         assert_eq!(
@@ -268,5 +372,42 @@ mod tests {
         assert_eq!(results[6].value, Some(50.5));
         assert_eq!(results[8].value, None, "checks without data");
         assert_eq!(results[9].value, None, "group filter without data");
+    }
+
+    #[test]
+    fn group_keys_scope_every_key_to_the_group() {
+        let keys = Thresholds::group_keys(
+            &json!({
+                "response_time": ["p(95)<200"],
+                "requests{name:/x}": "count>1",
+                "failure_rate{group:g}": ["rate<0.1"],
+                "dropped_iterations{}": ["count==0"],
+            }),
+            "g",
+        )
+        .expect("valid");
+        let names: Vec<&str> = keys.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "response_time{group:g}",
+                "requests{name:/x,group:g}",
+                "failure_rate{group:g}",
+                "dropped_iterations{group:g}"
+            ]
+        );
+        let top = Thresholds::parse(&json!({"requests{name:/x,group:g}": ["rate>0"]})).unwrap();
+        let merged = Thresholds::extended(Some(&top), keys).expect("valid");
+        assert_eq!(merged.thresholds().len(), 4);
+        let conditions: Vec<&str> = merged.thresholds()[0]
+            .conditions
+            .iter()
+            .map(|c| c.text.as_str())
+            .collect();
+        assert_eq!(conditions, ["rate>0", "count>1"], "the top-level one first");
+        assert_eq!(merged.thresholds()[0].filter.group.as_deref(), Some("g"));
+        assert_eq!(merged.thresholds()[0].filter.name.as_deref(), Some("/x"));
+        let wrong = Thresholds::group_keys(&json!({"requests": ["count>0"]}), "a,b").unwrap_err();
+        assert!(wrong.message.contains("holds a ','"), "{wrong}");
     }
 }

@@ -44,12 +44,14 @@ fn json_object(pairs: Vec<(&str, Value)>) -> Value {
 }
 
 /// `POST /swarm`: changes the user count (and spawn rate) of the running test; `run_time`
-/// schedules a stop. Every field is checked before anything changes.
+/// schedules a stop. Once the run has ended and while the UI lingers, starts a new run of the
+/// same plan with these numbers (Locust's "new test"). Every field is checked before anything
+/// changes.
 pub(crate) async fn swarm(
     State(shared): AppState,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    let host_now = shared.control.host();
+    let host_now = shared.control().host();
     let fail = |message: String| {
         Json(json_object(vec![
             ("host", json!(host_now)),
@@ -113,23 +115,30 @@ pub(crate) async fn swarm(
             None => return fail(RUN_TIME_FORMATS.to_owned()),
         },
     };
-    if matches!(
-        shared.control.state(),
-        RunState::Stopping | RunState::Stopped
-    ) {
-        return fail("The run has ended: start a new run to swarm again".to_owned());
+    match shared.control().state() {
+        RunState::Stopping => {
+            return fail("The run is stopping: swarm again once it has stopped".to_owned())
+        }
+        RunState::Stopped => {
+            if let Err(message) = new_run(&shared, user_count, spawn_rate, run_time).await {
+                return fail(message);
+            }
+            tracing::info!(user_count, spawn_rate, ?run_time, "new run from the web UI");
+        }
+        _ => {
+            if let Err(error) = shared.control().set_user_count(user_count, spawn_rate) {
+                return fail(error.to_string());
+            }
+            tracing::info!(user_count, spawn_rate, ?run_time, "swarm from the web UI");
+        }
     }
-    if let Err(error) = shared.control.set_user_count(user_count, spawn_rate) {
-        return fail(error.to_string());
-    }
-    tracing::info!(user_count, spawn_rate, ?run_time, "swarm from the web UI");
     let mut response = vec![
         ("host", json!(host_now)),
         ("message", json!("Swarming started")),
         ("success", json!(true)),
     ];
     if let Some(seconds) = run_time.filter(|s| *s > 0) {
-        let control = shared.control.clone();
+        let control = shared.control().clone();
         let timer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(seconds)).await;
             tracing::info!(seconds, "run_time from /swarm is over: stopping");
@@ -141,6 +150,54 @@ pub(crate) async fn swarm(
         response.push(("run_time", json!(seconds)));
     }
     Json(json_object(response)).into_response()
+}
+
+/// Starts a new run of the same plan from the lingering UI (see [`super::NewRun`]) and shows
+/// it from now on.
+async fn new_run(
+    shared: &Shared,
+    user_count: u64,
+    spawn_rate: f64,
+    run_time: Option<u64>,
+) -> Result<(), String> {
+    const ENDED: &str = "The run has ended and this UI cannot start a new one";
+    let Some(relaunch) = &shared.relaunch else {
+        return Err(ENDED.to_owned());
+    };
+    // Take the linger, so that it cannot end while the new run starts.
+    if !shared
+        .live
+        .lingering
+        .swap(false, std::sync::atomic::Ordering::SeqCst)
+    {
+        return Err(format!(
+            "{ENDED} (it is not lingering: web_ui_dict.linger, --web-ui-linger)"
+        ));
+    }
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let asked = super::NewRun {
+        user_count,
+        spawn_rate,
+        run_time,
+        reply,
+    };
+    let outcome = match relaunch.send(asked).await {
+        Ok(()) => answer
+            .await
+            .unwrap_or_else(|_| Err("the runner is gone".to_owned())),
+        Err(_) => Err("the runner is gone".to_owned()),
+    };
+    match outcome {
+        Ok(control) => {
+            shared.quit.send_replace(false);
+            shared.live.switch(control);
+            Ok(())
+        }
+        Err(message) => {
+            shared.live.relaunch_failed();
+            Err(format!("The new run could not start: {message}"))
+        }
+    }
 }
 
 /// Locust's timespans: `20` (seconds), `20s`, `3m`, `2h`, `1h20m`, `3h30m10s`.
@@ -178,9 +235,9 @@ pub(crate) async fn stop(State(shared): AppState) -> Json<Value> {
         timer.abort();
     }
     tracing::info!("stop from the web UI");
-    shared.control.stop();
+    shared.control().stop();
     let started = Instant::now();
-    while shared.control.state() != RunState::Stopped && started.elapsed() < STOP_WAIT {
+    while shared.control().state() != RunState::Stopped && started.elapsed() < STOP_WAIT {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Json(json_object(vec![
@@ -199,7 +256,7 @@ pub(crate) async fn quit(State(shared): AppState) -> &'static str {
 
 /// `POST /stats/reset`: clears the run's statistics; answers `ok`.
 pub(crate) async fn reset(State(shared): AppState) -> &'static str {
-    shared.control.reset_stats();
+    shared.control().reset_stats();
     shared.live.on_reset();
     "ok"
 }
@@ -252,7 +309,7 @@ fn stats_row(stats: &RequestStats, entry: &StatsEntry, now: SystemTime) -> Value
 /// Workers that count for `worker_count`: ready, spawning or running.
 fn active_workers(shared: &Shared) -> usize {
     shared
-        .control
+        .control()
         .workers()
         .iter()
         .filter(|w| matches!(w.state.as_str(), "ready" | "spawning" | "running"))
@@ -319,15 +376,15 @@ pub(crate) async fn requests(State(shared): AppState) -> Json<Value> {
         ("current_rps", json!(current_rps)),
         ("errors", Value::Array(errors)),
         ("fail_ratio", json!(fail_ratio)),
-        ("state", json!(state_name(shared.control.state()))),
+        ("state", json!(state_name(shared.control().state()))),
         ("stats", Value::Array(rows)),
         ("total_fail_per_sec", json!(total_fps)),
         ("total_rps", json!(total_rps)),
-        ("user_count", json!(shared.control.user_count())),
+        ("user_count", json!(shared.control().user_count())),
     ];
     if shared.settings.distributed {
         let workers: Vec<Value> = shared
-            .control
+            .control()
             .workers()
             .iter()
             .map(|w| {

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use load_density_core::{RequestStats, StatsEntry};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
 use super::history::{ChartHistory, ChartPoint};
@@ -103,8 +104,15 @@ fn windowed_p95(
 
 /// The sampler's state, shared with the handlers.
 pub(crate) struct Live {
-    control: Arc<dyn RunControl>,
+    /// The run shown: a new run started from the lingering UI replaces it.
+    control: RwLock<Arc<dyn RunControl>>,
     distributed: bool,
+    /// Whether a new run can be started from this UI once the run has ended.
+    relaunchable: bool,
+    /// Set while the UI lingers after a run; a `POST /swarm` that starts a new run takes it.
+    pub(crate) lingering: AtomicBool,
+    /// The number of the run shown (0 for the first); bumped by [`Live::switch`].
+    runs: watch::Sender<u64>,
     cache: Mutex<Option<(Instant, Arc<RequestStats>)>>,
     window: Mutex<Window>,
     history: Mutex<ChartHistory>,
@@ -179,10 +187,13 @@ fn row(stats: &RequestStats, entry: &StatsEntry, now: SystemTime) -> Value {
 }
 
 impl Live {
-    pub(crate) fn new(control: Arc<dyn RunControl>, distributed: bool) -> Self {
+    pub(crate) fn new(control: Arc<dyn RunControl>, distributed: bool, relaunchable: bool) -> Self {
         Self {
-            control,
+            control: RwLock::new(control),
             distributed,
+            relaunchable,
+            lingering: AtomicBool::new(false),
+            runs: watch::channel(0).0,
             cache: Mutex::new(None),
             window: Mutex::new(Window::default()),
             history: Mutex::new(ChartHistory::new()),
@@ -195,6 +206,33 @@ impl Live {
         }
     }
 
+    /// The run shown now.
+    pub(crate) fn control(&self) -> Arc<dyn RunControl> {
+        self.control.read().clone()
+    }
+
+    /// Shows `control`, a new run, from now on: everything derived from the run before
+    /// (cached statistics, the latency window, the chart history) starts over, and the
+    /// sampler, waiting in the linger, resumes on the new run.
+    pub(crate) fn switch(&self, control: Arc<dyn RunControl>) {
+        *self.control.write() = control;
+        *self.cache.lock() = None;
+        {
+            let mut window = self.window.lock();
+            let seq = window.seq;
+            *window = Window::default();
+            window.seq = seq;
+        }
+        *self.history.lock() = ChartHistory::new();
+        self.runs.send_modify(|run| *run += 1);
+    }
+
+    /// Wakes the linger without a new run (a new run asked for could not start).
+    pub(crate) fn relaunch_failed(&self) {
+        self.lingering.store(true, Ordering::SeqCst);
+        self.runs.send_modify(|_| {});
+    }
+
     /// The run's statistics, at most `max_age` old: many requests at once share one copy.
     pub(crate) fn stats(&self, max_age: Duration) -> Arc<RequestStats> {
         let mut cache = self.cache.lock();
@@ -203,7 +241,7 @@ impl Live {
                 return stats.clone();
             }
         }
-        let stats = Arc::new(self.control.stats());
+        let stats = Arc::new(self.control().stats());
         *cache = Some((Instant::now(), stats.clone()));
         stats
     }
@@ -251,7 +289,7 @@ impl Live {
     pub(crate) fn init_event(&self, frame: &Frame) -> String {
         let head = json!({
             "distributed": self.distributed,
-            "host": self.control.host(),
+            "host": self.control().host(),
         });
         let history = serde_json::to_string(&*self.history.lock()).unwrap_or_default();
         let head = head.to_string();
@@ -266,10 +304,11 @@ impl Live {
     fn tick(&self, last: bool) {
         let now = SystemTime::now();
         let now_s = unix_secs(now);
+        let control = self.control();
         let stats = self.stats(Duration::ZERO);
         let total = stats.total();
-        let users = self.control.user_count();
-        let state = self.control.state();
+        let users = control.user_count();
+        let state = control.state();
         let mut window = self.window.lock();
         window.seq += 1;
 
@@ -329,7 +368,7 @@ impl Live {
         }
         window.last_iterations = Some((sampled, iterations));
         let iteration_rate = window.iteration_rate;
-        let target_rate = self.control.target_rate();
+        let target_rate = control.target_rate();
 
         // When error groups grew.
         let now_f = unix_secs_f64(now);
@@ -396,7 +435,7 @@ impl Live {
             .map(|g| json!([&*g.request_type, &*g.name, &*g.message, g.occurrences]))
             .collect();
         let workers: Value = if self.distributed {
-            self.control
+            control
                 .workers()
                 .iter()
                 .map(|w| {
@@ -419,10 +458,12 @@ impl Live {
         let update = json!({
             "seq": seq,
             "last": last,
+            "run": *self.runs.borrow(),
+            "new_run": self.relaunchable && self.lingering.load(Ordering::SeqCst),
             "time": now_f,
             "state": state_name(state),
             "users": users,
-            "target_users": self.control.target_user_count(),
+            "target_users": control.target_user_count(),
             "requests": total.num_requests(),
             "failures": total.num_failures(),
             "rps": round2(rps),
@@ -435,7 +476,7 @@ impl Live {
             "dropped_iterations": stats.dropped_iterations(),
             "iteration_rate": round2(iteration_rate),
             "target_rate": round2(target_rate),
-            "generator": self.control.generator(),
+            "generator": control.generator(),
             "rows": rows,
             "more_rows": entries.len().saturating_sub(MAX_ROWS),
             "total": row(&stats, total, now),
@@ -454,8 +495,29 @@ impl Live {
     }
 }
 
-/// Samples the run until it has stopped (or `close` is set), then publishes the last update.
+/// Samples the run until it has stopped (or `close` is set); lingers (`web_ui_dict.linger`),
+/// and samples each new run started from the lingering UI the same way; then publishes the
+/// last update.
 pub(crate) async fn run(shared: &Shared, mut close: watch::Receiver<bool>) {
+    let live = &shared.live;
+    loop {
+        sample_run(shared, &mut close).await;
+        if *close.borrow() || shared.settings.linger() == Some(Duration::ZERO) {
+            break;
+        }
+        live.lingering.store(true, Ordering::SeqCst);
+        // The stopped run, still served (with the new-run button where one can start).
+        live.tick(false);
+        if !linger(shared, &mut close).await {
+            break;
+        }
+    }
+    live.tick(true);
+    live.ended.send_replace(true);
+}
+
+/// Samples the run shown until it has stopped (or `close` is set).
+async fn sample_run(shared: &Shared, close: &mut watch::Receiver<bool>) {
     let live = &shared.live;
     live.tick(false);
     let mut last_sample_s = unix_secs(SystemTime::now());
@@ -464,7 +526,7 @@ pub(crate) async fn run(shared: &Shared, mut close: watch::Receiver<bool>) {
             _ = tokio::time::sleep(POLL) => {}
             _ = close.wait_for(|c| *c) => break,
         }
-        if shared.control.state() == RunState::Stopped {
+        if shared.control().state() == RunState::Stopped {
             break;
         }
         let now = SystemTime::now();
@@ -476,17 +538,13 @@ pub(crate) async fn run(shared: &Shared, mut close: watch::Receiver<bool>) {
             live.tick(false);
         }
     }
-    live.tick(true);
-    linger(shared, &mut close).await;
-    live.ended.send_replace(true);
 }
 
 /// Keeps serving the finished run for `web_ui_dict.linger` (see the module docs of `web`):
-/// until the time is up, `POST /quit`, Ctrl-C, or the UI is shut down.
-async fn linger(shared: &Shared, close: &mut watch::Receiver<bool>) {
-    if *close.borrow() || shared.settings.linger() == Some(Duration::ZERO) {
-        return;
-    }
+/// until the time is up, `POST /quit`, Ctrl-C, or the UI is shut down (false), or until a
+/// `POST /swarm` has started a new run (true).
+async fn linger(shared: &Shared, close: &mut watch::Receiver<bool>) -> bool {
+    let live = &shared.live;
     let limit = shared.settings.linger();
     match limit {
         Some(limit) => tracing::info!(
@@ -495,16 +553,37 @@ async fn linger(shared: &Shared, close: &mut watch::Receiver<bool>) {
         ),
         None => tracing::info!("the run has ended; the web UI stays up until Ctrl-C or POST /quit"),
     }
+    let deadline = limit.map(|limit| tokio::time::Instant::now() + limit);
     let mut quit = shared.quit.subscribe();
-    tokio::select! {
-        _ = async {
-            match limit {
-                Some(limit) => tokio::time::sleep(limit).await,
-                None => std::future::pending().await,
+    let mut runs = live.runs.subscribe();
+    let run_before = *runs.borrow_and_update();
+    let mut ending = false;
+    loop {
+        // Whoever takes the linger first wins: the end of the linger, or a new run.
+        if ending && live.lingering.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        tokio::select! {
+            _ = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            }, if !ending => ending = true,
+            _ = quit.wait_for(|q| *q), if !ending => ending = true,
+            _ = close.wait_for(|c| *c), if !ending => ending = true,
+            _ = tokio::signal::ctrl_c(), if !ending => {
+                tracing::info!("Ctrl-C: closing the web UI");
+                ending = true;
             }
-        } => {}
-        _ = quit.wait_for(|q| *q) => {}
-        _ = close.wait_for(|c| *c) => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: closing the web UI"),
+            changed = runs.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
+                if *runs.borrow_and_update() != run_before {
+                    return true;
+                }
+            }
+        }
     }
 }

@@ -45,11 +45,20 @@
 //! can `POST /stop` and then `GET /stats/requests/csv`), and `POST /quit` ends the linger
 //! (so does Ctrl-C); `start_test` returns once the UI has closed.
 //!
+//! While it lingers, the page's "New run" button, or `POST /swarm` (Locust's fields
+//! `user_count`, `spawn_rate`, `host`, `run_time`), starts another run of the same compiled plan
+//! ([`RunPlan::for_new_run`](crate::RunPlan::for_new_run)), as Locust allows. The UI then shows
+//! the new run: the page, `/stats/requests`, the CSV downloads and the summary follow it, and
+//! the state goes `stopped` -> `running` -> `stopped`. A new run starts the measurement over
+//! (statistics and record store); each run's summary and Locust CSV files are written as it
+//! ends, and `start_test` returns the last run's summary. Only runs started by `start_test`
+//! (local) can start new runs: a master's UI, or one started with [`WebUi::start`], refuses.
+//!
 //! Differences from Locust, on purpose: no cross-origin access (no CORS headers, and a
 //! state-changing request from another site's page is refused); the run ends when it is
-//! stopped, so `/swarm` after `/stop` is refused and the UI closes with the run (unless
-//! `linger` keeps it up, serving the finished run); `/swarm`
-//! cannot change the host of a running test; `/exceptions` is always empty (a failed request is
+//! stopped, so `/swarm` after `/stop` is refused and the UI closes with the run, unless
+//! `linger` keeps it up (then `/swarm` starts a new run, as above); `/swarm`
+//! cannot change the host of a test; `/exceptions` is always empty (a failed request is
 //! a failure, in `errors`, not an exception).
 
 mod api;
@@ -69,7 +78,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use crate::history::{ChartHistory, ChartPoint, OLD_POINTS_CAP, RECENT_POINTS};
@@ -373,15 +382,36 @@ impl WebUiSettings {
     }
 }
 
+/// A request for a new run from a lingering UI (`POST /swarm` after the run ended), handed to
+/// whoever started the run ([`crate::start_test`]); it answers with the new run.
+pub(crate) struct NewRun {
+    /// Users of the new run (`user_count`).
+    pub(crate) user_count: u64,
+    /// Users started per second (`spawn_rate`).
+    pub(crate) spawn_rate: f64,
+    /// Its `test_time`, in seconds (`run_time`), when given.
+    pub(crate) run_time: Option<u64>,
+    /// The new run, started, or why it could not start.
+    pub(crate) reply: oneshot::Sender<Result<Arc<dyn RunControl>, String>>,
+}
+
 /// What every handler shares.
 pub(crate) struct Shared {
-    pub(crate) control: Arc<dyn RunControl>,
     pub(crate) settings: WebUiSettings,
     pub(crate) live: Live,
     /// The stop scheduled by `/swarm`'s `run_time`.
     pub(crate) run_timer: Mutex<Option<JoinHandle<()>>>,
     /// `POST /quit`: ends the linger after the run.
     pub(crate) quit: watch::Sender<bool>,
+    /// Where `POST /swarm` asks for a new run while the UI lingers (`None`: it cannot).
+    pub(crate) relaunch: Option<mpsc::Sender<NewRun>>,
+}
+
+impl Shared {
+    /// The run shown now (a new run started from the UI replaces the one before).
+    pub(crate) fn control(&self) -> Arc<dyn RunControl> {
+        self.live.control()
+    }
 }
 
 /// A running web UI. It serves until the run it shows has stopped (or [`shutdown`] is
@@ -405,13 +435,14 @@ impl WebUi {
         control: Arc<dyn RunControl>,
         settings: WebUiSettings,
     ) -> Result<Self, WebUiError> {
-        Self::start_keyed(control, settings, None).await
+        Self::start_keyed(control, settings, None, None).await
     }
 
     async fn start_keyed(
         control: Arc<dyn RunControl>,
         settings: WebUiSettings,
         key: Option<usize>,
+        relaunch: Option<mpsc::Sender<NewRun>>,
     ) -> Result<Self, WebUiError> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = listen::listen(&settings.host, settings.port)
@@ -431,11 +462,11 @@ impl WebUi {
             );
         }
         let shared = Arc::new(Shared {
-            live: Live::new(control.clone(), settings.distributed),
-            control,
+            live: Live::new(control, settings.distributed, relaunch.is_some()),
             settings,
             run_timer: Mutex::new(None),
             quit: watch::channel(false).0,
+            relaunch,
         });
         let (close, close_rx) = watch::channel(false);
         let (closed_tx, closed) = watch::channel(false);
@@ -570,14 +601,19 @@ pub fn local_addr(env: &Environment) -> Option<SocketAddr> {
         .map(|r| r.addr)
 }
 
-/// Starts the UI of `env`'s run (by `prepare_env`), before the run starts.
-pub(crate) async fn attach(env: &Environment, settings: WebUiSettings) -> Result<(), WebUiError> {
+/// Starts the UI of `env`'s run (by `prepare_env`), before the run starts. With `relaunch`,
+/// `POST /swarm` on the lingering UI asks there for a new run (see [`NewRun`]).
+pub(crate) async fn attach(
+    env: &Environment,
+    settings: WebUiSettings,
+    relaunch: Option<mpsc::Sender<NewRun>>,
+) -> Result<WebUi, WebUiError> {
     let key = env_key(env);
-    let ui = WebUi::start_keyed(Arc::new(env.clone()), settings, Some(key)).await?;
+    let ui = WebUi::start_keyed(Arc::new(env.clone()), settings, Some(key), relaunch).await?;
     if let Some(entry) = REGISTRY.lock().iter_mut().find(|r| r.key == Some(key)) {
-        entry.ui = Some(ui);
+        entry.ui = Some(ui.clone());
     }
-    Ok(())
+    Ok(ui)
 }
 
 /// Waits until the UI of `env`'s run, if it has one, has closed: called once the run has

@@ -167,6 +167,7 @@ fn thresholds(names: usize, rounds: u32) -> anyhow::Result<()> {
             elapsed_s: 10.0,
             checks: None,
             dropped_iterations: None,
+            groups: &[],
         });
         failed += results.iter().filter(|r| !r.ok).count();
     }

@@ -16,9 +16,26 @@ fn failed(
     move |source| ExecutorError::Command { command, source }
 }
 
+/// The `database_path` argument: a relative path goes under the process-wide output directory
+/// (`--output-dir`) when one is set, as every file a run writes does; the current directory
+/// otherwise. `create` makes that directory when it is missing (for writing).
+#[cfg(feature = "sqlite")]
+fn database_path(args: &mut Args, create: bool) -> Result<PathBuf, ExecutorError> {
+    let path: PathBuf = args.required("database_path")?;
+    match crate::output_dir::output_dir() {
+        Some(dir) if path.is_relative() => {
+            if create {
+                std::fs::create_dir_all(&dir).map_err(|e| failed(args.command)(e.into()))?;
+            }
+            Ok(dir.join(path))
+        }
+        _ => Ok(path),
+    }
+}
+
 #[cfg(feature = "sqlite")]
 pub(super) fn persist_records(mut args: Args) -> Result<Value, ExecutorError> {
-    let path: PathBuf = args.required("database_path")?;
+    let path = database_path(&mut args, true)?;
     let label: Option<String> = args.optional("label")?;
     let metadata: Option<Value> = args.optional("metadata")?;
     let run_id = crate::store::persist_records(&path, label.as_deref(), metadata.as_ref())
@@ -28,7 +45,7 @@ pub(super) fn persist_records(mut args: Args) -> Result<Value, ExecutorError> {
 
 #[cfg(feature = "sqlite")]
 pub(super) fn list_runs(mut args: Args) -> Result<Value, ExecutorError> {
-    let path: PathBuf = args.required("database_path")?;
+    let path = database_path(&mut args, false)?;
     let limit: i64 = args.optional("limit")?.unwrap_or(20);
     let runs = crate::store::list_runs(&path, limit).map_err(|e| failed(args.command)(e.into()))?;
     output(args.command, runs)
@@ -36,7 +53,7 @@ pub(super) fn list_runs(mut args: Args) -> Result<Value, ExecutorError> {
 
 #[cfg(feature = "sqlite")]
 pub(super) fn fetch_run_records(mut args: Args) -> Result<Value, ExecutorError> {
-    let path: PathBuf = args.required("database_path")?;
+    let path = database_path(&mut args, false)?;
     let run_id: i64 = args.required("run_id")?;
     let records = crate::store::fetch_run_records(&path, run_id)
         .map_err(|e| failed(args.command)(e.into()))?;
@@ -45,7 +62,7 @@ pub(super) fn fetch_run_records(mut args: Args) -> Result<Value, ExecutorError> 
 
 #[cfg(feature = "sqlite")]
 pub(super) fn compare_runs(mut args: Args) -> Result<Value, ExecutorError> {
-    let path: PathBuf = args.required("database_path")?;
+    let path = database_path(&mut args, false)?;
     let baseline: i64 = args.required("baseline_run_id")?;
     let run_id: i64 = args.required("run_id")?;
     let max_pct: f64 = args.optional("max_regression_pct")?.unwrap_or(10.0);

@@ -231,6 +231,8 @@
   function applyUpdate(update, withPoints) {
     if (!update || update.seq === undefined) return;
     const started = performance.now();
+    if (view.run !== undefined && update.run !== undefined && update.run !== view.run) newRun();
+    view.run = update.run;
     setText("state", update.state.toUpperCase());
     $("state").dataset.state = update.state;
     view.targetUsers = update.target_users;
@@ -262,6 +264,7 @@
     }
     drawCharts();
     if (update.last) ended();
+    else showNewRun(update.new_run === true);
     metrics.updates += 1;
     metrics.applyMs.push(performance.now() - started);
     if (metrics.applyMs.length > 100) metrics.applyMs.shift();
@@ -276,6 +279,31 @@
     banner.className = "banner ended";
     banner.hidden = false;
     for (const id of ["edit-button", "stop-button", "reset-button"]) $(id).disabled = true;
+  }
+
+  // A run that ended while the UI lingers: its figures stay, and a new run can start.
+  function showNewRun(offered) {
+    const button = $("new-run-button");
+    if (button.hidden === !offered) return;
+    button.hidden = !offered;
+    for (const id of ["edit-button", "stop-button", "reset-button"]) $(id).disabled = offered;
+    const banner = $("banner");
+    if (offered) {
+      banner.textContent = "The run has ended: these statistics are final. Download them, or start a new run with the same plan.";
+      banner.className = "banner ended";
+      banner.hidden = false;
+    } else if (banner.classList.contains("ended")) {
+      banner.hidden = true;
+    }
+  }
+
+  // The UI now shows a new run: what was shown of the one before goes.
+  function newRun() {
+    view.history = new ChartHistory(null);
+    view.rows.forEach((r) => r.tr.remove());
+    view.rows.clear();
+    view.order = "";
+    view.saturationShown = false;
   }
 
   function showMessage(text, isError) {
@@ -375,7 +403,16 @@
     });
     const dialog = $("edit-dialog");
     $("edit-button").addEventListener("click", () => {
+      view.editing = "swarm";
+      $("edit-title").textContent = "Change the load";
       $("edit-users").value = view.targetUsers;
+      $("edit-rate").value = view.lastSpawnRate;
+      dialog.showModal();
+    });
+    $("new-run-button").addEventListener("click", () => {
+      view.editing = "new-run";
+      $("edit-title").textContent = "New run (same plan)";
+      $("edit-users").value = view.targetUsers || 1;
       $("edit-rate").value = view.lastSpawnRate;
       dialog.showModal();
     });
@@ -389,7 +426,8 @@
         const answer = await post("swarm", { user_count: users, spawn_rate: rate });
         if (answer.success) {
           view.lastSpawnRate = rate;
-          showMessage("Heading for " + users + " users at " + rate + " per second", false);
+          showMessage((view.editing === "new-run" ? "New run: heading for " : "Heading for ")
+            + users + " users at " + rate + " per second", false);
         } else {
           showMessage(answer.message, true);
         }
