@@ -70,6 +70,7 @@ pub mod cardinality;
 pub mod checks;
 pub mod context;
 pub mod data;
+pub mod deadline;
 pub mod event;
 pub mod faker;
 pub mod functions;

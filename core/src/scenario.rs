@@ -251,8 +251,9 @@ impl Scenario {
         if !task.allows(ctx.variables()) {
             return false;
         }
+        // No clock is read here: a task cut off or panicking is timed from its first request
+        // (the protocol's own timer, `UserContext::start_timer`).
         ctx.begin_task(&task.checks);
-        let timer = RequestTimer::start();
         let outcome = match ctx.take_cancel_signal() {
             None => CatchPanic(user.run_task(index, ctx)).await,
             Some(mut cancel) => {
@@ -264,6 +265,7 @@ impl Scenario {
                 match finished {
                     Some(outcome) => outcome,
                     None => {
+                        let timer = ctx.task_timer();
                         ctx.end_task();
                         ctx.record_failure(&task.cancel_meta, timer, None, 0, CANCELLED_BY_STOP);
                         return true;
@@ -271,11 +273,13 @@ impl Scenario {
                 }
             }
         };
-        ctx.end_task();
         if let Err(message) = outcome {
+            let timer = ctx.task_timer();
+            ctx.end_task();
             record_panic(ctx, &format!("task {index}"), timer, &message);
             return true;
         }
+        ctx.end_task();
         match ctx.variables_mut().take_exhausted() {
             Some(OnEnd::StopUser) => ctx.finish_user(),
             Some(OnEnd::StopRun) => ctx.stop_run(),
@@ -320,9 +324,9 @@ pub async fn run_user(
         .period()
         .map(|period| PacedSchedule::new(Instant::now(), period));
     while !ctx.is_stopping() {
-        let started = Instant::now();
+        // The clock is read here only for a paced schedule.
         if let Some(schedule) = schedule.as_mut() {
-            let (delay, missed) = schedule.begin(started);
+            let (delay, missed) = schedule.begin(Instant::now());
             ctx.count_dropped(missed);
             ctx.set_start_delay(Some(delay));
         }
@@ -338,16 +342,21 @@ pub async fn run_user(
         }
         let mut wait = match &schedule {
             Some(schedule) => schedule.wait(Instant::now()),
-            None => pacing.wait_after(started),
+            None => pacing.wait_unscheduled(),
         };
         if idle >= IDLE_ITERATIONS {
             idle = 0;
             wait = wait.max(IDLE_PAUSE);
         }
         if wait.is_zero() {
-            // Let other users run even when every task completed without waiting.
-            tokio::task::yield_now().await;
+            // Other users get their turn when this task's budget runs out (tokio's
+            // co-operative budget, which I/O spends too), not after every iteration: a user
+            // whose requests never wait (a task that fails before sending, say) still cannot
+            // hold its worker thread.
+            tokio::task::coop::consume_budget().await;
         } else {
+            // The user sleeps: it gives back what it only needs while it works.
+            user.on_idle();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.stopped() => {}

@@ -38,7 +38,7 @@ pub trait UserFactory: Send + Sync + 'static {
 
 /// One simulated user.
 ///
-/// `on_start` and `on_stop` have default no-op bodies; implement only what you need.
+/// `on_start`, `on_idle` and `on_stop` have default no-op bodies; implement only what you need.
 #[async_trait]
 pub trait UserTemplate: Send {
     /// Called once before the user's first task.
@@ -47,6 +47,11 @@ pub trait UserTemplate: Send {
     /// Runs the task at `index` of the group's task list and reports every request it makes
     /// through `ctx` ([`UserContext::record_response`] / [`UserContext::record_failure`]).
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext);
+
+    /// Called when the user is about to wait between iterations (its pacing): give back here
+    /// what the user needs only while it works (read and write buffers, say), so that an
+    /// idle user holds little memory. Not called between iterations that do not wait.
+    fn on_idle(&mut self) {}
 
     /// Called once when the user stops: close connections here.
     async fn on_stop(&mut self, _ctx: &mut UserContext) {}

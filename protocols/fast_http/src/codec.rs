@@ -1,6 +1,7 @@
 //! Reading one HTTP/1.x response: head with `httparse`, then the body by its framing
 //! (`Content-Length`, chunked, or until the server closes), as RFC 9112 section 6.3 says.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
@@ -182,13 +183,15 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
+        // Left uninitialised: httparse writes the entries it fills, and nothing else is read,
+        // so no 128-entry array is zeroed per response.
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
         let mut config = httparse::ParserConfig::default();
         config
             .allow_spaces_after_header_name_in_responses(true)
             .allow_obsolete_multiline_headers_in_responses(true);
-        let len = match config.parse_response(&mut response, self.buf) {
+        let len = match config.parse_response_with_uninit_headers(&mut response, self.buf, &mut headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => {
