@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use load_density_core::task::http::RenderedHttpRequest;
 use load_density_core::deadline::RequestDeadline;
-use load_density_core::{async_trait, RequestMeta, UserContext, UserTemplate};
+use load_density_core::{RequestMeta, StaticUser, UserContext};
 use tokio::io::AsyncWriteExt as _;
 use url::Url;
 
@@ -83,8 +83,7 @@ impl FastHttpUser {
     }
 }
 
-#[async_trait]
-impl UserTemplate for FastHttpUser {
+impl StaticUser for FastHttpUser {
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let Some(task) = self.tasks.get(index) else {
             tracing::warn!(index, "fast_http_user: no task at this index");
