@@ -232,9 +232,22 @@ impl State {
                 tls,
             )
             .await?;
-        if !exchange.allow_redirects {
+        if !exchange.allow_redirects || !is_redirect(self.head.status()) {
             return Ok(received);
         }
+        // Boxed: redirects are rare, and their future would otherwise sit in every user's
+        // task for the user's whole life.
+        Box::pin(self.follow_redirects(exchange, received, tls)).await
+    }
+
+    /// Follows the redirects of the response in `self.head` (at most [`MAX_REDIRECTS`]).
+    async fn follow_redirects(
+        &mut self,
+        exchange: &Exchange<'_>,
+        mut received: Received,
+        tls: &TlsConnectors,
+    ) -> Result<Received, FastHttpError> {
+        let request = exchange.request;
         let mut url: Cow<'_, Url> = Cow::Borrowed(&request.url);
         let mut method: &str = &request.method;
         let mut body = request.body.as_ref().map(|b| &*b.bytes);
@@ -319,7 +332,9 @@ impl State {
             if !reused {
                 self.conn = None;
                 self.read.clear();
-                let conn = connect(url, verify, tls.get(verify)).await?;
+                // Boxed: connecting (DNS, TLS handshake) is rare and its future is large; inline
+                // it would sit in every user's task for the user's whole life.
+                let conn = Box::pin(connect(url, verify, tls.get(verify))).await?;
                 self.conn = Some(conn);
             }
             let Some(conn) = self.conn.as_mut() else {
