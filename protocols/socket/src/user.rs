@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use load_density_core::deadline::RequestDeadline;
-use load_density_core::{async_trait, RequestTimer, UserContext, UserTemplate};
+use load_density_core::{RequestTimer, StaticUser, UserContext};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout, timeout_at, Instant};
@@ -362,8 +362,7 @@ fn waiting(rule: Rule<'_>) -> Waiting {
     }
 }
 
-#[async_trait]
-impl UserTemplate for SocketUser {
+impl StaticUser for SocketUser {
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let tasks = self.tasks.clone();
         let Some(task) = tasks.get(index) else {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use load_density_core::variables::UserVariables;
 use load_density_core::deadline::RequestDeadline;
-use load_density_core::{async_trait, RequestMeta, RequestTimer, UserContext, UserTemplate};
+use load_density_core::{RequestMeta, RequestTimer, StaticUser, UserContext};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
@@ -311,8 +311,7 @@ impl WebSocketUser {
     }
 }
 
-#[async_trait]
-impl UserTemplate for WebSocketUser {
+impl StaticUser for WebSocketUser {
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let shared = self.shared.clone();
         let Some(task) = shared.tasks.get(index) else {
