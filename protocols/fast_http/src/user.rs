@@ -222,7 +222,7 @@ impl State {
         tls: &TlsConnectors,
     ) -> Result<Received, FastHttpError> {
         let request = exchange.request;
-        let mut received = self
+        let received = self
             .send(
                 &request.url,
                 &request.method,
