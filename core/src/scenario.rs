@@ -328,7 +328,9 @@ pub async fn run_user(
         run.await;
         return;
     }
-    drive_user(user.as_mut(), &mut ctx, &scenario, pacing).await;
+    // Boxed: inline, this path's future would take room in every user's task, also for the
+    // users that take the path above.
+    Box::pin(drive_user(user.as_mut(), &mut ctx, &scenario, pacing)).await;
 }
 
 /// The user loop of [`run_user`], for any user it can drive.

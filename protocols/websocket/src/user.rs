@@ -181,9 +181,13 @@ impl WebSocketUser {
 
     /// Closes the current connection, if any.
     async fn close_current(&mut self, bound: Duration) {
-        if let Some(conn) = self.conn.take() {
-            close_quietly(conn, bound).await;
-        }
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // Boxed: closing is rare and its future holds the whole connection; inline it would
+        // sit in every user's task for the user's whole life.
+        let closing = Box::pin(close_quietly(conn, bound));
+        closing.await;
     }
 
     /// Closes a connection the task replaces; the task's latency starts after it.
