@@ -58,7 +58,9 @@ impl RequestDeadline {
                 sleep.as_mut().reset(deadline);
                 sleep
             }
-            None => self.sleep.insert(Box::pin(tokio::time::sleep_until(deadline))),
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
         tokio::select! {
             biased;

@@ -27,7 +27,11 @@ async fn a_reused_deadline_fires_for_each_request_at_its_own_time() {
     let timer = RequestTimer::start();
     let short = Duration::from_millis(20);
     assert_eq!(deadline.within(&timer, short, hang()).await, None);
-    assert!(timer.elapsed() >= short, "fired early: {:?}", timer.elapsed());
+    assert!(
+        timer.elapsed() >= short,
+        "fired early: {:?}",
+        timer.elapsed()
+    );
 
     // After it fired, the next request is not timed out at once.
     let timer = RequestTimer::start();

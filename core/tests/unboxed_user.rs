@@ -95,7 +95,9 @@ async fn a_static_user_runs_its_tasks_and_hooks_and_idles_between_waits() {
     let tasks = calls.tasks.load(Ordering::SeqCst);
     assert!(tasks >= 2, "{tasks} tasks in 100 ms with 5 ms waits");
     assert_eq!(events.len(), tasks, "one event per task");
-    assert!(events.iter().all(|e| e.is_success() && &*e.name == "answer"));
+    assert!(events
+        .iter()
+        .all(|e| e.is_success() && &*e.name == "answer"));
     assert_eq!(calls.start.load(Ordering::SeqCst), 1);
     assert_eq!(calls.stop.load(Ordering::SeqCst), 1);
     // Every task was followed by a wait, but the last one may have been cut short by the stop.

@@ -14,8 +14,8 @@ use std::time::Duration;
 use load_density_core::task::options::task_seconds;
 use load_density_core::template::Template;
 use load_density_core::{
-    async_trait, register_user, GroupPlan, PlanError, Protocol, RequestMeta,
-    Response, UserContext, UserFactory, UserTemplate,
+    async_trait, register_user, GroupPlan, PlanError, Protocol, RequestMeta, Response, UserContext,
+    UserFactory, UserTemplate,
 };
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -191,7 +191,11 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
         config
             .allow_spaces_after_header_name_in_responses(true)
             .allow_obsolete_multiline_headers_in_responses(true);
-        let len = match config.parse_response_with_uninit_headers(&mut response, self.buf, &mut headers) {
+        let len = match config.parse_response_with_uninit_headers(
+            &mut response,
+            self.buf,
+            &mut headers,
+        ) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => {

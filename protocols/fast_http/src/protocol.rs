@@ -6,8 +6,8 @@ use std::time::Duration;
 use load_density_core::task::http::{HttpDefaults, HttpRequestPlan, HttpTask};
 use load_density_core::task::options::{option_bytes, with_common_options};
 use load_density_core::{
-    async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, RequestMeta, UserFactory,
-    Unboxed, UserTemplate,
+    async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, RequestMeta, Unboxed,
+    UserFactory, UserTemplate,
 };
 use tokio_rustls::TlsConnector;
 

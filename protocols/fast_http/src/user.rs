@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use load_density_core::task::http::RenderedHttpRequest;
 use load_density_core::deadline::RequestDeadline;
+use load_density_core::task::http::RenderedHttpRequest;
 use load_density_core::{RequestMeta, StaticUser, UserContext};
 use tokio::io::AsyncWriteExt as _;
 use url::Url;

@@ -7,8 +7,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use load_density_core::variables::UserVariables;
 use load_density_core::deadline::RequestDeadline;
+use load_density_core::variables::UserVariables;
 use load_density_core::{RequestMeta, RequestTimer, StaticUser, UserContext};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -290,7 +290,9 @@ impl WebSocketUser {
                     .ok_or(()),
             };
             match sending {
-                Err(()) => return Outcome::new(Some(&url), Err(WsError::SendTimeout(task.timeout))),
+                Err(()) => {
+                    return Outcome::new(Some(&url), Err(WsError::SendTimeout(task.timeout)))
+                }
                 Ok(Err(e)) => return Outcome::new(Some(&url), Err(WsError::from_stream(e))),
                 Ok(Ok(())) => sent = len,
             }
@@ -300,7 +302,11 @@ impl WebSocketUser {
         }
         let result = self
             .deadline
-            .within(&exchange_timer, task.timeout, receive(&mut conn.ws, task, vars))
+            .within(
+                &exchange_timer,
+                task.timeout,
+                receive(&mut conn.ws, task, vars),
+            )
             .await
             .unwrap_or(Err(WsError::RecvTimeout(task.timeout)))
             .map(|(frame, mismatch)| {
