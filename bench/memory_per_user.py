@@ -168,6 +168,8 @@ class MqttTarget:
     def __enter__(self):
         self.broker.__enter__()
         self.connected = self.module.SysCounter(self.broker.port, topic="$SYS/broker/clients/connected")
+        # The broker's count before any run (this script's own $SYS clients).
+        self.before = self.connected.settled(quiet=2.5)
         self.tasks = [{"method": "publish", "broker": f"127.0.0.1:{self.broker.port}", "topic": "bench/memory",
                        "payload": "hello", "qos": 0, "name": "publish"}]
         return self
@@ -176,10 +178,6 @@ class MqttTarget:
         self.connected.close()
         self.broker.__exit__(*exc)
 
-    def reset(self):
-        # The broker's count before the run (this script's own $SYS clients, the last run's
-        # clients on their way out), once it stops changing.
-        self.before = self.connected.settled(quiet=2.5)
 
     def open_connections(self):
         with self.connected.lock:

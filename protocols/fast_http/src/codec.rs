@@ -16,8 +16,11 @@ const MAX_HEADERS: usize = 128;
 const MAX_HEAD: usize = 64 * 1024;
 /// Longest chunk-size line or trailer section accepted.
 const MAX_LINE: usize = 64 * 1024;
-/// Free space guaranteed before each read.
-const MIN_READ: usize = 8 * 1024;
+/// Free space guaranteed before each read. Small, so that a user's buffer stays small for
+/// small responses; it grows by doubling when a head or body needs more.
+const MIN_READ: usize = 2 * 1024;
+/// Most free space reserved at once while discarding a large body (fewer reads per body).
+const DISCARD_READ: usize = 64 * 1024;
 /// Most bytes reserved at once for a body whose length the server announced.
 const MAX_RESERVE: usize = 1024 * 1024;
 
@@ -300,6 +303,10 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
             remaining -= take as u64;
             if remaining == 0 {
                 return Ok(());
+            }
+            let want = usize::try_from(remaining).map_or(DISCARD_READ, |r| r.min(DISCARD_READ));
+            if self.buf.capacity() < want {
+                self.buf.reserve(want);
             }
             if self.fill().await? == 0 {
                 return Err(FastHttpError::ClosedDuringResponse("body"));

@@ -21,7 +21,7 @@ use crate::response::FastHttpResponse;
 use crate::MAX_REDIRECTS;
 
 /// Initial size of the read buffer (made on the first request after the user was idle).
-const READ_BUFFER: usize = 16 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
 /// A read buffer that grew past this (a large body) is given back after the response.
 const KEEP_BUFFER: usize = 1024 * 1024;
 /// A written-request buffer bigger than this is given back when the user goes idle; smaller

@@ -375,7 +375,7 @@ impl StaticUser for WebSocketUser {
 
 /// Socket buffer sizes for a load generator. tungstenite's 128 KiB default read buffer is
 /// zero-filled before every read (a third of the CPU of a sendrecv loop of small frames), and
-/// whatever of it is filled stays resident for every idle connection. 4 KiB still reads a
+/// whatever of it is filled stays resident for every idle connection. 2 KiB still reads a
 /// typical frame in one call; a larger frame gets its whole length reserved once its header
 /// is read and then takes several reads. Frames are written as they are sent
 /// (`write_buffer_size` 0: the user flushes every message anyway), so the write buffer holds
@@ -385,7 +385,7 @@ fn frame_buffers(
     max_message_size: usize,
 ) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(0)
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))
