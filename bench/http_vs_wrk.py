@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""fast_http_user against a local nginx, beside wrk, in the same run.
+"""fast_http_user against a local nginx, beside wrk and h2load --h1, in the same run.
 
 Run on demand (never part of the test suite), from the workspace root:
 
     CARGO_TARGET_DIR=/var/tmp/ld-target python3 bench/http_vs_wrk.py [--seconds 10] \
-        [--connections 50] [--repeat 3]
+        [--connections 50] [--repeat 3] [--baseline PATH-TO-ANOTHER-load-density]
+
+h2load (Debian `nghttp2-client`) runs as `h2load --h1 -t1 -c50 -D10` when installed (the best C
+HTTP/1.1 client here; issue #17's goal is load-density >= 1.2x wrk). `--baseline` runs a
+second load-density binary (an older build, say) in each round too, so before and after are
+measured side by side.
 
 Needs nginx and wrk (Debian packages `nginx-light` and `wrk`); builds the release
 `load-density` binary. nginx (one worker) is pinned to the last CPU, each generator to CPU 0.
@@ -48,6 +53,29 @@ def run_wrk(nginx, seconds, connections):
     return {"requests": requests, "cpu": m.cpu, "wall": m.wall, "served": served}
 
 
+def run_h2load(nginx, seconds, connections):
+    before = nginx.status()["requests"]
+    m = ldbench.run_measured(
+        ldbench.pin(ldbench.GENERATOR_CPU)
+        + ["h2load", "--h1", "-t1", f"-c{connections}", f"-D{seconds}", nginx.url("/index.html")],
+        timeout=seconds + 60)
+    served = nginx.status()["requests"] - before - 1
+    if m.returncode != 0:
+        raise SystemExit(f"h2load failed ({m.returncode}): {m.stdout[-2000:]} {m.stderr[-2000:]}")
+    found = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                      r"(\d+) errored, (\d+) timeout", m.stdout)
+    if not found:
+        raise SystemExit(f"cannot read h2load's request count: {m.stdout}")
+    done, succeeded, failed, errored, timeouts = (int(g) for g in found.groups())
+    if failed or errored or timeouts or succeeded != done:
+        raise SystemExit(f"h2load saw errors:\n{m.stdout}")
+    found = re.search(r"status codes: (\d+) 2xx", m.stdout)
+    if not found or int(found.group(1)) != done:
+        raise SystemExit(f"h2load saw non-2xx responses:\n{m.stdout}")
+    check_served("h2load", done, served, connections)
+    return {"requests": done, "cpu": m.cpu, "wall": m.wall, "served": served}
+
+
 def run_load_density(binary, nginx, seconds, users, task):
     before = nginx.status()["requests"]
     doc = ldbench.load_density_doc(ldbench.nginx_start_test(nginx, users, seconds, task))
@@ -77,49 +105,60 @@ def main():
                         help="the task JSON load-density runs")
     parser.add_argument("--no-build", action="store_true",
                         help="use the release binary already in $CARGO_TARGET_DIR")
+    parser.add_argument("--baseline", help="another load-density binary to run in each round")
     args = parser.parse_args()
 
     for tool in ("nginx", "wrk", "cargo"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed (apt-get install nginx-light wrk)")
+    with_h2load = shutil.which("h2load") is not None
+    if not with_h2load:
+        print("h2load not found (apt-get install nghttp2-client): running without it")
     bin_dir = ldbench.build(["load-density-cli"], ["load-density"], skip=args.no_build)
     binary = os.path.join(bin_dir, "load-density")
     task = json.loads(args.task)
     print(f"machine: {ldbench.machine()}")
+    tools = {"wrk": lambda: run_wrk(nginx, args.seconds, args.connections),
+             "load-density": lambda: run_load_density(binary, nginx, args.seconds, args.connections, task)}
+    if with_h2load:
+        tools["h2load"] = lambda: run_h2load(nginx, args.seconds, args.connections)
+    if args.baseline:
+        tools["baseline"] = lambda: run_load_density(args.baseline, nginx, args.seconds, args.connections, task)
     rounds = []
     with ldbench.Nginx() as nginx:
         print(f"target: nginx on {nginx.host}/index.html (1 worker, CPU {ldbench.TARGET_CPU}); "
               f"generators on CPU {ldbench.GENERATOR_CPU}; {args.connections} connections/users, "
               f"{args.seconds} s per run")
+        if args.baseline:
+            print(f"baseline: {args.baseline}")
+        names = list(tools)
         for i in range(args.repeat):
-            if i % 2 == 0:
-                wrk = run_wrk(nginx, args.seconds, args.connections)
-                ld = run_load_density(binary, nginx, args.seconds, args.connections, task)
-            else:
-                ld = run_load_density(binary, nginx, args.seconds, args.connections, task)
-                wrk = run_wrk(nginx, args.seconds, args.connections)
-            wrk["rate"] = wrk["requests"] / wrk["cpu"]
-            ld["rate"] = ld["requests"] / ld["cpu"]
-            ratio = ld["rate"] / wrk["rate"]
-            rounds.append({"wrk": wrk, "load_density": ld, "ratio": ratio})
-            print(f"round {i + 1}:")
-            for name, r in (("wrk", wrk), ("load-density", ld)):
+            # Rotate the order from round to round.
+            order = names[i % len(names):] + names[:i % len(names)]
+            results = {name: tools[name]() for name in order}
+            for r in results.values():
+                r["rate"] = r["requests"] / r["cpu"]
+            ratios = {name: results[name]["rate"] / results["wrk"]["rate"] for name in names}
+            rounds.append({"results": results, "ratios": ratios})
+            print(f"round {i + 1} (order {', '.join(order)}):")
+            for name in names:
+                r = results[name]
                 print(f"  {name:<13} {r['requests']:>9} requests (nginx served {r['served']}), "
                       f"{r['cpu']:6.2f} CPU s in {r['wall']:5.2f} s wall, "
-                      f"{r['requests'] / r['wall']:>8.0f} req/s, {r['rate']:>8.0f} req per CPU-second")
-            print(f"  ratio (load-density / wrk, per CPU-second): {ratio:.2f}x")
-    summary = {
-        "wrk_req_per_cpu_s": round(ldbench.median([r["wrk"]["rate"] for r in rounds])),
-        "ld_req_per_cpu_s": round(ldbench.median([r["load_density"]["rate"] for r in rounds])),
-        "ld_req_per_s": round(ldbench.median([r["load_density"]["requests"] / r["load_density"]["wall"]
-                                             for r in rounds])),
-        "wrk_req_per_s": round(ldbench.median([r["wrk"]["requests"] / r["wrk"]["wall"] for r in rounds])),
-        "ratio_median": round(ldbench.median([r["ratio"] for r in rounds]), 3),
-        "ratios": [round(r["ratio"], 3) for r in rounds],
-    }
-    print(f"median over {len(rounds)} rounds: wrk {summary['wrk_req_per_cpu_s']} req per CPU-second, "
-          f"load-density {summary['ld_req_per_cpu_s']} req per CPU-second; "
-          f"ratio {summary['ratio_median']:.2f}x (goal >= 0.5x)")
+                      f"{r['requests'] / r['wall']:>8.0f} req/s, {r['rate']:>8.0f} req per CPU-second, "
+                      f"{ratios[name]:.2f}x wrk")
+    summary = {}
+    for name in names:
+        summary[name] = {
+            "req_per_cpu_s": round(ldbench.median([r["results"][name]["rate"] for r in rounds])),
+            "req_per_s": round(ldbench.median([r["results"][name]["requests"] / r["results"][name]["wall"]
+                                               for r in rounds])),
+            "ratio_to_wrk_median": round(ldbench.median([r["ratios"][name] for r in rounds]), 3),
+            "ratios_to_wrk": [round(r["ratios"][name], 3) for r in rounds],
+        }
+    print(f"median over {len(rounds)} rounds, requests per CPU-second (x wrk): " + "; ".join(
+        f"{name} {s['req_per_cpu_s']} ({s['ratio_to_wrk_median']:.2f}x)" for name, s in summary.items())
+        + " (goal: load-density >= 1.2x wrk)")
     print("SUMMARY " + json.dumps(summary))
 
 

@@ -183,13 +183,18 @@ class SysCounter:
 class Mosquitto:
     """A mosquitto on a free 127.0.0.1 port, pinned to the last CPU, stopped by its PID."""
 
-    def __init__(self):
+    def __init__(self, listeners=1, raise_nofile=False):
+        """`listeners` ports on 127.0.0.1 (`self.ports`; `self.port` is the first); with
+        `raise_nofile`, mosquitto's open-files soft limit is raised to the hard limit (for
+        thousands of clients)."""
+        self.raise_nofile = raise_nofile
         self.binary = shutil.which("mosquitto") or next(
             (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)), None)
         if not self.binary:
             raise SystemExit("mosquitto is not installed: apt-get install mosquitto")
         self.workdir = tempfile.mkdtemp(prefix="ld-bench-mosquitto-")
-        self.port = ldbench.free_port()
+        self.ports = [ldbench.free_port() for _ in range(listeners)]
+        self.port = self.ports[0]
         self.log = os.path.join(self.workdir, "mosquitto.log")
         self.conf = os.path.join(self.workdir, "mosquitto.conf")
         with open(self.conf, "w") as f:
@@ -201,19 +206,23 @@ log_dest file {self.log}
 log_type error
 log_type warning
 sys_interval 1
-listener {self.port} 127.0.0.1
 allow_anonymous true
 max_connections -1
 """)
+            # `allow_anonymous` and `max_connections` above are global; each listener after.
+            for port in self.ports:
+                f.write(f"listener {port} 127.0.0.1\n")
         self.proc = None
         self.counter = None
 
     def __enter__(self):
         self.proc = subprocess.Popen(ldbench.pin(ldbench.TARGET_CPU) + [self.binary, "-c", self.conf],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if not ldbench.wait_listening(self.proc, self.port, "mosquitto", log=self.read_log):
-            self.__exit__(None, None, None)
-            raise RuntimeError("mosquitto did not start listening within 10 s")
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=ldbench.raise_nofile if self.raise_nofile else None)
+        for port in self.ports:
+            if not ldbench.wait_listening(self.proc, port, "mosquitto", log=self.read_log):
+                self.__exit__(None, None, None)
+                raise RuntimeError("mosquitto did not start listening within 10 s")
         self.counter = SysCounter(self.port)
         self.version = subprocess.run([self.binary, "-h"], capture_output=True, text=True).stdout.split("\n")[0]
         return self

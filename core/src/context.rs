@@ -1,7 +1,7 @@
 //! What a simulated user sees while it runs.
 
 use std::fmt::Display;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
@@ -63,25 +63,59 @@ impl StopSignal {
     }
 }
 
-/// The start of one request: a monotonic instant and the wall-clock time.
+/// The start of one request: one read of the monotonic clock.
+///
+/// The wall-clock start a record carries is derived from it when the request is recorded
+/// ([`RequestTimer::wall`]): the process reads the wall clock once, beside a monotonic
+/// instant, and every later start is that wall time plus the monotonic time since. So a
+/// request costs two clock reads (its start and its end), and its wall-clock start follows
+/// the monotonic clock (a wall-clock step during a run does not move it).
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTimer {
     start: Instant,
-    wall: SystemTime,
+}
+
+/// The monotonic instant and wall-clock time read together once per process.
+fn clock_anchor() -> &'static (Instant, SystemTime) {
+    static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
+    ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()))
 }
 
 impl RequestTimer {
-    /// Starts timing now.
+    /// Starts timing now (one read of the monotonic clock).
     pub fn start() -> Self {
+        // The anchor first, so that every start is at or after it.
+        clock_anchor();
         Self {
             start: Instant::now(),
-            wall: SystemTime::now(),
         }
+    }
+
+    /// A timer that started at `start` (a start read elsewhere, to save a clock read).
+    pub fn started_at(start: Instant) -> Self {
+        Self { start }
+    }
+
+    /// When timing started, on the monotonic clock.
+    pub fn started(&self) -> Instant {
+        self.start
     }
 
     /// Time since the start.
     pub fn elapsed(&self) -> std::time::Duration {
         self.start.elapsed()
+    }
+
+    /// The wall-clock time of the start (the process's anchor plus the monotonic time since;
+    /// no clock read).
+    pub fn wall(&self) -> SystemTime {
+        let (instant, wall) = *clock_anchor();
+        match self.start.checked_duration_since(instant) {
+            Some(since) => wall.checked_add(since).unwrap_or(wall),
+            None => wall
+                .checked_sub(instant.duration_since(self.start))
+                .unwrap_or(wall),
+        }
     }
 }
 
@@ -137,6 +171,10 @@ pub struct UserContext {
     /// Iterations finished and not yet handed to the bus (they travel with the next request,
     /// or when the context is dropped).
     iterations: u64,
+    /// When the running task's first request started ([`UserContext::start_timer`]): what a
+    /// task cut off or panicking is timed from, so that the scenario reads no clock of its
+    /// own per task.
+    task_start: Option<Instant>,
 }
 
 impl Drop for UserContext {
@@ -164,6 +202,28 @@ impl UserContext {
             checks: None,
             start_delay: None,
             iterations: 0,
+            task_start: None,
+        }
+    }
+
+    /// Starts timing a request (one clock read, as [`RequestTimer::start`]). The first timer a
+    /// task starts this way is also what the task is timed from if it is cut off by the end
+    /// of the test or panics, so protocols should start their timers here.
+    pub fn start_timer(&mut self) -> RequestTimer {
+        let timer = RequestTimer::start();
+        if self.task_start.is_none() {
+            self.task_start = Some(timer.started());
+        }
+        timer
+    }
+
+    /// The timer of the running task's first request, when it started one through
+    /// [`UserContext::start_timer`]; else a timer started now (a task cut off before its first
+    /// request is recorded with the time from then on, about zero).
+    pub fn task_timer(&self) -> RequestTimer {
+        match self.task_start {
+            Some(start) => RequestTimer::started_at(start),
+            None => RequestTimer::start(),
         }
     }
 
@@ -270,6 +330,7 @@ impl UserContext {
     /// [`UserContext::end_task`] is judged by them. The scenario calls this; a protocol does
     /// not need to.
     pub fn begin_task(&mut self, checks: &Arc<TaskChecks>) {
+        self.task_start = None;
         self.checks = if checks.is_empty() {
             None
         } else {
@@ -321,7 +382,7 @@ impl UserContext {
                 response_time,
                 response_length: response.length(),
                 error,
-                start_time: timer.wall,
+                start_time: timer.wall(),
                 start_delay: self.start_delay,
             },
             std::mem::take(&mut self.iterations),
@@ -377,7 +438,7 @@ impl UserContext {
                 response_time,
                 response_length,
                 error: Some(Arc::from(error.to_string())),
-                start_time: timer.wall,
+                start_time: timer.wall(),
                 start_delay: self.start_delay,
             },
             std::mem::take(&mut self.iterations),

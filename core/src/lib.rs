@@ -70,6 +70,7 @@ pub mod cardinality;
 pub mod checks;
 pub mod context;
 pub mod data;
+pub mod deadline;
 pub mod event;
 pub mod faker;
 pub mod functions;
@@ -104,7 +105,7 @@ pub use stats::{RequestStats, StatsEntry};
 pub use task::options::{GroupOptions, GroupTls, COMMON_OPTION_NAMES};
 pub use task::{GroupPlan, PlanError, ScenarioMode, TaskList};
 pub use template::{JsonTemplate, Template};
-pub use user::{Protocol, UserFactory, UserTemplate};
+pub use user::{Protocol, StaticUser, Unboxed, UserFactory, UserTemplate};
 pub use variables::{UserVariables, Variables};
 
 #[doc(hidden)]

@@ -147,6 +147,15 @@ impl Pacing {
         }
     }
 
+    /// How long to wait after an iteration, for a pacing that keeps no schedule (every kind
+    /// but a `constant_pacing` with a period, see [`Pacing::period`]): no clock is read.
+    pub fn wait_unscheduled(&self) -> Duration {
+        match *self {
+            Pacing::ConstantPacing(_) => Duration::ZERO,
+            _ => self.wait_after(Instant::now()),
+        }
+    }
+
     /// How long to wait after an iteration that started at `iteration_start`.
     pub fn wait_after(&self, iteration_start: Instant) -> Duration {
         match *self {

@@ -6,6 +6,8 @@
 //! conditions with the user's variables, and hands the task's checks to the user's context
 //! before running it.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,7 @@ use crate::predicate::Predicate;
 use crate::task::{PlanError, ScenarioMode, TaskDef, TaskList};
 use crate::template::{JsonTemplate, Placeholder, Template};
 use crate::unwind::CatchPanic;
-use crate::user::UserTemplate;
+use crate::user::{StaticUser, UserTemplate};
 use crate::variables::UserVariables;
 
 /// After this many iterations in a row that ran no task, a user pauses.
@@ -203,6 +205,11 @@ impl Scenario {
     /// - Weighted mode: one task picked by weight (a weight of 0 is never picked), which runs
     ///   only if its conditions hold; nothing runs otherwise.
     pub async fn run_iteration(&self, user: &mut dyn UserTemplate, ctx: &mut UserContext) -> usize {
+        self.iterate(user, ctx).await
+    }
+
+    /// [`Scenario::run_iteration`] for any user the loop can drive (boxed or not).
+    async fn iterate<U: Driven + ?Sized>(&self, user: &mut U, ctx: &mut UserContext) -> usize {
         match self.mode {
             ScenarioMode::Weighted => match self.pick_weighted() {
                 Some(index) => usize::from(self.run_task(index, user, ctx).await),
@@ -224,10 +231,10 @@ impl Scenario {
     }
 
     /// Runs the task at `index` if its conditions hold; returns whether it ran.
-    async fn run_task(
+    async fn run_task<U: Driven + ?Sized>(
         &self,
         index: usize,
-        user: &mut dyn UserTemplate,
+        user: &mut U,
         ctx: &mut UserContext,
     ) -> bool {
         let Some(task) = self.tasks.get(index) else {
@@ -251,19 +258,24 @@ impl Scenario {
         if !task.allows(ctx.variables()) {
             return false;
         }
+        // No clock is read here: a task cut off or panicking is timed from its first request
+        // (the protocol's own timer, `UserContext::start_timer`).
         ctx.begin_task(&task.checks);
-        let timer = RequestTimer::start();
         let outcome = match ctx.take_cancel_signal() {
-            None => CatchPanic(user.run_task(index, ctx)).await,
+            None => CatchPanic(pin!(user.task(index, ctx))).await,
             Some(mut cancel) => {
-                let finished = tokio::select! {
-                    outcome = CatchPanic(user.run_task(index, ctx)) => Some(outcome),
-                    () = cancel.stopped() => None,
+                let finished = {
+                    let task = pin!(user.task(index, ctx));
+                    tokio::select! {
+                        outcome = CatchPanic(task) => Some(outcome),
+                        () = cancel.stopped() => None,
+                    }
                 };
                 ctx.restore_cancel_signal(cancel);
                 match finished {
                     Some(outcome) => outcome,
                     None => {
+                        let timer = ctx.task_timer();
                         ctx.end_task();
                         ctx.record_failure(&task.cancel_meta, timer, None, 0, CANCELLED_BY_STOP);
                         return true;
@@ -271,11 +283,13 @@ impl Scenario {
                 }
             }
         };
-        ctx.end_task();
         if let Err(message) = outcome {
+            let timer = ctx.task_timer();
+            ctx.end_task();
             record_panic(ctx, &format!("task {index}"), timer, &message);
             return true;
         }
+        ctx.end_task();
         match ctx.variables_mut().take_exhausted() {
             Some(OnEnd::StopUser) => ctx.finish_user(),
             Some(OnEnd::StopRun) => ctx.stop_run(),
@@ -300,15 +314,37 @@ impl Scenario {
 /// `constant_throughput` the user keeps a schedule ([`PacedSchedule`]): each iteration's
 /// start delay goes into its requests' corrected latency, and the slots an overrun jumps
 /// over are counted as dropped iterations.
+///
+/// A user type that runs its tasks without a box each ([`StaticUser`], wrapped in
+/// [`Unboxed`](crate::user::Unboxed)) is driven by a copy of this loop made for its type: one
+/// box for the user's whole run instead of one per task.
 pub async fn run_user(
     mut user: Box<dyn UserTemplate>,
     mut ctx: UserContext,
     scenario: Arc<Scenario>,
     pacing: Pacing,
 ) {
+    if let Some(run) = user.drive(&mut ctx, &scenario, pacing) {
+        run.await;
+        return;
+    }
+    // Boxed: inline, this path's future would take room in every user's task, also for the
+    // users that take the path above.
+    Box::pin(drive_user(user.as_mut(), &mut ctx, &scenario, pacing)).await;
+}
+
+/// The user loop of [`run_user`], for any user it can drive.
+pub(crate) async fn drive_user<U: Driven + ?Sized>(
+    user: &mut U,
+    ctx: &mut UserContext,
+    scenario: &Scenario,
+    pacing: Pacing,
+) {
+    let ctx = &mut *ctx;
     let timer = RequestTimer::start();
-    if let Err(message) = CatchPanic(user.on_start(&mut ctx)).await {
-        record_panic(&mut ctx, "on_start", timer, &message);
+    let started = CatchPanic(pin!(user.start(ctx))).await;
+    if let Err(message) = started {
+        record_panic(ctx, "on_start", timer, &message);
         return;
     }
     if scenario.is_empty() {
@@ -320,13 +356,13 @@ pub async fn run_user(
         .period()
         .map(|period| PacedSchedule::new(Instant::now(), period));
     while !ctx.is_stopping() {
-        let started = Instant::now();
+        // The clock is read here only for a paced schedule.
         if let Some(schedule) = schedule.as_mut() {
-            let (delay, missed) = schedule.begin(started);
+            let (delay, missed) = schedule.begin(Instant::now());
             ctx.count_dropped(missed);
             ctx.set_start_delay(Some(delay));
         }
-        let ran = scenario.run_iteration(user.as_mut(), &mut ctx).await;
+        let ran = scenario.iterate(user, ctx).await;
         if ran == 0 {
             idle += 1;
         } else {
@@ -338,16 +374,21 @@ pub async fn run_user(
         }
         let mut wait = match &schedule {
             Some(schedule) => schedule.wait(Instant::now()),
-            None => pacing.wait_after(started),
+            None => pacing.wait_unscheduled(),
         };
         if idle >= IDLE_ITERATIONS {
             idle = 0;
             wait = wait.max(IDLE_PAUSE);
         }
         if wait.is_zero() {
-            // Let other users run even when every task completed without waiting.
-            tokio::task::yield_now().await;
+            // Other users get their turn when this task's budget runs out (tokio's
+            // co-operative budget, which I/O spends too), not after every iteration: a user
+            // whose requests never wait (a task that fails before sending, say) still cannot
+            // hold its worker thread.
+            tokio::task::coop::consume_budget().await;
         } else {
+            // The user sleeps: it gives back what it only needs while it works.
+            user.idle();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.stopped() => {}
@@ -355,8 +396,67 @@ pub async fn run_user(
         }
     }
     let timer = RequestTimer::start();
-    if let Err(message) = CatchPanic(user.on_stop(&mut ctx)).await {
-        record_panic(&mut ctx, "on_stop", timer, &message);
+    let stopped = CatchPanic(pin!(user.stop(ctx))).await;
+    if let Err(message) = stopped {
+        record_panic(ctx, "on_stop", timer, &message);
+    }
+}
+
+/// What the user loop needs of a user: implemented for `dyn UserTemplate` (each call's future
+/// is the box `#[async_trait]` makes) and for every [`StaticUser`] (each call's future is its
+/// own type, nothing boxed).
+pub(crate) trait Driven: Send {
+    fn start<'a>(&'a mut self, ctx: &'a mut UserContext) -> impl Future<Output = ()> + Send + 'a;
+    fn task<'a>(
+        &'a mut self,
+        index: usize,
+        ctx: &'a mut UserContext,
+    ) -> impl Future<Output = ()> + Send + 'a;
+    fn idle(&mut self);
+    fn stop<'a>(&'a mut self, ctx: &'a mut UserContext) -> impl Future<Output = ()> + Send + 'a;
+}
+
+impl Driven for dyn UserTemplate + '_ {
+    fn start<'a>(&'a mut self, ctx: &'a mut UserContext) -> impl Future<Output = ()> + Send + 'a {
+        self.on_start(ctx)
+    }
+
+    fn task<'a>(
+        &'a mut self,
+        index: usize,
+        ctx: &'a mut UserContext,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        self.run_task(index, ctx)
+    }
+
+    fn idle(&mut self) {
+        self.on_idle();
+    }
+
+    fn stop<'a>(&'a mut self, ctx: &'a mut UserContext) -> impl Future<Output = ()> + Send + 'a {
+        self.on_stop(ctx)
+    }
+}
+
+impl<T: StaticUser> Driven for T {
+    fn start<'a>(&'a mut self, ctx: &'a mut UserContext) -> impl Future<Output = ()> + Send + 'a {
+        StaticUser::on_start(self, ctx)
+    }
+
+    fn task<'a>(
+        &'a mut self,
+        index: usize,
+        ctx: &'a mut UserContext,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        StaticUser::run_task(self, index, ctx)
+    }
+
+    fn idle(&mut self) {
+        StaticUser::on_idle(self);
+    }
+
+    fn stop<'a>(&'a mut self, ctx: &'a mut UserContext) -> impl Future<Output = ()> + Send + 'a {
+        StaticUser::on_stop(self, ctx)
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 use load_density_core::task::options::task_seconds;
 use load_density_core::template::Template;
 use load_density_core::{
-    async_trait, register_user, GroupPlan, PlanError, Protocol, RequestMeta, RequestTimer,
-    Response, UserContext, UserFactory, UserTemplate,
+    async_trait, register_user, GroupPlan, PlanError, Protocol, RequestMeta, Response, UserContext,
+    UserFactory, UserTemplate,
 };
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -131,7 +131,9 @@ impl UserTemplate for LineEchoUser {
             return;
         };
         let line = task.line.render(ctx.variables()).into_owned();
-        let timer = RequestTimer::start();
+        // Started through the context: a task cut off by the end of the test is then timed
+        // from here too.
+        let timer = ctx.start_timer();
         match tokio::time::timeout(task.timeout, self.exchange(&task.target, &line)).await {
             Ok(Ok(reply)) => ctx.record_response(&task.meta, timer, &Reply(reply)),
             Ok(Err(error)) => {

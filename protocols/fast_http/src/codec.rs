@@ -1,6 +1,7 @@
 //! Reading one HTTP/1.x response: head with `httparse`, then the body by its framing
 //! (`Content-Length`, chunked, or until the server closes), as RFC 9112 section 6.3 says.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
@@ -15,8 +16,11 @@ const MAX_HEADERS: usize = 128;
 const MAX_HEAD: usize = 64 * 1024;
 /// Longest chunk-size line or trailer section accepted.
 const MAX_LINE: usize = 64 * 1024;
-/// Free space guaranteed before each read.
-const MIN_READ: usize = 8 * 1024;
+/// Free space guaranteed before each read. Small, so that a user's buffer stays small for
+/// small responses; it grows by doubling when a head or body needs more.
+const MIN_READ: usize = 2 * 1024;
+/// Most free space reserved at once while discarding a large body (fewer reads per body).
+const DISCARD_READ: usize = 64 * 1024;
 /// Most bytes reserved at once for a body whose length the server announced.
 const MAX_RESERVE: usize = 1024 * 1024;
 
@@ -182,13 +186,19 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
+        // Left uninitialised: httparse writes the entries it fills, and nothing else is read,
+        // so no 128-entry array is zeroed per response.
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
         let mut config = httparse::ParserConfig::default();
         config
             .allow_spaces_after_header_name_in_responses(true)
             .allow_obsolete_multiline_headers_in_responses(true);
-        let len = match config.parse_response(&mut response, self.buf) {
+        let len = match config.parse_response_with_uninit_headers(
+            &mut response,
+            self.buf,
+            &mut headers,
+        ) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => {
@@ -293,6 +303,10 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
             remaining -= take as u64;
             if remaining == 0 {
                 return Ok(());
+            }
+            let want = usize::try_from(remaining).map_or(DISCARD_READ, |r| r.min(DISCARD_READ));
+            if self.buf.capacity() < want {
+                self.buf.reserve(want);
             }
             if self.fill().await? == 0 {
                 return Err(FastHttpError::ClosedDuringResponse("body"));

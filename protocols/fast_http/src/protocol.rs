@@ -6,8 +6,8 @@ use std::time::Duration;
 use load_density_core::task::http::{HttpDefaults, HttpRequestPlan, HttpTask};
 use load_density_core::task::options::{option_bytes, with_common_options};
 use load_density_core::{
-    async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, RequestMeta, UserFactory,
-    UserTemplate,
+    async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, RequestMeta, Unboxed,
+    UserFactory, UserTemplate,
 };
 use tokio_rustls::TlsConnector;
 
@@ -154,7 +154,11 @@ struct FastHttpFactory {
 
 impl UserFactory for FastHttpFactory {
     fn new_user(&self, _user_id: u64) -> Box<dyn UserTemplate> {
-        Box::new(FastHttpUser::new(self.tasks.clone(), self.tls.clone()))
+        // Unboxed: the user's task futures are not boxed one per request (see `StaticUser`).
+        Box::new(Unboxed::new(FastHttpUser::new(
+            self.tasks.clone(),
+            self.tls.clone(),
+        )))
     }
 }
 

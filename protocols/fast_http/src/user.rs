@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use load_density_core::deadline::RequestDeadline;
 use load_density_core::task::http::RenderedHttpRequest;
-use load_density_core::{async_trait, RequestMeta, RequestTimer, UserContext, UserTemplate};
+use load_density_core::{RequestMeta, StaticUser, UserContext};
 use tokio::io::AsyncWriteExt as _;
 use url::Url;
 
@@ -19,10 +20,13 @@ use crate::request::{check_header, encode};
 use crate::response::FastHttpResponse;
 use crate::MAX_REDIRECTS;
 
-/// Initial size of the read buffer.
-const READ_BUFFER: usize = 16 * 1024;
+/// Initial size of the read buffer (made on the first request after the user was idle).
+const READ_BUFFER: usize = 4 * 1024;
 /// A read buffer that grew past this (a large body) is given back after the response.
 const KEEP_BUFFER: usize = 1024 * 1024;
+/// A written-request buffer bigger than this is given back when the user goes idle; smaller
+/// ones (a few hundred bytes of request head) are kept.
+const KEEP_WRITE_IDLE: usize = 4 * 1024;
 /// How long `on_stop` waits for a TLS close_notify to go out.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
@@ -58,6 +62,8 @@ pub(crate) struct FastHttpUser {
     tasks: Arc<[CompiledTask]>,
     tls: TlsConnectors,
     state: State,
+    /// The request timeout, one timer reused from request to request.
+    deadline: RequestDeadline,
 }
 
 impl FastHttpUser {
@@ -65,6 +71,7 @@ impl FastHttpUser {
         Self {
             tasks,
             tls,
+            deadline: RequestDeadline::new(),
             state: State {
                 conn: None,
                 read: BytesMut::new(),
@@ -76,15 +83,14 @@ impl FastHttpUser {
     }
 }
 
-#[async_trait]
-impl UserTemplate for FastHttpUser {
+impl StaticUser for FastHttpUser {
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let Some(task) = self.tasks.get(index) else {
             tracing::warn!(index, "fast_http_user: no task at this index");
             return;
         };
         let state = &mut self.state;
-        let timer = RequestTimer::start();
+        let timer = ctx.start_timer();
         let request = match task.plan.render(ctx.variables()) {
             Ok(request) => request,
             Err(e) => {
@@ -138,9 +144,11 @@ impl UserTemplate for FastHttpUser {
                 BodyMode::Discard
             },
         };
-        let outcome = tokio::time::timeout(task.timeout, state.exchange(&exchange, &self.tls))
+        let outcome = self
+            .deadline
+            .within(&timer, task.timeout, state.exchange(&exchange, &self.tls))
             .await
-            .unwrap_or_else(|_elapsed| Err(FastHttpError::Timeout(task.timeout)));
+            .unwrap_or(Err(FastHttpError::Timeout(task.timeout)));
         match outcome {
             Ok(received) => {
                 let response = FastHttpResponse::new(&state.head, received.body, received.length);
@@ -155,6 +163,10 @@ impl UserTemplate for FastHttpUser {
             }
         }
         state.trim_buffers();
+    }
+
+    fn on_idle(&mut self) {
+        self.state.release_buffers();
     }
 
     async fn on_stop(&mut self, _ctx: &mut UserContext) {
@@ -179,6 +191,19 @@ fn is_redirect(status: u16) -> bool {
 }
 
 impl State {
+    /// Gives back the buffers an idle user does not need: the read buffer when it holds no
+    /// unread bytes (the next request makes a new one), the de-chunking scratch space, and a
+    /// large written request. The connection and the last response's head stay.
+    fn release_buffers(&mut self) {
+        if self.read.is_empty() {
+            self.read = BytesMut::new();
+        }
+        self.chunked = BytesMut::new();
+        if self.write.capacity() > KEEP_WRITE_IDLE {
+            self.write = Vec::new();
+        }
+    }
+
     /// Gives back buffers a large response made grow.
     fn trim_buffers(&mut self) {
         if self.read.capacity() > KEEP_BUFFER && self.read.is_empty() {
@@ -197,7 +222,7 @@ impl State {
         tls: &TlsConnectors,
     ) -> Result<Received, FastHttpError> {
         let request = exchange.request;
-        let mut received = self
+        let received = self
             .send(
                 &request.url,
                 &request.method,
@@ -207,9 +232,22 @@ impl State {
                 tls,
             )
             .await?;
-        if !exchange.allow_redirects {
+        if !exchange.allow_redirects || !is_redirect(self.head.status()) {
             return Ok(received);
         }
+        // Boxed: redirects are rare, and their future would otherwise sit in every user's
+        // task for the user's whole life.
+        Box::pin(self.follow_redirects(exchange, received, tls)).await
+    }
+
+    /// Follows the redirects of the response in `self.head` (at most [`MAX_REDIRECTS`]).
+    async fn follow_redirects(
+        &mut self,
+        exchange: &Exchange<'_>,
+        mut received: Received,
+        tls: &TlsConnectors,
+    ) -> Result<Received, FastHttpError> {
+        let request = exchange.request;
         let mut url: Cow<'_, Url> = Cow::Borrowed(&request.url);
         let mut method: &str = &request.method;
         let mut body = request.body.as_ref().map(|b| &*b.bytes);
@@ -294,7 +332,9 @@ impl State {
             if !reused {
                 self.conn = None;
                 self.read.clear();
-                let conn = connect(url, verify, tls.get(verify)).await?;
+                // Boxed: connecting (DNS, TLS handshake) is rare and its future is large; inline
+                // it would sit in every user's task for the user's whole life.
+                let conn = Box::pin(connect(url, verify, tls.get(verify))).await?;
                 self.conn = Some(conn);
             }
             let Some(conn) = self.conn.as_mut() else {

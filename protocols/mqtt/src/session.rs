@@ -23,13 +23,31 @@ use crate::codes::{self, Code};
 use crate::error::MqttError;
 use crate::stamp;
 
-/// Capacity of the rumqttc request channel.
-const REQUEST_CAPACITY: usize = 16;
+/// Capacity of the rumqttc request channel. A user queues one request and waits for it (a
+/// `DISCONNECT` may follow a request that timed out), so a few slots are enough; a full channel
+/// is a failed request (`Busy`), never a wait.
+const REQUEST_CAPACITY: usize = 8;
+/// rumqttc's in-flight limit for a connection whose tasks publish or subscribe at QoS 1 or 2.
+/// rumqttc keeps a table of this many outgoing messages per connection (its default, 100,
+/// costs ~10 KiB a connection); a user waits for each acknowledgement before its next task, so
+/// a few are enough (more cover acknowledgements still owed by tasks that timed out).
+const INFLIGHT_ACKED: u16 = 8;
 /// Incoming messages kept for `receive` per connection (the oldest are dropped past it).
 pub const MESSAGE_BUFFER: usize = 1024;
 /// Receipts of stamped messages kept per connection until the user records them; past it the
 /// oldest are dropped and counted in [`StampedStats::unrecorded`](crate::StampedStats::unrecorded).
 pub const RECEIPT_BUFFER: usize = 65_536;
+/// rumqttc's in-flight limit for a group whose tasks use these QoS levels: 1 (the least
+/// rumqttc takes) when every task is QoS 0, which uses no packet ids for messages, else
+/// [`INFLIGHT_ACKED`].
+pub(crate) fn inflight_for(qos: impl IntoIterator<Item = u8>) -> u16 {
+    if qos.into_iter().any(|q| q > 0) {
+        INFLIGHT_ACKED
+    } else {
+        1
+    }
+}
+
 /// The largest MQTT packet the protocol can express: a larger `max_packet_size` is lowered to it.
 pub(crate) const MQTT_PACKET_LIMIT: usize = 268_435_455;
 
@@ -57,6 +75,8 @@ pub(crate) struct ConnectParams {
     /// The largest packet sent or accepted (the group's `max_packet_size`); a larger incoming
     /// one ends the connection with an error.
     pub(crate) max_packet_size: usize,
+    /// rumqttc's in-flight limit ([`inflight_for`]).
+    pub(crate) inflight: u16,
 }
 
 /// A message received on a subscription.
@@ -361,6 +381,7 @@ impl Session {
                     .set_keep_alive(params.keepalive)
                     .set_clean_session(params.clean_session)
                     .set_max_packet_size(params.max_packet_size, params.max_packet_size)
+                    .set_inflight(params.inflight.max(1))
                     .set_transport(transport);
                 if let Some((username, password)) = &params.credentials {
                     options.set_credentials(username.clone(), password.clone());
@@ -386,6 +407,7 @@ impl Session {
                         u32::try_from(params.max_packet_size).unwrap_or(u32::MAX),
                     ))
                     .set_connection_timeout(connection_secs(params.timeout))
+                    .set_outgoing_inflight_upper_limit(params.inflight.max(1))
                     .set_transport(transport);
                 if let Some((username, password)) = &params.credentials {
                     options.set_credentials(username.clone(), password.clone());

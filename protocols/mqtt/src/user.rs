@@ -205,6 +205,7 @@ impl MqttUser {
                 timeout: task.timeout,
                 buffer_messages: self.shared.buffer_messages,
                 max_packet_size: self.shared.max_packet_size,
+                inflight: self.shared.inflight,
             };
             let session = Session::connect(&params).await?;
             self.live = Some(Live {
@@ -390,7 +391,7 @@ impl UserTemplate for MqttUser {
             rendered.name.clone(),
             rendered.url.clone(),
         );
-        let timer = RequestTimer::start();
+        let timer = ctx.start_timer();
         match self.execute(task, &rendered, ctx).await {
             Ok(Some(response)) => ctx.record_response(&meta, timer, &response),
             Ok(None) => {}

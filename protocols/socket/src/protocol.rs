@@ -9,7 +9,7 @@ use load_density_core::task::options::{option_seconds, task_seconds};
 use load_density_core::template::Template;
 use load_density_core::variables::UserVariables;
 use load_density_core::{
-    async_trait, GroupPlan, PlanError, Protocol, RequestMeta, UserFactory, UserTemplate,
+    async_trait, GroupPlan, PlanError, Protocol, RequestMeta, Unboxed, UserFactory, UserTemplate,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -485,6 +485,7 @@ struct SocketFactory {
 
 impl UserFactory for SocketFactory {
     fn new_user(&self, _user_id: u64) -> Box<dyn UserTemplate> {
-        Box::new(SocketUser::new(self.tasks.clone()))
+        // Unboxed: no boxed future per request (see `StaticUser`).
+        Box::new(Unboxed::new(SocketUser::new(self.tasks.clone())))
     }
 }

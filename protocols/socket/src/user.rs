@@ -6,7 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use load_density_core::{async_trait, RequestTimer, UserContext, UserTemplate};
+use load_density_core::deadline::RequestDeadline;
+use load_density_core::{RequestTimer, StaticUser, UserContext};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout, timeout_at, Instant};
@@ -50,8 +51,10 @@ pub(crate) struct SocketUser {
     tcp: Vec<(Arc<str>, TcpStream)>,
     /// UDP sockets, connected to their target, by target text.
     udp: Vec<(Arc<str>, UdpSocket)>,
-    /// The reply being read.
+    /// The reply being read (made on demand, given back when the user is idle).
     buf: Vec<u8>,
+    /// The send and reply timeout, one timer reused from request to request.
+    deadline: RequestDeadline,
 }
 
 impl SocketUser {
@@ -61,6 +64,7 @@ impl SocketUser {
             tcp: Vec::new(),
             udp: Vec::new(),
             buf: Vec::new(),
+            deadline: RequestDeadline::new(),
         }
     }
 
@@ -99,35 +103,59 @@ impl SocketUser {
         Some(socket)
     }
 
+    /// Sends the payload and reads the reply; both within the task's timeout, counted from
+    /// `timer`'s start, or from the end of the connect when one was needed.
     async fn tcp_exchange(
         &mut self,
         task: &CompiledTask,
         target: &Target,
         payload: &[u8],
         expect: &Expect<'_>,
+        timer: &RequestTimer,
     ) -> Result<usize, Failed> {
         let reused = if task.keep_alive {
             self.take_tcp(target.text())
         } else {
             None
         };
-        let mut stream = match reused {
-            Some(stream) => stream,
-            None => connect(target, task.connect_timeout)
-                .await
-                .map_err(|e| Failed::new(e, 0))?,
+        let (mut stream, from) = match reused {
+            Some(stream) => (stream, *timer),
+            None => {
+                let stream = connect(target, task.connect_timeout)
+                    .await
+                    .map_err(|e| Failed::new(e, 0))?;
+                (stream, RequestTimer::start())
+            }
         };
-        match timeout(task.timeout, stream.write_all(payload)).await {
-            Err(_) => return Err(Failed::new(SocketError::SendTimeout(task.timeout), 0)),
-            Ok(Err(e)) => return Err(Failed::new(SocketError::Send(e), 0)),
-            Ok(Ok(())) => {}
-        }
         self.buf.clear();
-        let len = match expect.rule() {
-            None => 0,
-            Some(rule) => read_reply(&mut stream, &mut self.buf, rule, task.timeout)
+        let buf = &mut self.buf;
+        let mut sent = false;
+        let exchange = async {
+            stream
+                .write_all(payload)
                 .await
-                .map_err(|e| Failed::new(e, payload.len() + self.buf.len()))?,
+                .map_err(|e| Failed::new(SocketError::Send(e), 0))?;
+            sent = true;
+            match expect.rule() {
+                None => Ok(0),
+                Some(rule) => read_reply(&mut stream, buf, rule)
+                    .await
+                    .map_err(|e| Failed::new(e, payload.len() + buf.len())),
+            }
+        };
+        let len = match self.deadline.within(&from, task.timeout, exchange).await {
+            Some(result) => result?,
+            None if !sent => {
+                return Err(Failed::new(SocketError::SendTimeout(task.timeout), 0));
+            }
+            None => {
+                let error = SocketError::ReadTimeout {
+                    after: task.timeout,
+                    waiting: expect.rule().map_or(Waiting::Bytes(0), waiting),
+                    received: self.buf.len(),
+                };
+                return Err(Failed::new(error, payload.len() + self.buf.len()));
+            }
         };
         if task.keep_alive {
             self.tcp.push((target.text().clone(), stream));
@@ -287,13 +315,7 @@ async fn read_reply(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     rule: Rule<'_>,
-    limit: Duration,
 ) -> Result<usize, SocketError> {
-    let deadline = Instant::now() + limit;
-    let waiting = || match rule {
-        Rule::Bytes(n) => Waiting::Bytes(n),
-        Rule::Until(text) => Waiting::Text(escaped(text)),
-    };
     let mut searched = 0;
     loop {
         match rule {
@@ -314,22 +336,15 @@ async fn read_reply(
             }
         }
         buf.reserve(READ_CHUNK);
-        match timeout_at(deadline, stream.read_buf(buf)).await {
-            Err(_) => {
-                return Err(SocketError::ReadTimeout {
-                    after: limit,
-                    waiting: waiting(),
-                    received: buf.len(),
-                })
-            }
-            Ok(Ok(0)) => {
+        match stream.read_buf(buf).await {
+            Ok(0) => {
                 return Err(SocketError::Closed {
-                    waiting: waiting(),
+                    waiting: waiting(rule),
                     received: buf.len(),
                 })
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(source)) => {
+            Ok(_) => {}
+            Err(source) => {
                 return Err(SocketError::Receive {
                     source,
                     received: buf.len(),
@@ -339,15 +354,22 @@ async fn read_reply(
     }
 }
 
-#[async_trait]
-impl UserTemplate for SocketUser {
+/// What a reply rule waits for, for an error message.
+fn waiting(rule: Rule<'_>) -> Waiting {
+    match rule {
+        Rule::Bytes(n) => Waiting::Bytes(n),
+        Rule::Until(text) => Waiting::Text(escaped(text)),
+    }
+}
+
+impl StaticUser for SocketUser {
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let tasks = self.tasks.clone();
         let Some(task) = tasks.get(index) else {
             tracing::warn!(index, "socket_user: no task at this index");
             return;
         };
-        let timer = RequestTimer::start();
+        let timer = ctx.start_timer();
         let target = match task.target(ctx.variables()) {
             Ok(target) => target,
             Err(error) => {
@@ -373,7 +395,10 @@ impl UserTemplate for SocketUser {
             }
         };
         let outcome = match task.transport {
-            Transport::Tcp => self.tcp_exchange(task, &target, &payload, &expect).await,
+            Transport::Tcp => {
+                self.tcp_exchange(task, &target, &payload, &expect, &timer)
+                    .await
+            }
             Transport::Udp => self.udp_exchange(task, &target, &payload, &expect).await,
         };
         match outcome {
@@ -390,6 +415,10 @@ impl UserTemplate for SocketUser {
         if self.buf.capacity() > KEEP_BUFFER {
             self.buf = Vec::new();
         }
+    }
+
+    fn on_idle(&mut self) {
+        self.buf = Vec::new();
     }
 
     async fn on_stop(&mut self, _ctx: &mut UserContext) {

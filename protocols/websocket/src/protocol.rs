@@ -5,7 +5,8 @@ use std::sync::Arc;
 use load_density_core::task::options::{option_bytes, with_common_options};
 use load_density_core::task::url::parse_host;
 use load_density_core::{
-    async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, UserFactory, UserTemplate,
+    async_trait, GroupOptions, GroupPlan, GroupTls, PlanError, Protocol, Unboxed, UserFactory,
+    UserTemplate,
 };
 use url::Url;
 
@@ -40,7 +41,8 @@ struct WebSocketFactory {
 
 impl UserFactory for WebSocketFactory {
     fn new_user(&self, _user_id: u64) -> Box<dyn UserTemplate> {
-        Box::new(WebSocketUser::new(self.shared.clone()))
+        // Unboxed: no boxed future per message (see `StaticUser`).
+        Box::new(Unboxed::new(WebSocketUser::new(self.shared.clone())))
     }
 }
 

@@ -7,10 +7,10 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use load_density_core::deadline::RequestDeadline;
 use load_density_core::variables::UserVariables;
-use load_density_core::{async_trait, RequestMeta, RequestTimer, UserContext, UserTemplate};
+use load_density_core::{RequestMeta, RequestTimer, StaticUser, UserContext};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
@@ -44,6 +44,8 @@ pub(crate) struct WebSocketUser {
     /// task without a URL reconnects there.
     last_url: Option<Arc<str>>,
     request_type: Arc<str>,
+    /// The send and receive timeout, one timer reused from task to task.
+    deadline: RequestDeadline,
 }
 
 /// What a task did: the URL it used and its outcome.
@@ -86,7 +88,8 @@ async fn close_quietly(mut conn: Connection, bound: Duration) {
 }
 
 /// Waits for a data frame that passes `expect` (or, without `skip_non_matching`, for the first
-/// data frame). Ping and pong frames are skipped; tungstenite answers pings.
+/// data frame). Ping and pong frames are skipped; tungstenite answers pings. The caller bounds
+/// the wait (the task's timeout).
 ///
 /// Returns the frame and, when it does not match, the reason.
 async fn receive(
@@ -94,11 +97,8 @@ async fn receive(
     task: &CompiledTask,
     vars: &UserVariables,
 ) -> Result<(Bytes, Option<String>), WsError> {
-    let deadline = Instant::now() + task.timeout;
     loop {
-        let next = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .map_err(|_| WsError::RecvTimeout(task.timeout))?;
+        let next = ws.next().await;
         let frame: Bytes = match next {
             None => return Err(WsError::Closed),
             Some(Err(error)) => return Err(WsError::from_stream(error)),
@@ -122,6 +122,7 @@ impl WebSocketUser {
             conn: None,
             last_url: None,
             request_type: Arc::from(REQUEST_TYPE),
+            deadline: RequestDeadline::new(),
         }
     }
 
@@ -180,9 +181,13 @@ impl WebSocketUser {
 
     /// Closes the current connection, if any.
     async fn close_current(&mut self, bound: Duration) {
-        if let Some(conn) = self.conn.take() {
-            close_quietly(conn, bound).await;
-        }
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // Boxed: closing is rare and its future holds the whole connection; inline it would
+        // sit in every user's task for the user's whole life.
+        let closing = Box::pin(close_quietly(conn, bound));
+        closing.await;
     }
 
     /// Closes a connection the task replaces; the task's latency starts after it.
@@ -251,6 +256,9 @@ impl WebSocketUser {
                 .as_ref()
                 .is_none_or(|url| *url == conn.url && task.verify == conn.verify)
         });
+        // The exchange's timeout runs from the task's start, or from the end of the handshake
+        // when the task had to connect first (one more clock read, on that path only).
+        let mut exchange_timer = *timer;
         if !reusable {
             let Some(url) = target.or_else(|| self.last_url.clone()) else {
                 return Outcome::new(None, Err(WsError::NotConnected));
@@ -261,6 +269,7 @@ impl WebSocketUser {
             if let Err(e) = Box::pin(self.open(task, &url, vars)).await {
                 return Outcome::new(Some(&url), Err(e));
             }
+            exchange_timer = RequestTimer::start();
         }
         let Some(conn) = self.conn.as_mut() else {
             return Outcome::new(None, Err(WsError::NotConnected));
@@ -274,10 +283,16 @@ impl WebSocketUser {
             let first_try = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut send).poll(cx)));
             let sending = match first_try.await {
                 Poll::Ready(written) => Ok(written),
-                Poll::Pending => tokio::time::timeout(task.timeout, send).await,
+                Poll::Pending => self
+                    .deadline
+                    .within(&exchange_timer, task.timeout, send)
+                    .await
+                    .ok_or(()),
             };
             match sending {
-                Err(_) => return Outcome::new(Some(&url), Err(WsError::SendTimeout(task.timeout))),
+                Err(()) => {
+                    return Outcome::new(Some(&url), Err(WsError::SendTimeout(task.timeout)))
+                }
                 Ok(Err(e)) => return Outcome::new(Some(&url), Err(WsError::from_stream(e))),
                 Ok(Ok(())) => sent = len,
             }
@@ -285,8 +300,15 @@ impl WebSocketUser {
         if !task.method.receives() {
             return Outcome::new(Some(&url), Ok(WsResponse::new(Bytes::new(), sent)));
         }
-        let result = receive(&mut conn.ws, task, vars)
+        let result = self
+            .deadline
+            .within(
+                &exchange_timer,
+                task.timeout,
+                receive(&mut conn.ws, task, vars),
+            )
             .await
+            .unwrap_or(Err(WsError::RecvTimeout(task.timeout)))
             .map(|(frame, mismatch)| {
                 let length = sent + frame.len() as u64;
                 let response = WsResponse::new(frame, length);
@@ -299,14 +321,13 @@ impl WebSocketUser {
     }
 }
 
-#[async_trait]
-impl UserTemplate for WebSocketUser {
+impl StaticUser for WebSocketUser {
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let shared = self.shared.clone();
         let Some(task) = shared.tasks.get(index) else {
             return;
         };
-        let mut timer = RequestTimer::start();
+        let mut timer = ctx.start_timer();
         let vars = ctx.variables();
         let outcome = match task.target(shared.base.as_ref(), vars) {
             Err(e) => Outcome::new(None, Err(e)),
@@ -352,17 +373,20 @@ impl UserTemplate for WebSocketUser {
     }
 }
 
-/// Socket buffer sizes for a load generator: tungstenite's 128 KiB default read buffer is
-/// zero-filled before every read, which cost a third of the CPU of a sendrecv loop of small
-/// frames. 8 KiB still reads a typical frame in one call; larger frames take several reads.
-/// A message or frame above `max_message_size` (the group option) ends the connection with an
-/// error instead of growing the user's memory.
+/// Socket buffer sizes for a load generator. tungstenite's 128 KiB default read buffer is
+/// zero-filled before every read (a third of the CPU of a sendrecv loop of small frames), and
+/// whatever of it is filled stays resident for every idle connection. 2 KiB still reads a
+/// typical frame in one call; a larger frame gets its whole length reserved once its header
+/// is read and then takes several reads. Frames are written as they are sent
+/// (`write_buffer_size` 0: the user flushes every message anyway), so the write buffer holds
+/// at most the frame being written. A message or frame above `max_message_size` (the group
+/// option) ends the connection with an error instead of growing the user's memory.
 fn frame_buffers(
     max_message_size: usize,
 ) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
+        .read_buffer_size(2 * 1024)
+        .write_buffer_size(0)
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))
 }

@@ -68,17 +68,23 @@ async fn user_loop(new: NewUser, model: IterationModel, claimed: Arc<AtomicU64>)
         if !more {
             break;
         }
-        let started = Instant::now();
+        // The clock is read only for a pacing that needs the iteration's start.
+        let started = pacing.period().map(|_| Instant::now());
         let ran = scenario.run_iteration(user.as_mut(), &mut ctx).await;
         // An iteration cut off by the stop before its first task did not happen.
         if ran > 0 || !ctx.is_stopping() {
             ctx.count_iteration();
         }
         done += 1;
-        let wait = pacing.wait_after(started);
+        let wait = match started {
+            Some(started) => pacing.wait_after(started),
+            None => pacing.wait_unscheduled(),
+        };
         if wait.is_zero() {
-            tokio::task::yield_now().await;
+            // Others get their turn when this task's co-operative budget runs out.
+            tokio::task::coop::consume_budget().await;
         } else {
+            user.on_idle();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.stopped() => {}
