@@ -1,0 +1,292 @@
+//! Statistics of one worker thread between two flushes: what [`crate::EventBus`] aggregates
+//! per shard, so that a request costs a table lookup by pointer and a few additions instead of
+//! an event sent to a collector.
+//!
+//! A shard keys its entries by a small integer id, found from the addresses of the request's
+//! type and name strings (a task's [`crate::RequestMeta`] shares them between every request
+//! it makes); the strings are compared only the first time a new pair of addresses is seen.
+//! The entries keep their histograms from one flush to the next (cleared, not freed).
+//!
+//! Merging a shard into [`crate::RequestStats`] gives exactly what adding the shard's
+//! requests one by one, in the order they were made, would give, the caps on names and error
+//! groups included: the shard remembers the order in which entries and error groups were
+//! first touched since the last flush, and merges in that order.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::event::RequestEvent;
+use crate::stats::{StatsEntry, ENTRY_RATE_WINDOW_SECS, TOTAL_RATE_HISTORY_SECS};
+
+/// Names one shard keeps entries for; requests under further names are kept as plain numbers
+/// until the next flush (a run whose names vary per request must not allocate a histogram per
+/// request).
+pub(crate) const SHARD_NAMES: usize = 256;
+/// Extra string addresses one shard remembers for names it already has (metas built per
+/// request carry new addresses each time).
+const SHARD_ALIASES: usize = 1024;
+
+/// One finished request as a protocol reports it, borrowing the task's strings.
+#[derive(Debug)]
+pub(crate) struct Sample<'a> {
+    pub request_type: &'a Arc<str>,
+    pub name: &'a Arc<str>,
+    pub url: &'a Arc<str>,
+    pub status: Option<u16>,
+    pub response_time: Duration,
+    pub response_length: u64,
+    pub error: Option<Arc<str>>,
+    pub start_time: SystemTime,
+    pub start_delay: Option<Duration>,
+}
+
+impl Sample<'_> {
+    /// The event a listener of the event stream receives.
+    pub(crate) fn to_event(&self) -> RequestEvent {
+        RequestEvent {
+            request_type: self.request_type.clone(),
+            name: self.name.clone(),
+            url: self.url.clone(),
+            status: self.status,
+            response_time: self.response_time,
+            response_length: self.response_length,
+            error: self.error.clone(),
+            start_time: self.start_time,
+            start_delay: self.start_delay,
+        }
+    }
+
+    pub(crate) fn of_event(event: &RequestEvent) -> Sample<'_> {
+        Sample {
+            request_type: &event.request_type,
+            name: &event.name,
+            url: &event.url,
+            status: event.status,
+            response_time: event.response_time,
+            response_length: event.response_length,
+            error: event.error.clone(),
+            start_time: event.start_time,
+            start_delay: event.start_delay,
+        }
+    }
+
+    fn numbers(&self) -> Numbers {
+        let us = u64::try_from(self.response_time.as_micros()).unwrap_or(u64::MAX);
+        let end = self.start_time + self.response_time;
+        Numbers {
+            us,
+            failed: self.error.is_some(),
+            length: self.response_length,
+            start_delay: self.start_delay,
+            second: end
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The numbers statistics keep of one request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Numbers {
+    us: u64,
+    failed: bool,
+    length: u64,
+    start_delay: Option<Duration>,
+    second: u64,
+}
+
+impl Numbers {
+    pub(crate) fn add_to(&self, entry: &mut StatsEntry, window: u64) {
+        entry.add_sample(
+            self.us,
+            self.failed,
+            self.length,
+            self.start_delay,
+            self.second,
+            window,
+        );
+    }
+}
+
+/// What was touched since the last flush, in order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Touch {
+    /// The first request of entry `id` since the last flush.
+    Entry(u32),
+    /// A request under a name the shard keeps no entry for (index in `spilled`).
+    Spilled(u32),
+}
+
+/// Hashes the two string addresses of a key: they are already spread, a multiply mixes them.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_usize(&mut self, value: usize) {
+        self.0 = (self.0.rotate_left(5) ^ value as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type AddressMap = HashMap<(usize, usize), u32, BuildHasherDefault<AddressHasher>>;
+
+fn address(text: &Arc<str>) -> usize {
+    Arc::as_ptr(text).cast::<u8>() as usize
+}
+
+/// The statistics one shard aggregated since the last flush.
+#[derive(Debug)]
+pub(crate) struct ShardStats {
+    /// (type address, name address) -> entry id. Every address in it belongs to a string this
+    /// shard holds (in `entries` or `aliases`), so it cannot be reused by another string.
+    by_address: AddressMap,
+    by_text: HashMap<(Arc<str>, Arc<str>), u32>,
+    aliases: Vec<(Arc<str>, Arc<str>)>,
+    entries: Vec<StatsEntry>,
+    total: StatsEntry,
+    touched: Vec<Touch>,
+    spilled: Vec<(Arc<str>, Arc<str>, Numbers)>,
+    /// (type, name, message) -> index in `errors`.
+    error_index: HashMap<(Arc<str>, Arc<str>, Arc<str>), usize>,
+    /// Error groups in the order first seen since the last flush, with their counts.
+    errors: Vec<((Arc<str>, Arc<str>, Arc<str>), u64)>,
+}
+
+impl Default for ShardStats {
+    fn default() -> Self {
+        Self {
+            by_address: AddressMap::default(),
+            by_text: HashMap::new(),
+            aliases: Vec::new(),
+            entries: Vec::new(),
+            total: StatsEntry::empty(Arc::from(""), Arc::from("Aggregated")),
+            touched: Vec::new(),
+            spilled: Vec::new(),
+            error_index: HashMap::new(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl ShardStats {
+    /// The entry id of `(request_type, name)`, creating the entry when the shard has room.
+    fn id_of(&mut self, request_type: &Arc<str>, name: &Arc<str>) -> Option<u32> {
+        let addresses = (address(request_type), address(name));
+        if let Some(&id) = self.by_address.get(&addresses) {
+            return Some(id);
+        }
+        // Compared as text: another task, or a meta built per request, with the same strings.
+        let key = (request_type.clone(), name.clone());
+        if let Some(&id) = self.by_text.get(&key) {
+            if self.aliases.len() < SHARD_ALIASES {
+                self.aliases.push(key);
+                self.by_address.insert(addresses, id);
+            }
+            return Some(id);
+        }
+        if self.entries.len() >= SHARD_NAMES {
+            return None;
+        }
+        let id = u32::try_from(self.entries.len()).ok()?;
+        self.entries
+            .push(StatsEntry::empty(request_type.clone(), name.clone()));
+        self.by_text.insert(key, id);
+        self.by_address.insert(addresses, id);
+        Some(id)
+    }
+
+    /// Adds one request.
+    pub(crate) fn add(&mut self, sample: &Sample<'_>) {
+        let numbers = sample.numbers();
+        let (request_type, name) = match self.id_of(sample.request_type, sample.name) {
+            Some(id) => {
+                let entry = &mut self.entries[id as usize];
+                if entry.num_requests() == 0 {
+                    self.touched.push(Touch::Entry(id));
+                }
+                numbers.add_to(entry, ENTRY_RATE_WINDOW_SECS);
+                (entry.request_type_arc(), entry.name_arc())
+            }
+            None => {
+                let index = u32::try_from(self.spilled.len()).unwrap_or(u32::MAX);
+                self.touched.push(Touch::Spilled(index));
+                self.spilled
+                    .push((sample.request_type.clone(), sample.name.clone(), numbers));
+                (sample.request_type, sample.name)
+            }
+        };
+        numbers.add_to(&mut self.total, TOTAL_RATE_HISTORY_SECS);
+        if let Some(message) = &sample.error {
+            let key = (request_type.clone(), name.clone(), message.clone());
+            match self.error_index.get(&key) {
+                Some(&index) => self.errors[index].1 += 1,
+                None => {
+                    self.error_index.insert(key.clone(), self.errors.len());
+                    self.errors.push((key, 1));
+                }
+            }
+        }
+    }
+
+    /// Requests aggregated since the last flush.
+    pub(crate) fn requests(&self) -> u64 {
+        self.total.num_requests()
+    }
+
+    /// What was touched since the last flush, in order.
+    pub(crate) fn touched(&self) -> &[Touch] {
+        &self.touched
+    }
+
+    /// Entry `id`.
+    pub(crate) fn entry(&self, id: u32) -> &StatsEntry {
+        &self.entries[id as usize]
+    }
+
+    /// Spilled request `index`: its type, name and numbers.
+    pub(crate) fn spilled(&self, index: u32) -> &(Arc<str>, Arc<str>, Numbers) {
+        &self.spilled[index as usize]
+    }
+
+    /// The total over every request since the last flush.
+    pub(crate) fn total(&self) -> &StatsEntry {
+        &self.total
+    }
+
+    /// The error groups since the last flush, in the order first seen.
+    pub(crate) fn errors(&self) -> &[((Arc<str>, Arc<str>, Arc<str>), u64)] {
+        &self.errors
+    }
+
+    /// Starts over after a flush; entries stay (emptied) for the next requests, unless the
+    /// shard is full, when it forgets them so that the names in use now can have entries.
+    pub(crate) fn clear(&mut self) {
+        if self.entries.len() >= SHARD_NAMES || self.aliases.len() >= SHARD_ALIASES {
+            *self = Self::default();
+            return;
+        }
+        for touch in &self.touched {
+            if let Touch::Entry(id) = touch {
+                self.entries[*id as usize].clear();
+            }
+        }
+        self.total.clear();
+        self.touched.clear();
+        self.spilled.clear();
+        if !self.errors.is_empty() {
+            self.error_index.clear();
+            self.errors.clear();
+        }
+    }
+}
