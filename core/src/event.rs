@@ -1,10 +1,14 @@
 //! Request events: one per finished request, success or failure, whatever the protocol.
 //!
-//! Users emit events into an [`EventBus`]. The bus keeps one buffer per runtime worker thread
-//! (a shard), so emitting costs one uncontended lock and a `Vec::push`; no global lock is taken
-//! per request. The runner drains every shard periodically with [`EventBus::flush`] and hands
-//! each batch to the registered [`RequestListener`]s (the record store and the statistics by
-//! default), so listeners see batches, never one call per request from the hot path.
+//! Users record requests into an [`EventBus`]. The bus keeps one buffer per runtime worker
+//! thread (a shard), so recording costs one uncontended lock and no global lock. Each shard
+//! aggregates its requests into its own statistics, keyed by the addresses of the task's
+//! strings (no string is hashed or cloned per request), and keeps them as compact records when
+//! a record store is attached. The runner drains every shard periodically with
+//! [`EventBus::flush`], off the worker threads: the shards' statistics are merged into the
+//! attached [`SharedStats`] and record store, exactly as if one collector had added every
+//! request, and the registered [`RequestListener`]s get batches of [`RequestEvent`]s, built
+//! only while some listener reads them ([`RequestListener::wants_events`]).
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -14,8 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::record::{Record, TestRecord};
-use crate::shard::{Sample, ShardStats};
+use crate::record::TestRecord;
+use crate::shard::{Sample, ShardRecords, ShardStats};
 use crate::stats::SharedStats;
 
 /// One finished request.
@@ -110,7 +114,7 @@ struct ShardBuffer {
     /// The requests as events, only while some listener reads the event stream.
     events: Vec<RequestEvent>,
     /// The requests as records, only while a record store is attached.
-    records: Vec<Record>,
+    records: ShardRecords,
     iterations: u64,
     dropped: u64,
     start_lags: Vec<u64>,
@@ -127,7 +131,7 @@ impl ShardBuffer {
     fn add(&mut self, sample: Sample<'_>, wants: u8) {
         self.stats.add(&sample);
         if wants & WANTS_RECORDS != 0 {
-            self.records.push(Record::from_sample(&sample));
+            self.records.push(&sample);
         }
         if wants & WANTS_EVENTS != 0 {
             self.events.push(sample.to_event());
@@ -292,7 +296,7 @@ impl EventBus {
         let mut buffer = self.shards[shard % self.shards.len()].0.lock();
         buffer.stats.add(&Sample::of_event(&event));
         if wants & WANTS_RECORDS != 0 {
-            buffer.records.push(Record::from_event(&event));
+            buffer.records.push(&Sample::of_event(&event));
         }
         if wants & WANTS_EVENTS != 0 {
             buffer.events.push(event);
@@ -307,7 +311,7 @@ impl EventBus {
         let mut buffer = self.shard().0.lock();
         buffer.stats.add(&Sample::of_event(&event));
         if wants & WANTS_RECORDS != 0 {
-            buffer.records.push(Record::from_event(&event));
+            buffer.records.push(&Sample::of_event(&event));
         }
         if wants & WANTS_EVENTS != 0 {
             buffer.events.push(event);
@@ -385,15 +389,15 @@ impl EventBus {
             if let Some(store) = &store {
                 store.absorb_shard(
                     &spare.stats,
-                    &mut spare.records,
+                    spare.records.drain(),
                     (spare.iterations, spare.dropped),
                     &spare.start_lags,
                 );
             }
+            spare.records.clear();
             flushing.lags.append(&mut spare.start_lags);
             flushing.batch.append(&mut spare.events);
             spare.stats.clear();
-            spare.records.clear();
             spare.iterations = 0;
             spare.dropped = 0;
         }
@@ -432,9 +436,6 @@ impl EventBus {
         for spare in &mut flushing.spares {
             if spare.events.capacity() > 1 << 16 {
                 spare.events.shrink_to(1 << 12);
-            }
-            if spare.records.capacity() > 1 << 16 {
-                spare.records.shrink_to(1 << 12);
             }
         }
         usize::try_from(drained).unwrap_or(usize::MAX)

@@ -217,11 +217,11 @@ impl TestRecord {
     }
 
     /// Takes what one worker thread aggregated since the last flush: its statistics, its
-    /// records (drained from `records`), its iterations (completed, dropped) and start lags.
+    /// records, its iterations (completed, dropped) and start lags.
     pub(crate) fn absorb_shard(
         &self,
         shard: &ShardStats,
-        records: &mut Vec<Record>,
+        records: impl Iterator<Item = Record>,
         (completed, dropped): (u64, u64),
         lags_us: &[u64],
     ) {
@@ -231,7 +231,7 @@ impl TestRecord {
             stats.add_iterations(completed, dropped);
             stats.add_start_lags(lags_us);
         }
-        self.keep(records.drain(..));
+        self.keep(records);
     }
 
     /// Keeps records up to the capacity; counts the rest.

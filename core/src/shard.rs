@@ -290,3 +290,106 @@ impl ShardStats {
         }
     }
 }
+
+/// Record keys one shard remembers: (type, name, URL) string triples.
+const SHARD_RECORD_KEYS: usize = 4096;
+
+/// One request kept for the record store, as numbers and a key into the shard's
+/// [`ShardRecords`] table: no string is cloned on the request path.
+#[derive(Debug)]
+pub(crate) struct CompactRecord {
+    key: u32,
+    status: Option<u16>,
+    response_time_us: u64,
+    response_length: u64,
+    start_time_us: u64,
+    error: Option<Arc<str>>,
+}
+
+/// The records one shard kept since the last flush; the strings are resolved when the record
+/// store takes them (on the collector's thread).
+#[derive(Debug, Default)]
+pub(crate) struct ShardRecords {
+    by_address: HashMap<(usize, usize, usize), u32, BuildHasherDefault<AddressHasher>>,
+    keys: Vec<(Arc<str>, Arc<str>, Arc<str>)>,
+    records: Vec<CompactRecord>,
+    /// Records whose strings the table had no room for.
+    full: Vec<crate::record::Record>,
+}
+
+impl ShardRecords {
+    /// Keeps one request.
+    pub(crate) fn push(&mut self, sample: &Sample<'_>) {
+        let addresses = (
+            address(sample.request_type),
+            address(sample.name),
+            address(sample.url),
+        );
+        let key = match self.by_address.get(&addresses) {
+            Some(&key) => key,
+            None if self.keys.len() < SHARD_RECORD_KEYS => {
+                // Holding the strings keeps their addresses from being reused.
+                let key = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
+                self.keys.push((
+                    sample.request_type.clone(),
+                    sample.name.clone(),
+                    sample.url.clone(),
+                ));
+                self.by_address.insert(addresses, key);
+                key
+            }
+            None => {
+                self.full.push(crate::record::Record::from_sample(sample));
+                return;
+            }
+        };
+        self.records.push(CompactRecord {
+            key,
+            status: sample.status,
+            response_time_us: u64::try_from(sample.response_time.as_micros()).unwrap_or(u64::MAX),
+            response_length: sample.response_length,
+            start_time_us: sample
+                .start_time
+                .duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+            error: sample.error.clone(),
+        });
+    }
+
+    /// The records, resolved: in the order they were made, except that those the table had
+    /// no room for (more than 4,096 type, name and URL triples since the last flush) come
+    /// after the others.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = crate::record::Record> + '_ {
+        let keys = &self.keys;
+        self.records
+            .drain(..)
+            .map(move |r| {
+                let (method, name, url) = &keys[r.key as usize];
+                crate::record::Record {
+                    method: method.clone(),
+                    test_url: url.clone(),
+                    name: name.clone(),
+                    status_code: r.status,
+                    response_time_us: r.response_time_us,
+                    response_length: r.response_length,
+                    error: r.error,
+                    start_time_us: r.start_time_us,
+                }
+            })
+            .chain(self.full.drain(..))
+    }
+
+    /// Starts over after a flush; forgets the keys once the table is full.
+    pub(crate) fn clear(&mut self) {
+        self.records.clear();
+        self.full.clear();
+        if self.keys.len() >= SHARD_RECORD_KEYS {
+            self.keys.clear();
+            self.by_address.clear();
+        }
+        if self.records.capacity() > 1 << 16 {
+            self.records.shrink_to(1 << 12);
+        }
+    }
+}
