@@ -8,10 +8,11 @@ Run on demand (never part of the test suite), from the workspace root:
 
 Needs nginx and wrk (Debian packages `nginx-light` and `wrk`); builds the release
 `load-density` binary. nginx (one worker) is pinned to the last CPU, each generator to CPU 0.
-Each round runs wrk (`-t1 -c50`) and load-density (50 fast_http users, no wait) back to back
-for the same duration, alternating which goes first; the script prints, per round and as the
-median over rounds, requests per generator CPU-second = requests / (user + sys CPU seconds of
-the generator process alone, from os.wait4) and the ratio load-density / wrk (goal >= 0.5).
+Each round runs wrk (`-t1 -c50`), h2load (`--h1 -t1 -c50`, unless --no-h2load) and
+load-density (50 fast_http users, no wait; each --binary given, to compare builds) back to
+back for the same duration, reversing the order every other round; the script prints, per
+round and as the median over rounds, requests per generator CPU-second = requests / (user +
+sys CPU seconds of the generator process alone, from os.wait4) and each tool's ratio to wrk.
 
 Checks, or the script stops: nginx answers 200 "ok"; wrk reports no non-2xx/3xx responses and
 no socket errors; load-density reports 0 failures; nginx's own request counter (stub_status)
@@ -48,6 +49,28 @@ def run_wrk(nginx, seconds, connections):
     return {"requests": requests, "cpu": m.cpu, "wall": m.wall, "served": served}
 
 
+def run_h2load(nginx, seconds, connections):
+    """h2load speaking HTTP/1.1 (`--h1`), the other C client, under the same conditions."""
+    before = nginx.status()["requests"]
+    m = ldbench.run_measured(
+        ldbench.pin(ldbench.GENERATOR_CPU)
+        + ["h2load", "--h1", "-t1", f"-c{connections}", f"-D{seconds}",
+           nginx.url("/index.html")],
+        timeout=seconds + 60)
+    served = nginx.status()["requests"] - before - 1
+    if m.returncode != 0:
+        raise SystemExit(f"h2load failed ({m.returncode}): {m.stderr}")
+    found = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, "
+                      r"(\d+) failed, (\d+) errored", m.stdout)
+    if not found:
+        raise SystemExit(f"cannot read h2load's request count: {m.stdout}")
+    done, succeeded, failed, errored = (int(g) for g in found.groups())
+    if failed or errored or succeeded != done:
+        raise SystemExit(f"h2load saw errors:\n{m.stdout}")
+    check_served("h2load", done, served, connections)
+    return {"requests": done, "cpu": m.cpu, "wall": m.wall, "served": served}
+
+
 def run_load_density(binary, nginx, seconds, users, task):
     before = nginx.status()["requests"]
     doc = ldbench.load_density_doc(ldbench.nginx_start_test(nginx, users, seconds, task))
@@ -77,13 +100,20 @@ def main():
                         help="the task JSON load-density runs")
     parser.add_argument("--no-build", action="store_true",
                         help="use the release binary already in $CARGO_TARGET_DIR")
+    parser.add_argument("--binary", action="append", default=[],
+                        help="a load-density binary to measure (repeat to compare builds, "
+                             "say main's and a branch's, in the same run); default: build one")
+    parser.add_argument("--no-h2load", action="store_true",
+                        help="leave h2load --h1 out of the rounds")
     args = parser.parse_args()
 
-    for tool in ("nginx", "wrk", "cargo"):
+    for tool in ("nginx", "wrk") + (() if args.no_h2load else ("h2load",)):
         if not shutil.which(tool):
-            raise SystemExit(f"{tool} is needed (apt-get install nginx-light wrk)")
-    bin_dir = ldbench.build(["load-density-cli"], ["load-density"], skip=args.no_build)
-    binary = os.path.join(bin_dir, "load-density")
+            raise SystemExit(f"{tool} is needed (apt-get install nginx-light wrk nghttp2-client)")
+    binaries = args.binary
+    if not binaries:
+        bin_dir = ldbench.build(["load-density-cli"], ["load-density"], skip=args.no_build)
+        binaries = [os.path.join(bin_dir, "load-density")]
     task = json.loads(args.task)
     print(f"machine: {ldbench.machine()}")
     rounds = []
@@ -92,34 +122,44 @@ def main():
               f"generators on CPU {ldbench.GENERATOR_CPU}; {args.connections} connections/users, "
               f"{args.seconds} s per run")
         for i in range(args.repeat):
-            if i % 2 == 0:
-                wrk = run_wrk(nginx, args.seconds, args.connections)
-                ld = run_load_density(binary, nginx, args.seconds, args.connections, task)
-            else:
-                ld = run_load_density(binary, nginx, args.seconds, args.connections, task)
-                wrk = run_wrk(nginx, args.seconds, args.connections)
-            wrk["rate"] = wrk["requests"] / wrk["cpu"]
-            ld["rate"] = ld["requests"] / ld["cpu"]
-            ratio = ld["rate"] / wrk["rate"]
-            rounds.append({"wrk": wrk, "load_density": ld, "ratio": ratio})
+            runs = [("wrk", lambda: run_wrk(nginx, args.seconds, args.connections))]
+            if not args.no_h2load:
+                runs.append(("h2load", lambda: run_h2load(nginx, args.seconds, args.connections)))
+            for b, binary in enumerate(binaries):
+                name = "load-density" if len(binaries) == 1 else f"load-density#{b + 1}"
+                runs.append((name, lambda binary=binary: run_load_density(
+                    binary, nginx, args.seconds, args.connections, task)))
+            if i % 2 == 1:
+                runs.reverse()
+            results = {}
+            for name, run in runs:
+                results[name] = run()
+                results[name]["rate"] = results[name]["requests"] / results[name]["cpu"]
+            wrk = results["wrk"]
+            round_ = {"results": results,
+                      "ratios": {name: r["rate"] / wrk["rate"] for name, r in results.items()}}
+            rounds.append(round_)
             print(f"round {i + 1}:")
-            for name, r in (("wrk", wrk), ("load-density", ld)):
-                print(f"  {name:<13} {r['requests']:>9} requests (nginx served {r['served']}), "
+            for name, r in results.items():
+                print(f"  {name:<15} {r['requests']:>9} requests (nginx served {r['served']}), "
                       f"{r['cpu']:6.2f} CPU s in {r['wall']:5.2f} s wall, "
-                      f"{r['requests'] / r['wall']:>8.0f} req/s, {r['rate']:>8.0f} req per CPU-second")
-            print(f"  ratio (load-density / wrk, per CPU-second): {ratio:.2f}x")
+                      f"{r['requests'] / r['wall']:>8.0f} req/s, {r['rate']:>8.0f} req per "
+                      f"CPU-second, {round_['ratios'][name]:.3f}x wrk")
+    names = list(rounds[0]["results"])
     summary = {
-        "wrk_req_per_cpu_s": round(ldbench.median([r["wrk"]["rate"] for r in rounds])),
-        "ld_req_per_cpu_s": round(ldbench.median([r["load_density"]["rate"] for r in rounds])),
-        "ld_req_per_s": round(ldbench.median([r["load_density"]["requests"] / r["load_density"]["wall"]
-                                             for r in rounds])),
-        "wrk_req_per_s": round(ldbench.median([r["wrk"]["requests"] / r["wrk"]["wall"] for r in rounds])),
-        "ratio_median": round(ldbench.median([r["ratio"] for r in rounds]), 3),
-        "ratios": [round(r["ratio"], 3) for r in rounds],
+        name: {
+            "req_per_cpu_s": round(ldbench.median([r["results"][name]["rate"] for r in rounds])),
+            "req_per_s": round(ldbench.median([r["results"][name]["requests"]
+                                               / r["results"][name]["wall"] for r in rounds])),
+            "ratio_to_wrk_median": round(ldbench.median([r["ratios"][name] for r in rounds]), 3),
+            "ratios_to_wrk": [round(r["ratios"][name], 3) for r in rounds],
+        }
+        for name in names
     }
-    print(f"median over {len(rounds)} rounds: wrk {summary['wrk_req_per_cpu_s']} req per CPU-second, "
-          f"load-density {summary['ld_req_per_cpu_s']} req per CPU-second; "
-          f"ratio {summary['ratio_median']:.2f}x (goal >= 0.5x)")
+    summary["binaries"] = binaries
+    for name in names:
+        print(f"median over {len(rounds)} rounds: {name} {summary[name]['req_per_cpu_s']} req per "
+              f"CPU-second, {summary[name]['ratio_to_wrk_median']:.3f}x wrk")
     print("SUMMARY " + json.dumps(summary))
 
 

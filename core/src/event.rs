@@ -376,6 +376,7 @@ impl EventBus {
                 }
                 std::mem::swap(&mut *buffer, spare);
             }
+            spare.stats.settle();
             drained += spare.stats.requests();
             iterations += spare.iterations;
             dropped += spare.dropped;

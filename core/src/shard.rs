@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::event::RequestEvent;
-use crate::stats::{StatsEntry, ENTRY_RATE_WINDOW_SECS, TOTAL_RATE_HISTORY_SECS};
+use crate::stats::{StatsEntry, TOTAL_RATE_HISTORY_SECS};
 
 /// Names one shard keeps entries for; requests under further names are kept as plain numbers
 /// until the next flush (a run whose names vary per request must not allocate a histogram per
@@ -161,6 +161,8 @@ pub(crate) struct ShardStats {
     error_index: HashMap<(Arc<str>, Arc<str>, Arc<str>), usize>,
     /// Error groups in the order first seen since the last flush, with their counts.
     errors: Vec<((Arc<str>, Arc<str>, Arc<str>), u64)>,
+    /// Requests since the last flush.
+    requests: u64,
 }
 
 impl Default for ShardStats {
@@ -175,6 +177,7 @@ impl Default for ShardStats {
             spilled: Vec::new(),
             error_index: HashMap::new(),
             errors: Vec::new(),
+            requests: 0,
         }
     }
 }
@@ -209,13 +212,16 @@ impl ShardStats {
     /// Adds one request.
     pub(crate) fn add(&mut self, sample: &Sample<'_>) {
         let numbers = sample.numbers();
+        self.requests += 1;
         let (request_type, name) = match self.id_of(sample.request_type, sample.name) {
             Some(id) => {
                 let entry = &mut self.entries[id as usize];
                 if entry.num_requests() == 0 {
                     self.touched.push(Touch::Entry(id));
                 }
-                numbers.add_to(entry, ENTRY_RATE_WINDOW_SECS);
+                // The total's window, not an entry's: the total is completed from the entries
+                // at the flush (`settle`), and merging trims entries to their own window.
+                numbers.add_to(entry, TOTAL_RATE_HISTORY_SECS);
                 (entry.request_type_arc(), entry.name_arc())
             }
             None => {
@@ -223,10 +229,10 @@ impl ShardStats {
                 self.touched.push(Touch::Spilled(index));
                 self.spilled
                     .push((sample.request_type.clone(), sample.name.clone(), numbers));
+                numbers.add_to(&mut self.total, TOTAL_RATE_HISTORY_SECS);
                 (sample.request_type, sample.name)
             }
         };
-        numbers.add_to(&mut self.total, TOTAL_RATE_HISTORY_SECS);
         if let Some(message) = &sample.error {
             let key = (request_type.clone(), name.clone(), message.clone());
             match self.error_index.get(&key) {
@@ -241,7 +247,19 @@ impl ShardStats {
 
     /// Requests aggregated since the last flush.
     pub(crate) fn requests(&self) -> u64 {
-        self.total.num_requests()
+        self.requests
+    }
+
+    /// Completes the total with the entries touched since the last flush (it holds only the
+    /// requests under spilled names until then: a request adds to one entry, not two). A
+    /// flush calls it once, before merging.
+    pub(crate) fn settle(&mut self) {
+        for touch in &self.touched {
+            if let Touch::Entry(id) = *touch {
+                self.total
+                    .merge_from(&self.entries[id as usize], TOTAL_RATE_HISTORY_SECS);
+            }
+        }
     }
 
     /// What was touched since the last flush, in order.
@@ -259,7 +277,7 @@ impl ShardStats {
         &self.spilled[index as usize]
     }
 
-    /// The total over every request since the last flush.
+    /// The total over every request since the last flush, once [`settle`](Self::settle)d.
     pub(crate) fn total(&self) -> &StatsEntry {
         &self.total
     }
@@ -282,6 +300,7 @@ impl ShardStats {
             }
         }
         self.total.clear();
+        self.requests = 0;
         self.touched.clear();
         self.spilled.clear();
         if !self.errors.is_empty() {

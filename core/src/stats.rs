@@ -300,9 +300,16 @@ impl StatsEntry {
         let slot = self.per_second.entry(second).or_insert((0, 0));
         slot.0 += 1;
         slot.1 += u64::from(failed);
+        // The seconds kept change only when this second moves the window (a new last second)
+        // or lies before it.
+        if self
+            .last_request_unix
+            .is_none_or(|last| second > last || second.saturating_add(window) < last)
+        {
+            self.trim(window);
+        }
         self.first_request_unix = Some(self.first_request_unix.map_or(second, |f| f.min(second)));
         self.last_request_unix = Some(self.last_request_unix.map_or(second, |l| l.max(second)));
-        self.trim(window);
     }
 
     /// Empties the entry and keeps its histograms' memory (a shard reuses its entries from
@@ -343,6 +350,10 @@ impl StatsEntry {
         if first < keep_from {
             self.per_second = self.per_second.split_off(&keep_from);
         }
+    }
+
+    pub(crate) fn merge_from(&mut self, other: &StatsEntry, window: u64) {
+        self.merge(other, window);
     }
 
     fn merge(&mut self, other: &StatsEntry, window: u64) {

@@ -297,3 +297,57 @@ fn a_flush_reports_the_requests_it_drained() {
         Some(1.5)
     );
 }
+
+#[test]
+fn an_attached_record_store_keeps_what_a_listening_one_keeps() {
+    use load_density_core::TestRecord;
+    // 5,000 distinct URLs in one flush: more than a shard's table of strings holds, so some
+    // records take the way of whole records.
+    let strings = Strings::new(3);
+    let attached = Arc::new(TestRecord::with_capacity(100_000));
+    let listening = Arc::new(TestRecord::with_capacity(100_000));
+    let bus = EventBus::new(2);
+    bus.attach_record_store(attached.clone());
+    bus.add_listener(listening.clone());
+    for i in 0..12_000u64 {
+        let r = Request {
+            shard: (i % 3 == 0) as usize,
+            request_type: (i % 2) as usize,
+            name: (i % 3) as usize,
+            fresh: false,
+            latency_us: i * 13,
+            error: (i % 4 == 0).then_some((i % 3) as usize),
+            start_delay_us: None,
+            second: i / 1000,
+            length: i,
+            iterations: 1,
+            start_lag_us: None,
+            flush_after: i % 6000 == 5999,
+        };
+        let mut event = strings.event(&r);
+        if i < 5_000 {
+            event.url = Arc::from(format!("http://127.0.0.1/item/{i}"));
+        }
+        bus.emit_on(r.shard, event);
+        bus.count_iterations_on(r.shard, 1);
+        if r.flush_after {
+            bus.flush();
+        }
+    }
+    bus.flush();
+    let sorted = |mut records: Vec<load_density_core::Record>| {
+        records.sort_by_key(|r| (r.start_time_us, r.response_time_us));
+        records
+    };
+    assert_eq!(attached.counts(), (9_000, 3_000));
+    assert_eq!(
+        sorted(attached.test_record_list()),
+        sorted(listening.test_record_list())
+    );
+    assert_eq!(
+        sorted(attached.error_record_list()),
+        sorted(listening.error_record_list())
+    );
+    assert_same(&attached.stats(), &listening.stats());
+    assert_eq!(attached.stats().iterations(), 12_000);
+}
