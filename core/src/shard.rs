@@ -141,6 +141,9 @@ impl Hasher for AddressHasher {
 
 type AddressMap = HashMap<(usize, usize), u32, BuildHasherDefault<AddressHasher>>;
 
+/// An error group's key: (request type, name, message).
+pub(crate) type ErrorKey = (Arc<str>, Arc<str>, Arc<str>);
+
 fn address(text: &Arc<str>) -> usize {
     Arc::as_ptr(text).cast::<u8>() as usize
 }
@@ -158,9 +161,9 @@ pub(crate) struct ShardStats {
     touched: Vec<Touch>,
     spilled: Vec<(Arc<str>, Arc<str>, Numbers)>,
     /// (type, name, message) -> index in `errors`.
-    error_index: HashMap<(Arc<str>, Arc<str>, Arc<str>), usize>,
+    error_index: HashMap<ErrorKey, usize>,
     /// Error groups in the order first seen since the last flush, with their counts.
-    errors: Vec<((Arc<str>, Arc<str>, Arc<str>), u64)>,
+    errors: Vec<(ErrorKey, u64)>,
     /// Requests since the last flush.
     requests: u64,
 }
@@ -283,7 +286,7 @@ impl ShardStats {
     }
 
     /// The error groups since the last flush, in the order first seen.
-    pub(crate) fn errors(&self) -> &[((Arc<str>, Arc<str>, Arc<str>), u64)] {
+    pub(crate) fn errors(&self) -> &[(ErrorKey, u64)] {
         &self.errors
     }
 
