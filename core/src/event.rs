@@ -536,6 +536,43 @@ mod tests {
     }
 
     #[test]
+    fn events_are_built_only_while_a_listener_wants_them() {
+        struct Switch(std::sync::atomic::AtomicBool, AtomicUsize);
+        impl RequestListener for Switch {
+            fn on_requests(&self, events: &[RequestEvent]) {
+                self.1.fetch_add(events.len(), Ordering::Relaxed);
+            }
+            fn wants_events(&self) -> bool {
+                self.0.load(Ordering::Relaxed)
+            }
+        }
+        let bus = EventBus::new(2);
+        let stats = SharedStats::new();
+        bus.attach_stats(stats.clone());
+        let switch = Arc::new(Switch(false.into(), AtomicUsize::new(0)));
+        bus.add_listener(switch.clone());
+        bus.emit(event("a"));
+        bus.flush();
+        assert_eq!(switch.1.load(Ordering::Relaxed), 0, "nobody wanted events");
+        // An exporter subscribes: the very next request is an event.
+        switch.0.store(true, Ordering::Relaxed);
+        listeners_changed();
+        bus.emit(event("b"));
+        bus.flush();
+        assert_eq!(switch.1.load(Ordering::Relaxed), 1);
+        switch.0.store(false, Ordering::Relaxed);
+        listeners_changed();
+        bus.emit(event("c"));
+        bus.flush();
+        assert_eq!(switch.1.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            stats.snapshot().total().num_requests(),
+            3,
+            "statistics see all"
+        );
+    }
+
+    #[test]
     fn a_panicking_listener_does_not_stop_the_others() {
         let bus = EventBus::new(1);
         let count = Arc::new(AtomicUsize::new(0));
