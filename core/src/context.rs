@@ -7,8 +7,9 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 
 use crate::checks::TaskChecks;
-use crate::event::{EventBus, RequestEvent};
+use crate::event::EventBus;
 use crate::response::Response;
+use crate::shard::Sample;
 use crate::variables::UserVariables;
 
 /// The error of a task cut off because the test ended while it was in flight.
@@ -373,11 +374,11 @@ impl UserContext {
             None => response.failure().map(|reason| Arc::from(reason.as_ref())),
             Some(checks) => checks.verdict(response, response_time, &mut self.variables),
         };
-        self.bus.emit_counting(
-            RequestEvent {
-                request_type: meta.request_type.clone(),
-                name: meta.name.clone(),
-                url: meta.url.clone(),
+        self.bus.record(
+            Sample {
+                request_type: &meta.request_type,
+                name: &meta.name,
+                url: &meta.url,
                 status: response.status(),
                 response_time,
                 response_length: response.length(),
@@ -402,11 +403,11 @@ impl UserContext {
         response: &dyn Response,
     ) {
         let error = response.failure().map(|reason| Arc::from(reason.as_ref()));
-        self.bus.emit_counting(
-            RequestEvent {
-                request_type: meta.request_type.clone(),
-                name: meta.name.clone(),
-                url: meta.url.clone(),
+        self.bus.record(
+            Sample {
+                request_type: &meta.request_type,
+                name: &meta.name,
+                url: &meta.url,
                 status: response.status(),
                 response_time,
                 response_length: response.length(),
@@ -429,11 +430,11 @@ impl UserContext {
         error: impl Display,
     ) {
         let response_time = timer.elapsed();
-        self.bus.emit_counting(
-            RequestEvent {
-                request_type: meta.request_type.clone(),
-                name: meta.name.clone(),
-                url: meta.url.clone(),
+        self.bus.record(
+            Sample {
+                request_type: &meta.request_type,
+                name: &meta.name,
+                url: &meta.url,
                 status,
                 response_time,
                 response_length,

@@ -1,18 +1,26 @@
 //! Request events: one per finished request, success or failure, whatever the protocol.
 //!
-//! Users emit events into an [`EventBus`]. The bus keeps one buffer per runtime worker thread
-//! (a shard), so emitting costs one uncontended lock and a `Vec::push`; no global lock is taken
-//! per request. The runner drains every shard periodically with [`EventBus::flush`] and hands
-//! each batch to the registered [`RequestListener`]s (the record store and the statistics by
-//! default), so listeners see batches, never one call per request from the hot path.
+//! Users record requests into an [`EventBus`]. The bus keeps one buffer per runtime worker
+//! thread (a shard), so recording costs one uncontended lock and no global lock. Each shard
+//! aggregates its requests into its own statistics, keyed by the addresses of the task's
+//! strings (no string is hashed or cloned per request), and keeps them as compact records when
+//! a record store is attached. The runner drains every shard periodically with
+//! [`EventBus::flush`], off the worker threads: the shards' statistics are merged into the
+//! attached [`SharedStats`] and record store, exactly as if one collector had added every
+//! request, and the registered [`RequestListener`]s get batches of [`RequestEvent`]s, built
+//! only while some listener reads them ([`RequestListener::wants_events`]).
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
+
+use crate::record::TestRecord;
+use crate::shard::{Sample, ShardRecords, ShardStats};
+use crate::stats::SharedStats;
 
 /// One finished request.
 ///
@@ -79,6 +87,14 @@ pub trait RequestListener: Send + Sync + 'static {
     /// (in microseconds) a schedule's timer fired against an iteration's due time, when the
     /// generator itself (not a busy user) made it late. The default ignores them.
     fn on_start_lags(&self, _lags_us: &[u64]) {}
+
+    /// Whether this listener reads the requests ([`on_requests`](Self::on_requests)) now.
+    /// Requests become events only while some listener wants them; a flush asks again, so a
+    /// listener may change its answer as it goes (an exporter hub with no exporter says no).
+    /// The default says yes.
+    fn wants_events(&self) -> bool {
+        true
+    }
 }
 
 impl<F> RequestListener for F
@@ -93,21 +109,80 @@ where
 /// What one shard buffers between flushes.
 #[derive(Default)]
 struct ShardBuffer {
+    /// The statistics of the requests made on this thread since the last flush.
+    stats: ShardStats,
+    /// The requests as events, only while some listener reads the event stream.
     events: Vec<RequestEvent>,
+    /// The requests as records, only while a record store is attached.
+    records: ShardRecords,
     iterations: u64,
     dropped: u64,
     start_lags: Vec<u64>,
+}
+
+impl ShardBuffer {
+    fn is_idle(&self) -> bool {
+        self.stats.requests() == 0
+            && self.iterations == 0
+            && self.dropped == 0
+            && self.start_lags.is_empty()
+    }
+
+    fn add(&mut self, sample: Sample<'_>, wants: u8) {
+        self.stats.add(&sample);
+        if wants & WANTS_RECORDS != 0 {
+            self.records.push(&sample);
+        }
+        if wants & WANTS_EVENTS != 0 {
+            self.events.push(sample.to_event());
+        }
+    }
 }
 
 /// A shard buffer, padded so that two shards never share a cache line.
 #[repr(align(128))]
 struct Shard(Mutex<ShardBuffer>);
 
+const WANTS_EVENTS: u8 = 1;
+const WANTS_RECORDS: u8 = 2;
+
+/// Bumped whenever some listener may have changed its [`RequestListener::wants_events`].
+static WANTS_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Tells every bus that some listener may have changed its answer to
+/// [`RequestListener::wants_events`] (an exporter subscribed): each bus asks its listeners
+/// again before its next request.
+pub fn listeners_changed() {
+    WANTS_EPOCH.fetch_add(1, Ordering::Release);
+}
+
+/// What a flush works with, kept between flushes to reuse its memory: one spare buffer per
+/// shard (swapped with the shard's, so a worker thread waits only for the swap), the batch of
+/// events for the listeners, the start lags.
+#[derive(Default)]
+struct Flushing {
+    spares: Vec<ShardBuffer>,
+    batch: Vec<RequestEvent>,
+    lags: Vec<u64>,
+}
+
 /// The sharded event buffer of one run, with its listeners.
+///
+/// Each runtime worker thread aggregates its own requests into its shard's statistics, keyed
+/// by the addresses of the task's strings (see the `shard` module); a flush merges the shards
+/// into the attached [`SharedStats`] ([`EventBus::attach_stats`]) and record store
+/// ([`EventBus::attach_record_store`]). Requests become [`RequestEvent`]s only while some
+/// listener reads the event stream ([`RequestListener::wants_events`]).
 pub struct EventBus {
     shards: Box<[Shard]>,
     listeners: RwLock<Vec<Arc<dyn RequestListener>>>,
-    flushing: Mutex<(Vec<RequestEvent>, Vec<u64>)>,
+    stats: RwLock<Vec<SharedStats>>,
+    record_store: RwLock<Option<Arc<TestRecord>>>,
+    /// `WANTS_EVENTS` | `WANTS_RECORDS`, read on every request.
+    wants: AtomicU8,
+    /// The [`WANTS_EPOCH`] `wants` was computed at.
+    wants_epoch: AtomicU64,
+    flushing: Mutex<Flushing>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -140,38 +215,107 @@ impl EventBus {
     /// A bus with `shards` buffers (at least one); use the number of runtime worker threads.
     pub fn new(shards: usize) -> Self {
         let shards = (0..shards.max(1))
-            .map(|_| {
-                Shard(Mutex::new(ShardBuffer {
-                    events: Vec::with_capacity(256),
-                    ..ShardBuffer::default()
-                }))
-            })
+            .map(|_| Shard(Mutex::new(ShardBuffer::default())))
             .collect();
         Self {
             shards,
             listeners: RwLock::new(Vec::new()),
-            flushing: Mutex::new((Vec::new(), Vec::new())),
+            stats: RwLock::new(Vec::new()),
+            record_store: RwLock::new(None),
+            wants: AtomicU8::new(0),
+            wants_epoch: AtomicU64::new(WANTS_EPOCH.load(Ordering::Acquire)),
+            flushing: Mutex::new(Flushing::default()),
         }
     }
 
     /// Adds a listener; it sees every batch flushed from now on.
     pub fn add_listener(&self, listener: Arc<dyn RequestListener>) {
+        if listener.wants_events() {
+            self.wants.fetch_or(WANTS_EVENTS, Ordering::Relaxed);
+        }
         self.listeners.write().push(listener);
     }
 
-    /// Buffers one event in the calling thread's shard.
+    /// Aggregates this bus's requests into `stats`, per worker thread, merged into it at each
+    /// [`flush`](Self::flush): no event per request is built for them. Equivalent to adding
+    /// `stats` as a listener, and cheaper.
+    pub fn attach_stats(&self, stats: SharedStats) {
+        self.stats.write().push(stats);
+    }
+
+    /// Keeps this bus's requests in `store` (records and statistics), handed over at each
+    /// [`flush`](Self::flush). Equivalent to adding `store` as a listener, and cheaper. One
+    /// store per bus: a second call replaces the first.
+    pub fn attach_record_store(&self, store: Arc<TestRecord>) {
+        *self.record_store.write() = Some(store);
+        self.wants.fetch_or(WANTS_RECORDS, Ordering::Relaxed);
+    }
+
+    /// What the requests must be kept as besides statistics (`WANTS_*`).
+    fn wants(&self) -> u8 {
+        let epoch = WANTS_EPOCH.load(Ordering::Acquire);
+        if self.wants_epoch.load(Ordering::Relaxed) != epoch {
+            self.wants_epoch.store(epoch, Ordering::Relaxed);
+            self.refresh_wants();
+        }
+        self.wants.load(Ordering::Relaxed)
+    }
+
+    /// Asks the listeners again whether they read events.
+    fn refresh_wants(&self) {
+        if self.listeners.read().iter().any(|l| l.wants_events()) {
+            self.wants.fetch_or(WANTS_EVENTS, Ordering::Relaxed);
+        } else {
+            self.wants.fetch_and(!WANTS_EVENTS, Ordering::Relaxed);
+        }
+    }
+
+    fn shard(&self) -> &Shard {
+        &self.shards[thread_slot() % self.shards.len()]
+    }
+
+    /// Aggregates one request in the calling thread's shard and counts `iterations` finished
+    /// iterations with it (the fast path of [`crate::UserContext`]).
+    pub(crate) fn record(&self, sample: Sample<'_>, iterations: u64) {
+        let wants = self.wants();
+        let mut buffer = self.shard().0.lock();
+        buffer.add(sample, wants);
+        buffer.iterations += iterations;
+    }
+
+    /// Buffers one event in the calling thread's shard (the way for a protocol that builds
+    /// its own events; [`crate::UserContext`] records cheaper).
     pub fn emit(&self, event: RequestEvent) {
-        let shard = &self.shards[thread_slot() % self.shards.len()];
-        shard.0.lock().events.push(event);
+        self.emit_counting(event, 0);
+    }
+
+    /// Buffers one event in shard `shard` (modulo the shard count) rather than the calling
+    /// thread's: for an embedder that routes requests to shards itself, and for tests.
+    pub fn emit_on(&self, shard: usize, event: RequestEvent) {
+        let wants = self.wants();
+        let mut buffer = self.shards[shard % self.shards.len()].0.lock();
+        buffer.stats.add(&Sample::of_event(&event));
+        if wants & WANTS_RECORDS != 0 {
+            buffer.records.push(&Sample::of_event(&event));
+        }
+        if wants & WANTS_EVENTS != 0 {
+            buffer.events.push(event);
+        }
     }
 
     /// Buffers one event and counts `iterations` finished iterations with it, under one
     /// lock (a user's context counts its iterations and hands them over with its next
     /// request).
     pub fn emit_counting(&self, event: RequestEvent, iterations: u64) {
-        let shard = &self.shards[thread_slot() % self.shards.len()];
-        let mut buffer = shard.0.lock();
-        buffer.events.push(event);
+        let wants = self.wants();
+        let mut buffer = self.shard().0.lock();
+        buffer.stats.add(&Sample::of_event(&event));
+        if wants & WANTS_RECORDS != 0 {
+            buffer.records.push(&Sample::of_event(&event));
+        }
+        if wants & WANTS_EVENTS != 0 {
+            buffer.events.push(event);
+        }
         buffer.iterations += iterations;
     }
 
@@ -181,15 +325,22 @@ impl EventBus {
         if iterations == 0 {
             return;
         }
-        let shard = &self.shards[thread_slot() % self.shards.len()];
-        shard.0.lock().iterations += iterations;
+        self.shard().0.lock().iterations += iterations;
+    }
+
+    /// Counts finished iterations in shard `shard` (modulo the shard count); see
+    /// [`emit_on`](Self::emit_on).
+    pub fn count_iterations_on(&self, shard: usize, iterations: u64) {
+        if iterations == 0 {
+            return;
+        }
+        self.shards[shard % self.shards.len()].0.lock().iterations += iterations;
     }
 
     /// Records how late a schedule's timer fired, in microseconds
     /// ([`RequestListener::on_start_lags`]).
     pub fn record_start_lag(&self, lag_us: u64) {
-        let shard = &self.shards[thread_slot() % self.shards.len()];
-        shard.0.lock().start_lags.push(lag_us);
+        self.shard().0.lock().start_lags.push(lag_us);
     }
 
     /// Counts `dropped` iterations that a schedule wanted but that never started.
@@ -197,33 +348,64 @@ impl EventBus {
         if dropped == 0 {
             return;
         }
-        let shard = &self.shards[thread_slot() % self.shards.len()];
-        shard.0.lock().dropped += dropped;
+        self.shard().0.lock().dropped += dropped;
     }
 
-    /// Drains every shard and delivers the events to the listeners. Returns how many events
-    /// were delivered. Concurrent flushes are serialised, so listeners see one batch at a time.
+    /// Drains every shard: merges its statistics into the attached statistics and record
+    /// store, and delivers its events to the listeners. Returns how many requests were
+    /// drained. Concurrent flushes are serialised, so listeners see one batch at a time.
+    ///
+    /// A worker thread waits for a flush only while its shard's buffer is swapped with a
+    /// spare: the merge works on the spare.
     pub fn flush(&self) -> usize {
-        let mut flushing = self.flushing.lock();
-        let (batch, lags) = &mut *flushing;
-        batch.clear();
-        lags.clear();
-        let (mut iterations, mut dropped) = (0, 0);
-        for shard in self.shards.iter() {
-            let mut buffer = shard.0.lock();
-            iterations += std::mem::take(&mut buffer.iterations);
-            dropped += std::mem::take(&mut buffer.dropped);
-            lags.append(&mut buffer.start_lags);
-            if batch.is_empty() {
-                std::mem::swap(batch, &mut buffer.events);
-            } else {
-                batch.append(&mut buffer.events);
-            }
+        let mut guard = self.flushing.lock();
+        let flushing = &mut *guard;
+        if flushing.spares.len() != self.shards.len() {
+            flushing
+                .spares
+                .resize_with(self.shards.len(), ShardBuffer::default);
         }
-        let delivered = batch.len();
-        if delivered > 0 || iterations > 0 || dropped > 0 || !lags.is_empty() {
-            let listeners = self.listeners.read().clone();
-            for listener in listeners {
+        let stats = self.stats.read().clone();
+        let store = self.record_store.read().clone();
+        let (mut iterations, mut dropped, mut drained) = (0u64, 0u64, 0u64);
+        for (shard, spare) in self.shards.iter().zip(flushing.spares.iter_mut()) {
+            {
+                let mut buffer = shard.0.lock();
+                if buffer.is_idle() {
+                    continue;
+                }
+                std::mem::swap(&mut *buffer, spare);
+            }
+            spare.stats.settle();
+            drained += spare.stats.requests();
+            iterations += spare.iterations;
+            dropped += spare.dropped;
+            for target in &stats {
+                target.with(|s| {
+                    s.absorb_shard(&spare.stats);
+                    s.add_iterations(spare.iterations, spare.dropped);
+                    s.add_start_lags(&spare.start_lags);
+                });
+            }
+            if let Some(store) = &store {
+                store.absorb_shard(
+                    &spare.stats,
+                    spare.records.drain(),
+                    (spare.iterations, spare.dropped),
+                    &spare.start_lags,
+                );
+            }
+            spare.records.clear();
+            flushing.lags.append(&mut spare.start_lags);
+            flushing.batch.append(&mut spare.events);
+            spare.stats.clear();
+            spare.iterations = 0;
+            spare.dropped = 0;
+        }
+        let (batch, lags) = (&mut flushing.batch, &mut flushing.lags);
+        let listeners = self.listeners.read().clone();
+        if !batch.is_empty() || iterations > 0 || dropped > 0 || !lags.is_empty() {
+            for listener in &listeners {
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     if iterations > 0 || dropped > 0 {
                         listener.on_iterations(iterations, dropped);
@@ -231,7 +413,7 @@ impl EventBus {
                     if !lags.is_empty() {
                         listener.on_start_lags(lags);
                     }
-                    if delivered > 0 {
+                    if !batch.is_empty() {
                         listener.on_requests(batch);
                     }
                 }));
@@ -240,6 +422,9 @@ impl EventBus {
                 }
             }
         }
+        // Events are built only while some listener reads them (an exporter may subscribe or
+        // leave while the run goes on).
+        self.refresh_wants();
         batch.clear();
         lags.clear();
         // Keep the allocation bounded: a burst should not pin a huge buffer forever.
@@ -249,12 +434,20 @@ impl EventBus {
         if lags.capacity() > 1 << 16 {
             lags.shrink_to(1 << 12);
         }
-        delivered
+        for spare in &mut flushing.spares {
+            if spare.events.capacity() > 1 << 16 {
+                spare.events.shrink_to(1 << 12);
+            }
+        }
+        usize::try_from(drained).unwrap_or(usize::MAX)
     }
 
-    /// Events buffered and not yet flushed.
+    /// Requests aggregated and not yet flushed.
     pub fn pending(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().events.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| usize::try_from(s.0.lock().stats.requests()).unwrap_or(usize::MAX))
+            .sum()
     }
 }
 
@@ -340,6 +533,43 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), 4000);
         assert_eq!(seen_b.load(Ordering::Relaxed), 4000);
+    }
+
+    #[test]
+    fn events_are_built_only_while_a_listener_wants_them() {
+        struct Switch(std::sync::atomic::AtomicBool, AtomicUsize);
+        impl RequestListener for Switch {
+            fn on_requests(&self, events: &[RequestEvent]) {
+                self.1.fetch_add(events.len(), Ordering::Relaxed);
+            }
+            fn wants_events(&self) -> bool {
+                self.0.load(Ordering::Relaxed)
+            }
+        }
+        let bus = EventBus::new(2);
+        let stats = SharedStats::new();
+        bus.attach_stats(stats.clone());
+        let switch = Arc::new(Switch(false.into(), AtomicUsize::new(0)));
+        bus.add_listener(switch.clone());
+        bus.emit(event("a"));
+        bus.flush();
+        assert_eq!(switch.1.load(Ordering::Relaxed), 0, "nobody wanted events");
+        // An exporter subscribes: the very next request is an event.
+        switch.0.store(true, Ordering::Relaxed);
+        listeners_changed();
+        bus.emit(event("b"));
+        bus.flush();
+        assert_eq!(switch.1.load(Ordering::Relaxed), 1);
+        switch.0.store(false, Ordering::Relaxed);
+        listeners_changed();
+        bus.emit(event("c"));
+        bus.flush();
+        assert_eq!(switch.1.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            stats.snapshot().total().num_requests(),
+            3,
+            "statistics see all"
+        );
     }
 
     #[test]

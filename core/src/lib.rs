@@ -82,6 +82,7 @@ pub mod record;
 pub mod registry;
 pub mod response;
 pub mod scenario;
+mod shard;
 pub mod stats;
 pub mod task;
 pub mod template;

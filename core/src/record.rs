@@ -18,6 +18,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::event::{RequestEvent, RequestListener};
+use crate::shard::{Sample, ShardStats};
 use crate::stats::RequestStats;
 
 /// How many records a store keeps before it only counts (about 100 MB of records).
@@ -61,6 +62,23 @@ impl Record {
             response_length: event.response_length,
             error: event.error.clone(),
             start_time_us: event
+                .start_time
+                .duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+        }
+    }
+
+    pub(crate) fn from_sample(sample: &Sample<'_>) -> Self {
+        Self {
+            method: sample.request_type.clone(),
+            test_url: sample.url.clone(),
+            name: sample.name.clone(),
+            status_code: sample.status,
+            response_time_us: u64::try_from(sample.response_time.as_micros()).unwrap_or(u64::MAX),
+            response_length: sample.response_length,
+            error: sample.error.clone(),
+            start_time_us: sample
                 .start_time
                 .duration_since(UNIX_EPOCH)
                 .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
@@ -195,9 +213,32 @@ impl TestRecord {
     /// Stores one batch of events.
     pub fn record_events(&self, events: &[RequestEvent]) {
         self.stats.lock().add_all(events);
+        self.keep(events.iter().map(Record::from_event));
+    }
+
+    /// Takes what one worker thread aggregated since the last flush: its statistics, its
+    /// records, its iterations (completed, dropped) and start lags.
+    pub(crate) fn absorb_shard(
+        &self,
+        shard: &ShardStats,
+        records: impl Iterator<Item = Record>,
+        (completed, dropped): (u64, u64),
+        lags_us: &[u64],
+    ) {
+        {
+            let mut stats = self.stats.lock();
+            stats.absorb_shard(shard);
+            stats.add_iterations(completed, dropped);
+            stats.add_start_lags(lags_us);
+        }
+        self.keep(records);
+    }
+
+    /// Keeps records up to the capacity; counts the rest.
+    fn keep(&self, records: impl Iterator<Item = Record>) {
         let capacity = self.capacity();
         let mut lists = self.lists.write();
-        for event in events {
+        for record in records {
             if lists.successes.len() + lists.failures.len() >= capacity {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 // A capacity of 0 turns records off on purpose: nothing to warn about.
@@ -210,8 +251,7 @@ impl TestRecord {
                 }
                 continue;
             }
-            let record = Record::from_event(event);
-            if event.is_success() {
+            if record.error.is_none() {
                 lists.successes.push(record);
             } else {
                 lists.failures.push(record);

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cardinality::{self, Limits};
 use crate::event::{RequestEvent, RequestListener};
+use crate::shard::{Numbers, ShardStats, Touch};
 
 /// Seconds of per-second history kept per entry (the total keeps the whole run).
 pub const ENTRY_RATE_WINDOW_SECS: u64 = 20;
@@ -254,23 +255,40 @@ impl StatsEntry {
     }
 
     fn add(&mut self, event: &RequestEvent, window: u64) {
-        let us = event.response_time_us();
+        self.add_sample(
+            event.response_time_us(),
+            !event.is_success(),
+            event.response_length,
+            event.start_delay,
+            unix_secs(event.start_time + event.response_time),
+            window,
+        );
+    }
+
+    /// Adds one request: its latency in microseconds, whether it failed, its bytes, its
+    /// iteration's start delay and the unix second it ended in.
+    pub(crate) fn add_sample(
+        &mut self,
+        us: u64,
+        failed: bool,
+        length: u64,
+        start_delay: Option<std::time::Duration>,
+        second: u64,
+        window: u64,
+    ) {
         self.num_requests += 1;
-        let failed = !event.is_success();
         if failed {
             self.num_failures += 1;
         }
         self.total_response_time_us = self.total_response_time_us.saturating_add(us);
         self.min_response_time_us = Some(self.min_response_time_us.map_or(us, |m| m.min(us)));
         self.max_response_time_us = self.max_response_time_us.max(us);
-        self.total_content_length = self
-            .total_content_length
-            .saturating_add(event.response_length);
+        self.total_content_length = self.total_content_length.saturating_add(length);
         // The histogram auto-resizes; should that ever fail, clamp rather than lose the value.
         if self.histogram.record(us.max(1)).is_err() {
             self.histogram.saturating_record(us.max(1));
         }
-        if let Some(delay) = event.start_delay {
+        if let Some(delay) = start_delay {
             let delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
             let corrected_us = us.saturating_add(delay_us).max(1);
             let histogram = self.corrected.get_or_insert_with(new_histogram);
@@ -279,22 +297,63 @@ impl StatsEntry {
             }
             self.max_corrected_us = self.max_corrected_us.max(corrected_us);
         }
-        let second = unix_secs(event.start_time + event.response_time);
         let slot = self.per_second.entry(second).or_insert((0, 0));
         slot.0 += 1;
         slot.1 += u64::from(failed);
+        // The seconds kept change only when this second moves the window (a new last second)
+        // or lies before it.
+        if self
+            .last_request_unix
+            .is_none_or(|last| second > last || second.saturating_add(window) < last)
+        {
+            self.trim(window);
+        }
         self.first_request_unix = Some(self.first_request_unix.map_or(second, |f| f.min(second)));
         self.last_request_unix = Some(self.last_request_unix.map_or(second, |l| l.max(second)));
-        self.trim(window);
     }
 
-    fn trim(&mut self, window: u64) {
-        if self.per_second.len() as u64 > window + 2 {
-            if let Some(&last) = self.per_second.keys().next_back() {
-                let keep_from = last.saturating_sub(window);
-                self.per_second = self.per_second.split_off(&keep_from);
-            }
+    /// Empties the entry and keeps its histograms' memory (a shard reuses its entries from
+    /// one flush to the next).
+    pub(crate) fn clear(&mut self) {
+        self.num_requests = 0;
+        self.num_failures = 0;
+        self.total_response_time_us = 0;
+        self.min_response_time_us = None;
+        self.max_response_time_us = 0;
+        self.total_content_length = 0;
+        self.histogram.reset();
+        if let Some(corrected) = &mut self.corrected {
+            corrected.reset();
         }
+        self.max_corrected_us = 0;
+        self.per_second.clear();
+        self.first_request_unix = None;
+        self.last_request_unix = None;
+    }
+
+    /// A new empty entry (a shard's).
+    pub(crate) fn empty(request_type: Arc<str>, name: Arc<str>) -> Self {
+        Self::new(request_type, name)
+    }
+
+    /// Keeps the seconds from `last - window` on. Whether a second is kept depends only on
+    /// the seconds seen, not on the order they came in, so statistics aggregated per worker
+    /// thread and merged keep exactly the seconds one aggregation would.
+    fn trim(&mut self, window: u64) {
+        let (Some((&first, _)), Some((&last, _))) = (
+            self.per_second.first_key_value(),
+            self.per_second.last_key_value(),
+        ) else {
+            return;
+        };
+        let keep_from = last.saturating_sub(window);
+        if first < keep_from {
+            self.per_second = self.per_second.split_off(&keep_from);
+        }
+    }
+
+    pub(crate) fn merge_from(&mut self, other: &StatsEntry, window: u64) {
+        self.merge(other, window);
     }
 
     fn merge(&mut self, other: &StatsEntry, window: u64) {
@@ -315,7 +374,8 @@ impl StatsEntry {
         if let Err(error) = self.histogram.add(&other.histogram) {
             tracing::warn!(?error, "could not merge a latency histogram");
         }
-        if let Some(theirs) = &other.corrected {
+        // A shard's reused entry can hold an emptied histogram: it carries nothing.
+        if let Some(theirs) = other.corrected.as_ref().filter(|h| !h.is_empty()) {
             let mine = self.corrected.get_or_insert_with(new_histogram);
             if let Err(error) = mine.add(theirs) {
                 tracing::warn!(?error, "could not merge a corrected latency histogram");
@@ -336,6 +396,14 @@ impl StatsEntry {
             (a, b) => a.or(b),
         };
         self.trim(window);
+    }
+
+    pub(crate) fn request_type_arc(&self) -> &Arc<str> {
+        &self.request_type
+    }
+
+    pub(crate) fn name_arc(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// Request type (`GET`, `WS`, ...); `"Aggregated"` style totals have an empty type.
@@ -795,23 +863,75 @@ impl RequestStats {
         }
     }
 
+    /// Merges one entry under its key, or under the overflow entry past the cap on names.
+    fn merge_entry(&mut self, entry: &StatsEntry) {
+        let key = (entry.request_type.clone(), entry.name.clone());
+        if let Some(mine) = self.entries.get_mut(&key) {
+            mine.merge(entry, ENTRY_RATE_WINDOW_SECS);
+        } else if self
+            .limits
+            .name_overflows(self.entries.len(), &key.0, &key.1)
+        {
+            let (t, n) = cardinality::other_entry();
+            self.entries
+                .entry((t.clone(), n.clone()))
+                .or_insert_with(|| StatsEntry::new(t, n))
+                .merge(entry, ENTRY_RATE_WINDOW_SECS);
+        } else {
+            let mut copy = StatsEntry::new(key.0.clone(), key.1.clone());
+            copy.merge(entry, ENTRY_RATE_WINDOW_SECS);
+            self.entries.insert(key, copy);
+        }
+    }
+
+    /// Adds what one worker thread aggregated since the last flush, exactly as adding its
+    /// requests one by one in the order they were made.
+    pub(crate) fn absorb_shard(&mut self, shard: &ShardStats) {
+        if shard.requests() == 0 {
+            return;
+        }
+        for touch in shard.touched() {
+            match *touch {
+                Touch::Entry(id) => self.merge_entry(shard.entry(id)),
+                Touch::Spilled(index) => {
+                    let (request_type, name, numbers) = shard.spilled(index);
+                    self.add_numbers(request_type, name, numbers);
+                }
+            }
+        }
+        self.total.merge(shard.total(), TOTAL_RATE_HISTORY_SECS);
+        for (key, count) in shard.errors() {
+            self.count_error(key.clone(), *count);
+        }
+    }
+
+    /// Adds one request's numbers to its entry (not to the total).
+    fn add_numbers(&mut self, request_type: &Arc<str>, name: &Arc<str>, numbers: &Numbers) {
+        let key = (request_type.clone(), name.clone());
+        match self.entries.get_mut(&key) {
+            Some(entry) => numbers.add_to(entry, ENTRY_RATE_WINDOW_SECS),
+            None => {
+                let key = if self
+                    .limits
+                    .name_overflows(self.entries.len(), request_type, name)
+                {
+                    cardinality::other_entry()
+                } else {
+                    key
+                };
+                let entry = self
+                    .entries
+                    .entry(key)
+                    .or_insert_with_key(|(t, n)| StatsEntry::new(t.clone(), n.clone()));
+                numbers.add_to(entry, ENTRY_RATE_WINDOW_SECS);
+            }
+        }
+    }
+
     /// Adds another run's (or worker's) statistics to these, exactly.
     pub fn merge(&mut self, other: &RequestStats) {
-        for (key, entry) in &other.entries {
-            if let Some(mine) = self.entries.get_mut(key) {
-                mine.merge(entry, ENTRY_RATE_WINDOW_SECS);
-            } else if self
-                .limits
-                .name_overflows(self.entries.len(), &key.0, &key.1)
-            {
-                let (t, n) = cardinality::other_entry();
-                self.entries
-                    .entry((t.clone(), n.clone()))
-                    .or_insert_with(|| StatsEntry::new(t, n))
-                    .merge(entry, ENTRY_RATE_WINDOW_SECS);
-            } else {
-                self.entries.insert(key.clone(), entry.clone());
-            }
+        for entry in other.entries.values() {
+            self.merge_entry(entry);
         }
         self.total.merge(&other.total, TOTAL_RATE_HISTORY_SECS);
         for (key, count) in &other.errors {

@@ -10,7 +10,9 @@ use load_density_core::registry;
 use load_density_core::scenario::Scenario;
 use load_density_core::stats::SharedStats;
 use load_density_core::template::JsonTemplate;
-use load_density_core::{test_record_instance, GroupPlan, PlanError, RequestStats, Variables};
+use load_density_core::{
+    test_record_instance, GroupPlan, PlanError, RequestStats, TestRecord, Variables,
+};
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -86,7 +88,7 @@ async fn prepare_group(
     let (bus, stats) = if own_stats {
         let bus = Arc::new(EventBus::new(worker_threads() + 1));
         let stats = SharedStats::new();
-        bus.add_listener(Arc::new(stats.clone()));
+        bus.attach_stats(stats.clone());
         (bus, Some(stats))
     } else {
         (run_bus.clone(), None)
@@ -220,11 +222,11 @@ impl Environment {
         // statistics of its own are counted there only, and merged in when read
         // (`Inner::stats_snapshot`), so that no event is counted twice.
         let stats = SharedStats::new();
-        shared.bus.add_listener(Arc::new(stats.clone()));
-        // A worker ships its records to its master, which keeps them; it adds the local
+        shared.bus.attach_stats(stats.clone());
+        // A worker ships its records to its master, which keeps them; it attaches the local
         // record store itself when its master cannot take them (a Locust master).
         if plan.mode() != RunnerMode::Worker {
-            shared.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
+            shared.attach_record_store(test_record_instance().clone());
         }
         let driven = plan.is_driven();
         let mut pools = Vec::new();
@@ -280,6 +282,18 @@ impl Environment {
     /// Adds a listener that sees every batch of finished requests of this run.
     pub fn add_listener(&self, listener: Arc<dyn RequestListener>) {
         self.inner.shared.add_listener(listener);
+    }
+
+    /// Aggregates this run's requests (every group's) into `stats` too (per worker thread,
+    /// merged at each flush; see [`EventBus::attach_stats`]).
+    pub fn attach_stats(&self, stats: SharedStats) {
+        self.inner.shared.attach_stats(stats);
+    }
+
+    /// Keeps this run's requests (every group's) in `store` (see
+    /// [`EventBus::attach_record_store`]).
+    pub fn attach_record_store(&self, store: Arc<TestRecord>) {
+        self.inner.shared.attach_record_store(store);
     }
 
     /// Starts the run on the current tokio runtime. Calling it again does nothing.
@@ -592,7 +606,12 @@ async fn run(inner: Arc<Inner>) {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
-                shared.flush();
+                // Off the worker threads: the users on them never wait for a flush (they
+                // wait only for their shard's buffer to be swapped).
+                let shared = shared.clone();
+                if let Err(error) = tokio::task::spawn_blocking(move || shared.flush()).await {
+                    tracing::error!(%error, "a statistics flush failed");
+                }
             }
         }
     });

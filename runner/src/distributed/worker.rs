@@ -759,9 +759,9 @@ impl Run {
             .map_err(|e| e.to_string())?;
         self.builder.clear();
         env.add_listener(self.builder.clone() as Arc<dyn RequestListener>);
-        env.add_listener(Arc::new(self.shared.stats.clone()));
+        env.attach_stats(self.shared.stats.clone());
         if !self.master_loaddensity {
-            env.add_listener(test_record_instance().clone() as Arc<dyn RequestListener>);
+            env.attach_record_store(test_record_instance().clone());
         }
         crate::sinks::register_run(&env);
         env.start();

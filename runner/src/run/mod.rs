@@ -21,6 +21,7 @@ use std::time::Duration;
 use load_density_core::context::{StopHandle, StopSignal};
 use load_density_core::data::DataSources;
 use load_density_core::event::{EventBus, RequestListener};
+use load_density_core::record::TestRecord;
 use load_density_core::scenario::Scenario;
 use load_density_core::stats::SharedStats;
 use load_density_core::variables::UserVariables;
@@ -119,6 +120,23 @@ impl RunShared {
         self.bus.add_listener(listener.clone());
         for bus in self.group_buses() {
             bus.add_listener(listener.clone());
+        }
+    }
+
+    /// Aggregates the requests of the run's bus and of every group's own bus into `stats`
+    /// (each request once).
+    pub(crate) fn attach_stats(&self, stats: SharedStats) {
+        self.bus.attach_stats(stats.clone());
+        for bus in self.group_buses() {
+            bus.attach_stats(stats.clone());
+        }
+    }
+
+    /// Keeps the requests of the run's bus and of every group's own bus in `store`.
+    pub(crate) fn attach_record_store(&self, store: Arc<TestRecord>) {
+        self.bus.attach_record_store(store.clone());
+        for bus in self.group_buses() {
+            bus.attach_record_store(store.clone());
         }
     }
 

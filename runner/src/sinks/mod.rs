@@ -119,6 +119,7 @@ impl SinkHub {
             sender,
             dropped: dropped.clone(),
         });
+        load_density_core::event::listeners_changed();
         Feed {
             id,
             name,
@@ -130,6 +131,7 @@ impl SinkHub {
     /// Stops sending to feed `id`: its receiver sees the end once it has read what is queued.
     pub fn unsubscribe(&self, id: u64) {
         self.outlets.write().retain(|outlet| outlet.id != id);
+        load_density_core::event::listeners_changed();
     }
 
     /// Users running now, over every run not yet stopped.
@@ -141,6 +143,10 @@ impl SinkHub {
 }
 
 impl RequestListener for SinkHub {
+    fn wants_events(&self) -> bool {
+        !self.outlets.read().is_empty()
+    }
+
     fn on_requests(&self, events: &[RequestEvent]) {
         let outlets = self.outlets.read();
         if outlets.is_empty() {

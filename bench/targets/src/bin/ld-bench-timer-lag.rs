@@ -1,0 +1,154 @@
+//! `ld-bench-timer-lag`: how late a 1 ms timer fires on the runtime's worker threads (the
+//! threads that run the users) while a full-rate `fast_http_user` run goes on.
+//!
+//! ```sh
+//! cargo build --release -p ld-bench-targets
+//! ld-bench-timer-lag HOST [USERS] [SECONDS]    # HOST: http://127.0.0.1:PORT (nginx)
+//! ```
+//!
+//! The process builds the runtime `start_test` builds (one worker thread per CPU it may use),
+//! spawns one probe task per worker thread, then runs USERS (default 50) `fast_http_user`s
+//! without wait against `HOST/index.html` for SECONDS (default 10). Each probe loops: note
+//! the time, sleep 1 ms, record how much longer than 1 ms the sleep took. The probes first
+//! run 2 s with no load (the baseline: tokio's timer wheel has a 1 ms tick, so an idle
+//! 1 ms sleep is already up to 1 ms late). Prints one JSON line: `{"idle": {...}, "load":
+//! {...}, "requests", "failures", "cpu_s"}`, each lag summary with `samples`, `p50_us`,
+//! `p99_us`, `p999_us` and `max_us` of the lag past the 1 ms asked.
+//!
+//! `bench/timer_lag.py` starts nginx and runs this binary; see it for the full procedure.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use load_density::config::StartTest;
+use serde_json::json;
+
+type Lags = Arc<Mutex<Vec<u64>>>;
+
+fn spawn_probes(count: usize, running: &Arc<AtomicBool>, lags: &Lags) {
+    for _ in 0..count {
+        let running = running.clone();
+        let lags = lags.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::with_capacity(1 << 14);
+            while running.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let late = start.elapsed().saturating_sub(Duration::from_millis(1));
+                mine.push(u64::try_from(late.as_micros()).unwrap_or(u64::MAX));
+            }
+            lags.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(mine);
+        });
+    }
+}
+
+fn summary(mut lags: Vec<u64>) -> serde_json::Value {
+    lags.sort_unstable();
+    let at = |q: f64| {
+        if lags.is_empty() {
+            0
+        } else {
+            let rank = ((lags.len() as f64 * q).ceil() as usize).clamp(1, lags.len());
+            lags[rank - 1]
+        }
+    };
+    json!({
+        "samples": lags.len(),
+        "p50_us": at(0.50),
+        "p99_us": at(0.99),
+        "p999_us": at(0.999),
+        "max_us": lags.last().copied().unwrap_or(0),
+    })
+}
+
+async fn probe_for(threads: usize, seconds: f64) -> Vec<u64> {
+    let running = Arc::new(AtomicBool::new(true));
+    let lags: Lags = Arc::default();
+    spawn_probes(threads, &running, &lags);
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    running.store(false, Ordering::Relaxed);
+    // Let every probe finish its last sleep and hand its samples over.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let taken = std::mem::take(&mut *lags.lock().unwrap_or_else(PoisonError::into_inner));
+    taken
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, in clock ticks (fields 14 and 15 of /proc/self/stat).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(host) = args.first().cloned() else {
+        bail!("usage: ld-bench-timer-lag HOST [USERS] [SECONDS]");
+    };
+    if !host.starts_with("http://127.") {
+        bail!("HOST must be a loopback URL (http://127.x.y.z:PORT), got {host}");
+    }
+    let users: u64 = args
+        .get(1)
+        .map(|v| v.parse())
+        .transpose()
+        .context("USERS")?
+        .unwrap_or(50);
+    let seconds: f64 = args
+        .get(2)
+        .map(|v| v.parse())
+        .transpose()
+        .context("SECONDS")?
+        .unwrap_or(10.0);
+    let threads = load_density::env::worker_threads();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    let config: StartTest = serde_json::from_value(json!({
+        "user_detail_dict": {"user": "fast_http_user"},
+        "user_count": users,
+        "spawn_rate": 100000,
+        "test_time": seconds,
+        "host": host,
+        "print_stats": false,
+        "tasks": [{"method": "get", "request_url": "/index.html"}],
+    }))
+    .context("the start_test configuration")?;
+    let report = runtime.block_on(async move {
+        let idle = probe_for(threads, 2.0).await;
+        let cpu_before = cpu_seconds();
+        let running = Arc::new(AtomicBool::new(true));
+        let lags: Lags = Arc::default();
+        spawn_probes(threads, &running, &lags);
+        let summary_of_run = load_density::start_test_async(config).await;
+        running.store(false, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let cpu = cpu_seconds() - cpu_before;
+        let run = summary_of_run.context("the run")?;
+        let load = std::mem::take(&mut *lags.lock().unwrap_or_else(PoisonError::into_inner));
+        anyhow::Ok(json!({
+            "threads": threads,
+            "users": users,
+            "seconds": seconds,
+            "idle": summary(idle),
+            "load": summary(load),
+            "requests": run.totals.requests,
+            "failures": run.totals.failures,
+            "cpu_s": cpu,
+        }))
+    })?;
+    println!("{report}");
+    Ok(())
+}
