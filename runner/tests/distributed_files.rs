@@ -8,7 +8,7 @@ use std::time::Duration;
 use load_density::distributed::wire::Message;
 use load_density::distributed::{Master, Worker};
 use load_density::StartTest;
-use load_density_testkit::HttpTarget;
+use load_density_testkit::{GrpcTarget, HttpTarget};
 use rmpv::Value;
 use serde_json::json;
 use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
@@ -190,5 +190,87 @@ async fn a_plan_naming_a_worker_side_ca_file_or_descriptor_set_is_refused() {
         text.contains("user_groups[0].descriptor_set") && text.contains("shipped with the plan"),
         "{text}"
     );
+    assert_eq!(target.served(), 0, "nothing was sent to the target");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proto_files_travel_with_their_imports_and_the_worker_compiles_its_own_copies() {
+    let target = GrpcTarget::start().await.expect("start the gRPC target");
+    // `api/main.proto` imports `loadtest.proto` (which imports a built-in well-known type),
+    // found under the import path `root`.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("api")).expect("create the proto tree");
+    std::fs::copy(
+        load_density_testkit::grpc::loadtest_proto(),
+        root.join("loadtest.proto"),
+    )
+    .expect("copy loadtest.proto");
+    let main = root.join("api").join("main.proto");
+    std::fs::write(
+        &main,
+        "syntax = \"proto3\";\npackage api;\nimport public \"loadtest.proto\";\n",
+    )
+    .expect("write main.proto");
+    let master = Master::start(config(json!({
+        "runner_mode": "master",
+        "master_bind_host": "127.0.0.1",
+        "master_bind_port": 0,
+        "expected_workers": 1,
+        "expected_workers_timeout": 30,
+        "user_groups": [{
+            "name": "rpc", "user": "grpc_user",
+            "proto_files": [main.display().to_string()],
+            "import_paths": [root.display().to_string()],
+            "tasks": [{"call": "loadtest.Echo/Unary", "payload": {"message": "hi"}}]
+        }],
+        "user_count": 2,
+        "spawn_rate": 10,
+        "test_time": 2,
+        "host": target.url(),
+        "wait_time": {"constant": 0.05},
+        "print_stats": false
+    })))
+    .await
+    .expect("start the master");
+    // The master has read every file; the worker (same machine here) must not need them.
+    drop(dir);
+    assert!(!main.exists());
+    let worker = Worker::start(worker_config(master.local_addr().port()))
+        .await
+        .expect("start the worker");
+    let summary = tokio::time::timeout(Duration::from_secs(60), master.wait())
+        .await
+        .expect("the master ends");
+    worker.wait().await.expect("the worker runs the plan");
+    let calls = target.calls_to("Unary");
+    assert!(calls > 5, "too little traffic: {calls}");
+    assert_eq!(summary.totals.failures, 0, "the shipped protos compile on the worker");
+    assert_eq!(summary.totals.requests, calls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plan_naming_worker_side_proto_files_or_import_paths_is_refused() {
+    let target = HttpTarget::start().await.expect("start the HTTP target");
+    let local = tempfile::NamedTempFile::new().expect("a local file");
+    let path = local.path().display().to_string();
+    for (options, expected) in [
+        (json!({"proto_files": [path.clone()]}), "user_groups[0].proto_files"),
+        (json!({"proto_files": "ld-proto:0:../../etc/x.proto"}), "user_groups[0].proto_files"),
+        (json!({"import_paths": ["/"]}), "user_groups[0].import_paths"),
+    ] {
+        let mut group = json!({"name": "rpc", "user": "grpc_user",
+                               "tasks": [{"call": "pkg.Svc/Call"}]});
+        for (key, value) in options.as_object().expect("options") {
+            group[key] = value.clone();
+        }
+        let text = refused_by_the_worker(json!({
+            "runner_mode": "worker",
+            "host": target.base_url(),
+            "user_groups": [group]
+        }))
+        .await;
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
     assert_eq!(target.served(), 0, "nothing was sent to the target");
 }

@@ -89,7 +89,7 @@ use serde_json::Value;
 
 pub use locust_stats::RecordShipping;
 pub use master::Master;
-pub use plan::{FILE_OPTIONS, MAX_SHIPPED_FILE};
+pub use plan::{FILE_OPTIONS, MAX_SHIPPED_FILE, MAX_SHIPPED_PROTO_FILES};
 pub use token::ClusterToken;
 pub use worker::Worker;
 
