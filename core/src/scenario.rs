@@ -343,6 +343,13 @@ pub async fn run_user(
         if idle >= IDLE_ITERATIONS {
             idle = 0;
             wait = wait.max(IDLE_PAUSE);
+        } else if let (Some(schedule), false) = (&schedule, wait.is_zero()) {
+            // A slot is due: start on it within microseconds, not on tokio's millisecond.
+            tokio::select! {
+                _ = crate::start_clock::sleep_until(schedule.next_due()) => {}
+                _ = stop.stopped() => {}
+            }
+            continue;
         }
         if wait.is_zero() {
             // Let other users run even when every task completed without waiting.
