@@ -137,6 +137,8 @@ pub struct UserContext {
     /// Iterations finished and not yet handed to the bus (they travel with the next request,
     /// or when the context is dropped).
     iterations: u64,
+    /// The local address this user opens its connections from (`source_addresses`).
+    source_address: Option<std::net::IpAddr>,
 }
 
 impl Drop for UserContext {
@@ -164,7 +166,23 @@ impl UserContext {
             checks: None,
             start_delay: None,
             iterations: 0,
+            source_address: None,
         }
+    }
+
+    /// Gives the user a local address to open its connections from (its group's
+    /// `source_addresses`, round-robin over the group's users).
+    pub fn with_source_address(mut self, address: Option<std::net::IpAddr>) -> Self {
+        self.source_address = address;
+        self
+    }
+
+    /// The local address this user's connections bind to, when its group gives
+    /// `source_addresses`. A protocol passes it to
+    /// [`source_address::connect_tcp`](crate::source_address::connect_tcp) (or its library's
+    /// equivalent) wherever it opens a socket.
+    pub fn source_address(&self) -> Option<std::net::IpAddr> {
+        self.source_address
     }
 
     /// Sets how late the coming iteration started against its due time (`None`: it has no

@@ -81,6 +81,7 @@ pub mod record;
 pub mod registry;
 pub mod response;
 pub mod scenario;
+pub mod source_address;
 pub mod start_clock;
 pub mod stats;
 pub mod task;

@@ -238,7 +238,9 @@ struct SpinBudget {
 
 impl SpinBudget {
     fn refill(&mut self, now: Instant) {
-        let earned = now.saturating_duration_since(self.since).mul_f64(SPIN_SHARE);
+        let earned = now
+            .saturating_duration_since(self.since)
+            .mul_f64(SPIN_SHARE);
         self.left = (self.left + earned).min(SPIN_BURST);
         self.since = now;
     }
@@ -301,7 +303,7 @@ fn run(clock: &Clock) {
                     break;
                 }
                 turns = turns.wrapping_add(1);
-                if turns % 64 == 0 {
+                if turns.is_multiple_of(64) {
                     // Let a runtime thread pinned to the same CPU run meanwhile.
                     std::thread::yield_now();
                 } else {

@@ -42,6 +42,8 @@ struct State {
     chunked: BytesMut,
     write: Vec<u8>,
     head: Head,
+    /// The local address connections bind to (the group's `source_addresses`).
+    source: Option<std::net::IpAddr>,
 }
 
 /// The request being made, with what redirects need.
@@ -71,6 +73,7 @@ impl FastHttpUser {
                 chunked: BytesMut::new(),
                 write: Vec::new(),
                 head: Head::default(),
+                source: None,
             },
         }
     }
@@ -78,6 +81,10 @@ impl FastHttpUser {
 
 #[async_trait]
 impl UserTemplate for FastHttpUser {
+    async fn on_start(&mut self, ctx: &mut UserContext) {
+        self.state.source = ctx.source_address();
+    }
+
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let Some(task) = self.tasks.get(index) else {
             tracing::warn!(index, "fast_http_user: no task at this index");
@@ -294,7 +301,7 @@ impl State {
             if !reused {
                 self.conn = None;
                 self.read.clear();
-                let conn = connect(url, verify, tls.get(verify)).await?;
+                let conn = connect(url, verify, tls.get(verify), self.source).await?;
                 self.conn = Some(conn);
             }
             let Some(conn) = self.conn.as_mut() else {
