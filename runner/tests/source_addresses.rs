@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use load_density::{start_test_async, RunError, StartTest};
-use load_density_testkit::{HttpTarget, TcpEchoServer, WsEchoServer};
+use load_density_testkit::{GrpcTarget, HttpTarget, TcpEchoServer, WsEchoServer};
 use serde_json::{json, Value};
 
 fn config(value: Value) -> StartTest {
@@ -96,6 +96,27 @@ async fn websocket_and_socket_users_bind_round_robin() {
     ))
     .await;
     assert_eq!(echo.connection_sources(), spread([2, 2, 1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_users_bind_round_robin() {
+    let server = GrpcTarget::start().await.expect("grpc server");
+    let mut value = run_config(
+        "grpc_user",
+        4,
+        server.target(),
+        json!("127.0.0.2-127.0.0.4"),
+        json!([{"call": "loadtest.Echo/Unary", "payload": {"message": "m", "id": 1}}]),
+    );
+    value["proto_files"] = json!([load_density_testkit::grpc::loadtest_proto()
+        .display()
+        .to_string()]);
+    value["import_paths"] = json!([load_density_testkit::grpc::loadtest_proto_dir()
+        .display()
+        .to_string()]);
+    run(value).await;
+    assert_eq!(server.calls(), 12);
+    assert_eq!(server.connection_sources(), spread([2, 1, 1]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
