@@ -6,7 +6,7 @@ Run on demand (never part of the test suite), from the workspace root:
 
     CARGO_TARGET_DIR=/var/tmp/ld-target python3 bench/open_model.py [--seconds 30] \
         [--rates 1000,10000,50000] [--stall-rate 200] [--stall-seconds 20] [--repeat 1] \
-        [--parts rate,stall,memory] [--no-build]
+        [--parts rate,stall,memory] [--baseline OTHER_BINARY] [--no-build]
 
 Needs nginx and GNU time (Debian packages `nginx-light`, `time`) and oha, installed from
 crates.io into a bench-local root when missing:
@@ -28,6 +28,9 @@ Three parts (`--parts` picks some):
    `max_start_delay` 60 so nothing is dropped, as oha drops nothing) and with
    `oha --latency-correction -q RATE -c 10 -z SECONDS`: our corrected p50/p90/p99 against oha's
    (goal: within 10 %).
+With `--baseline BINARY` (e.g. a build of main), the rate and stall parts also run that
+binary, right before this one in the same round, for before/after figures.
+
 3. **memory**: peak RSS (GNU time) of 50,000 iterations/s with 5,000 `max_users`, all
    pre-allocated, for --seconds.
 
@@ -81,29 +84,52 @@ def open_test(host, path, rate, seconds, pre, max_users, **model):
     }
 
 
-def part_rate(binary, rates, seconds):
+def closed_paced_test(host, rate, users, seconds):
+    return {
+        "user_detail_dict": {"user": "fast_http_user"},
+        "user_count": users,
+        "spawn_rate": 100000,
+        "test_time": seconds,
+        "host": host,
+        "print_stats": False,
+        "record_capacity": 0,
+        "wait_time": {"constant_throughput": rate / users},
+        "tasks": [{"method": "get", "request_url": "/index.html"}],
+    }
+
+
+def baseline_row(baseline, host, rate, users, seconds):
+    """The same open and paced runs with the baseline binary (CPU per iteration, start lag)."""
+    m, s = run_ld(baseline, open_test(host, "/index.html", rate, seconds, users, 5000), seconds)
+    mc, sc = run_ld(baseline, closed_paced_test(host, rate, users, seconds), seconds)
+    generator = s.get("generator") or {}
+    iterations = s["totals"]["iterations"]
+    closed_iterations = sc["totals"]["iterations"]
+    return {
+        "iterations": iterations,
+        "start_lag_p50_ms": generator.get("start_lag_p50_ms"),
+        "start_lag_p99_ms": generator.get("start_lag_p99_ms"),
+        "cpu_us_per_iteration": round(m.cpu / max(iterations, 1) * 1e6, 2),
+        "closed_cpu_us_per_iteration": round(mc.cpu / max(closed_iterations, 1) * 1e6, 2),
+        "corrected_p50_ms": (s.get("latency_overall") or {}).get("corrected", {}).get("p50_ms"),
+        "closed_corrected_p50_ms":
+            (sc.get("latency_overall") or {}).get("corrected", {}).get("p50_ms"),
+    }
+
+
+def part_rate(binary, rates, seconds, baseline=None):
     rows = []
     with ldbench.Nginx(worker_connections=8192, rlimit_nofile=16384) as nginx:
         for rate in rates:
             users = max(10, rate // 100)
+            before = baseline_row(baseline, nginx.host, rate, users, seconds) if baseline else None
             m, s = run_ld(binary, open_test(nginx.host, "/index.html", rate, seconds, users, 5000),
                           seconds)
             iterations = s["totals"]["iterations"]
             achieved = iterations / seconds
             error = abs(achieved - rate) / rate * 100
             generator = s.get("generator") or {}
-            closed_test = {
-                "user_detail_dict": {"user": "fast_http_user"},
-                "user_count": users,
-                "spawn_rate": 100000,
-                "test_time": seconds,
-                "host": nginx.host,
-                "print_stats": False,
-                "record_capacity": 0,
-                "wait_time": {"constant_throughput": rate / users},
-                "tasks": [{"method": "get", "request_url": "/index.html"}],
-            }
-            mc, sc = run_ld(binary, closed_test, seconds)
+            mc, sc = run_ld(binary, closed_paced_test(nginx.host, rate, users, seconds), seconds)
             closed_iterations = sc["totals"]["iterations"]
             row = {
                 "rate": rate,
@@ -115,12 +141,16 @@ def part_rate(binary, rates, seconds):
                 "start_lag_p99_ms": generator.get("start_lag_p99_ms"),
                 "cpu_s": round(m.cpu, 2),
                 "cpu_us_per_iteration": round(m.cpu / max(iterations, 1) * 1e6, 2),
+                "corrected_p50_ms": (s.get("latency_overall") or {}).get("corrected", {}).get("p50_ms"),
                 "corrected_p99_ms": (s.get("latency_overall") or {}).get("corrected", {}).get("p99_ms"),
+                "closed_corrected_p50_ms":
+                    (sc.get("latency_overall") or {}).get("corrected", {}).get("p50_ms"),
                 "closed_users": users,
                 "closed_iterations": closed_iterations,
                 "closed_cpu_s": round(mc.cpu, 2),
                 "closed_cpu_us_per_iteration": round(mc.cpu / max(closed_iterations, 1) * 1e6, 2),
                 "saturated": generator.get("saturated"),
+                "baseline": before,
             }
             rows.append(row)
             print(f"rate {rate:>6}/s: {iterations} iterations ({row['dropped']} dropped) in {seconds} s "
@@ -128,7 +158,15 @@ def part_rate(binary, rates, seconds):
                   f"{row['start_lag_p50_ms']} ms, p99 {row['start_lag_p99_ms']} ms; CPU "
                   f"{row['cpu_us_per_iteration']} us/iteration open vs "
                   f"{row['closed_cpu_us_per_iteration']} us closed ({users} paced users, "
-                  f"{closed_iterations} iterations); generator saturated: {row['saturated']}")
+                  f"{closed_iterations} iterations); corrected p50 open {row['corrected_p50_ms']} "
+                  f"ms, paced {row['closed_corrected_p50_ms']} ms; generator saturated: "
+                  f"{row['saturated']}")
+            if before:
+                print(f"   baseline ({baseline}): start lag p50 {before['start_lag_p50_ms']} ms, "
+                      f"p99 {before['start_lag_p99_ms']} ms; CPU {before['cpu_us_per_iteration']} "
+                      f"us/iteration open, {before['closed_cpu_us_per_iteration']} us paced; "
+                      f"corrected p50 open {before['corrected_p50_ms']} ms, paced "
+                      f"{before['closed_corrected_p50_ms']} ms")
     return rows
 
 
@@ -148,16 +186,22 @@ def oha_percentiles(output):
     return {p: table[f"p{p}"] * 1000 for p in (50, 90, 99)}
 
 
-def part_stall(binary, release, rate, seconds):
+def stall_ours(binary, host, path, rate, seconds):
+    m, s = run_ld(binary, open_test(host, path, rate, seconds, CONNECTIONS, CONNECTIONS,
+                                     when_busy="delay", max_start_delay=60), seconds)
+    corrected = s["per_name"][path]["corrected"]
+    return s, {50: corrected["p50_ms"], 90: corrected["p90_ms"], 99: corrected["p99_ms"]}
+
+
+def part_stall(binary, release, rate, seconds, baseline=None):
     oha = oha_binary()
     version = subprocess.run([oha, "--version"], capture_output=True, text=True).stdout.strip()
     with ldbench.Targets(release) as targets:
         host = targets.addresses["http"]
         path = "/stall/1000/4000"
-        m, s = run_ld(binary, open_test(host, path, rate, seconds, CONNECTIONS, CONNECTIONS,
-                                         when_busy="delay", max_start_delay=60), seconds)
-        corrected = s["per_name"][path]["corrected"]
-        ours = {50: corrected["p50_ms"], 90: corrected["p90_ms"], 99: corrected["p99_ms"]}
+        before = stall_ours(baseline, host, path, rate, seconds)[1] if baseline else None
+        s, ours = stall_ours(binary, host, path, rate, seconds)
+        generator = s.get("generator") or {}
         service = {50: s["totals"]["p50_ms"], 99: s["totals"]["p99_ms"]}
         cmd = ldbench.pin(ldbench.GENERATOR_CPU) + [
             oha, "--no-tui", "--output-format", "json", "--latency-correction",
@@ -173,8 +217,16 @@ def part_stall(binary, release, rate, seconds):
           f"{s['totals']['iterations']} iterations, {s['totals']['dropped_iterations']} dropped); "
           f"{version} --latency-correction p50/p90/p99 "
           f"{theirs[50]:.1f}/{theirs[90]:.1f}/{theirs[99]:.1f} ms; ratios "
-          + ", ".join(f"p{p} {ratios[p]:.2f}" for p in (50, 90, 99)) + " (goal 0.90-1.10)")
+          + ", ".join(f"p{p} {ratios[p]:.2f}" for p in (50, 90, 99)) + " (goal 0.90-1.10); "
+          f"start lag p50 {generator.get('start_lag_p50_ms')} ms, p99 "
+          f"{generator.get('start_lag_p99_ms')} ms")
+    if before:
+        print(f"   baseline ({baseline}): corrected p50/p90/p99 "
+              f"{before[50]:.2f}/{before[90]:.1f}/{before[99]:.1f} ms; ratios "
+              + ", ".join(f"p{p} {before[p] / theirs[p]:.2f}" for p in (50, 90, 99) if theirs[p]))
     return {"rate": rate, "seconds": seconds, "ours_ms": ours, "oha_ms": theirs,
+            "baseline_ms": before, "start_lag_ms": [generator.get("start_lag_p50_ms"),
+                                                    generator.get("start_lag_p99_ms")],
             "ratios": {p: round(r, 3) for p, r in ratios.items()}, "service_ms": service,
             "oha": version}
 
@@ -199,6 +251,9 @@ def main():
     parser.add_argument("--stall-seconds", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--parts", default="rate,stall,memory")
+    parser.add_argument("--baseline", metavar="BINARY",
+                        help="another load-density binary (e.g. built from main) run beside this "
+                             "one in the rate and stall parts, for before/after figures")
     parser.add_argument("--no-build", action="store_true",
                         help="use the release binaries already in $CARGO_TARGET_DIR")
     args = parser.parse_args()
@@ -216,10 +271,11 @@ def main():
         print(f"round {round_ + 1}:")
         if "rate" in parts:
             summary.setdefault("rate", []).append(
-                part_rate(binary, [int(r) for r in args.rates.split(",")], args.seconds))
+                part_rate(binary, [int(r) for r in args.rates.split(",")], args.seconds,
+                          args.baseline))
         if "stall" in parts:
             summary.setdefault("stall", []).append(
-                part_stall(binary, release, args.stall_rate, args.stall_seconds))
+                part_stall(binary, release, args.stall_rate, args.stall_seconds, args.baseline))
         if "memory" in parts:
             summary.setdefault("memory", []).append(part_memory(binary, args.seconds))
     print("SUMMARY " + json.dumps(summary))

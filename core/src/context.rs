@@ -176,6 +176,8 @@ pub struct UserContext {
     /// task cut off or panicking is timed from, so that the scenario reads no clock of its
     /// own per task.
     task_start: Option<Instant>,
+    /// The local address this user opens its connections from (`source_addresses`).
+    source_address: Option<std::net::IpAddr>,
 }
 
 impl Drop for UserContext {
@@ -204,6 +206,7 @@ impl UserContext {
             start_delay: None,
             iterations: 0,
             task_start: None,
+            source_address: None,
         }
     }
 
@@ -226,6 +229,21 @@ impl UserContext {
             Some(start) => RequestTimer::started_at(start),
             None => RequestTimer::start(),
         }
+    }
+
+    /// Gives the user a local address to open its connections from (its group's
+    /// `source_addresses`, round-robin over the group's users).
+    pub fn with_source_address(mut self, address: Option<std::net::IpAddr>) -> Self {
+        self.source_address = address;
+        self
+    }
+
+    /// The local address this user's connections bind to, when its group gives
+    /// `source_addresses`. A protocol passes it to
+    /// [`source_address::connect_tcp`](crate::source_address::connect_tcp) (or its library's
+    /// equivalent) wherever it opens a socket.
+    pub fn source_address(&self) -> Option<std::net::IpAddr> {
+        self.source_address
     }
 
     /// Sets how late the coming iteration started against its due time (`None`: it has no

@@ -83,6 +83,8 @@ pub mod registry;
 pub mod response;
 pub mod scenario;
 mod shard;
+pub mod source_address;
+pub mod start_clock;
 pub mod stats;
 pub mod task;
 pub mod template;

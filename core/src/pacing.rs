@@ -214,6 +214,11 @@ impl PacedSchedule {
         (delay, missed)
     }
 
+    /// When the next slot is due.
+    pub fn next_due(&self) -> Instant {
+        self.due(self.next_slot)
+    }
+
     /// How long to wait from `now` until the next slot is due.
     pub fn wait(&self, now: Instant) -> Duration {
         self.due(self.next_slot).saturating_duration_since(now)

@@ -379,6 +379,13 @@ pub(crate) async fn drive_user<U: Driven + ?Sized>(
         if idle >= IDLE_ITERATIONS {
             idle = 0;
             wait = wait.max(IDLE_PAUSE);
+        } else if let (Some(schedule), false) = (&schedule, wait.is_zero()) {
+            // A slot is due: start on it within microseconds, not on tokio's millisecond.
+            tokio::select! {
+                _ = crate::start_clock::sleep_until(schedule.next_due()) => {}
+                _ = stop.stopped() => {}
+            }
+            continue;
         }
         if wait.is_zero() {
             // Other users get their turn when this task's budget runs out (tokio's

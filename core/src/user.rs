@@ -32,6 +32,14 @@ pub trait Protocol: Send + Sync + 'static {
     fn option_names(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// Whether this protocol's users open their sockets from
+    /// [`UserContext::source_address`](crate::UserContext::source_address). The runner
+    /// refuses a group's `source_addresses` for a protocol that does not (default: it does
+    /// not).
+    fn binds_source_address(&self) -> bool {
+        false
+    }
 }
 
 /// Makes simulated users of one group.

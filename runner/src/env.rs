@@ -28,7 +28,12 @@ use crate::run::generator::GeneratorMonitor;
 use crate::run::{arrival, iterations, log_join, GroupRuntime, RunShared, Share};
 
 /// Option keys the runner itself reads, whatever the protocol.
-pub const RUNNER_OPTIONS: &[&str] = &["record_capacity", "print_stats", "stats_interval"];
+pub const RUNNER_OPTIONS: &[&str] = &[
+    "record_capacity",
+    "print_stats",
+    "stats_interval",
+    "source_addresses",
+];
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +107,8 @@ async fn prepare_group(
         pacing: group.pacing(),
         bus,
         stats,
+        sources: group.source_addresses().cloned(),
+        next_source: AtomicU64::new(0),
     })
 }
 

@@ -142,6 +142,7 @@ struct State {
     compressed: AtomicU64,
     connections: AtomicU64,
     by_method: Mutex<BTreeMap<String, u64>>,
+    peers: crate::stats::Peers,
 }
 
 impl State {
@@ -221,6 +222,7 @@ impl GrpcTargetBuilder {
             compressed: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             by_method: Mutex::new(BTreeMap::new()),
+            peers: crate::stats::Peers::default(),
         });
         let tls = if self.tls {
             let (material, config) = tls::generate()?;
@@ -334,6 +336,11 @@ impl GrpcTarget {
         self.state.connections.load(Ordering::Relaxed)
     }
 
+    /// Connections accepted so far per source (peer) address, in address order.
+    pub fn connection_sources(&self) -> Vec<(std::net::IpAddr, u64)> {
+        self.state.peers.snapshot()
+    }
+
     /// Whether the server is accepting connections.
     pub fn is_running(&self) -> bool {
         self.server
@@ -403,7 +410,8 @@ async fn accept_loop(
         tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
+                    state.peers.record(peer.ip());
                     state.connections.fetch_add(1, Ordering::Relaxed);
                     connections.spawn(serve_connection(stream, state.clone(), tls.clone()));
                 }

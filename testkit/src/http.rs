@@ -165,6 +165,11 @@ impl HttpTarget {
         self.stats.snapshot()
     }
 
+    /// Connections accepted so far per source (peer) address, in address order (never reset).
+    pub fn connection_sources(&self) -> Vec<(std::net::IpAddr, u64)> {
+        self.stats.peers.snapshot()
+    }
+
     /// Resets all request counters to zero.
     pub fn reset_counts(&self) {
         self.stats.reset();
@@ -236,7 +241,8 @@ async fn accept_loop(
             _ = stopped(&mut stop) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
+                    stats.peers.record(peer.ip());
                     connections.spawn(serve_connection(
                         stream,
                         acceptor.clone(),

@@ -80,6 +80,7 @@ fn bind_error(addr: SocketAddr, error: io::Error) -> io::Error {
 
 #[derive(Debug, Default)]
 struct TcpCounters {
+    peers: crate::stats::Peers,
     connections: AtomicU64,
     open: AtomicU64,
     messages: AtomicU64,
@@ -154,6 +155,11 @@ impl TcpEchoServer {
         self.counters.open.load(Ordering::SeqCst)
     }
 
+    /// Connections accepted so far per source (peer) address, in address order.
+    pub fn connection_sources(&self) -> Vec<(std::net::IpAddr, u64)> {
+        self.counters.peers.snapshot()
+    }
+
     /// Newline-terminated lines received so far, on all connections, commands included.
     pub fn messages(&self) -> u64 {
         self.counters.messages.load(Ordering::SeqCst)
@@ -186,7 +192,8 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
+                    counters.peers.record(peer.ip());
                     counters.connections.fetch_add(1, Ordering::SeqCst);
                     counters.open.fetch_add(1, Ordering::SeqCst);
                     let counters = counters.clone();

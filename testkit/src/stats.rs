@@ -1,6 +1,7 @@
 //! Request counters shared between the accept loop and the [`crate::HttpTarget`] handle.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -14,6 +15,8 @@ pub(crate) struct Stats {
     tokens: AtomicU64,
     /// Sessions `/app/login` issued (forgotten by `forget_sessions`).
     sessions: Mutex<std::collections::HashSet<String>>,
+    /// Connections accepted per source address.
+    pub(crate) peers: Peers,
 }
 
 impl Stats {
@@ -83,5 +86,21 @@ impl Stats {
     /// Forgets every issued session.
     pub(crate) fn forget_sessions(&self) {
         self.sessions.lock().clear();
+    }
+}
+
+/// Connections accepted per source (peer) address.
+#[derive(Debug, Default)]
+pub(crate) struct Peers(Mutex<BTreeMap<IpAddr, u64>>);
+
+impl Peers {
+    /// Records one connection from `peer`.
+    pub(crate) fn record(&self, peer: IpAddr) {
+        *self.0.lock().entry(peer).or_default() += 1;
+    }
+
+    /// Connections per source address, in address order.
+    pub(crate) fn snapshot(&self) -> Vec<(IpAddr, u64)> {
+        self.0.lock().iter().map(|(ip, n)| (*ip, *n)).collect()
     }
 }

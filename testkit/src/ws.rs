@@ -93,6 +93,7 @@ struct State {
     open: AtomicU64,
     handshakes: Mutex<Vec<WsHandshake>>,
     frames: Mutex<Vec<WsFrame>>,
+    peers: crate::stats::Peers,
 }
 
 impl State {
@@ -249,6 +250,12 @@ impl WsEchoServer {
         self.state.frames.lock().clone()
     }
 
+    /// TCP connections accepted so far per source (peer) address, in address order (never
+    /// reset).
+    pub fn connection_sources(&self) -> Vec<(std::net::IpAddr, u64)> {
+        self.state.peers.snapshot()
+    }
+
     /// Resets the message and connection counters and forgets the handshakes and frames.
     pub fn reset_counts(&self) {
         self.state.messages.store(0, Ordering::SeqCst);
@@ -296,7 +303,8 @@ async fn accept_loop(
             _ = stopped(&mut stop) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
+                    state.peers.record(peer.ip());
                     connections.spawn(serve_connection(
                         stream,
                         acceptor.clone(),

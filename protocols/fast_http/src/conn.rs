@@ -112,11 +112,13 @@ pub(crate) struct Connection {
     pub(crate) served: u64,
 }
 
-/// Opens a connection to `url`'s origin; `tls` is the connector for `https` URLs.
+/// Opens a connection to `url`'s origin, from `source` when given; `tls` is the connector for
+/// `https` URLs.
 pub(crate) async fn connect(
     url: &Url,
     verify: bool,
     tls: Option<&TlsConnector>,
+    source: Option<std::net::IpAddr>,
 ) -> Result<Connection, FastHttpError> {
     let origin = Origin::of(url, verify)
         .ok_or_else(|| FastHttpError::InvalidRequest(format!("{url} has no host or port")))?;
@@ -139,7 +141,7 @@ pub(crate) async fn connect(
     let mut last_error = None;
     let mut stream = None;
     for addr in addrs {
-        match TcpStream::connect(addr).await {
+        match load_density_core::source_address::connect_tcp(addr, source).await {
             Ok(s) => {
                 stream = Some(s);
                 break;

@@ -181,6 +181,10 @@ impl Protocol for FastHttpProtocol {
     fn option_names(&self) -> &'static [&'static str] {
         OPTION_NAMES
     }
+
+    fn binds_source_address(&self) -> bool {
+        true
+    }
 }
 
 /// The group options this protocol reads: the common ones and `max_body_size`.

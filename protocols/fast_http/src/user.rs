@@ -46,6 +46,8 @@ struct State {
     chunked: BytesMut,
     write: Vec<u8>,
     head: Head,
+    /// The local address connections bind to (the group's `source_addresses`).
+    source: Option<std::net::IpAddr>,
 }
 
 /// The request being made, with what redirects need.
@@ -78,12 +80,17 @@ impl FastHttpUser {
                 chunked: BytesMut::new(),
                 write: Vec::new(),
                 head: Head::default(),
+                source: None,
             },
         }
     }
 }
 
 impl StaticUser for FastHttpUser {
+    async fn on_start(&mut self, ctx: &mut UserContext) {
+        self.state.source = ctx.source_address();
+    }
+
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let Some(task) = self.tasks.get(index) else {
             tracing::warn!(index, "fast_http_user: no task at this index");
@@ -334,7 +341,7 @@ impl State {
                 self.read.clear();
                 // Boxed: connecting (DNS, TLS handshake) is rare and its future is large; inline
                 // it would sit in every user's task for the user's whole life.
-                let conn = Box::pin(connect(url, verify, tls.get(verify))).await?;
+                let conn = Box::pin(connect(url, verify, tls.get(verify), self.source)).await?;
                 self.conn = Some(conn);
             }
             let Some(conn) = self.conn.as_mut() else {

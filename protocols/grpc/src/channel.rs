@@ -2,6 +2,7 @@
 //! handshake), and the slots users keep their connection in.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,8 +15,9 @@ use http_body::{Body as _, Frame};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use load_density_core::source_address::connect_host;
 
 use crate::error::ConnectError;
 
@@ -140,12 +142,12 @@ impl Endpoint {
         })
     }
 
-    /// Opens a new HTTP/2 connection (TCP, TLS when the target is `https://`, the HTTP/2
-    /// handshake). The connection is driven by a spawned task that ends when the connection
+    /// Opens a new HTTP/2 connection (TCP from `source` when given, TLS when the target is
+    /// `https://`, the HTTP/2 handshake). The connection is driven by a spawned task that ends when the connection
     /// closes or every handle to it is dropped.
-    pub(crate) async fn connect(&self) -> Result<Connection, ConnectError> {
+    pub(crate) async fn connect(&self, source: Option<IpAddr>) -> Result<Connection, ConnectError> {
         let address = self.target.authority.as_str();
-        let stream = TcpStream::connect((self.target.host.as_str(), self.target.port))
+        let stream = connect_host(self.target.host.as_str(), self.target.port, source)
             .await
             .map_err(|error| ConnectError::from_io(address, error))?;
         // Small gRPC frames must not wait for Nagle.
@@ -227,7 +229,11 @@ pub(crate) struct ChannelSlot {
 
 impl ChannelSlot {
     /// The open connection, opening one when there is none or it was closed.
-    pub(crate) async fn get(&self, endpoint: &Endpoint) -> Result<Channel, ConnectError> {
+    pub(crate) async fn get(
+        &self,
+        endpoint: &Endpoint,
+        source: Option<IpAddr>,
+    ) -> Result<Channel, ConnectError> {
         let mut current = self.current.lock().await;
         if let Some(channel) = current.as_ref() {
             if !channel.connection.is_closed() {
@@ -237,7 +243,7 @@ impl ChannelSlot {
         *current = None;
         // Boxed: the connect future (TCP, TLS, HTTP/2 handshake) is large, and inline it would
         // grow every call's future, which is moved into a box for each task.
-        let connection = Box::pin(endpoint.connect()).await?;
+        let connection = Box::pin(endpoint.connect(source)).await?;
         let channel = Channel {
             connection,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),

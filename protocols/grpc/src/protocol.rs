@@ -300,4 +300,8 @@ impl Protocol for GrpcProtocol {
     fn option_names(&self) -> &'static [&'static str] {
         OPTION_NAMES
     }
+
+    fn binds_source_address(&self) -> bool {
+        true
+    }
 }

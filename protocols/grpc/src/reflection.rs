@@ -120,7 +120,7 @@ pub(crate) struct Reflected {
 /// (the caller reports them with the list).
 pub(crate) async fn reflect(endpoint: &Endpoint, wanted: &[String]) -> Result<Reflected, String> {
     let send = endpoint
-        .connect()
+        .connect(None)
         .await
         .map_err(|e| format!("UNAVAILABLE: {e}"))?
         .send;

@@ -90,7 +90,7 @@ impl Call<'_> {
         // A connection found closed before anything was sent is retried once on a new one.
         let mut attempt = 0;
         let (channel, mut grpc) = loop {
-            let channel = self.slot.get(self.endpoint).await?;
+            let channel = self.slot.get(self.endpoint, ctx.source_address()).await?;
             progress.connected = true;
             let mut grpc = tonic::client::Grpc::with_origin(
                 H2Service(channel.connection.send.clone()),

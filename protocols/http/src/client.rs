@@ -7,6 +7,7 @@
 //! through any of them is sent by all of them. A group whose tasks all use the defaults gives
 //! each user exactly one client.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{HeaderValue, COOKIE};
@@ -37,7 +38,7 @@ impl TlsConfigs {
     pub(crate) fn check(&self) -> Result<(), reqwest::Error> {
         let jar = Arc::new(Jar::default());
         for verify in [true, false] {
-            build(self, verify, true, &jar)?;
+            build(self, verify, true, &jar, None)?;
         }
         Ok(())
     }
@@ -48,6 +49,7 @@ fn build(
     verify: bool,
     follow_redirects: bool,
     jar: &Arc<Jar>,
+    source: Option<IpAddr>,
 ) -> Result<reqwest::Client, reqwest::Error> {
     let config = if verify { &tls.verified } else { &tls.insecure };
     let policy = if follow_redirects {
@@ -60,6 +62,7 @@ fn build(
         .cookie_provider(jar.clone())
         .redirect(policy)
         .user_agent(USER_AGENT)
+        .local_address(source)
         .build()
 }
 
@@ -81,9 +84,16 @@ impl ClientKind {
 pub(crate) struct UserClients {
     jar: Arc<Jar>,
     clients: [Option<reqwest::Client>; 4],
+    /// The local address every client binds to (the group's `source_addresses`).
+    source: Option<IpAddr>,
 }
 
 impl UserClients {
+    /// Binds the clients built from now on to `source`.
+    pub(crate) fn set_source(&mut self, source: Option<IpAddr>) {
+        self.source = source;
+    }
+
     /// The client for `kind`, built on first use. A plain-`http` request has no certificate to
     /// check, so it reuses an existing client that differs only in `verify`.
     pub(crate) fn get(
@@ -105,7 +115,13 @@ impl UserClients {
         }
         let client = match self.clients[slot].take() {
             Some(client) => client,
-            None => build(tls, kind.verify, kind.follow_redirects, &self.jar)?,
+            None => build(
+                tls,
+                kind.verify,
+                kind.follow_redirects,
+                &self.jar,
+                self.source,
+            )?,
         };
         Ok(self.clients[slot].insert(client))
     }

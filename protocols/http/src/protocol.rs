@@ -115,4 +115,8 @@ impl Protocol for HttpProtocol {
     fn option_names(&self) -> &'static [&'static str] {
         OPTION_NAMES
     }
+
+    fn binds_source_address(&self) -> bool {
+        true
+    }
 }

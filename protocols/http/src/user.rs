@@ -72,6 +72,10 @@ impl HttpUser {
 
 #[async_trait]
 impl UserTemplate for HttpUser {
+    async fn on_start(&mut self, ctx: &mut UserContext) {
+        self.clients.set_source(ctx.source_address());
+    }
+
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let Some(plan) = self.shared.requests.get(index) else {
             tracing::error!(

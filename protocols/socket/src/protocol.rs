@@ -476,6 +476,10 @@ impl Protocol for SocketProtocol {
     fn option_names(&self) -> &'static [&'static str] {
         &["connect_timeout", "timeout"]
     }
+
+    fn binds_source_address(&self) -> bool {
+        true
+    }
 }
 
 /// Makes `socket_user` users sharing one group's compiled tasks.

@@ -2,11 +2,12 @@
 //! target), and one reusable reply buffer.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use load_density_core::deadline::RequestDeadline;
+use load_density_core::source_address::{bind_udp, connect_tcp};
 use load_density_core::{RequestTimer, StaticUser, UserContext};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UdpSocket};
@@ -55,6 +56,8 @@ pub(crate) struct SocketUser {
     buf: Vec<u8>,
     /// The send and reply timeout, one timer reused from request to request.
     deadline: RequestDeadline,
+    /// The local address sockets bind to (the group's `source_addresses`).
+    source: Option<IpAddr>,
 }
 
 impl SocketUser {
@@ -65,6 +68,7 @@ impl SocketUser {
             udp: Vec::new(),
             buf: Vec::new(),
             deadline: RequestDeadline::new(),
+            source: None,
         }
     }
 
@@ -121,7 +125,7 @@ impl SocketUser {
         let (mut stream, from) = match reused {
             Some(stream) => (stream, *timer),
             None => {
-                let stream = connect(target, task.connect_timeout)
+                let stream = connect(target, task.connect_timeout, self.source)
                     .await
                     .map_err(|e| Failed::new(e, 0))?;
                 (stream, RequestTimer::start())
@@ -174,7 +178,7 @@ impl SocketUser {
     ) -> Result<usize, Failed> {
         let socket = match self.take_udp(target.text()) {
             Some(socket) => socket,
-            None => open_udp(target, task.timeout)
+            None => open_udp(target, task.timeout, self.source)
                 .await
                 .map_err(|e| Failed::new(e, 0))?,
         };
@@ -239,8 +243,13 @@ impl SocketUser {
     }
 }
 
-/// Opens a TCP connection, trying each resolved address in turn, all within `limit`.
-async fn connect(target: &Target, limit: Duration) -> Result<TcpStream, SocketError> {
+/// Opens a TCP connection (from `source` when given), trying each resolved address in turn,
+/// all within `limit`.
+async fn connect(
+    target: &Target,
+    limit: Duration,
+    source: Option<IpAddr>,
+) -> Result<TcpStream, SocketError> {
     let deadline = Instant::now() + limit;
     let addr = || target.text().to_string();
     let timed_out = || SocketError::ConnectTimeout {
@@ -259,7 +268,7 @@ async fn connect(target: &Target, limit: Duration) -> Result<TcpStream, SocketEr
     };
     let mut last = io::Error::other("the name has no addresses");
     for socket_addr in addrs {
-        match timeout_at(deadline, TcpStream::connect(socket_addr)).await {
+        match timeout_at(deadline, connect_tcp(socket_addr, source)).await {
             Err(_) => return Err(timed_out()),
             Ok(Ok(stream)) => {
                 // One write per request: do not wait for more to coalesce.
@@ -278,9 +287,13 @@ async fn connect(target: &Target, limit: Duration) -> Result<TcpStream, SocketEr
     })
 }
 
-/// Opens a UDP socket of the target's address family, connected to the target's first
-/// resolved address.
-async fn open_udp(target: &Target, limit: Duration) -> Result<UdpSocket, SocketError> {
+/// Opens a UDP socket of the target's address family (bound to `source` when given),
+/// connected to the target's first resolved address.
+async fn open_udp(
+    target: &Target,
+    limit: Duration,
+    source: Option<IpAddr>,
+) -> Result<UdpSocket, SocketError> {
     let resolve_error = |source| SocketError::Resolve {
         host: target.host().to_owned(),
         source,
@@ -295,16 +308,11 @@ async fn open_udp(target: &Target, limit: Duration) -> Result<UdpSocket, SocketE
     let Some(&peer) = addrs.first() else {
         return Err(resolve_error(io::Error::other("the name has no addresses")));
     };
-    let local: SocketAddr = if peer.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
     let socket_error = |source| SocketError::UdpSocket {
         addr: target.text().to_string(),
         source,
     };
-    let socket = UdpSocket::bind(local).await.map_err(socket_error)?;
+    let socket = bind_udp(peer, source).await.map_err(socket_error)?;
     socket.connect(peer).await.map_err(socket_error)?;
     Ok(socket)
 }
@@ -363,6 +371,10 @@ fn waiting(rule: Rule<'_>) -> Waiting {
 }
 
 impl StaticUser for SocketUser {
+    async fn on_start(&mut self, ctx: &mut UserContext) {
+        self.source = ctx.source_address();
+    }
+
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let tasks = self.tasks.clone();
         let Some(task) = tasks.get(index) else {

@@ -89,4 +89,8 @@ impl Protocol for WebSocketProtocol {
     fn option_names(&self) -> &'static [&'static str] {
         OPTION_NAMES
     }
+
+    fn binds_source_address(&self) -> bool {
+        true
+    }
 }

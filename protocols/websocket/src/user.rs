@@ -46,6 +46,8 @@ pub(crate) struct WebSocketUser {
     request_type: Arc<str>,
     /// The send and receive timeout, one timer reused from task to task.
     deadline: RequestDeadline,
+    /// The local address connections bind to (the group's `source_addresses`).
+    source: Option<std::net::IpAddr>,
 }
 
 /// What a task did: the URL it used and its outcome.
@@ -115,6 +117,18 @@ async fn receive(
     }
 }
 
+/// Opens the TCP connection for `url` from `source` (tungstenite's own connect cannot bind).
+async fn connect_from(url: &str, source: std::net::IpAddr) -> std::io::Result<TcpStream> {
+    let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+    let parsed = url::Url::parse(url).map_err(|e| invalid(format!("{url}: {e}")))?;
+    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+        return Err(invalid(format!("{url} has no host or port")));
+    };
+    let stream = load_density_core::source_address::connect_host(host, port, Some(source)).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 impl WebSocketUser {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
@@ -123,6 +137,7 @@ impl WebSocketUser {
             last_url: None,
             request_type: Arc::from(REQUEST_TYPE),
             deadline: RequestDeadline::new(),
+            source: None,
         }
     }
 
@@ -151,12 +166,27 @@ impl WebSocketUser {
             .tls
             .get(task.verify)
             .map(|config| Connector::Rustls(config.clone()));
-        let connecting = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(frame_buffers(self.shared.max_message_size)),
-            true,
-            connector,
-        );
+        let buffers = Some(frame_buffers(self.shared.max_message_size));
+        let source = self.source;
+        let connecting = async move {
+            match source {
+                None => {
+                    tokio_tungstenite::connect_async_tls_with_config(
+                        request, buffers, true, connector,
+                    )
+                    .await
+                }
+                Some(source) => {
+                    let stream = connect_from(url, source)
+                        .await
+                        .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
+                    tokio_tungstenite::client_async_tls_with_config(
+                        request, stream, buffers, connector,
+                    )
+                    .await
+                }
+            }
+        };
         let (ws, response) = tokio::time::timeout(task.timeout, connecting)
             .await
             .map_err(|_| WsError::ConnectTimeout(task.timeout))?
@@ -322,6 +352,10 @@ impl WebSocketUser {
 }
 
 impl StaticUser for WebSocketUser {
+    async fn on_start(&mut self, ctx: &mut UserContext) {
+        self.source = ctx.source_address();
+    }
+
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         let shared = self.shared.clone();
         let Some(task) = shared.tasks.get(index) else {

@@ -38,10 +38,13 @@
 mod json;
 pub mod model;
 pub mod schedule;
+mod sources;
 
 use load_density_core::task::options::saturating_seconds;
+use std::sync::Arc;
 use std::time::Duration;
 
+use load_density_core::source_address::SourceAddresses;
 use load_density_core::{registry, Pacing, PlanError, TaskList};
 use serde_json::Value;
 
@@ -109,6 +112,7 @@ pub struct PlannedGroup {
     tasks: TaskList,
     pacing: Pacing,
     model: Option<LoadModel>,
+    source_addresses: Option<Arc<SourceAddresses>>,
 }
 
 impl PlannedGroup {
@@ -131,6 +135,11 @@ impl PlannedGroup {
     /// Its own load model (`user_groups[i].load_model`); `None` when it shares the run's.
     pub fn own_model(&self) -> Option<&LoadModel> {
         self.model.as_ref()
+    }
+    /// The local addresses its users bind to, round-robin (`source_addresses`); `None`:
+    /// the system picks.
+    pub fn source_addresses(&self) -> Option<&Arc<SourceAddresses>> {
+        self.source_addresses.as_ref()
     }
 }
 
@@ -213,6 +222,23 @@ fn group_path(config: &StartTest, index: usize, key: &str) -> String {
         format!("user_groups[{index}].{key}")
     } else {
         key.to_owned()
+    }
+}
+
+/// The JSON path of group `index`'s `source_addresses`: its own key, or the top-level one it
+/// inherits (`source_addresses`, or `user_detail_dict.source_addresses`).
+fn sources_path(config: &StartTest, index: usize) -> String {
+    let own = config
+        .user_groups
+        .as_ref()
+        .and_then(|g| g.get(index))
+        .is_some_and(|g| g.get(sources::KEY).is_some());
+    if own {
+        group_path(config, index, sources::KEY)
+    } else if config.extra.contains_key(sources::KEY) {
+        sources::KEY.to_owned()
+    } else {
+        format!("user_detail_dict.{}", sources::KEY)
     }
 }
 
@@ -393,6 +419,17 @@ impl RunPlan {
         let mut groups = Vec::with_capacity(specs.len());
         for (index, spec) in specs.into_iter().enumerate() {
             check_options(&spec)?;
+            let source_addresses = match spec.options.get(sources::KEY).filter(|v| !v.is_null()) {
+                None => None,
+                Some(value) => Some(sources::compile(
+                    value,
+                    &sources_path(&config, index),
+                    &spec.user_type,
+                    registry::lookup(&spec.user_type)?
+                        .protocol()
+                        .binds_source_address(),
+                )?),
+            };
             let plan_error = |source: PlanError| RunError::Plan {
                 group: spec.name.clone(),
                 source,
@@ -433,6 +470,7 @@ impl RunPlan {
                 tasks,
                 pacing,
                 model,
+                source_addresses,
             });
         }
         let sharing = groups.iter().filter(|g| g.model.is_none()).count();

@@ -75,7 +75,7 @@ pub(crate) async fn drive(
         let due = origin + saturating_seconds(due_secs);
         if due > Instant::now() {
             tokio::select! {
-                _ = tokio::time::sleep_until(due.into()) => {
+                _ = load_density_core::start_clock::sleep_until(due) => {
                     // The generator's own timer: how late it fired is its start lag (an
                     // iteration already due when reached is late because users were busy).
                     let lag = Instant::now().saturating_duration_since(due);

@@ -24,6 +24,7 @@ use load_density_core::event::{EventBus, RequestListener};
 use load_density_core::record::TestRecord;
 use load_density_core::scenario::Scenario;
 use load_density_core::stats::SharedStats;
+use load_density_core::source_address::SourceAddresses;
 use load_density_core::variables::UserVariables;
 use load_density_core::{Pacing, UserContext, UserFactory, UserTemplate, Variables};
 
@@ -42,6 +43,10 @@ pub(crate) struct GroupRuntime {
     /// (`{group:G}`, `user_groups[i].thresholds`): the group's bus feeds them and every
     /// listener of the run but the run's statistics, which merge them in when read.
     pub(crate) stats: Option<SharedStats>,
+    /// The local addresses its users bind to, round-robin (`source_addresses`).
+    pub(crate) sources: Option<Arc<SourceAddresses>>,
+    /// The group's users made so far (the next one binds source address `next_source mod n`).
+    pub(crate) next_source: AtomicU64,
 }
 
 /// What every driver of a run shares.
@@ -174,7 +179,13 @@ impl RunShared {
             stop,
         )
         .with_run_stop(self.stop.clone())
-        .with_cancel(self.cancel.signal());
+        .with_cancel(self.cancel.signal())
+        .with_source_address(
+            runtime
+                .sources
+                .as_ref()
+                .map(|sources| sources.get(runtime.next_source.fetch_add(1, Ordering::Relaxed))),
+        );
         self.active.fetch_add(1, Ordering::Relaxed);
         runtime.active.fetch_add(1, Ordering::Relaxed);
         self.spawned.fetch_add(1, Ordering::Relaxed);
