@@ -18,7 +18,6 @@
 //! error, and events reach it through the sink hub's bounded feed, off every run's path. Stop
 //! exports what is left and shuts the provider down.
 
-use std::collections::HashMap;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -187,27 +186,35 @@ pub fn stop_opentelemetry_exporter() {
 
 fn consume(mut feed: Feed, instruments: &Instruments) {
     while let Some(batch) = feed.blocking_recv() {
-        // One attribute set per (request type, name, outcome) of the batch.
-        let mut groups: HashMap<(&str, &str, bool), Vec<&load_density_core::RequestEvent>> =
-            HashMap::new();
-        for event in batch.iter() {
-            groups
-                .entry((&event.request_type, &event.name, event.is_success()))
-                .or_default()
-                .push(event);
-        }
-        for ((request_type, name, success), events) in groups {
-            let attributes = [
-                KeyValue::new("request_type", request_type.to_owned()),
-                KeyValue::new("name", name.to_owned()),
-                KeyValue::new("outcome", if success { "success" } else { "failure" }),
-            ];
-            instruments.requests.add(events.len() as u64, &attributes);
-            for event in events {
+        // One attribute set per (series, outcome) of the batch.
+        for series in batch.iter() {
+            let attributes = |success: bool| {
+                [
+                    KeyValue::new("request_type", series.request_type.to_string()),
+                    KeyValue::new("name", series.name.to_string()),
+                    KeyValue::new("outcome", if success { "success" } else { "failure" }),
+                ]
+            };
+            let (ok, failed) = (attributes(true), attributes(false));
+            let mut failures = 0;
+            for point in &series.points {
+                let attributes = if point.is_success() {
+                    &ok
+                } else {
+                    failures += 1;
+                    &failed
+                };
                 instruments
                     .latency
-                    .record(event.response_time.as_secs_f64() * 1000.0, &attributes);
-                instruments.size.record(event.response_length, &attributes);
+                    .record(point.response_time.as_secs_f64() * 1000.0, attributes);
+                instruments.size.record(point.response_length, attributes);
+            }
+            let successes = series.points.len() as u64 - failures;
+            if successes > 0 {
+                instruments.requests.add(successes, &ok);
+            }
+            if failures > 0 {
+                instruments.requests.add(failures, &failed);
             }
         }
     }
