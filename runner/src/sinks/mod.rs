@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use load_density_core::cardinality::{DEFAULT_MAX_NAMES, OTHER};
 use load_density_core::{RequestEvent, RequestListener};
@@ -53,8 +53,8 @@ pub struct Point {
     pub response_time: Duration,
     /// Bytes counted for it.
     pub response_length: u64,
-    /// When it ended, in nanoseconds since the Unix epoch.
-    pub end_ns: u64,
+    /// Wall-clock time at which it started.
+    pub start_time: SystemTime,
     /// Why it failed; `None` for a success.
     pub error: Option<Arc<str>>,
 }
@@ -63,6 +63,14 @@ impl Point {
     /// Whether the request succeeded.
     pub fn is_success(&self) -> bool {
         self.error.is_none()
+    }
+
+    /// When it ended, in nanoseconds since the Unix epoch (0 before the epoch).
+    pub fn end_ns(&self) -> u64 {
+        (self.start_time + self.response_time)
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
     }
 }
 
@@ -142,13 +150,6 @@ fn ptr_key(event: &RequestEvent) -> PtrKey {
     )
 }
 
-fn end_ns(event: &RequestEvent) -> u64 {
-    (event.start_time + event.response_time)
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 impl Grouper {
     /// The batch's series: one lookup per event by pointer, by content once per distinct
     /// pointer pair.
@@ -174,7 +175,7 @@ impl Grouper {
             target.points.push(Point {
                 response_time: event.response_time,
                 response_length: event.response_length,
-                end_ns: end_ns(event),
+                start_time: event.start_time,
                 error: event.error.clone(),
             });
         }

@@ -77,9 +77,8 @@ pub fn push_u64(value: u64, out: &mut String) {
             break;
         }
     }
-    for &digit in &digits[at..] {
-        out.push(char::from(digit));
-    }
+    // ASCII digits: valid UTF-8.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 /// Appends a duration in milliseconds, exact to the nanosecond: `12.5`, `3.0`, `0.000123`.
@@ -102,9 +101,8 @@ pub fn push_ms(duration: Duration, out: &mut String) {
         digits[at] = b'0' + (fraction % 10) as u8;
         fraction /= 10;
     }
-    for &digit in &digits[..width] {
-        out.push(char::from(digit));
-    }
+    // ASCII digits: valid UTF-8.
+    out.push_str(std::str::from_utf8(&digits[..width]).unwrap_or_default());
 }
 
 /// Appends what every point of a series starts with: the measurement, the tags and the name
