@@ -129,7 +129,12 @@ fn session_cookies_are_left_to_the_jar_and_the_rest_kept() -> anyhow::Result<()>
         "consent=yes; sid=sess-recorded-0000000000000000; theme=dark"
     );
     // The same cookie set by a response the filters left out is not replayed, so it is kept.
-    let tasks = har::har_to_tasks(&har_value, &[], &["cookie-login".to_owned()], &HarOptions::default())?;
+    let tasks = har::har_to_tasks(
+        &har_value,
+        &[],
+        &["cookie-login".to_owned()],
+        &HarOptions::default(),
+    )?;
     assert_eq!(
         tasks[0]["headers"]["Cookie"],
         "consent=yes; sid=sess-recorded-0000000000000000; theme=dark"
@@ -165,9 +170,16 @@ fn a_cookie_session_replays_with_each_users_own_cookie() -> anyhow::Result<()> {
         served(&target, "/app/cookie-login"),
         served(&target, "/app/cookie-api"),
     );
-    assert!(apis >= 2, "the API was replayed: {:?}", target.path_counts());
+    assert!(
+        apis >= 2,
+        "the API was replayed: {:?}",
+        target.path_counts()
+    );
     assert_eq!(requests, logins + apis, "{:?}", target.path_counts());
-    assert_eq!(failures, 0, "every API call carried its user's own session cookie");
+    assert_eq!(
+        failures, 0,
+        "every API call carried its user's own session cookie"
+    );
 
     // Replaying the recorded cookie (no correlation) sends a session the server never issued.
     let plan = har::har_to_action_json(

@@ -40,7 +40,8 @@ fn prometheus_counts(text: &str) -> BTreeMap<String, u64> {
             .nth(1)
             .and_then(|after| after.split('"').next())
             .expect("a name label");
-        *counts.entry(name.to_owned()).or_default() += value.trim().parse::<u64>().expect("a count");
+        *counts.entry(name.to_owned()).or_default() +=
+            value.trim().parse::<u64>().expect("a count");
     }
     counts
 }
@@ -103,7 +104,10 @@ fn twenty_thousand_names_reach_the_exporters_as_ten_thousand_and_other() -> anyh
             series_seen.insert((series.request_type.to_string(), series.name.to_string()));
             points += series.points.len();
             if &*series.name == OTHER {
-                assert_eq!(&*series.request_type, "", "the overflow series has no request type");
+                assert_eq!(
+                    &*series.request_type, "",
+                    "the overflow series has no request type"
+                );
                 other_points += series.points.len();
             }
         }
@@ -111,21 +115,33 @@ fn twenty_thousand_names_reach_the_exporters_as_ten_thousand_and_other() -> anyh
     assert_eq!(points as u64, published);
     assert_eq!(series_seen.len(), DEFAULT_MAX_NAMES + 1);
     assert_eq!(other_points, 2 * (DISTINCT - DEFAULT_MAX_NAMES));
-    assert_eq!(sinks::overflowed(), 2 * (DISTINCT - DEFAULT_MAX_NAMES) as u64);
+    assert_eq!(
+        sinks::overflowed(),
+        2 * (DISTINCT - DEFAULT_MAX_NAMES) as u64
+    );
 
     // Prometheus: 10,000 names and (other), and the counts add up.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let counts = loop {
-        let text = prometheus::encode_current().expect("the exporter runs");
-        let counts = prometheus_counts(&text);
-        if counts.values().sum::<u64>() == published || std::time::Instant::now() > deadline {
-            break counts;
+    let counts = tokio::runtime::Runtime::new()?.block_on(async {
+        loop {
+            let text = prometheus::encode_current().expect("the exporter runs");
+            let counts = prometheus_counts(&text);
+            if counts.values().sum::<u64>() == published || std::time::Instant::now() > deadline {
+                break counts;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(counts.values().sum::<u64>(), published, "every request counted");
+    });
+    assert_eq!(
+        counts.values().sum::<u64>(),
+        published,
+        "every request counted"
+    );
     assert_eq!(counts.len(), DEFAULT_MAX_NAMES + 1);
-    assert_eq!(counts.get(OTHER), Some(&(2 * (DISTINCT - DEFAULT_MAX_NAMES) as u64)));
+    assert_eq!(
+        counts.get(OTHER),
+        Some(&(2 * (DISTINCT - DEFAULT_MAX_NAMES) as u64))
+    );
     assert_eq!(counts.get("/items/0"), Some(&2));
     assert!(!counts.contains_key(&format!("/items/{}", DEFAULT_MAX_NAMES)));
 
@@ -149,10 +165,17 @@ fn twenty_thousand_names_reach_the_exporters_as_ten_thousand_and_other() -> anyh
     // Loopback UDP may drop a datagram when the reader falls behind: what arrived is checked,
     // and when everything arrived, exactly.
     assert!(lines > 0);
-    assert!(tags.len() <= DEFAULT_MAX_NAMES + 1, "{} name tags", tags.len());
+    assert!(
+        tags.len() <= DEFAULT_MAX_NAMES + 1,
+        "{} name tags",
+        tags.len()
+    );
     if lines == published {
         assert_eq!(tags.len(), DEFAULT_MAX_NAMES + 1);
-        assert_eq!(tags.get("(other)"), Some(&(2 * (DISTINCT - DEFAULT_MAX_NAMES) as u64)));
+        assert_eq!(
+            tags.get("(other)"),
+            Some(&(2 * (DISTINCT - DEFAULT_MAX_NAMES) as u64))
+        );
         assert_eq!(failed_lines, failures);
     }
     prometheus::stop_prometheus_exporter();

@@ -72,7 +72,10 @@ pub(crate) async fn api(State(stats): State<Arc<Stats>>, headers: HeaderMap) -> 
 pub(crate) async fn cookie_login(State(stats): State<Arc<Stats>>) -> Response {
     let session = stats.new_session();
     (
-        [(header::SET_COOKIE, format!("sid={session}; Path=/; HttpOnly"))],
+        [(
+            header::SET_COOKIE,
+            format!("sid={session}; Path=/; HttpOnly"),
+        )],
         Json(json!({ "ok": true })),
     )
         .into_response()

@@ -153,7 +153,12 @@ fn ptr_key(event: &RequestEvent) -> PtrKey {
 impl Grouper {
     /// The batch's series: one lookup per event by pointer, by content once per distinct
     /// pointer pair.
-    fn group(&mut self, events: &[RequestEvent], max_names: usize, overflowed: &AtomicU64) -> Batch {
+    fn group(
+        &mut self,
+        events: &[RequestEvent],
+        max_names: usize,
+        overflowed: &AtomicU64,
+    ) -> Batch {
         let mut series: Vec<Series> = Vec::new();
         self.by_ptr.clear();
         self.by_content.clear();
@@ -186,7 +191,12 @@ impl Grouper {
     }
 
     /// The series index of an event whose pointers this batch has not seen yet.
-    fn resolve(&mut self, event: &RequestEvent, max_names: usize, series: &mut Vec<Series>) -> usize {
+    fn resolve(
+        &mut self,
+        event: &RequestEvent,
+        max_names: usize,
+        series: &mut Vec<Series>,
+    ) -> usize {
         let content = (event.request_type.clone(), event.name.clone());
         let is_other = content.0.is_empty() && &*content.1 == OTHER;
         let key = if is_other || self.admitted.contains(&content) {

@@ -51,8 +51,8 @@ const EXPORTER: &str = "OpenTelemetry exporter";
 
 /// The histograms' bucket bounds (the OpenTelemetry SDK's default explicit buckets).
 pub const BOUNDS: [f64; 15] = [
-    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
-    7500.0, 10000.0,
+    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+    10000.0,
 ];
 
 /// The endpoint when none is given or set in the environment.
@@ -105,10 +105,13 @@ pub fn start_opentelemetry_exporter(settings: OtelSettings) -> Result<(), SinkEr
         ));
     }
     let endpoint = settings.endpoint.clone().unwrap_or_else(|| {
-        ["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-            .iter()
-            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned())
+        [
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned())
     });
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         return Err(SinkError::Invalid(format!(
@@ -390,7 +393,10 @@ fn export_loop(mut feed: Feed, channel: Endpoint, resource: Resource, interval: 
             exporter.export(aggregates.request(&resource, start)).await;
         }
         if exporter.failed > 1 {
-            tracing::warn!(failed = exporter.failed, "OpenTelemetry exports that failed");
+            tracing::warn!(
+                failed = exporter.failed,
+                "OpenTelemetry exports that failed"
+            );
         }
         feed.report_dropped();
     });

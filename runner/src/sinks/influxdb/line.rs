@@ -92,7 +92,7 @@ pub fn push_ms(duration: Duration, out: &mut String) {
         return;
     }
     let mut width = 6;
-    while fraction % 10 == 0 {
+    while fraction.is_multiple_of(10) {
         fraction /= 10;
         width -= 1;
     }
