@@ -64,31 +64,43 @@ pub fn timestamp_ns(event: &RequestEvent) -> u64 {
         .unwrap_or(0)
 }
 
-/// Appends `value` in decimal (without going through `fmt`).
-pub fn push_u64(value: u64, out: &mut String) {
+/// `00` to `99`, two ASCII digits each.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Appends `value` in decimal (two digits at a time, without going through `fmt`).
+pub fn push_u64(value: u64, out: &mut Vec<u8>) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = value;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+    while rest >= 100 {
+        let pair = (rest % 100) as usize * 2;
+        rest /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
     }
-    // ASCII digits: valid UTF-8.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    if rest >= 10 {
+        let pair = rest as usize * 2;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        at -= 1;
+        digits[at] = b'0' + rest as u8;
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Appends a duration in milliseconds, exact to the nanosecond: `12.5`, `3.0`, `0.000123`.
-pub fn push_ms(duration: Duration, out: &mut String) {
+pub fn push_ms(duration: Duration, out: &mut Vec<u8>) {
     let ns = duration.as_nanos();
     push_u64(u64::try_from(ns / 1_000_000).unwrap_or(u64::MAX), out);
-    out.push('.');
+    out.push(b'.');
     let mut fraction = (ns % 1_000_000) as u32;
     if fraction == 0 {
-        out.push('0');
+        out.push(b'0');
         return;
     }
     let mut width = 6;
@@ -101,8 +113,7 @@ pub fn push_ms(duration: Duration, out: &mut String) {
         digits[at] = b'0' + (fraction % 10) as u8;
         fraction /= 10;
     }
-    // ASCII digits: valid UTF-8.
-    out.push_str(std::str::from_utf8(&digits[..width]).unwrap_or_default());
+    out.extend_from_slice(&digits[..width]);
 }
 
 /// Appends what every point of a series starts with: the measurement, the tags and the name
@@ -122,41 +133,45 @@ pub fn write_series_prefix(measurement: &str, request_type: &str, name: &str, ou
 }
 
 /// Appends the rest of a point after its series prefix ([`write_series_prefix`]), without
-/// its line break.
+/// its line break, as UTF-8.
 pub fn write_fields(
     response_time: Duration,
     response_length: u64,
     error: Option<&str>,
     timestamp_ns: u64,
-    out: &mut String,
+    out: &mut Vec<u8>,
 ) {
     push_ms(response_time, out);
-    out.push_str(",response_bytes=");
+    out.extend_from_slice(b",response_bytes=");
     push_u64(response_length, out);
-    out.push_str(if error.is_none() {
-        "i,success=true"
+    out.extend_from_slice(if error.is_none() {
+        b"i,success=true"
     } else {
-        "i,success=false"
+        b"i,success=false"
     });
     if let Some(error) = error {
-        out.push_str(",error=\"");
-        escape_string_field(error, out);
-        out.push('"');
+        let mut field = String::from(",error=\"");
+        escape_string_field(error, &mut field);
+        field.push('"');
+        out.extend_from_slice(field.as_bytes());
     }
-    out.push(' ');
+    out.push(b' ');
     push_u64(timestamp_ns, out);
 }
 
 /// Appends one point, without its line break, stamped `timestamp_ns`.
 pub fn write_point(measurement: &str, event: &RequestEvent, timestamp_ns: u64, out: &mut String) {
     write_series_prefix(measurement, &event.request_type, &event.name, out);
+    let mut fields = Vec::new();
     write_fields(
         event.response_time,
         event.response_length,
         event.error.as_deref(),
         timestamp_ns,
-        out,
+        &mut fields,
     );
+    // Whole UTF-8 pieces only: the conversion cannot fail.
+    out.push_str(&String::from_utf8_lossy(&fields));
 }
 
 #[cfg(test)]
@@ -209,14 +224,18 @@ mod tests {
 
     #[test]
     fn milliseconds_and_integers_are_exact() {
-        let mut text = String::new();
+        let mut text = Vec::new();
         for ns in [3_000_000, 12_345_678, 123, 1_000_100_000] {
             push_ms(Duration::from_nanos(ns), &mut text);
-            text.push(' ');
+            text.push(b' ');
         }
-        push_u64(0, &mut text);
-        text.push(' ');
-        push_u64(u64::MAX, &mut text);
-        assert_eq!(text, "3.0 12.345678 0.000123 1000.1 0 18446744073709551615");
+        for value in [0, 7, 42, 100, 1_700_000_000_012_500_000, u64::MAX] {
+            push_u64(value, &mut text);
+            text.push(b' ');
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            "3.0 12.345678 0.000123 1000.1 0 7 42 100 1700000000012500000 18446744073709551615 "
+        );
     }
 }

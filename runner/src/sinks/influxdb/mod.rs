@@ -330,7 +330,8 @@ struct SeriesLines {
 /// Points formatted and not yet sent, as line protocol with one point per line.
 struct Lines {
     measurement: String,
-    text: String,
+    /// The points, as UTF-8 line protocol.
+    text: Vec<u8>,
     /// Line boundaries: the end offset of each line (after its `\n`).
     ends: Vec<usize>,
     /// Per (request type, name), at most the hub's name cap plus one: the escaped prefix, and
@@ -343,7 +344,7 @@ impl Lines {
     fn new(measurement: String) -> Self {
         Self {
             measurement,
-            text: String::new(),
+            text: Vec::new(),
             ends: Vec::new(),
             series: HashMap::new(),
         }
@@ -369,7 +370,7 @@ impl Lines {
             while !lines.used.insert(timestamp) {
                 timestamp += 1;
             }
-            self.text.push_str(&lines.prefix);
+            self.text.extend_from_slice(lines.prefix.as_bytes());
             line::write_fields(
                 point.response_time,
                 point.response_length,
@@ -377,7 +378,7 @@ impl Lines {
                 timestamp,
                 &mut self.text,
             );
-            self.text.push('\n');
+            self.text.push(b'\n');
             self.ends.push(self.text.len());
             at += 1;
             if self.text.len() >= max_bytes {
@@ -469,7 +470,7 @@ impl<'s> Sender<'s> {
                     count += 1;
                     // Send when the next line would not fit (a line alone is always sent).
                     if next.is_none_or(|n| n - start > MAX_DATAGRAM_BYTES) {
-                        let result = socket.send_to(&lines.text.as_bytes()[start..end], target);
+                        let result = socket.send_to(&lines.text[start..end], target);
                         outcomes.push((count, result));
                         start = end;
                         count = 0;
