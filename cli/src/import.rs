@@ -38,6 +38,10 @@ pub struct HarArgs {
     /// Request headers to leave out (e.g. cookie).
     #[arg(long)]
     exclude_header: Vec<String>,
+    /// Replay recorded cookies as they are, even those a recorded response set (by default
+    /// those are left to the user's cookie jar, and the plan uses http_user, which has one).
+    #[arg(long)]
+    keep_cookies: bool,
 }
 
 /// Prints the action document converted from the HAR.
@@ -47,6 +51,7 @@ pub fn har(args: &HarArgs) -> anyhow::Result<bool> {
         escape_placeholders: args.escape_placeholders,
         correlate: args.correlate,
         exclude_headers: args.exclude_header.clone(),
+        keep_cookies: args.keep_cookies,
     };
     let plan = har::har_to_action_json(
         &document,

@@ -95,6 +95,7 @@ fn escaping_and_correlation() -> anyhow::Result<()> {
         escape_placeholders: true,
         correlate: true,
         exclude_headers: vec!["cookie".to_owned()],
+        keep_cookies: false,
     };
     let tasks = har::har_to_tasks(&recorded(), &[], &[], &options)?;
     assert_eq!(tasks[0]["json"]["note"], "$${literal}");

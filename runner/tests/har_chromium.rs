@@ -362,6 +362,7 @@ fn a_har_recorded_by_chromium_replays_with_its_session_correlated() -> anyhow::R
         escape_placeholders: true,
         correlate: true,
         exclude_headers: Vec::new(),
+        keep_cookies: false,
     };
     let exclude = ["favicon".to_owned()];
     let tasks = har::har_to_tasks(&har_value, &[], &exclude, &options)?;

@@ -6,6 +6,8 @@
 //! | `/app` | an HTML page whose script POSTs `/app/login`, then GETs `/app/api` with `Authorization: Bearer <session>`, then sets the title to `done <status>` |
 //! | `/app/login` | `POST` JSON `{"user", "password"}` → `{"session": "sess-…"}` (a new session each time) |
 //! | `/app/api` | `200 {"items": [...]}` for a session this server issued, `401` otherwise |
+//! | `/app/cookie-login` | sets a new session as a cookie: `Set-Cookie: sid=sess-…; Path=/; HttpOnly` |
+//! | `/app/cookie-api` | `200 {"items": [...]}` when the `Cookie` header carries `sid` of a session this server issued, `401` otherwise |
 
 use std::sync::Arc;
 
@@ -64,5 +66,36 @@ pub(crate) async fn api(State(stats): State<Arc<Stats>>, headers: HeaderMap) -> 
             Json(json!({ "error": "no session" })),
         )
             .into_response(),
+    }
+}
+
+pub(crate) async fn cookie_login(State(stats): State<Arc<Stats>>) -> Response {
+    let session = stats.new_session();
+    (
+        [(
+            header::SET_COOKIE,
+            format!("sid={session}; Path=/; HttpOnly"),
+        )],
+        Json(json!({ "ok": true })),
+    )
+        .into_response()
+}
+
+pub(crate) async fn cookie_api(State(stats): State<Arc<Stats>>, headers: HeaderMap) -> Response {
+    let known = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix("sid="))
+        .any(|session| stats.has_session(session));
+    if known {
+        Json(json!({ "items": ["a", "b"] })).into_response()
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "no session cookie" })),
+        )
+            .into_response()
     }
 }

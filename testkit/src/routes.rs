@@ -54,6 +54,8 @@ pub(crate) fn router(stats: Shared) -> Router {
         .route("/app", any(crate::app::page))
         .route("/app/login", any(crate::app::login))
         .route("/app/api", any(crate::app::api))
+        .route("/app/cookie-login", any(crate::app::cookie_login))
+        .route("/app/cookie-api", any(crate::app::cookie_api))
         .with_state(stats)
 }
 

@@ -14,8 +14,21 @@
 //!   sends back (in its URL, a header value or its body) becomes an extractor on the first
 //!   task (`{"var": "corr_N", "from": "json_path"|"header", ...}`) and a `${var.corr_N}`
 //!   placeholder in the later ones, so every replayed user uses the value its own server
-//!   gave. Cookies are not correlated: use `http_user`, whose cookie jar does it, and leave
-//!   recorded `Cookie` headers out with `exclude_headers`.
+//!   gave.
+//!
+//! Cookies (a deliberate difference from the Python version, which replays every recorded
+//! `Cookie` header as it is): a cookie that a replayed response set (its `Set-Cookie` headers
+//! or its HAR `cookies`) is session state, and its recorded value is stale by the time the
+//! plan runs. It is left out of the later requests' `Cookie` headers, so that each replayed
+//! user sends the value its own server gave it, from its cookie jar, as k6's HAR converter
+//! leaves cookies to k6's jar. Cookies the browser already had before the recording (no
+//! replayed response set them) and cookies set by responses the filters left out are kept as
+//! recorded. `keep_cookies` replays every recorded cookie literally, as Python does.
+//!
+//! Only `http_user` keeps a cookie jar (one per user); `fast_http_user` has none. So
+//! [`har_to_action_json`] asked for a user without a jar, for a HAR whose cookies it left to
+//! the jar, writes the plan for `http_user` instead and logs a warning saying so (without
+//! that, every request that needs the session would fail).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -70,7 +83,16 @@ pub struct HarOptions {
     pub correlate: bool,
     /// More request headers to leave out (case-insensitive), e.g. `cookie`.
     pub exclude_headers: Vec<String>,
+    /// Replay recorded cookies as they are, even those a replayed response set (Python's
+    /// behaviour); by default those are left to the user's cookie jar.
+    pub keep_cookies: bool,
 }
+
+/// The user types that keep a cookie jar per user.
+pub const USERS_WITH_COOKIE_JAR: &[&str] = &["http_user"];
+
+/// The user [`har_to_action_json`] falls back to when the HAR's cookies need a jar.
+pub const COOKIE_JAR_USER: &str = "http_user";
 
 /// Reads a HAR file (UTF-8, a BOM tolerated).
 ///
@@ -128,6 +150,21 @@ pub fn har_to_tasks(
     exclude: &[String],
     options: &HarOptions,
 ) -> Result<Vec<Value>, ImportError> {
+    Ok(convert(har, include, exclude, options)?.tasks)
+}
+
+/// Tasks, and the names of the cookies left to the user's jar.
+struct Converted {
+    tasks: Vec<Value>,
+    jar_cookies: Vec<String>,
+}
+
+fn convert(
+    har: &Value,
+    include: &[String],
+    exclude: &[String],
+    options: &HarOptions,
+) -> Result<Converted, ImportError> {
     let include = compile("include", include)?;
     let exclude = compile("exclude", exclude)?;
     let mut kept = Vec::new();
@@ -147,13 +184,21 @@ pub fn har_to_tasks(
         }
         kept.push((entry, task(entry, method, url, options)));
     }
+    let jar_cookies = if options.keep_cookies {
+        Vec::new()
+    } else {
+        leave_cookies_to_jar(&mut kept)
+    };
     if options.correlate {
         correlate(&mut kept);
     }
-    Ok(kept
-        .into_iter()
-        .map(|(_, task)| Value::Object(task))
-        .collect())
+    Ok(Converted {
+        tasks: kept
+            .into_iter()
+            .map(|(_, task)| Value::Object(task))
+            .collect(),
+        jar_cookies,
+    })
 }
 
 /// Python's `har_to_action_json`: one `LD_start_test` action running the tasks in sequence.
@@ -171,7 +216,18 @@ pub fn har_to_action_json(
     exclude: &[String],
     options: &HarOptions,
 ) -> Result<Value, ImportError> {
-    let tasks = har_to_tasks(har, include, exclude, options)?;
+    let Converted { tasks, jar_cookies } = convert(har, include, exclude, options)?;
+    let user = if jar_cookies.is_empty() || USERS_WITH_COOKIE_JAR.contains(&user) {
+        user
+    } else {
+        tracing::warn!(
+            "the HAR's session cookies ({}) are left to a cookie jar, and {user} keeps none: \
+             the plan uses {COOKIE_JAR_USER} (or convert with keep_cookies to replay the \
+             recorded values)",
+            jar_cookies.join(", ")
+        );
+        COOKIE_JAR_USER
+    };
     if tasks.is_empty() {
         return Err(ImportError::Invalid(if entries(har).is_empty() {
             "the HAR has no entries (log.entries is missing or empty)".to_owned()
@@ -294,6 +350,85 @@ fn body(post: &Value) -> Option<(&'static str, Value)> {
         return Some(("data", Value::Object(params)));
     }
     (!text.is_empty()).then(|| ("data", Value::String(text.to_owned())))
+}
+
+/// The names of the cookies a response set: its `Set-Cookie` headers (a value may hold
+/// several, one per line, as DevTools joins them) and its HAR `cookies`.
+fn set_cookie_names(response: &Value) -> Vec<String> {
+    let mut names = Vec::new();
+    for header in response["headers"].as_array().into_iter().flatten() {
+        let is_set_cookie = header["name"]
+            .as_str()
+            .is_some_and(|n| n.trim().eq_ignore_ascii_case("set-cookie"));
+        if !is_set_cookie {
+            continue;
+        }
+        for line in header["value"].as_str().unwrap_or_default().lines() {
+            let pair = line.split(';').next().unwrap_or_default();
+            if let Some((name, _)) = pair.split_once('=') {
+                names.push(name.trim().to_owned());
+            }
+        }
+    }
+    for cookie in response["cookies"].as_array().into_iter().flatten() {
+        if let Some(name) = cookie["name"].as_str() {
+            names.push(name.trim().to_owned());
+        }
+    }
+    names.retain(|name| !name.is_empty());
+    names
+}
+
+/// Leaves out of each task's `Cookie` header the cookies an earlier replayed response set;
+/// a header left empty goes. Returns the names left out, in first-seen order.
+fn leave_cookies_to_jar(kept: &mut [(&Value, Map<String, Value>)]) -> Vec<String> {
+    let mut set: Vec<String> = Vec::new();
+    let mut left_out: Vec<String> = Vec::new();
+    for (entry, task) in kept.iter_mut() {
+        if !set.is_empty() {
+            if let Some(Value::Object(headers)) = task.get_mut("headers") {
+                let cookie_headers: Vec<String> = headers
+                    .keys()
+                    .filter(|name| name.eq_ignore_ascii_case("cookie"))
+                    .cloned()
+                    .collect();
+                for header in cookie_headers {
+                    let Some(Value::String(value)) = headers.get(&header) else {
+                        continue;
+                    };
+                    let mut kept_pairs = Vec::new();
+                    for pair in value.split(';') {
+                        let name = pair.split('=').next().unwrap_or_default().trim();
+                        if name.is_empty() {
+                            continue;
+                        }
+                        if set.iter().any(|s| s == name) {
+                            if !left_out.iter().any(|l| l == name) {
+                                left_out.push(name.to_owned());
+                            }
+                        } else {
+                            kept_pairs.push(pair.trim());
+                        }
+                    }
+                    if kept_pairs.is_empty() {
+                        headers.remove(&header);
+                    } else {
+                        let joined = kept_pairs.join("; ");
+                        headers.insert(header, Value::String(joined));
+                    }
+                }
+                if headers.is_empty() {
+                    task.remove("headers");
+                }
+            }
+        }
+        for name in set_cookie_names(&entry["response"]) {
+            if !set.contains(&name) {
+                set.push(name);
+            }
+        }
+    }
+    left_out
 }
 
 /// Where a response gave a value: a JSON path in its body, or a header.

@@ -3,10 +3,19 @@
 //! Exporters (Prometheus, InfluxDB) are started and stopped by commands, independently of
 //! runs, as in the Python version: an exporter started before `LD_start_test` sees that run and
 //! every later one. Each run's event bus hands its batches to the [`SinkHub`] (one more
-//! [`RequestListener`], on the collector, never on the request path). The hub passes each batch,
-//! shared, to every subscribed exporter through a bounded channel: an exporter that falls behind
-//! loses batches, which are counted ([`Feed::dropped`]) and logged when it stops; it never slows
-//! the run or the other outputs.
+//! [`RequestListener`], on the collector, never on the request path). The hub groups each batch
+//! once by series (request type and name: a [`Batch`] of [`Series`], each with its requests'
+//! [`Point`]s), so that no exporter looks a name up, hashes it or copies it per request, and
+//! passes it, shared, to every subscribed exporter through a bounded channel: an exporter that
+//! falls behind loses batches, which are counted ([`Feed::dropped`]) and logged when it stops;
+//! it never slows the run or the other outputs.
+//!
+//! Names are capped as the statistics tables cap them
+//! ([`load_density_core::cardinality`]): at most [`DEFAULT_MAX_NAMES`] distinct
+//! `(request type, name)` series reach the exporters (see [`set_max_names`]); requests of any
+//! later series are counted under the one overflow series `("", "(other)")`
+//! ([`OTHER`]), so Prometheus, InfluxDB and OpenTelemetry series stay bounded while totals stay
+//! exact. The first overflow is logged once; [`overflowed`] counts the requests moved.
 //!
 //! | exporter | cargo feature | commands |
 //! |---|---|---|
@@ -21,9 +30,13 @@ pub mod otel;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use load_density_core::cardinality::{DEFAULT_MAX_NAMES, OTHER};
 use load_density_core::{RequestEvent, RequestListener};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
@@ -33,8 +46,47 @@ use crate::env::{Environment, RunState};
 /// Batches an exporter may have queued before further batches are dropped.
 pub const FEED_CAPACITY: usize = 1024;
 
-/// One batch of finished requests, shared by every exporter.
-pub type Batch = Arc<[RequestEvent]>;
+/// One finished request, as the exporters see it (its series holds its names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Time from the request's (scheduled) start to its end.
+    pub response_time: Duration,
+    /// Bytes counted for it.
+    pub response_length: u64,
+    /// Wall-clock time at which it started.
+    pub start_time: SystemTime,
+    /// Why it failed; `None` for a success.
+    pub error: Option<Arc<str>>,
+}
+
+impl Point {
+    /// Whether the request succeeded.
+    pub fn is_success(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// When it ended, in nanoseconds since the Unix epoch (0 before the epoch).
+    pub fn end_ns(&self) -> u64 {
+        (self.start_time + self.response_time)
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// The requests of one batch that share a request type and a name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The request type (`GET`, ...); empty for the overflow series.
+    pub request_type: Arc<str>,
+    /// The name; [`OTHER`] for the overflow series.
+    pub name: Arc<str>,
+    /// The requests, in the batch's order.
+    pub points: Vec<Point>,
+}
+
+/// One batch of finished requests grouped by series, shared by every exporter.
+pub type Batch = Arc<[Series]>;
 
 struct Outlet {
     id: u64,
@@ -48,6 +100,145 @@ pub struct SinkHub {
     outlets: RwLock<Vec<Outlet>>,
     next_id: AtomicU64,
     runs: Mutex<Vec<Environment>>,
+    grouper: Mutex<Grouper>,
+    max_names: AtomicUsize,
+    overflowed: AtomicU64,
+}
+
+/// A hasher for a pair of pointers (already well spread: one multiply and a rotation).
+#[derive(Default)]
+struct PtrHasher(u64);
+
+impl Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(26) ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type PtrKey = (usize, usize);
+
+/// Groups events by series, and keeps the set of series admitted under the cap.
+#[derive(Default)]
+struct Grouper {
+    /// Series admitted so far (by content), at most the cap.
+    admitted: HashSet<(Arc<str>, Arc<str>)>,
+    /// Per batch: series index by the events' `Arc` pointers (events of one task share them).
+    by_ptr: HashMap<PtrKey, usize, BuildHasherDefault<PtrHasher>>,
+    /// Per batch: series index by content, for names built per request.
+    by_content: HashMap<(Arc<str>, Arc<str>), usize>,
+    warned: bool,
+}
+
+fn ptr_key(event: &RequestEvent) -> PtrKey {
+    (
+        Arc::as_ptr(&event.request_type).cast::<u8>() as usize,
+        Arc::as_ptr(&event.name).cast::<u8>() as usize,
+    )
+}
+
+impl Grouper {
+    /// The batch's series: one lookup per event by pointer, by content once per distinct
+    /// pointer pair.
+    fn group(
+        &mut self,
+        events: &[RequestEvent],
+        max_names: usize,
+        overflowed: &AtomicU64,
+    ) -> Batch {
+        let mut series: Vec<Series> = Vec::new();
+        self.by_ptr.clear();
+        self.by_content.clear();
+        let mut moved = 0;
+        for event in events {
+            let key = ptr_key(event);
+            let index = match self.by_ptr.get(&key) {
+                Some(&index) => index,
+                None => {
+                    let index = self.resolve(event, max_names, &mut series);
+                    self.by_ptr.insert(key, index);
+                    index
+                }
+            };
+            let target = &mut series[index];
+            if target.request_type.is_empty() && &*target.name == OTHER {
+                moved += 1;
+            }
+            target.points.push(Point {
+                response_time: event.response_time,
+                response_length: event.response_length,
+                start_time: event.start_time,
+                error: event.error.clone(),
+            });
+        }
+        if moved > 0 {
+            overflowed.fetch_add(moved, Ordering::Relaxed);
+        }
+        Arc::from(series)
+    }
+
+    /// The series index of an event whose pointers this batch has not seen yet.
+    fn resolve(
+        &mut self,
+        event: &RequestEvent,
+        max_names: usize,
+        series: &mut Vec<Series>,
+    ) -> usize {
+        let content = (event.request_type.clone(), event.name.clone());
+        let is_other = content.0.is_empty() && &*content.1 == OTHER;
+        let key = if is_other || self.admitted.contains(&content) {
+            content
+        } else if self.admitted.len() < max_names {
+            self.admitted.insert(content.clone());
+            content
+        } else {
+            if !std::mem::replace(&mut self.warned, true) {
+                tracing::warn!(
+                    "exporters: {max_names} distinct request names reached; new ones (the first: \
+                     {} {:?}) are exported under \"{OTHER}\", as the statistics count them. \
+                     Give tasks whose URL varies a fixed `name`",
+                    event.request_type,
+                    event.name
+                );
+            }
+            (Arc::from(""), Arc::from(OTHER))
+        };
+        if let Some(&index) = self.by_content.get(&key) {
+            return index;
+        }
+        series.push(Series {
+            request_type: key.0.clone(),
+            name: key.1.clone(),
+            points: Vec::new(),
+        });
+        self.by_content.insert(key, series.len() - 1);
+        series.len() - 1
+    }
+}
+
+/// Sets how many distinct `(request type, name)` series the exporters keep before counting
+/// new ones under [`OTHER`] (default [`DEFAULT_MAX_NAMES`], the statistics' cap; at least 1).
+/// Series already admitted stay.
+pub fn set_max_names(max_names: usize) {
+    hub().max_names.store(max_names.max(1), Ordering::Relaxed);
+}
+
+/// Requests counted under the overflow series so far, because their name came past the cap.
+pub fn overflowed() -> u64 {
+    hub().overflowed.load(Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for SinkHub {
@@ -66,6 +257,9 @@ pub fn hub() -> &'static Arc<SinkHub> {
             outlets: RwLock::new(Vec::new()),
             next_id: AtomicU64::new(1),
             runs: Mutex::new(Vec::new()),
+            grouper: Mutex::new(Grouper::default()),
+            max_names: AtomicUsize::new(DEFAULT_MAX_NAMES),
+            overflowed: AtomicU64::new(0),
         })
     })
 }
@@ -129,8 +323,17 @@ impl SinkHub {
     }
 
     /// Stops sending to feed `id`: its receiver sees the end once it has read what is queued.
+    /// When no exporter is left, the series admitted under the cap are forgotten: the next
+    /// exporter started counts its own.
     pub fn unsubscribe(&self, id: u64) {
-        self.outlets.write().retain(|outlet| outlet.id != id);
+        let mut outlets = self.outlets.write();
+        outlets.retain(|outlet| outlet.id != id);
+        if outlets.is_empty() {
+            let mut grouper = self.grouper.lock();
+            grouper.admitted.clear();
+            grouper.warned = false;
+        }
+        drop(outlets);
         load_density_core::event::listeners_changed();
     }
 
@@ -152,7 +355,11 @@ impl RequestListener for SinkHub {
         if outlets.is_empty() {
             return;
         }
-        let batch: Batch = Arc::from(events);
+        let batch = self.grouper.lock().group(
+            events,
+            self.max_names.load(Ordering::Relaxed),
+            &self.overflowed,
+        );
         for outlet in outlets.iter() {
             if outlet.sender.try_send(batch.clone()).is_err() {
                 let before = outlet

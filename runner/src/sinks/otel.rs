@@ -1,10 +1,11 @@
 //! The OpenTelemetry exporter (`LD_start_opentelemetry_exporter`,
 //! `LD_stop_opentelemetry_exporter`): metrics over OTLP/gRPC.
 //!
-//! A meter named `loaddensity` on a meter provider whose resource has
-//! `service.name=<service_name>`, read every `export_interval_ms` and exported to `endpoint`
-//! (the SDK's default, `OTEL_EXPORTER_OTLP_ENDPOINT` or `http://localhost:4317`, when none is
-//! given). Instruments, all with the attributes `request_type`, `name` and `outcome`
+//! Metrics of the instrumentation scope `loaddensity`, with a resource whose `service.name` is
+//! `<service_name>`, exported every `export_interval_ms` to `endpoint` (else
+//! `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` or
+//! `http://localhost:4317`, as the OpenTelemetry SDK defaults), with cumulative temporality.
+//! Instruments, all with the attributes `request_type`, `name` and `outcome`
 //! (`success`/`failure`):
 //!
 //! | instrument | kind | unit |
@@ -13,25 +14,52 @@
 //! | `loaddensity.request.latency` | histogram | `ms` |
 //! | `loaddensity.response.size` | histogram | `By` |
 //!
-//! Unlike the Python exporter, the provider is not installed as the global meter provider
-//! (so a stop and a restart are reliable), a start with other arguments while running is an
-//! error, and events reach it through the sink hub's bounded feed, off every run's path. Stop
-//! exports what is left and shuts the provider down.
+//! The histograms have the OpenTelemetry SDK's default explicit buckets ([`BOUNDS`]), with
+//! count, sum, min and max.
+//!
+//! The exporter aggregates itself and sends OTLP/gRPC with the published OTLP protobuf
+//! definitions (`opentelemetry-proto` on the workspace's tonic) rather than recording each
+//! request into the OpenTelemetry SDK: the SDK's `record` hashes the attribute set on every
+//! call, which cost about 1,500 instructions per call, two calls per request, 30 % of a
+//! fast_http request (bench/RESULTS.md, "Exporters' cost"). Here each series of a batch finds
+//! its aggregate once, and each request costs two bucket searches.
+//!
+//! Unlike the Python exporter, nothing is installed as a global meter provider (so a stop and
+//! a restart are reliable), a start with other arguments while running is an error, and events
+//! reach it through the sink hub's bounded feed, off every run's path. A failed export is
+//! logged once (then counted); stop exports what is left.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
-use opentelemetry::KeyValue;
-use opentelemetry_otlp::{MetricExporter, WithExportConfig};
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::Resource;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Histogram, HistogramDataPoint, Metric,
+    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use parking_lot::Mutex;
+use tonic::transport::{Channel, Endpoint};
 
-use super::{hub, Feed, SinkError};
+use super::{hub, Feed, Series, SinkError};
 
 const EXPORTER: &str = "OpenTelemetry exporter";
+
+/// The histograms' bucket bounds (the OpenTelemetry SDK's default explicit buckets).
+pub const BOUNDS: [f64; 15] = [
+    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+    10000.0,
+];
+
+/// The endpoint when none is given or set in the environment.
+pub const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
+
+/// How long one export may take.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `LD_start_opentelemetry_exporter`'s arguments (defaults as in Python).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,10 +85,7 @@ impl Default for OtelSettings {
 struct Running {
     settings: OtelSettings,
     feed_id: u64,
-    provider: SdkMeterProvider,
-    consumer: JoinHandle<()>,
-    /// Keeps the runtime the gRPC channel runs on alive until stop.
-    runtime: tokio::runtime::Runtime,
+    exporter: JoinHandle<()>,
 }
 
 fn state() -> &'static Mutex<Option<Running>> {
@@ -68,31 +93,36 @@ fn state() -> &'static Mutex<Option<Running>> {
     &STATE
 }
 
-struct Instruments {
-    requests: Counter<u64>,
-    latency: Histogram<f64>,
-    size: Histogram<u64>,
-}
-
 /// Starts the exporter; starting it again with the same settings does nothing.
 ///
 /// # Errors
 /// [`SinkError::Invalid`] for a bad endpoint or interval, [`SinkError::AlreadyRunning`] when
-/// it runs with other settings, [`SinkError::Thread`] when its runtime cannot start.
+/// it runs with other settings, [`SinkError::Thread`] when its thread cannot start.
 pub fn start_opentelemetry_exporter(settings: OtelSettings) -> Result<(), SinkError> {
     if settings.export_interval_ms == 0 {
         return Err(SinkError::Invalid(
             "export_interval_ms must be a positive number of milliseconds".into(),
         ));
     }
-    if let Some(endpoint) = &settings.endpoint {
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            return Err(SinkError::Invalid(format!(
-                "endpoint must be an http:// or https:// URL such as \"http://127.0.0.1:4317\", \
-                 got {endpoint:?}"
-            )));
-        }
+    let endpoint = settings.endpoint.clone().unwrap_or_else(|| {
+        [
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned())
+    });
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(SinkError::Invalid(format!(
+            "endpoint must be an http:// or https:// URL such as \"http://127.0.0.1:4317\", \
+             got {endpoint:?}"
+        )));
     }
+    let channel = Endpoint::from_shared(endpoint.clone())
+        .map_err(|e| SinkError::Invalid(format!("endpoint {endpoint:?}: {e}")))?
+        .connect_timeout(EXPORT_TIMEOUT)
+        .timeout(EXPORT_TIMEOUT);
     let mut state = state().lock();
     if let Some(running) = state.as_ref() {
         if running.settings == settings {
@@ -104,57 +134,16 @@ pub fn start_opentelemetry_exporter(settings: OtelSettings) -> Result<(), SinkEr
             asked: format!("{settings:?}"),
         });
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("ld-otel")
-        .enable_all()
-        .build()
-        .map_err(|source| SinkError::Thread {
-            exporter: EXPORTER,
-            source,
-        })?;
-    // The tonic channel spawns its worker on the runtime it is built in.
-    let provider = {
-        let _entered = runtime.enter();
-        let mut builder = MetricExporter::builder().with_tonic();
-        if let Some(endpoint) = &settings.endpoint {
-            builder = builder.with_endpoint(endpoint.clone());
-        }
-        let exporter = builder
-            .build()
-            .map_err(|e| SinkError::Invalid(format!("OTel exporter init failed: {e}")))?;
-        let reader = PeriodicReader::builder(exporter)
-            .with_interval(Duration::from_millis(settings.export_interval_ms))
-            .build();
-        SdkMeterProvider::builder()
-            .with_reader(reader)
-            .with_resource(
-                Resource::builder()
-                    .with_service_name(settings.service_name.clone())
-                    .build(),
-            )
-            .build()
-    };
-    let meter = provider.meter("loaddensity");
-    let instruments = Instruments {
-        requests: meter
-            .u64_counter("loaddensity.requests")
-            .with_unit("1")
-            .build(),
-        latency: meter
-            .f64_histogram("loaddensity.request.latency")
-            .with_unit("ms")
-            .build(),
-        size: meter
-            .u64_histogram("loaddensity.response.size")
-            .with_unit("By")
-            .build(),
-    };
     let feed = hub().subscribe("opentelemetry");
     let feed_id = feed.id();
-    let consumer = std::thread::Builder::new()
-        .name("ld-otel-feed".to_owned())
-        .spawn(move || consume(feed, &instruments))
+    let interval = Duration::from_millis(settings.export_interval_ms);
+    let resource = Resource {
+        attributes: vec![attribute("service.name", &settings.service_name)],
+        ..Resource::default()
+    };
+    let exporter = std::thread::Builder::new()
+        .name("ld-otel".to_owned())
+        .spawn(move || export_loop(feed, channel, resource, interval))
         .map_err(|source| SinkError::Thread {
             exporter: EXPORTER,
             source,
@@ -162,54 +151,253 @@ pub fn start_opentelemetry_exporter(settings: OtelSettings) -> Result<(), SinkEr
     *state = Some(Running {
         settings,
         feed_id,
-        provider,
-        consumer,
-        runtime,
+        exporter,
     });
     Ok(())
 }
 
-/// Stops the exporter: exports what it has, then shuts the provider down. Does nothing when it
-/// is not running.
+/// Stops the exporter: exports what it has, then stops its thread. Does nothing when it is
+/// not running.
 pub fn stop_opentelemetry_exporter() {
     let Some(running) = state().lock().take() else {
         return;
     };
     hub().unsubscribe(running.feed_id);
-    if running.consumer.join().is_err() {
-        tracing::error!("the OpenTelemetry exporter's feed thread panicked");
+    if running.exporter.join().is_err() {
+        tracing::error!("the OpenTelemetry exporter's thread panicked");
     }
-    if let Err(error) = running.provider.shutdown() {
-        tracing::warn!(%error, "OpenTelemetry exporter: the last export failed");
-    }
-    running.runtime.shutdown_timeout(Duration::from_secs(2));
 }
 
-fn consume(mut feed: Feed, instruments: &Instruments) {
-    while let Some(batch) = feed.blocking_recv() {
-        // One attribute set per (request type, name, outcome) of the batch.
-        let mut groups: HashMap<(&str, &str, bool), Vec<&load_density_core::RequestEvent>> =
-            HashMap::new();
-        for event in batch.iter() {
-            groups
-                .entry((&event.request_type, &event.name, event.is_success()))
-                .or_default()
-                .push(event);
+fn attribute(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Count, sum, min, max and bucket counts of recorded values.
+#[derive(Debug, Clone)]
+struct Buckets {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    counts: [u64; BOUNDS.len() + 1],
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            counts: [0; BOUNDS.len() + 1],
         }
-        for ((request_type, name, success), events) in groups {
-            let attributes = [
-                KeyValue::new("request_type", request_type.to_owned()),
-                KeyValue::new("name", name.to_owned()),
-                KeyValue::new("outcome", if success { "success" } else { "failure" }),
-            ];
-            instruments.requests.add(events.len() as u64, &attributes);
-            for event in events {
-                instruments
-                    .latency
-                    .record(event.response_time.as_secs_f64() * 1000.0, &attributes);
-                instruments.size.record(event.response_length, &attributes);
+    }
+}
+
+impl Buckets {
+    fn record(&mut self, value: f64) {
+        // Bucket i holds (BOUNDS[i - 1], BOUNDS[i]]; the last one everything above.
+        let bucket = BOUNDS.partition_point(|bound| *bound < value);
+        self.counts[bucket] += 1;
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+    }
+
+    fn point(&self, attributes: Vec<KeyValue>, start: u64, now: u64) -> HistogramDataPoint {
+        HistogramDataPoint {
+            attributes,
+            start_time_unix_nano: start,
+            time_unix_nano: now,
+            count: self.count,
+            sum: Some(self.sum),
+            bucket_counts: self.counts.to_vec(),
+            explicit_bounds: BOUNDS.to_vec(),
+            min: Some(self.min),
+            max: Some(self.max),
+            ..HistogramDataPoint::default()
+        }
+    }
+}
+
+/// What one (series, outcome) recorded since the exporter started.
+#[derive(Debug, Clone, Default)]
+struct Aggregate {
+    latency_ms: Buckets,
+    size: Buckets,
+}
+
+/// Every series' aggregates: `[success, failure]`.
+#[derive(Default)]
+struct Aggregates {
+    series: HashMap<(Arc<str>, Arc<str>), [Aggregate; 2]>,
+}
+
+impl Aggregates {
+    fn add(&mut self, batch: &[Series]) {
+        for series in batch {
+            let key = (series.request_type.clone(), series.name.clone());
+            let pair = self.series.entry(key).or_default();
+            for point in &series.points {
+                let aggregate = &mut pair[usize::from(!point.is_success())];
+                aggregate
+                    .latency_ms
+                    .record(point.response_time.as_secs_f64() * 1000.0);
+                aggregate.size.record(point.response_length as f64);
             }
         }
     }
-    feed.report_dropped();
+
+    fn request(&self, resource: &Resource, start: u64) -> ExportMetricsServiceRequest {
+        let now = now_ns();
+        let (mut requests, mut latency, mut size) = (Vec::new(), Vec::new(), Vec::new());
+        for ((request_type, name), pair) in &self.series {
+            for (aggregate, outcome) in pair.iter().zip(["success", "failure"]) {
+                if aggregate.latency_ms.count == 0 {
+                    continue;
+                }
+                let attributes = vec![
+                    attribute("request_type", request_type),
+                    attribute("name", name),
+                    attribute("outcome", outcome),
+                ];
+                requests.push(NumberDataPoint {
+                    attributes: attributes.clone(),
+                    start_time_unix_nano: start,
+                    time_unix_nano: now,
+                    value: Some(number_data_point::Value::AsInt(
+                        i64::try_from(aggregate.latency_ms.count).unwrap_or(i64::MAX),
+                    )),
+                    ..NumberDataPoint::default()
+                });
+                latency.push(aggregate.latency_ms.point(attributes.clone(), start, now));
+                size.push(aggregate.size.point(attributes, start, now));
+            }
+        }
+        let cumulative = AggregationTemporality::Cumulative as i32;
+        let histogram = |name: &str, unit: &str, data_points| Metric {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points,
+                aggregation_temporality: cumulative,
+            })),
+            ..Metric::default()
+        };
+        let metrics = vec![
+            Metric {
+                name: "loaddensity.requests".to_owned(),
+                unit: "1".to_owned(),
+                data: Some(metric::Data::Sum(Sum {
+                    data_points: requests,
+                    aggregation_temporality: cumulative,
+                    is_monotonic: true,
+                })),
+                ..Metric::default()
+            },
+            histogram("loaddensity.request.latency", "ms", latency),
+            histogram("loaddensity.response.size", "By", size),
+        ];
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(resource.clone()),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "loaddensity".to_owned(),
+                        ..InstrumentationScope::default()
+                    }),
+                    metrics,
+                    ..ScopeMetrics::default()
+                }],
+                ..ResourceMetrics::default()
+            }],
+        }
+    }
+}
+
+/// Sends the aggregates; logs the first failure, counts the others.
+struct Exporter {
+    channel: Endpoint,
+    client: Option<MetricsServiceClient<Channel>>,
+    failed: u64,
+}
+
+impl Exporter {
+    async fn export(&mut self, request: ExportMetricsServiceRequest) {
+        let client = self
+            .client
+            .get_or_insert_with(|| MetricsServiceClient::new(self.channel.connect_lazy()));
+        if let Err(status) = client.export(request).await {
+            self.failed += 1;
+            if self.failed == 1 {
+                tracing::warn!(
+                    "OpenTelemetry export failed: {} (further failures are counted)",
+                    status.message()
+                );
+            } else {
+                tracing::debug!("OpenTelemetry export failed: {}", status.message());
+            }
+        }
+    }
+}
+
+fn export_loop(mut feed: Feed, channel: Endpoint, resource: Resource, interval: Duration) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "the OpenTelemetry exporter cannot start its runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let start = now_ns();
+        let mut aggregates = Aggregates::default();
+        let mut exporter = Exporter {
+            channel,
+            client: None,
+            failed: 0,
+        };
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                batch = feed.recv() => {
+                    let Some(batch) = batch else { break };
+                    aggregates.add(&batch);
+                }
+                _ = tick.tick() => {
+                    if !aggregates.series.is_empty() {
+                        exporter.export(aggregates.request(&resource, start)).await;
+                    }
+                }
+            }
+        }
+        if !aggregates.series.is_empty() {
+            exporter.export(aggregates.request(&resource, start)).await;
+        }
+        if exporter.failed > 1 {
+            tracing::warn!(
+                failed = exporter.failed,
+                "OpenTelemetry exports that failed"
+            );
+        }
+        feed.report_dropped();
+    });
 }

@@ -127,6 +127,7 @@ pub(super) const HAR_TO_TASKS_PARAMS: &[&str] = &[
     "escape_placeholders",
     "correlate",
     "exclude_headers",
+    "keep_cookies",
 ];
 
 /// `LD_har_to_action_json`'s parameters: Python's, then the options it lacks.
@@ -141,6 +142,7 @@ pub(super) const HAR_TO_ACTION_PARAMS: &[&str] = &[
     "escape_placeholders",
     "correlate",
     "exclude_headers",
+    "keep_cookies",
 ];
 
 /// A list of strings, a single string, or null.
@@ -164,6 +166,7 @@ fn har_options(args: &mut Args) -> Result<crate::import::har::HarOptions, Execut
         escape_placeholders: args.optional("escape_placeholders")?.unwrap_or(false),
         correlate: args.optional("correlate")?.unwrap_or(false),
         exclude_headers: strings(args, "exclude_headers")?,
+        keep_cookies: args.optional("keep_cookies")?.unwrap_or(false),
     })
 }
 

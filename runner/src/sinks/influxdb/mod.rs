@@ -13,6 +13,7 @@
 pub mod line;
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{hub, Feed, SinkError};
+use super::{hub, Feed, Series, SinkError};
 
 const EXPORTER: &str = "InfluxDB sink";
 
@@ -281,10 +282,13 @@ fn write_loop(mut feed: Feed, transport: Transport, measurement: String, stats: 
             tokio::select! {
                 batch = feed.recv() => {
                     let Some(batch) = batch else { break };
-                    for event in batch.iter() {
-                        lines.push(event);
-                        if lines.len() >= sender.max_bytes() {
-                            sender.send(&mut lines).await;
+                    for series in batch.iter() {
+                        let mut at = 0;
+                        while at < series.points.len() {
+                            at = lines.push(series, at, sender.max_bytes());
+                            if lines.len() >= sender.max_bytes() {
+                                sender.send(&mut lines).await;
+                            }
                         }
                     }
                 }
@@ -296,39 +300,92 @@ fn write_loop(mut feed: Feed, transport: Transport, measurement: String, stats: 
     });
 }
 
+/// A hasher for timestamps (nanoseconds: already spread; one multiply).
+#[derive(Default)]
+struct NsHasher(u64);
+
+impl Hasher for NsHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// What a series' points share: their escaped start, and the timestamps they used since the
+/// last send.
+struct SeriesLines {
+    prefix: String,
+    used: HashSet<u64, BuildHasherDefault<NsHasher>>,
+}
+
 /// Points formatted and not yet sent, as line protocol with one point per line.
 struct Lines {
     measurement: String,
-    text: String,
+    /// The points, as UTF-8 line protocol.
+    text: Vec<u8>,
     /// Line boundaries: the end offset of each line (after its `\n`).
     ends: Vec<usize>,
-    /// Timestamps used per (request type, name) since the last send: InfluxDB keeps one point
-    /// per series and timestamp, so two requests ending in the same nanosecond are nudged apart.
-    used: HashMap<(Arc<str>, Arc<str>), HashSet<u64>>,
+    /// Per (request type, name), at most the hub's name cap plus one: the escaped prefix, and
+    /// the timestamps used since the last send (InfluxDB keeps one point per series and
+    /// timestamp, so two requests ending in the same nanosecond are nudged apart).
+    series: HashMap<(Arc<str>, Arc<str>), SeriesLines>,
 }
 
 impl Lines {
     fn new(measurement: String) -> Self {
         Self {
             measurement,
-            text: String::new(),
+            text: Vec::new(),
             ends: Vec::new(),
-            used: HashMap::new(),
+            series: HashMap::new(),
         }
     }
 
-    fn push(&mut self, event: &load_density_core::RequestEvent) {
-        let used = self
-            .used
-            .entry((event.request_type.clone(), event.name.clone()))
-            .or_default();
-        let mut timestamp = line::timestamp_ns(event);
-        while !used.insert(timestamp) {
-            timestamp += 1;
+    /// Formats the points of `series` from `from` until the text reaches `max_bytes`; returns
+    /// the index of the first point not formatted.
+    fn push(&mut self, series: &Series, from: usize, max_bytes: usize) -> usize {
+        let key = (series.request_type.clone(), series.name.clone());
+        let measurement = &self.measurement;
+        let lines = self.series.entry(key).or_insert_with(|| {
+            let mut prefix = String::new();
+            line::write_series_prefix(measurement, &series.request_type, &series.name, &mut prefix);
+            SeriesLines {
+                prefix,
+                used: HashSet::default(),
+            }
+        });
+        let mut at = from;
+        while at < series.points.len() {
+            let point = &series.points[at];
+            let mut timestamp = point.end_ns();
+            while !lines.used.insert(timestamp) {
+                timestamp += 1;
+            }
+            self.text.extend_from_slice(lines.prefix.as_bytes());
+            line::write_fields(
+                point.response_time,
+                point.response_length,
+                point.error.as_deref(),
+                timestamp,
+                &mut self.text,
+            );
+            self.text.push(b'\n');
+            self.ends.push(self.text.len());
+            at += 1;
+            if self.text.len() >= max_bytes {
+                break;
+            }
         }
-        line::write_point(&self.measurement, event, timestamp, &mut self.text);
-        self.text.push('\n');
-        self.ends.push(self.text.len());
+        at
     }
 
     fn len(&self) -> usize {
@@ -342,7 +399,9 @@ impl Lines {
     fn clear(&mut self) {
         self.text.clear();
         self.ends.clear();
-        self.used.clear();
+        for lines in self.series.values_mut() {
+            lines.used.clear();
+        }
     }
 }
 
@@ -411,7 +470,7 @@ impl<'s> Sender<'s> {
                     count += 1;
                     // Send when the next line would not fit (a line alone is always sent).
                     if next.is_none_or(|n| n - start > MAX_DATAGRAM_BYTES) {
-                        let result = socket.send_to(&lines.text.as_bytes()[start..end], target);
+                        let result = socket.send_to(&lines.text[start..end], target);
                         outcomes.push((count, result));
                         start = end;
                         count = 0;

@@ -5,7 +5,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use hdrhistogram::Histogram as Hdr;
-use load_density_core::RequestEvent;
 use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,6 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::sinks::Series;
 
 /// Latency buckets in milliseconds (the Python exporter's).
 pub const LATENCY_BUCKETS_MS: [f64; 11] = [
@@ -156,30 +157,33 @@ impl Metrics {
         }
     }
 
-    /// Counts one batch: each name's label sets are looked up once per batch.
-    pub fn observe(&self, events: &[RequestEvent]) {
-        let mut by_name: HashMap<(&Arc<str>, &Arc<str>), Vec<&RequestEvent>> = HashMap::new();
-        for event in events {
-            by_name
-                .entry((&event.request_type, &event.name))
-                .or_default()
-                .push(event);
-        }
+    /// Counts one batch: each series' label sets are looked up once per batch, and each
+    /// request costs its observations only.
+    pub fn observe(&self, batch: &[Series]) {
         let mut hdr = self.hdr.lock();
-        for ((request_type, name), events) in by_name {
+        for series in batch {
             let labels = NameLabels {
-                request_type: request_type.to_string(),
-                name: name.to_string(),
+                request_type: series.request_type.to_string(),
+                name: series.name.to_string(),
             };
-            let histogram = hdr
-                .entry((request_type.clone(), name.clone()))
-                .or_insert_with(new_hdr);
-            for event in &events {
+            let histogram = match hdr.get_mut(&(series.request_type.clone(), series.name.clone())) {
+                Some(histogram) => histogram,
+                None => hdr
+                    .entry((series.request_type.clone(), series.name.clone()))
+                    .or_insert_with(new_hdr),
+            };
+            let latency = self.latency.get_or_create(&labels);
+            let bytes = self.bytes.get_or_create(&labels);
+            let mut failures = 0;
+            for point in &series.points {
                 // Auto-resizing: recording cannot fail for a value >= 1.
-                let _ = histogram.record(event.response_time_us().max(1));
+                let us = u64::try_from(point.response_time.as_micros()).unwrap_or(u64::MAX);
+                let _ = histogram.record(us.max(1));
+                latency.observe(point.response_time.as_secs_f64() * 1000.0);
+                bytes.observe(point.response_length as f64);
+                failures += u64::from(!point.is_success());
             }
-            let failures = events.iter().filter(|e| !e.is_success()).count() as u64;
-            let successes = events.len() as u64 - failures;
+            let successes = series.points.len() as u64 - failures;
             for (outcome, count) in [("success", successes), ("failure", failures)] {
                 if count > 0 {
                     self.requests
@@ -191,13 +195,12 @@ impl Metrics {
                         .inc_by(count);
                 }
             }
-            let latency = self.latency.get_or_create(&labels);
-            let bytes = self.bytes.get_or_create(&labels);
-            for event in &events {
-                latency.observe(event.response_time.as_secs_f64() * 1000.0);
-                bytes.observe(event.response_length as f64);
-            }
         }
+    }
+
+    /// The number of `(request type, name)` series the exporter holds.
+    pub fn series(&self) -> usize {
+        self.hdr.lock().len()
     }
 
     /// Adds events dropped on the way to this exporter.
