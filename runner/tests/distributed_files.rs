@@ -245,7 +245,10 @@ async fn proto_files_travel_with_their_imports_and_the_worker_compiles_its_own_c
     worker.wait().await.expect("the worker runs the plan");
     let calls = target.calls_to("Unary");
     assert!(calls > 5, "too little traffic: {calls}");
-    assert_eq!(summary.totals.failures, 0, "the shipped protos compile on the worker");
+    assert_eq!(
+        summary.totals.failures, 0,
+        "the shipped protos compile on the worker"
+    );
     assert_eq!(summary.totals.requests, calls);
 }
 
@@ -255,9 +258,18 @@ async fn a_plan_naming_worker_side_proto_files_or_import_paths_is_refused() {
     let local = tempfile::NamedTempFile::new().expect("a local file");
     let path = local.path().display().to_string();
     for (options, expected) in [
-        (json!({"proto_files": [path.clone()]}), "user_groups[0].proto_files"),
-        (json!({"proto_files": "ld-proto:0:../../etc/x.proto"}), "user_groups[0].proto_files"),
-        (json!({"import_paths": ["/"]}), "user_groups[0].import_paths"),
+        (
+            json!({"proto_files": [path.clone()]}),
+            "user_groups[0].proto_files",
+        ),
+        (
+            json!({"proto_files": "ld-proto:0:../../etc/x.proto"}),
+            "user_groups[0].proto_files",
+        ),
+        (
+            json!({"import_paths": ["/"]}),
+            "user_groups[0].import_paths",
+        ),
     ] {
         let mut group = json!({"name": "rpc", "user": "grpc_user",
                                "tasks": [{"call": "pkg.Svc/Call"}]});

@@ -168,7 +168,9 @@ pub(crate) fn build(config: &StartTest) -> Result<Value, RunError> {
     })?;
     // gRPC `.proto` files and the files they import: shipped with their import paths, so a
     // worker compiles them under a directory of its own.
-    for_each_option_map(&mut plan, |options, at| ship_proto_files(options, at, &mut files))?;
+    for_each_option_map(&mut plan, |options, at| {
+        ship_proto_files(options, at, &mut files)
+    })?;
     let text = serde_json::to_string(&plan)
         .map_err(|e| RunError::Config(format!("cannot serialize the plan: {e}")))?;
     Ok(wire::map([
@@ -265,7 +267,9 @@ fn string_list(
                 })
                 .collect(),
         ),
-        other => Some(Err(format!("{key} is {other}, not a path or a list of paths"))),
+        other => Some(Err(format!(
+            "{key} is {other}, not a path or a list of paths"
+        ))),
     }
 }
 
@@ -444,9 +448,8 @@ fn receive_proto_files(
         };
         let path = root.join(relative);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                msg.field_error(format!("cannot create {}: {e}", parent.display()))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| msg.field_error(format!("cannot create {}: {e}", parent.display())))?;
         }
         std::fs::write(&path, contents)
             .map_err(|e| msg.field_error(format!("cannot write {}: {e}", path.display())))?;

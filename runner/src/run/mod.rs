@@ -23,8 +23,8 @@ use load_density_core::data::DataSources;
 use load_density_core::event::{EventBus, RequestListener};
 use load_density_core::record::TestRecord;
 use load_density_core::scenario::Scenario;
-use load_density_core::stats::SharedStats;
 use load_density_core::source_address::SourceAddresses;
+use load_density_core::stats::SharedStats;
 use load_density_core::variables::UserVariables;
 use load_density_core::{Pacing, UserContext, UserFactory, UserTemplate, Variables};
 

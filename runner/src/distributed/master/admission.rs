@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rmpv::Value;
 
-use super::{Core, Inner, Node, NodeState};
+use super::{Core, Inner, Node, NodeState, PeerLogs};
 use crate::distributed::locust_stats::RecordShipping;
 use crate::distributed::token::{self, CHALLENGE_MESSAGE, REFUSED_MESSAGE};
 use crate::distributed::wire::{self, Message, WireError};
@@ -136,7 +136,15 @@ impl Inner {
             }
         };
         if !known {
-            tracing::warn!(worker = %msg.node_id, kind = %msg.kind, "message from an unknown worker: telling it to quit");
+            let count = &self.peer_logs.unknown_worker;
+            if PeerLogs::allow(count) {
+                tracing::warn!(
+                    worker = %msg.node_id,
+                    kind = %msg.kind,
+                    "message from an unknown worker: telling it to quit{}",
+                    PeerLogs::note(count)
+                );
+            }
             self.send(
                 &msg.node_id,
                 Message::new("quit", Value::Nil, msg.node_id.clone()),

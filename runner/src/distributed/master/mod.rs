@@ -154,6 +154,10 @@ struct Inner {
     stop: watch::Sender<bool>,
     wake: Notify,
     malformed: AtomicU64,
+    /// What peers send that the master logs (malformed or unexpected messages, messages from
+    /// unknown workers, exceptions): a few lines each, then counted only, so that no peer can
+    /// flood the log.
+    peer_logs: PeerLogs,
     /// Reports from peers never admitted (dropped).
     dropped_reports: AtomicU64,
     /// Peers refused for a missing or wrong cluster token proof.
@@ -165,6 +169,35 @@ struct Inner {
     /// The busiest worker's CPU use (percent of its CPUs) over a report interval, and the
     /// saturation judge (warns once).
     generator: Mutex<(f64, GeneratorMonitor)>,
+}
+
+/// How many lines of one kind of peer-caused warning the master writes before it only counts.
+const PEER_LOG_LINES: u64 = 5;
+
+/// Counts of peer-caused warnings, by kind; see [`PeerLogs::allow`].
+#[derive(Default)]
+struct PeerLogs {
+    malformed: AtomicU64,
+    unknown_worker: AtomicU64,
+    unknown_kind: AtomicU64,
+    exception: AtomicU64,
+}
+
+impl PeerLogs {
+    /// Counts one warning of a kind; true while it may still be logged (the first
+    /// [`PEER_LOG_LINES`]); the last logged line says that later ones are counted only.
+    fn allow(counter: &AtomicU64) -> bool {
+        counter.fetch_add(1, Ordering::Relaxed) < PEER_LOG_LINES
+    }
+
+    /// The suffix of a logged line: empty, or a note on the last one logged.
+    fn note(counter: &AtomicU64) -> &'static str {
+        if counter.load(Ordering::Relaxed) == PEER_LOG_LINES {
+            " (later ones are counted, not logged)"
+        } else {
+            ""
+        }
+    }
 }
 
 /// A LoadDensity master (`runner_mode: "master"`). Cheap to clone; clones share the run.
@@ -295,6 +328,7 @@ impl Master {
             stop: watch::channel(false).0,
             wake: Notify::new(),
             malformed: AtomicU64::new(0),
+            peer_logs: PeerLogs::default(),
             dropped_reports: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             over_capacity: AtomicU64::new(0),
@@ -461,5 +495,35 @@ impl RunControl for Master {
                 last_heartbeat: n.last_heartbeat_wall,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_caused_warning_is_logged_a_few_times_then_only_counted() {
+        let logs = PeerLogs::default();
+        let allowed = (0..1_000)
+            .filter(|_| PeerLogs::allow(&logs.malformed))
+            .count();
+        assert_eq!(allowed as u64, PEER_LOG_LINES);
+        assert_eq!(logs.malformed.load(Ordering::Relaxed), 1_000);
+        // Each kind has its own budget.
+        assert!(PeerLogs::allow(&logs.unknown_kind));
+    }
+
+    #[test]
+    fn the_last_logged_line_says_later_ones_are_counted() {
+        let counter = AtomicU64::new(0);
+        let notes: Vec<&str> = (0..PEER_LOG_LINES)
+            .map(|_| {
+                assert!(PeerLogs::allow(&counter));
+                PeerLogs::note(&counter)
+            })
+            .collect();
+        assert!(notes[..notes.len() - 1].iter().all(|n| n.is_empty()));
+        assert!(notes[notes.len() - 1].contains("counted"));
     }
 }

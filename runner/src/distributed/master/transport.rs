@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{Inner, NodeState};
+use super::{Inner, NodeState, PeerLogs};
 use crate::distributed::token::AUTH_MESSAGE;
 use crate::distributed::wire::{self, Message, WireError};
 use crate::distributed::zmtp::router::Inbound;
@@ -28,7 +28,10 @@ pub(super) async fn recv_loop(mut inbound: mpsc::Receiver<Inbound>, inner: Arc<I
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 inner.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "skipped a message from a worker");
+                let count = &inner.peer_logs.malformed;
+                if PeerLogs::allow(count) {
+                    tracing::warn!(%error, "skipped a message from a worker{}", PeerLogs::note(count));
+                }
             }
             Err(_) => {
                 inner.malformed.fetch_add(1, Ordering::Relaxed);
@@ -107,12 +110,28 @@ impl Inner {
             }
             "exception" => {
                 let text = wire::req_str(&msg, "msg").unwrap_or("(no message)");
-                tracing::warn!(worker = %msg.node_id, exception = text, "a worker reported an exception");
+                let count = &self.peer_logs.exception;
+                if PeerLogs::allow(count) {
+                    tracing::warn!(
+                        worker = %msg.node_id,
+                        exception = text,
+                        "a worker reported an exception{}",
+                        PeerLogs::note(count)
+                    );
+                }
                 Ok(())
             }
             "logs" => Ok(()),
             other => {
-                tracing::warn!(worker = %msg.node_id, kind = other, "unknown message type from a worker (ignored)");
+                let count = &self.peer_logs.unknown_kind;
+                if PeerLogs::allow(count) {
+                    tracing::warn!(
+                        worker = %msg.node_id,
+                        kind = other,
+                        "unknown message type from a worker (ignored){}",
+                        PeerLogs::note(count)
+                    );
+                }
                 Ok(())
             }
         }
