@@ -225,6 +225,9 @@ impl Live {
         }
         *self.history.lock() = ChartHistory::new();
         self.runs.send_modify(|run| *run += 1);
+        // A page (re)connecting from now on gets the new run at once, not the last update of
+        // the run before until the sampler's next tick.
+        self.tick(false);
     }
 
     /// Wakes the linger without a new run (a new run asked for could not start).
