@@ -14,7 +14,10 @@
 //! The cost is bounded: only that one thread ever spins, never a user; it spins at most
 //! [`SPIN_SHARE`] of the wall time (beyond that it parks to the instant itself and is a few
 //! tens of microseconds late); with nothing due within [`COARSE_MARGIN`] it parks and costs
-//! nothing.
+//! nothing. Each wait it ends costs a wake-up from another thread (a few microseconds), so
+//! above [`DENSE_RATE`] waits a second, where tokio's timer ends dozens of waits per tick for
+//! less, waits go to tokio's timer alone (and end up to about a millisecond late, as
+//! before).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -47,6 +50,14 @@ pub const COARSE_MARGIN: Duration = Duration::from_millis(2);
 /// straight to the due instant (and ends a few tens of microseconds late).
 pub const SPIN_SHARE: f64 = 0.02;
 
+/// Above this many waits a second (over the last [`RATE_WINDOW_MS`] window), [`sleep_until`]
+/// leaves the start clock out: its wake-up per wait would cost more than the precision is
+/// worth at that density.
+pub const DENSE_RATE: u64 = 2_000;
+
+/// The window over which the rate of waits is counted, in milliseconds.
+const RATE_WINDOW_MS: u64 = 100;
+
 /// The most spinning saved up for a burst.
 const SPIN_BURST: Duration = Duration::from_millis(20);
 /// How far before a due instant the clock first parks to (before it has measured itself).
@@ -60,6 +71,10 @@ const LEAD_MARGIN: Duration = Duration::from_micros(15);
 /// Waits until `due`: returns at `due` or within microseconds after it, never before (see
 /// the [module docs](self)). An instant already past returns at once.
 pub async fn sleep_until(due: Instant) {
+    if WAIT_RATE.count(Instant::now()) {
+        tokio::time::sleep_until(due.into()).await;
+        return;
+    }
     if let Some(coarse) = due.checked_sub(COARSE_MARGIN) {
         if coarse > Instant::now() {
             tokio::time::sleep_until(coarse.into()).await;
@@ -76,6 +91,56 @@ pub async fn sleep_until(due: Instant) {
         }
         // No start clock (its thread could not start): tokio's timer alone.
         None => tokio::time::sleep_until(due.into()).await,
+    }
+}
+
+/// How many waits began over the last whole window, and in the current one.
+struct WaitRate {
+    /// The process's time origin for the windows.
+    base: OnceLock<Instant>,
+    /// The current window's index since `base`.
+    window: AtomicU64,
+    /// Waits counted in the current window.
+    count: AtomicU64,
+    /// Waits a second in the last whole window (0 when it was not the one just before).
+    last_rate: AtomicU64,
+}
+
+static WAIT_RATE: WaitRate = WaitRate {
+    base: OnceLock::new(),
+    window: AtomicU64::new(0),
+    count: AtomicU64::new(0),
+    last_rate: AtomicU64::new(0),
+};
+
+impl WaitRate {
+    /// Counts a wait beginning at `now`; true when waits are dense (more than
+    /// [`DENSE_RATE`] a second over the last whole window).
+    fn count(&self, now: Instant) -> bool {
+        let base = *self.base.get_or_init(|| now);
+        let elapsed_ms = u64::try_from(now.saturating_duration_since(base).as_millis())
+            .unwrap_or(u64::MAX);
+        self.count_at(elapsed_ms / RATE_WINDOW_MS)
+    }
+
+    fn count_at(&self, window: u64) -> bool {
+        let current = self.window.load(Ordering::Relaxed);
+        if window > current
+            && self
+                .window
+                .compare_exchange(current, window, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let counted = self.count.swap(0, Ordering::Relaxed);
+            let rate = if window == current + 1 {
+                counted.saturating_mul(1_000 / RATE_WINDOW_MS)
+            } else {
+                0
+            };
+            self.last_rate.store(rate, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.last_rate.load(Ordering::Relaxed) > DENSE_RATE
     }
 }
 
@@ -321,6 +386,31 @@ fn run(clock: &Clock) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rate() -> WaitRate {
+        WaitRate {
+            base: OnceLock::new(),
+            window: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            last_rate: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn dense_waits_are_left_to_tokios_timer_and_sparse_ones_are_not() {
+        let meter = rate();
+        let per_window = DENSE_RATE * RATE_WINDOW_MS / 1_000;
+        // Window 0 at exactly the dense rate: not above it.
+        assert!((0..per_window).all(|_| !meter.count_at(0)));
+        assert!(!meter.count_at(1), "at the rate is not above it");
+        // Window 1 above it: window 2 sees dense waits.
+        (0..per_window).for_each(|_| {
+            meter.count_at(1);
+        });
+        assert!(meter.count_at(2), "above the rate");
+        // A window with no wait in between: the rate starts over.
+        assert!(!meter.count_at(4), "after a quiet window");
+    }
     use std::sync::Arc;
     use std::task::Wake;
 
