@@ -44,8 +44,9 @@ pub trait RunControl: Send + Sync + 'static {
     /// The target host, when one was configured.
     fn host(&self) -> Option<String>;
     /// Statistics of the user groups that keep their own (those a threshold looks at), as
-    /// (group name, statistics); empty when none does, and for a distributed master, whose
-    /// workers report the run's statistics only.
+    /// (group name, statistics); empty when none does. A distributed master merges them from
+    /// its LoadDensity workers' per-group reports
+    /// ([`group_stats`](crate::distributed::group_stats)).
     fn group_stats(&self) -> Vec<(String, RequestStats)> {
         Vec::new()
     }

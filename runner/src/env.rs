@@ -303,6 +303,28 @@ impl Environment {
         self.inner.shared.attach_record_store(store);
     }
 
+    /// Adds a listener of one user group's own statistics: it sees the batches of the group's
+    /// own bus only. `false` (nothing added) when no group `group` keeps statistics of its own.
+    pub(crate) fn add_group_listener(
+        &self,
+        group: &str,
+        listener: Arc<dyn RequestListener>,
+    ) -> bool {
+        match self
+            .inner
+            .shared
+            .groups
+            .iter()
+            .find(|g| g.name == group && g.stats.is_some())
+        {
+            Some(runtime) => {
+                runtime.bus.add_listener(listener);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Starts the run on the current tokio runtime. Calling it again does nothing.
     pub fn start(&self) {
         if self.inner.state.send_if_modified(|state| {

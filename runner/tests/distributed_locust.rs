@@ -156,6 +156,9 @@ async fn a_locust_masters_classes_map_one_to_one_to_our_user_groups() {
         "host": target.base_url(),
         // Our own weights do not matter: the Locust master's (3:1) decide.
         "user_groups": [group("api", "/anything/api"), group("browse", "/get")],
+        // Group thresholds make the worker add its per-group statistics to every report
+        // (`ld_group_stats`), which the Locust master ignores.
+        "thresholds": {"requests{group:api}": ["count>0"]},
     })));
     our_worker_ends(worker, &master).await;
     let status = master.wait(Duration::from_secs(30)).await;

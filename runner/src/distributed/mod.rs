@@ -74,6 +74,7 @@
 //! ([`Master::over_capacity_peers`]) and logged once.
 
 pub mod dispatch;
+pub mod group_stats;
 pub mod locust_stats;
 mod master;
 mod plan;

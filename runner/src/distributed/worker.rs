@@ -12,6 +12,7 @@ use rmpv::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::group_stats::{GroupDeltas, LD_GROUP_STATS_KEY};
 use super::locust_stats::{RecordShipping, ReportBuilder, LD_CPU_KEY};
 use super::sysinfo::{rss_bytes, CpuMonitor};
 use super::token::{AUTH_MESSAGE, CHALLENGE_MESSAGE, REFUSED_MESSAGE};
@@ -128,6 +129,7 @@ impl Worker {
             plan_dir: std::env::temp_dir().join(format!("loaddensity-worker-{node_id}")),
             env: None,
             builder: Arc::new(ReportBuilder::new()),
+            group_deltas: GroupDeltas::default(),
             users_spawned: 0,
             state: WorkerState::Ready,
             acked: false,
@@ -335,6 +337,8 @@ struct Run {
     plan_dir: PathBuf,
     env: Option<Environment>,
     builder: Arc<ReportBuilder>,
+    /// The deltas of the groups a threshold names (their own statistics), for the master.
+    group_deltas: GroupDeltas,
     users_spawned: u64,
     state: WorkerState,
     acked: bool,
@@ -509,6 +513,10 @@ impl Run {
         self.generator.judge(cpu, lag);
         if let Value::Map(entries) = &mut data {
             entries.push((Value::from(LD_CPU_KEY), Value::from(cpu)));
+            // Only when the plan has group thresholds (a key Locust masters ignore).
+            if let Some(groups) = self.group_deltas.take() {
+                entries.push((Value::from(LD_GROUP_STATS_KEY), groups));
+            }
         }
         self.send("stats", data);
     }
@@ -759,6 +767,7 @@ impl Run {
             .map_err(|e| e.to_string())?;
         self.builder.clear();
         env.add_listener(self.builder.clone() as Arc<dyn RequestListener>);
+        self.group_deltas = GroupDeltas::attach(&env, &plan.watched_groups());
         env.attach_stats(self.shared.stats.clone());
         if !self.master_loaddensity {
             env.attach_record_store(test_record_instance().clone());

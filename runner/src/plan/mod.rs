@@ -322,14 +322,11 @@ fn group_thresholds(
         let Some(group) = &threshold.filter.group else {
             continue;
         };
+        // A master judges `{group:G}` on the per-group statistics its LoadDensity workers
+        // ship (`distributed::group_stats`); a worker runs its master's (checked) plan.
         match mode {
             RunnerMode::Worker => {}
-            RunnerMode::Master => tracing::warn!(
-                metric = %threshold.key,
-                "a distributed run keeps no statistics per user group: this threshold has no \
-                 data (and passes)"
-            ),
-            RunnerMode::Local => {
+            RunnerMode::Master | RunnerMode::Local => {
                 if !specs.iter().any(|s| &s.name == group) {
                     return Err(invalid(
                         &format!("thresholds.{:?}", threshold.key),

@@ -45,8 +45,13 @@
 //! groups a threshold names keep statistics of their own (their users report to a bus of their
 //! own, which feeds the group's statistics and every listener of the run). A group's own
 //! `thresholds` (`user_groups[i].thresholds`) are folded into the run's by
-//! [`Thresholds::group_keys`]: each key gets `group:<the group>`. A distributed master keeps no
-//! statistics per group, so there a `{group:G}` condition has no data.
+//! [`Thresholds::group_keys`]: each key gets `group:<the group>`. In a distributed run, every
+//! LoadDensity worker keeps these groups' statistics too and ships what each did since its
+//! previous report (exact HDR histograms, an extra key of the `stats` report that a Locust
+//! master ignores: [`crate::distributed::group_stats`]); the master merges them per group, so
+//! its `{group:G}` conditions read the sum of the workers' counts and merged histograms.
+//! Python Locust workers send no per-group statistics: under a LoadDensity master their
+//! requests count in the run's statistics but in no group's.
 //!
 //! ## Results
 //! The summary gets `thresholds: [{"metric", "condition", "value", "ok"}]` and

@@ -73,7 +73,11 @@ pub(super) async fn drive(inner: Arc<Inner>) {
         }
     }
     let started = Instant::now();
-    inner.stats.lock().mark_start(std::time::SystemTime::now());
+    let now = std::time::SystemTime::now();
+    inner.stats.lock().mark_start(now);
+    for stats in inner.group_stats.lock().iter_mut() {
+        stats.mark_start(now);
+    }
     let mut stopping = inner.stop.subscribe();
     if !*stopping.borrow() {
         inner.state.send_replace(RunState::Spawning);

@@ -7,6 +7,7 @@ use load_density_core::{test_record_instance, RequestStats};
 
 use super::{Inner, Node, NodeState};
 use crate::config::{Generator, Summary};
+use crate::distributed::group_stats;
 use crate::distributed::locust_stats::{self};
 use crate::distributed::wire::{self, Message, WireError};
 
@@ -44,6 +45,7 @@ impl Inner {
                 stats.add_all(&report.rebuilt);
             }
         }
+        self.merge_group_stats(msg);
         // The record store gets the shipped records, or Locust's numbers rebuilt as events.
         if report.exact.is_none() && !report.rebuilt.is_empty() {
             test_record_instance().record_events(&report.rebuilt);
@@ -74,6 +76,52 @@ impl Inner {
             .sum();
         self.peak_users.fetch_max(users, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Merges a report's per-group statistics into the groups' (see
+    /// [`group_stats`](crate::distributed::group_stats)). A payload that breaks the decode
+    /// rules is dropped and counted; the rest of the report counts.
+    fn merge_group_stats(&self, msg: &Message) {
+        let Some(value) = wire::get(&msg.data, group_stats::LD_GROUP_STATS_KEY) else {
+            return;
+        };
+        match group_stats::read_group_stats(value, &self.watched) {
+            Ok(report) => {
+                if report.unknown > 0 {
+                    let before = self
+                        .unknown_group_stats
+                        .fetch_add(report.unknown, Ordering::Relaxed);
+                    if before == 0 {
+                        tracing::warn!(
+                            worker = %msg.node_id,
+                            "skipped per-group statistics of groups no threshold names \
+                             (logged once; Master::unknown_group_stats counts them)"
+                        );
+                    }
+                }
+                let mut groups = self.group_stats.lock();
+                for (index, delta) in &report.groups {
+                    if let Some(stats) = groups.get_mut(*index) {
+                        stats.merge(delta);
+                    }
+                }
+            }
+            Err(error) => {
+                let before = self.dropped_group_stats.fetch_add(1, Ordering::Relaxed);
+                if before == 0 {
+                    tracing::warn!(
+                        worker = %msg.node_id,
+                        %error,
+                        "dropped a report's per-group statistics (logged once; \
+                         Master::dropped_group_stats counts them)"
+                    );
+                } else {
+                    tracing::debug!(worker = %msg.node_id, %error, "dropped per-group statistics");
+                }
+            }
+        }
     }
 }
 

@@ -150,6 +150,14 @@ struct Inner {
     router: Router,
     core: Mutex<Core>,
     stats: Mutex<RequestStats>,
+    /// The groups a threshold names (`{group:G}`, `user_groups[i].thresholds`), and their
+    /// statistics merged from the workers' per-group reports, in the same order.
+    watched: Vec<String>,
+    group_stats: Mutex<Vec<RequestStats>>,
+    /// Per-group payloads dropped whole (malformed, too many entries, over budget).
+    dropped_group_stats: AtomicU64,
+    /// Per-group entries skipped because they named a group no threshold names.
+    unknown_group_stats: AtomicU64,
     state: watch::Sender<RunState>,
     stop: watch::Sender<bool>,
     wake: Notify,
@@ -300,6 +308,7 @@ impl Master {
         })?;
 
         let classes: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let watched = plan.watched_groups();
         let inner = Arc::new(Inner {
             options,
             plan_message,
@@ -324,6 +333,10 @@ impl Master {
             specs,
             plan,
             stats: Mutex::new(RequestStats::new()),
+            group_stats: Mutex::new(watched.iter().map(|_| RequestStats::new()).collect()),
+            watched,
+            dropped_group_stats: AtomicU64::new(0),
+            unknown_group_stats: AtomicU64::new(0),
             state: watch::channel(RunState::Ready).0,
             stop: watch::channel(false).0,
             wake: Notify::new(),
@@ -370,6 +383,18 @@ impl Master {
     /// already forgotten).
     pub fn dropped_reports(&self) -> u64 {
         self.inner.dropped_reports.load(Ordering::Relaxed)
+    }
+
+    /// Per-group statistics payloads (`ld_group_stats`) dropped whole: not a map of group
+    /// name to statistics, more entries than groups the thresholds name, or histograms over
+    /// the payload's budget. The rest of each such report still counted.
+    pub fn dropped_group_stats(&self) -> u64 {
+        self.inner.dropped_group_stats.load(Ordering::Relaxed)
+    }
+
+    /// Per-group statistics entries skipped because they named a group no threshold names.
+    pub fn unknown_group_stats(&self) -> u64 {
+        self.inner.unknown_group_stats.load(Ordering::Relaxed)
     }
 
     /// Peers refused for lack of a valid cluster token proof.
@@ -456,11 +481,23 @@ impl RunControl for Master {
     }
     fn reset_stats(&self) {
         self.inner.stats.lock().reset();
+        for stats in self.inner.group_stats.lock().iter_mut() {
+            stats.reset();
+        }
         // A reset starts the measurement over: the records too (see Environment::reset_stats).
         test_record_instance().clear_records();
     }
     fn host(&self) -> Option<String> {
         self.inner.plan.source().host.clone()
+    }
+    fn group_stats(&self) -> Vec<(String, RequestStats)> {
+        let stats = self.inner.group_stats.lock();
+        self.inner
+            .watched
+            .iter()
+            .cloned()
+            .zip(stats.iter().cloned())
+            .collect()
     }
     fn generator(&self) -> Option<Generator> {
         let stats = self.inner.stats.lock().clone();
