@@ -118,8 +118,8 @@ impl WaitRate {
     /// [`DENSE_RATE`] a second over the last whole window).
     fn count(&self, now: Instant) -> bool {
         let base = *self.base.get_or_init(|| now);
-        let elapsed_ms = u64::try_from(now.saturating_duration_since(base).as_millis())
-            .unwrap_or(u64::MAX);
+        let elapsed_ms =
+            u64::try_from(now.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX);
         self.count_at(elapsed_ms / RATE_WINDOW_MS)
     }
 
