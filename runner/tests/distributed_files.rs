@@ -3,28 +3,15 @@
 //! plan from a hostile master naming a worker-side path is refused; a file above the cap is
 //! refused by the master at start.
 
+mod distributed_support;
+
+use distributed_support::{config, refused_by_the_worker, worker_config};
+
 use std::time::Duration;
 
-use load_density::distributed::wire::Message;
 use load_density::distributed::{Master, Worker};
-use load_density::StartTest;
 use load_density_testkit::{GrpcTarget, HttpTarget};
-use rmpv::Value;
 use serde_json::json;
-use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
-
-fn config(value: serde_json::Value) -> StartTest {
-    serde_json::from_value(value).expect("a valid start_test configuration")
-}
-
-fn worker_config(port: u16) -> StartTest {
-    config(json!({
-        "runner_mode": "worker",
-        "master_host": "127.0.0.1",
-        "master_port": port,
-        "master_timeout": 20,
-    }))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_masters_ca_file_travels_in_the_plan_and_the_worker_opens_no_path() {
@@ -93,59 +80,6 @@ async fn a_file_above_the_cap_is_refused_at_start() {
         text.contains("user_groups[0].descriptor_set") && text.contains("larger than"),
         "{text}"
     );
-}
-
-/// A hostile master acks a worker as a LoadDensity master and sends `plan`; returns the
-/// worker's error.
-async fn refused_by_the_worker(plan: serde_json::Value) -> String {
-    let mut router = RouterSocket::new();
-    let endpoint = router
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .expect("bind the fake master");
-    let port = endpoint
-        .to_string()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse::<u16>().ok())
-        .expect("the bound port");
-    let worker = Worker::start(worker_config(port))
-        .await
-        .expect("start the worker");
-    let hello = tokio::time::timeout(Duration::from_secs(10), router.recv())
-        .await
-        .expect("client_ready in time")
-        .expect("receive");
-    let frames = hello.into_vec();
-    let identity = frames[0].clone();
-    let node = Message::decode(&frames[1]).expect("client_ready").node_id;
-    let send = |message: Message| {
-        let mut zmq = ZmqMessage::from(message.encode());
-        zmq.push_front(identity.clone());
-        zmq
-    };
-    let ack = Value::Map(vec![
-        ("index".into(), Value::from(0)),
-        ("loaddensity".into(), Value::from("0.1.0")),
-        ("records".into(), Value::from("all")),
-    ]);
-    router
-        .send(send(Message::new("ack", ack, node.clone())))
-        .await
-        .expect("send the ack");
-    let data = Value::Map(vec![
-        ("config".into(), Value::from(plan.to_string())),
-        ("files".into(), Value::Array(Vec::new())),
-    ]);
-    router
-        .send(send(Message::new("ld_plan", data, node)))
-        .await
-        .expect("send the plan");
-    tokio::time::timeout(Duration::from_secs(20), worker.wait())
-        .await
-        .expect("the worker ends")
-        .expect_err("the plan is refused")
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,6 +3,10 @@
 //! `user_groups[i].thresholds` on them; a peer's broken per-group payload is dropped and
 //! counted while the run goes on.
 
+mod distributed_support;
+
+use distributed_support::{config, worker_config};
+
 use std::time::{Duration, Instant};
 
 use load_density::core::{test_record_instance, RequestStats};
@@ -17,19 +21,6 @@ use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMes
 
 /// Tests here share the process-wide record store: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn config(value: serde_json::Value) -> StartTest {
-    serde_json::from_value(value).expect("a valid start_test configuration")
-}
-
-fn worker_config(port: u16) -> StartTest {
-    config(json!({
-        "runner_mode": "worker",
-        "master_host": "127.0.0.1",
-        "master_port": port,
-        "master_timeout": 20,
-    }))
-}
 
 /// A master's plan: group `fast` on a target answering 200, group `failing` on one answering
 /// 503, each with its own thresholds, and `{group:G}` keys at the top level.

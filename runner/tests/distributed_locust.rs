@@ -6,7 +6,7 @@ mod distributed_support;
 use std::path::Path;
 use std::time::Duration;
 
-use distributed_support::{csv_count, fixture, locust_bin, read_csv, Proc};
+use distributed_support::{config, csv_count, fixture, locust_bin, read_csv, Proc};
 use load_density::distributed::{Master, Worker};
 use load_density::{start_test_async, RunControl, RunError, StartTest, Summary};
 use load_density_testkit::{unused_local_port, HttpTarget};
@@ -14,10 +14,6 @@ use serde_json::json;
 
 /// The tests share the process-wide record store: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn config(value: serde_json::Value) -> StartTest {
-    serde_json::from_value(value).expect("a valid start_test configuration")
-}
 
 /// Starts the venv's `locust` with `args`, its output in `dir/<name>.log`.
 fn locust(name: &str, dir: &Path, args: &[&str]) -> Proc {

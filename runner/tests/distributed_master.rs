@@ -2,13 +2,17 @@
 //! travelling (tasks, variables, CSV rows), workers joining late or before their master, and
 //! peers sending garbage.
 
+mod distributed_support;
+
+use distributed_support::{config, worker_config};
+
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use load_density::core::test_record_instance;
 use load_density::distributed::wire::Message;
 use load_density::distributed::{Master, Worker};
-use load_density::{RunControl, RunState, StartTest, Summary};
+use load_density::{RunControl, RunState, Summary};
 use load_density_testkit::{unused_local_port, HttpTarget};
 use rmpv::Value;
 use serde_json::json;
@@ -16,19 +20,6 @@ use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMes
 
 /// Tests here share the process-wide record store: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn config(value: serde_json::Value) -> StartTest {
-    serde_json::from_value(value).expect("a valid start_test configuration")
-}
-
-fn worker_config(port: u16) -> StartTest {
-    config(json!({
-        "runner_mode": "worker",
-        "master_host": "127.0.0.1",
-        "master_port": port,
-        "master_timeout": 20,
-    }))
-}
 
 async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

@@ -2,17 +2,17 @@
 //! test ends get `stop_timeout`, are then cut off and recorded as failures, and the master
 //! waits for every worker's last report, so the target's count equals the master's.
 
+mod distributed_support;
+
+use distributed_support::config;
+
 use std::time::{Duration, Instant};
 
 use load_density::core::context::CANCELLED_BY_STOP;
 use load_density::distributed::{Master, Worker};
-use load_density::{RunControl, StartTest};
+use load_density::RunControl;
 use load_density_testkit::HttpTarget;
 use serde_json::json;
-
-fn config(value: serde_json::Value) -> StartTest {
-    serde_json::from_value(value).expect("a valid start_test configuration")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_target_at_a_distributed_stop_loses_no_request() {

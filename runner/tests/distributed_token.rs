@@ -3,6 +3,10 @@
 //! right token runs, one with a wrong token (or none) is refused; reports from peers never
 //! admitted are dropped.
 
+mod distributed_support;
+
+use distributed_support::config;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -17,10 +21,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// In the plan only; must never reach a peer without the token.
 const MARKER: &str = "PLAN-SECRET-4711";
-
-fn config(value: serde_json::Value) -> StartTest {
-    serde_json::from_value(value).expect("a valid start_test configuration")
-}
 
 fn python() -> PathBuf {
     let python = std::env::var_os("LOAD_DENSITY_PYTHON")

@@ -2,19 +2,15 @@
 //! plan ships (never a path of its own file system), and `${env.NAME}` in the master's plan
 //! reads only the names in the worker's allow-list (`allow_env`, `--allow-env`).
 
+mod distributed_support;
+
+use distributed_support::{config, refused_by_the_worker};
+
 use std::time::Duration;
 
-use load_density::distributed::wire::Message;
 use load_density::distributed::{Master, Worker};
-use load_density::StartTest;
 use load_density_testkit::HttpTarget;
-use rmpv::Value;
 use serde_json::json;
-use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
-
-fn config(value: serde_json::Value) -> StartTest {
-    serde_json::from_value(value).expect("a valid start_test configuration")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_plan_naming_a_local_csv_file_is_refused_by_the_worker() {
@@ -23,71 +19,14 @@ async fn a_plan_naming_a_local_csv_file_is_refused_by_the_worker() {
     std::fs::write(&local, "name\nSECRET-ROW\n").expect("write the local file");
     let target = HttpTarget::start().await.expect("start the HTTP target");
 
-    // A hostile master: acks the worker as a LoadDensity master, then sends a plan whose CSV
-    // source is a path on the worker's machine.
-    let mut router = RouterSocket::new();
-    let endpoint = router
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .expect("bind the fake master");
-    let port = endpoint
-        .to_string()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse::<u16>().ok())
-        .expect("the bound port");
-    let worker = Worker::start(config(json!({
-        "runner_mode": "worker",
-        "master_host": "127.0.0.1",
-        "master_port": port,
-        "master_timeout": 20,
-    })))
-    .await
-    .expect("start the worker");
-
-    let hello = tokio::time::timeout(Duration::from_secs(10), router.recv())
-        .await
-        .expect("client_ready in time")
-        .expect("receive");
-    let frames = hello.into_vec();
-    let identity = frames[0].clone();
-    let ready = Message::decode(&frames[1]).expect("decode client_ready");
-    assert_eq!(ready.kind, "client_ready");
-    let node = ready.node_id.clone();
-    let send = |message: Message| {
-        let mut zmq = ZmqMessage::from(message.encode());
-        zmq.push_front(identity.clone());
-        zmq
-    };
-    let ack = Value::Map(vec![
-        ("index".into(), Value::from(0)),
-        ("loaddensity".into(), Value::from("0.1.0")),
-        ("records".into(), Value::from("all")),
-    ]);
-    router
-        .send(send(Message::new("ack", ack, node.clone())))
-        .await
-        .expect("send the ack");
-    let plan = json!({
+    // A hostile master's plan whose CSV source is a path on the worker's machine.
+    let text = refused_by_the_worker(json!({
         "runner_mode": "worker",
         "host": target.base_url(),
         "csv_sources": [{"name": "users", "file_path": local.display().to_string()}],
         "tasks": [{"method": "get", "request_url": "/anything/${csv.users.name}"}]
-    });
-    let data = Value::Map(vec![
-        ("config".into(), Value::from(plan.to_string())),
-        ("files".into(), Value::Array(Vec::new())),
-    ]);
-    router
-        .send(send(Message::new("ld_plan", data, node)))
-        .await
-        .expect("send the plan");
-
-    let error = tokio::time::timeout(Duration::from_secs(20), worker.wait())
-        .await
-        .expect("the worker ends")
-        .expect_err("the plan is refused");
-    let text = error.to_string();
+    }))
+    .await;
     assert!(
         text.contains("csv_sources[0].file_path") && text.contains("shipped with the plan"),
         "{text}"

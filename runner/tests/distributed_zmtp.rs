@@ -4,6 +4,10 @@
 //! mid-frame and a peer that never reads are dropped; `max_peers` caps connections and the
 //! workers kept. After each, a real worker still runs and the counts agree with the target.
 
+mod distributed_support;
+
+use distributed_support::worker_config;
+
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -51,16 +55,6 @@ fn master_config(target: &HttpTarget, extra: serde_json::Value) -> StartTest {
         value.extend(extra.clone());
     }
     serde_json::from_value(value).expect("a valid start_test configuration")
-}
-
-fn worker_config(port: u16) -> StartTest {
-    serde_json::from_value(json!({
-        "runner_mode": "worker",
-        "master_host": "127.0.0.1",
-        "master_port": port,
-        "master_timeout": 20,
-    }))
-    .expect("a valid worker configuration")
 }
 
 /// Runs a real worker under `master` and checks the run completes with exact counts.

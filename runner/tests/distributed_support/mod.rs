@@ -1,4 +1,5 @@
-//! Shared helpers of the distributed tests: real Locust processes, fixtures, CSV reading.
+//! Shared helpers of the distributed tests: configurations, a hostile master, real Locust
+//! processes, fixtures, CSV reading.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -118,4 +119,79 @@ pub fn csv_count(rows: &[HashMap<String, String>], name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} row in {rows:?}"))
         .parse()
         .expect("a request count")
+}
+
+/// A `start_test` configuration from JSON.
+pub fn config(value: serde_json::Value) -> load_density::StartTest {
+    serde_json::from_value(value).expect("a valid start_test configuration")
+}
+
+/// A worker of the master on 127.0.0.1:`port`.
+pub fn worker_config(port: u16) -> load_density::StartTest {
+    config(serde_json::json!({
+        "runner_mode": "worker",
+        "master_host": "127.0.0.1",
+        "master_port": port,
+        "master_timeout": 20,
+    }))
+}
+
+/// A hostile master: acks a worker as a LoadDensity master and sends `plan` (with no shipped
+/// files); returns the worker's error.
+pub async fn refused_by_the_worker(plan: serde_json::Value) -> String {
+    use load_density::distributed::wire::Message;
+    use load_density::distributed::Worker;
+    use rmpv::Value;
+    use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+    let mut router = RouterSocket::new();
+    let endpoint = router
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .expect("bind the fake master");
+    let port = endpoint
+        .to_string()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("the bound port");
+    let worker = Worker::start(worker_config(port))
+        .await
+        .expect("start the worker");
+    let hello = tokio::time::timeout(Duration::from_secs(10), router.recv())
+        .await
+        .expect("client_ready in time")
+        .expect("receive");
+    let frames = hello.into_vec();
+    let identity = frames[0].clone();
+    let ready = Message::decode(&frames[1]).expect("decode client_ready");
+    assert_eq!(ready.kind, "client_ready");
+    let node = ready.node_id;
+    let send = |message: Message| {
+        let mut zmq = ZmqMessage::from(message.encode());
+        zmq.push_front(identity.clone());
+        zmq
+    };
+    let ack = Value::Map(vec![
+        ("index".into(), Value::from(0)),
+        ("loaddensity".into(), Value::from("0.1.0")),
+        ("records".into(), Value::from("all")),
+    ]);
+    router
+        .send(send(Message::new("ack", ack, node.clone())))
+        .await
+        .expect("send the ack");
+    let data = Value::Map(vec![
+        ("config".into(), Value::from(plan.to_string())),
+        ("files".into(), Value::Array(Vec::new())),
+    ]);
+    router
+        .send(send(Message::new("ld_plan", data, node)))
+        .await
+        .expect("send the plan");
+    tokio::time::timeout(Duration::from_secs(20), worker.wait())
+        .await
+        .expect("the worker ends")
+        .expect_err("the plan is refused")
+        .to_string()
 }
