@@ -52,8 +52,13 @@ pub const SPIN_SHARE: f64 = 0.02;
 
 /// Above this many waits a second (over the last [`RATE_WINDOW_MS`] window), [`sleep_until`]
 /// leaves the start clock out: its wake-up per wait would cost more than the precision is
-/// worth at that density.
+/// worth at that density. It comes back once waits fall below [`SPARSE_RATE`]: on tokio's
+/// timer a dense schedule wakes about once a millisecond and starts what is due in one go, so
+/// it asks for far fewer waits than it has due instants.
 pub const DENSE_RATE: u64 = 2_000;
+
+/// Below this many waits a second, waits use the start clock again (see [`DENSE_RATE`]).
+pub const SPARSE_RATE: u64 = 100;
 
 /// The window over which the rate of waits is counted, in milliseconds.
 const RATE_WINDOW_MS: u64 = 100;
@@ -102,20 +107,21 @@ struct WaitRate {
     window: AtomicU64,
     /// Waits counted in the current window.
     count: AtomicU64,
-    /// Waits a second in the last whole window (0 when it was not the one just before).
-    last_rate: AtomicU64,
+    /// Whether waits are dense now (see [`DENSE_RATE`] and [`SPARSE_RATE`]).
+    dense: AtomicBool,
 }
 
 static WAIT_RATE: WaitRate = WaitRate {
     base: OnceLock::new(),
     window: AtomicU64::new(0),
     count: AtomicU64::new(0),
-    last_rate: AtomicU64::new(0),
+    dense: AtomicBool::new(false),
 };
 
 impl WaitRate {
-    /// Counts a wait beginning at `now`; true when waits are dense (more than
-    /// [`DENSE_RATE`] a second over the last whole window).
+    /// Counts a wait beginning at `now`; true when waits are dense: they went above
+    /// [`DENSE_RATE`] a second over a whole window, and have not fallen below [`SPARSE_RATE`]
+    /// since.
     fn count(&self, now: Instant) -> bool {
         let base = *self.base.get_or_init(|| now);
         let elapsed_ms =
@@ -137,10 +143,14 @@ impl WaitRate {
             } else {
                 0
             };
-            self.last_rate.store(rate, Ordering::Relaxed);
+            if rate > DENSE_RATE {
+                self.dense.store(true, Ordering::Relaxed);
+            } else if rate < SPARSE_RATE {
+                self.dense.store(false, Ordering::Relaxed);
+            }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.last_rate.load(Ordering::Relaxed) > DENSE_RATE
+        self.dense.load(Ordering::Relaxed)
     }
 }
 
@@ -392,7 +402,7 @@ mod tests {
             base: OnceLock::new(),
             window: AtomicU64::new(0),
             count: AtomicU64::new(0),
-            last_rate: AtomicU64::new(0),
+            dense: AtomicBool::new(false),
         }
     }
 
@@ -408,8 +418,15 @@ mod tests {
             meter.count_at(1);
         });
         assert!(meter.count_at(2), "above the rate");
-        // A window with no wait in between: the rate starts over.
-        assert!(!meter.count_at(4), "after a quiet window");
+        // On tokio's timer a dense schedule asks for fewer waits: it stays dense down to the
+        // sparse rate...
+        let sparse_per_window = SPARSE_RATE * RATE_WINDOW_MS / 1_000;
+        (0..sparse_per_window * 5).for_each(|_| {
+            meter.count_at(2);
+        });
+        assert!(meter.count_at(3), "between the two rates: still dense");
+        // ...and below it, or after a quiet window, the start clock is back.
+        assert!(!meter.count_at(5), "after a quiet window");
     }
     use std::sync::Arc;
     use std::task::Wake;
