@@ -7,13 +7,25 @@
 //! ```
 //!
 //! The process builds the runtime `start_test` builds (one worker thread per CPU it may use),
-//! spawns one probe task per worker thread, then runs USERS (default 50) `fast_http_user`s
-//! without wait against `HOST/index.html` for SECONDS (default 10). Each probe loops: note
-//! the time, sleep 1 ms, record how much longer than 1 ms the sleep took. The probes first
-//! run 2 s with no load (the baseline: tokio's timer wheel has a 1 ms tick, so an idle
-//! 1 ms sleep is already up to 1 ms late). Prints one JSON line: `{"idle": {...}, "load":
-//! {...}, "requests", "failures", "cpu_s"}`, each lag summary with `samples`, `p50_us`,
-//! `p99_us`, `p999_us` and `max_us` of the lag past the 1 ms asked.
+//! spawns the probe tasks, then runs USERS (default 50) `fast_http_user`s without wait
+//! against `HOST/index.html` for SECONDS (default 10). Each probe loops: note the time,
+//! sleep 1 ms, record how much longer than 1 ms the sleep took. Two kinds of probe run side
+//! by side:
+//!
+//! - `tokio`: one per worker thread, sleeping on `tokio::time::sleep`. tokio's timer wheel
+//!   has a 1 ms tick, so an idle 1 ms sleep is already up to about 1 ms late: this lag is
+//!   the timer's resolution plus what the load adds.
+//! - `precise`: one, sleeping on LoadDensity's start clock
+//!   ([`load_density_core::start_clock::sleep_until`], the timer the open workload models
+//!   start iterations with), which wakes the task within microseconds of the instant: its
+//!   lag is how long a woken task waits for its worker thread, which is what a collector
+//!   holding a worker thread would show. One only: one per thread would ask the start clock
+//!   for about 2,000 waits a second, where it hands dense schedules back to tokio's timer.
+//!
+//! The probes first run 2 s with no load (the baseline), then during the load. Prints one
+//! JSON line: `{"idle": {...}, "load": {...}, "precise_idle": {...}, "precise_load": {...},
+//! "requests", "failures", "cpu_s"}`, each lag summary with `samples`, `p50_us`, `p99_us`,
+//! `p999_us` and `max_us` of the lag past the 1 ms asked.
 //!
 //! `bench/timer_lag.py` starts nginx and runs this binary; see it for the full procedure.
 
@@ -27,7 +39,46 @@ use serde_json::json;
 
 type Lags = Arc<Mutex<Vec<u64>>>;
 
-fn spawn_probes(count: usize, running: &Arc<AtomicBool>, lags: &Lags) {
+/// The timer a probe sleeps on.
+#[derive(Clone, Copy)]
+enum Timer {
+    /// `tokio::time::sleep` (1 ms resolution).
+    Tokio,
+    /// LoadDensity's start clock (microseconds).
+    Precise,
+}
+
+/// The probes of one phase: the tokio probes' lags and the precise probe's.
+struct Probes {
+    running: Arc<AtomicBool>,
+    tokio: Lags,
+    precise: Lags,
+}
+
+impl Probes {
+    fn start(threads: usize) -> Self {
+        let probes = Probes {
+            running: Arc::new(AtomicBool::new(true)),
+            tokio: Lags::default(),
+            precise: Lags::default(),
+        };
+        spawn_probes(threads, Timer::Tokio, &probes.running, &probes.tokio);
+        spawn_probes(1, Timer::Precise, &probes.running, &probes.precise);
+        probes
+    }
+
+    /// Stops the probes and returns the tokio and precise lags.
+    async fn stop(self) -> (Vec<u64>, Vec<u64>) {
+        self.running.store(false, Ordering::Relaxed);
+        // Let every probe finish its last sleep and hand its samples over.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let take =
+            |lags: &Lags| std::mem::take(&mut *lags.lock().unwrap_or_else(PoisonError::into_inner));
+        (take(&self.tokio), take(&self.precise))
+    }
+}
+
+fn spawn_probes(count: usize, timer: Timer, running: &Arc<AtomicBool>, lags: &Lags) {
     for _ in 0..count {
         let running = running.clone();
         let lags = lags.clone();
@@ -35,7 +86,15 @@ fn spawn_probes(count: usize, running: &Arc<AtomicBool>, lags: &Lags) {
             let mut mine = Vec::with_capacity(1 << 14);
             while running.load(Ordering::Relaxed) {
                 let start = Instant::now();
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                match timer {
+                    Timer::Tokio => tokio::time::sleep(Duration::from_millis(1)).await,
+                    Timer::Precise => {
+                        load_density_core::start_clock::sleep_until(
+                            start + Duration::from_millis(1),
+                        )
+                        .await
+                    }
+                }
                 let late = start.elapsed().saturating_sub(Duration::from_millis(1));
                 mine.push(u64::try_from(late.as_micros()).unwrap_or(u64::MAX));
             }
@@ -65,16 +124,10 @@ fn summary(mut lags: Vec<u64>) -> serde_json::Value {
     })
 }
 
-async fn probe_for(threads: usize, seconds: f64) -> Vec<u64> {
-    let running = Arc::new(AtomicBool::new(true));
-    let lags: Lags = Arc::default();
-    spawn_probes(threads, &running, &lags);
+async fn probe_for(threads: usize, seconds: f64) -> (Vec<u64>, Vec<u64>) {
+    let probes = Probes::start(threads);
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    running.store(false, Ordering::Relaxed);
-    // Let every probe finish its last sleep and hand its samples over.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let taken = std::mem::take(&mut *lags.lock().unwrap_or_else(PoisonError::into_inner));
-    taken
+    probes.stop().await
 }
 
 fn cpu_seconds() -> f64 {
@@ -127,23 +180,21 @@ fn main() -> anyhow::Result<()> {
     }))
     .context("the start_test configuration")?;
     let report = runtime.block_on(async move {
-        let idle = probe_for(threads, 2.0).await;
+        let (idle, precise_idle) = probe_for(threads, 2.0).await;
         let cpu_before = cpu_seconds();
-        let running = Arc::new(AtomicBool::new(true));
-        let lags: Lags = Arc::default();
-        spawn_probes(threads, &running, &lags);
+        let probes = Probes::start(threads);
         let summary_of_run = load_density::start_test_async(config).await;
-        running.store(false, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (load, precise_load) = probes.stop().await;
         let cpu = cpu_seconds() - cpu_before;
         let run = summary_of_run.context("the run")?;
-        let load = std::mem::take(&mut *lags.lock().unwrap_or_else(PoisonError::into_inner));
         anyhow::Ok(json!({
             "threads": threads,
             "users": users,
             "seconds": seconds,
             "idle": summary(idle),
             "load": summary(load),
+            "precise_idle": summary(precise_idle),
+            "precise_load": summary(precise_load),
             "requests": run.totals.requests,
             "failures": run.totals.failures,
             "cpu_s": cpu,
