@@ -157,6 +157,7 @@ mod codec;
 mod codec_fuzz;
 mod conn;
 mod error;
+mod plain_head;
 mod protocol;
 mod register;
 mod request;
