@@ -67,10 +67,12 @@ pub(crate) fn parse(
             return None;
         }
         let name_start = pos;
-        while is_token(*buf.get(pos)?) {
-            pos += 1;
-        }
-        if pos == name_start || buf[pos] != b':' {
+        let name_len = buf
+            .get(pos..)?
+            .iter()
+            .position(|&b| !TOKEN[usize::from(b)])?;
+        pos += name_len;
+        if name_len == 0 || buf[pos] != b':' {
             return None;
         }
         let name = name_start..pos;
@@ -117,10 +119,22 @@ fn line_end(buf: &[u8], from: usize) -> Option<usize> {
     (rest[at] == b'\r' && *rest.get(at + 1)? == b'\n').then_some(from + at)
 }
 
-/// Whether `b` may appear in a header name (RFC 9110's `tchar`).
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
+/// Which bytes may appear in a header name (RFC 9110's `tchar`), by value.
+static TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+                    | b'`' | b'|' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
