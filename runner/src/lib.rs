@@ -371,39 +371,20 @@ pub(crate) fn finish_run(mut summary: Summary, monitor: Option<monitor::RunMonit
     summary
 }
 
-/// The runtime [`start_test`] runs a test on: one worker thread per CPU this process may use
-/// ([`env::worker_threads`]). With one CPU, a current-thread runtime: the users then run on
-/// the thread that called, beside the run's own tasks, instead of on one worker of a
-/// work-stealing scheduler (which adds its run queues, its idle bookkeeping and a second
-/// thread to wake per wake-up, with nothing to steal). The collector's flushes run on the
-/// blocking pool either way.
-///
-/// # Errors
-/// When the runtime cannot start.
-pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let threads = env::worker_threads();
-    if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-}
-
 /// Runs a test to its end and returns its summary (Python's `start_test`).
 ///
-/// Builds a tokio runtime with one worker per CPU this process may use (see [`runtime`]), and
+/// Builds a multi-threaded tokio runtime with one worker per CPU this process may use, and
 /// stops gracefully on Ctrl-C (a second Ctrl-C exits the process; see [`interrupt`]). Call
 /// [`start_test_async`] from async code instead.
 ///
 /// # Errors
 /// See [`create_env`]; also when the runtime cannot start.
 pub fn start_test(config: StartTest) -> Result<Summary, RunError> {
-    let runtime = runtime().map_err(RunError::Runtime)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(env::worker_threads())
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
     interrupt::install();
     let plan = RunPlan::compile(config)?;
     runtime.block_on(async {
