@@ -67,12 +67,10 @@ pub(crate) fn parse(
             return None;
         }
         let name_start = pos;
-        let name_len = buf
-            .get(pos..)?
-            .iter()
-            .position(|&b| !TOKEN[usize::from(b)])?;
-        pos += name_len;
-        if name_len == 0 || buf[pos] != b':' {
+        while is_token(*buf.get(pos)?) {
+            pos += 1;
+        }
+        if pos == name_start || buf[pos] != b':' {
             return None;
         }
         let name = name_start..pos;
@@ -119,22 +117,10 @@ fn line_end(buf: &[u8], from: usize) -> Option<usize> {
     (rest[at] == b'\r' && *rest.get(at + 1)? == b'\n').then_some(from + at)
 }
 
-/// Which bytes may appear in a header name (RFC 9110's `tchar`), by value.
-static TOKEN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-                    | b'`' | b'|' | b'~'
-            );
-        b += 1;
-    }
-    table
-};
+/// Whether `b` may appear in a header name (RFC 9110's `tchar`).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
 
 #[cfg(test)]
 mod tests {
