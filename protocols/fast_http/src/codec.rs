@@ -9,7 +9,6 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::conn::Transport;
 use crate::error::FastHttpError;
-use crate::plain_head;
 
 /// Response headers parsed per response; more is an error.
 const MAX_HEADERS: usize = 128;
@@ -182,38 +181,58 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
     }
 
     /// Parses a complete head at the start of the buffer into `head` and consumes it;
-    /// `Ok(None)` when more bytes are needed. A plain head (the usual kind) is parsed by
-    /// [`plain_head`]; anything else by `httparse`.
+    /// `Ok(None)` when more bytes are needed.
     fn parse_head(&mut self, head: &mut Head) -> Result<Option<(Framing, bool)>, FastHttpError> {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let (len, http11) = match plain_head::parse(self.buf, &mut head.headers, MAX_HEADERS) {
-            Some(plain) => {
-                head.status = plain.status;
-                head.reason = plain.reason;
-                (plain.len, plain.http11)
+        // Left uninitialised: httparse writes the entries it fills, and nothing else is read,
+        // so no 128-entry array is zeroed per response.
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let mut config = httparse::ParserConfig::default();
+        config
+            .allow_spaces_after_header_name_in_responses(true)
+            .allow_obsolete_multiline_headers_in_responses(true);
+        let len = match config.parse_response_with_uninit_headers(
+            &mut response,
+            self.buf,
+            &mut headers,
+        ) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(FastHttpError::InvalidResponse(format!(
+                    "more than {MAX_HEADERS} headers"
+                )))
             }
-            None => match Self::parse_head_httparse(self.buf, head)? {
-                Some(parsed) => parsed,
-                None => return Ok(None),
-            },
+            Err(e) => return Err(FastHttpError::InvalidResponse(e.to_string())),
         };
+        let base = self.buf.as_ptr() as usize;
+        let span = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        head.status = response.code.unwrap_or(0);
+        head.reason = response.reason.map_or(0..0, |r| span(r.as_bytes()));
+        head.headers.clear();
         head.bytes.clear();
         head.bytes.extend_from_slice(&self.buf[..len]);
 
+        let http11 = response.version == Some(1);
         let mut close = false;
         let mut keep_alive_token = false;
         let mut length: Option<u64> = None;
         let mut transfer_encoding: Option<bool> = None;
-        for (name, value) in &head.headers {
-            let name = &head.bytes[name.clone()];
-            let value = &head.bytes[value.clone()];
-            if name.eq_ignore_ascii_case(b"content-length") {
-                let value = parse_length(value).ok_or_else(|| {
+        for header in response.headers.iter() {
+            head.headers
+                .push((span(header.name.as_bytes()), span(header.value)));
+            let name = header.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let value = parse_length(header.value).ok_or_else(|| {
                     FastHttpError::InvalidResponse(format!(
                         "invalid Content-Length {:?}",
-                        String::from_utf8_lossy(value)
+                        String::from_utf8_lossy(header.value)
                     ))
                 })?;
                 if length.is_some_and(|l| l != value) {
@@ -222,15 +241,16 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
                     ));
                 }
                 length = Some(value);
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 // Chunked only counts when it is the last coding.
-                let last = value
+                let last = header
+                    .value
                     .split(|b| *b == b',')
                     .map(<[u8]>::trim_ascii)
                     .rfind(|c| !c.is_empty());
                 transfer_encoding = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in header.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
@@ -250,49 +270,6 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
         let keep_alive = if http11 { !close } else { keep_alive_token };
         self.buf.advance(len);
         Ok(Some((framing, keep_alive)))
-    }
-
-    /// Parses the head at the start of `buf` with `httparse`: its status, reason and headers
-    /// (as ranges of `buf`) into `head`, and its length and whether it is HTTP/1.1;
-    /// `Ok(None)` when more bytes are needed.
-    fn parse_head_httparse(
-        buf: &[u8],
-        head: &mut Head,
-    ) -> Result<Option<(usize, bool)>, FastHttpError> {
-        // Left uninitialised: httparse writes the entries it fills, and nothing else is read,
-        // so no 128-entry array is zeroed per response.
-        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut []);
-        let mut config = httparse::ParserConfig::default();
-        config
-            .allow_spaces_after_header_name_in_responses(true)
-            .allow_obsolete_multiline_headers_in_responses(true);
-        let len = match config.parse_response_with_uninit_headers(&mut response, buf, &mut headers)
-        {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(FastHttpError::InvalidResponse(format!(
-                    "more than {MAX_HEADERS} headers"
-                )))
-            }
-            Err(e) => return Err(FastHttpError::InvalidResponse(e.to_string())),
-        };
-        let base = buf.as_ptr() as usize;
-        let span = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
-        };
-        head.status = response.code.unwrap_or(0);
-        head.reason = response.reason.map_or(0..0, |r| span(r.as_bytes()));
-        head.headers.clear();
-        head.headers.extend(
-            response
-                .headers
-                .iter()
-                .map(|header| (span(header.name.as_bytes()), span(header.value))),
-        );
-        Ok(Some((len, response.version == Some(1))))
     }
 
     async fn read_length(&mut self, len: u64, max: u64) -> Result<Bytes, FastHttpError> {

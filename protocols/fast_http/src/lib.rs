@@ -157,7 +157,6 @@ mod codec;
 mod codec_fuzz;
 mod conn;
 mod error;
-mod plain_head;
 mod protocol;
 mod register;
 mod request;
