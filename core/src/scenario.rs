@@ -385,7 +385,9 @@ pub(crate) async fn drive_user<U: Driven + ?Sized>(
     // task: its wait is registered with the user's waker on the first task, and later tasks
     // only check whether it fired (an atomic load) while the waker stays the same.
     let probe = ctx.take_cancel_signal();
-    let stopped = probe.clone().map(|mut signal| async move { signal.stopped().await });
+    let stopped = probe
+        .clone()
+        .map(|mut signal| async move { signal.stopped().await });
     let mut stopped = pin!(stopped);
     let mut cancel = match (stopped.as_mut().as_pin_mut(), probe) {
         (Some(stopped), Some(probe)) => Some(CancelWatch::new(stopped, probe)),
