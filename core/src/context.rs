@@ -57,6 +57,13 @@ impl StopSignal {
         *self.0.borrow()
     }
 
+    /// Whether the handle sent anything since this signal last looked (or was made), or is
+    /// gone: one atomic load, no lock. A `true` says to look again with
+    /// [`StopSignal::is_stopped`] or [`StopSignal::stopped`].
+    pub fn has_changed(&self) -> bool {
+        self.0.has_changed().unwrap_or(true)
+    }
+
     /// Resolves once stop is asked (at once if it already was).
     pub async fn stopped(&mut self) {
         // An error means the handle is gone: treat as stopped.

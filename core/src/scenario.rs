@@ -6,16 +6,17 @@
 //! conditions with the user's variables, and hands the task's checks to the user's context
 //! before running it.
 
-use std::future::Future;
-use std::pin::pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::Value;
 
 use crate::checks::TaskChecks;
-use crate::context::{RequestMeta, RequestTimer, UserContext, CANCELLED_BY_STOP};
+use crate::context::{RequestMeta, RequestTimer, StopSignal, UserContext, CANCELLED_BY_STOP};
 use crate::data::OnEnd;
 use crate::pacing::{PacedSchedule, Pacing};
 use crate::predicate::Predicate;
@@ -205,14 +206,20 @@ impl Scenario {
     /// - Weighted mode: one task picked by weight (a weight of 0 is never picked), which runs
     ///   only if its conditions hold; nothing runs otherwise.
     pub async fn run_iteration(&self, user: &mut dyn UserTemplate, ctx: &mut UserContext) -> usize {
-        self.iterate(user, ctx).await
+        self.iterate(user, ctx, &mut None).await
     }
 
-    /// [`Scenario::run_iteration`] for any user the loop can drive (boxed or not).
-    async fn iterate<U: Driven + ?Sized>(&self, user: &mut U, ctx: &mut UserContext) -> usize {
+    /// [`Scenario::run_iteration`] for any user the loop can drive (boxed or not); `cancel`
+    /// watches the run's cancel signal across iterations (else each task watches it anew).
+    async fn iterate<U: Driven + ?Sized>(
+        &self,
+        user: &mut U,
+        ctx: &mut UserContext,
+        cancel: &mut Option<CancelWatch<'_>>,
+    ) -> usize {
         match self.mode {
             ScenarioMode::Weighted => match self.pick_weighted() {
-                Some(index) => usize::from(self.run_task(index, user, ctx).await),
+                Some(index) => usize::from(self.run_task(index, user, ctx, cancel).await),
                 None => 0,
             },
             ScenarioMode::Sequence | ScenarioMode::Conditional => {
@@ -221,7 +228,7 @@ impl Scenario {
                     if ctx.is_stopping() {
                         break;
                     }
-                    if self.run_task(index, user, ctx).await {
+                    if self.run_task(index, user, ctx, cancel).await {
                         ran += 1;
                     }
                 }
@@ -236,6 +243,7 @@ impl Scenario {
         index: usize,
         user: &mut U,
         ctx: &mut UserContext,
+        cancel: &mut Option<CancelWatch<'_>>,
     ) -> bool {
         let Some(task) = self.tasks.get(index) else {
             return false;
@@ -261,9 +269,31 @@ impl Scenario {
         // No clock is read here: a task cut off or panicking is timed from its first request
         // (the protocol's own timer, `UserContext::start_timer`).
         ctx.begin_task(&task.checks);
-        let outcome = match ctx.take_cancel_signal() {
-            None => CatchPanic(pin!(user.task(index, ctx))).await,
-            Some(mut cancel) => {
+        let outcome = match (cancel.as_mut(), ctx.take_cancel_signal()) {
+            (Some(watch), signal) => {
+                if let Some(signal) = signal {
+                    ctx.restore_cancel_signal(signal);
+                }
+                let finished = {
+                    let mut task = CatchPanic(pin!(user.task(index, ctx)));
+                    poll_fn(|cx| match Pin::new(&mut task).poll(cx) {
+                        Poll::Ready(outcome) => Poll::Ready(Some(outcome)),
+                        Poll::Pending => watch.poll_cancelled(cx).map(|()| None),
+                    })
+                    .await
+                };
+                match finished {
+                    Some(outcome) => outcome,
+                    None => {
+                        let timer = ctx.task_timer();
+                        ctx.end_task();
+                        ctx.record_failure(&task.cancel_meta, timer, None, 0, CANCELLED_BY_STOP);
+                        return true;
+                    }
+                }
+            }
+            (None, None) => CatchPanic(pin!(user.task(index, ctx))).await,
+            (None, Some(mut cancel)) => {
                 let finished = {
                     let task = pin!(user.task(index, ctx));
                     tokio::select! {
@@ -351,6 +381,18 @@ pub(crate) async fn drive_user<U: Driven + ?Sized>(
         ctx.stopped().await;
     }
     let mut stop = ctx.stop_signal();
+    // The run's cancel signal, watched once for the user's whole life rather than once per
+    // task: its wait is registered with the user's waker on the first task, and later tasks
+    // only check whether it fired (an atomic load) while the waker stays the same.
+    let probe = ctx.take_cancel_signal();
+    let stopped = probe
+        .clone()
+        .map(|mut signal| async move { signal.stopped().await });
+    let mut stopped = pin!(stopped);
+    let mut cancel = match (stopped.as_mut().as_pin_mut(), probe) {
+        (Some(stopped), Some(probe)) => Some(CancelWatch::new(stopped, probe)),
+        _ => None,
+    };
     let mut idle = 0u32;
     let mut schedule = pacing
         .period()
@@ -362,7 +404,7 @@ pub(crate) async fn drive_user<U: Driven + ?Sized>(
             ctx.count_dropped(missed);
             ctx.set_start_delay(Some(delay));
         }
-        let ran = scenario.iterate(user, ctx).await;
+        let ran = scenario.iterate(user, ctx, &mut cancel).await;
         if ran == 0 {
             idle += 1;
         } else {
@@ -402,10 +444,66 @@ pub(crate) async fn drive_user<U: Driven + ?Sized>(
             }
         }
     }
+    if let Some(watch) = cancel {
+        ctx.restore_cancel_signal(watch.probe);
+    }
     let timer = RequestTimer::start();
     let stopped = CatchPanic(pin!(user.stop(ctx))).await;
     if let Err(message) = stopped {
         record_panic(ctx, "on_stop", timer, &message);
+    }
+}
+
+/// The run's cancel signal as one user's loop watches it, across its tasks.
+///
+/// Waiting on a `watch` channel costs a lock of its waiter list to register, one per poll
+/// and one to unregister; per task, that was the largest cost of a request after the
+/// protocol's own. Here the wait is made once, and polled again only when the user's waker
+/// changed or the signal's version moved (an atomic load): a task of the same user is woken
+/// by the same waker, so the registration made by an earlier task still wakes it.
+pub(crate) struct CancelWatch<'a> {
+    /// `StopSignal::stopped` on a copy of the signal, pinned in the user loop's frame.
+    stopped: Pin<&'a mut (dyn Future<Output = ()> + Send + 'a)>,
+    /// The signal itself: whether it changed since the wait was registered, without a lock.
+    probe: StopSignal,
+    /// The waker `stopped` was last polled with.
+    waker: Option<Waker>,
+    /// `stopped` finished (it must not be polled again).
+    fired: bool,
+}
+
+impl<'a> CancelWatch<'a> {
+    fn new(stopped: Pin<&'a mut (dyn Future<Output = ()> + Send + 'a)>, probe: StopSignal) -> Self {
+        Self {
+            stopped,
+            probe,
+            waker: None,
+            fired: false,
+        }
+    }
+
+    /// Ready once the run's tasks in flight must be cut off.
+    fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.fired {
+            return Poll::Ready(());
+        }
+        let registered = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if registered && !self.probe.has_changed() {
+            return Poll::Pending;
+        }
+        match self.stopped.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.fired = true;
+                self.waker = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                if !registered {
+                    self.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 

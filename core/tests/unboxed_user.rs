@@ -23,6 +23,9 @@ enum Behaviour {
     PanicAfter(Duration),
     /// Starts a timer and never finishes.
     Hang,
+    /// The first this many tasks wait a millisecond (so they are polled more than once) and
+    /// record a response; the next one hangs.
+    WaitThenHang(usize),
 }
 
 #[derive(Default)]
@@ -44,7 +47,7 @@ impl StaticUser for TestUser {
     }
 
     async fn run_task(&mut self, _index: usize, ctx: &mut UserContext) {
-        self.calls.tasks.fetch_add(1, Ordering::SeqCst);
+        let done = self.calls.tasks.fetch_add(1, Ordering::SeqCst);
         let timer = ctx.start_timer();
         match self.behaviour {
             Behaviour::Answer => {
@@ -56,6 +59,14 @@ impl StaticUser for TestUser {
                 panic!("the test user panics");
             }
             Behaviour::Hang => std::future::pending().await,
+            Behaviour::WaitThenHang(waits) => {
+                if done == waits {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let meta = RequestMeta::new("GET", "answer", "/answer");
+                ctx.record_response(&meta, timer, &FakeResponse::ok("ok"));
+            }
         }
     }
 
@@ -158,4 +169,38 @@ async fn a_cut_off_task_is_timed_from_its_first_request() {
         "timed from the task's first request: {:?}",
         event.response_time
     );
+}
+
+/// The cancel signal is watched once per user, not once per task: a task that hangs after
+/// several that waited (and returned) is still woken and cut off when the signal fires.
+#[tokio::test]
+async fn a_task_hanging_after_others_is_still_cut_off() {
+    let harness = Harness::new(&[]);
+    let scenario = Arc::new(support::scenario(
+        &json!([{"method": "get", "request_url": "/hang"}]),
+    ));
+    let cancel = StopHandle::new();
+    let ctx = harness.context(1).with_cancel(cancel.signal());
+    let waits = 5;
+    let (user, calls) = user(Behaviour::WaitThenHang(waits));
+    let run = tokio::spawn(run_user(user, ctx, scenario, Pacing::None));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while calls.tasks.load(Ordering::SeqCst) <= waits {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the user reaches its hanging task");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    harness.stop.stop();
+    cancel.stop();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the hanging task is cut off")
+        .expect("no panic");
+    let events = harness.take_events();
+    assert_eq!(events.len(), waits + 1, "{events:?}");
+    assert!(events[..waits].iter().all(|e| e.is_success()));
+    assert_eq!(events[waits].error.as_deref(), Some(CANCELLED_BY_STOP));
+    assert_eq!(calls.tasks.load(Ordering::SeqCst), waits + 1);
 }

@@ -151,11 +151,15 @@ impl StaticUser for FastHttpUser {
                 BodyMode::Discard
             },
         };
-        let outcome = self
-            .deadline
-            .within(&timer, task.timeout, state.exchange(&exchange, &self.tls))
-            .await
-            .unwrap_or(Err(FastHttpError::Timeout(task.timeout)));
+        // Pinned where it is made: `within` then moves a pointer, not the whole exchange
+        // future (two copies of it per request otherwise).
+        let outcome = {
+            let exchange = std::pin::pin!(state.exchange(&exchange, &self.tls));
+            self.deadline
+                .within(&timer, task.timeout, exchange)
+                .await
+                .unwrap_or(Err(FastHttpError::Timeout(task.timeout)))
+        };
         match outcome {
             Ok(received) => {
                 let response = FastHttpResponse::new(&state.head, received.body, received.length);
