@@ -183,6 +183,7 @@
 
 mod broker;
 mod codes;
+mod connection;
 mod error;
 mod payload;
 mod protocol;
@@ -192,6 +193,7 @@ mod session;
 mod stamp;
 mod task;
 mod user;
+mod wire;
 
 pub use broker::DEFAULT_BROKER;
 pub use error::MqttError;
