@@ -71,7 +71,7 @@ pub(crate) struct Message {
 }
 
 /// The receipt of a stamped message, to record as an `MQTT_RECV` event. Timed when the
-/// event-loop task got the PUBLISH, whenever the user records it.
+/// connection's task read the PUBLISH, whenever the user records it.
 #[derive(Debug, Clone)]
 pub(crate) struct Receipt {
     pub(crate) topic: Arc<str>,

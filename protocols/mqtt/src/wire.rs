@@ -10,6 +10,10 @@ use rumqttc::v5::mqttbytes::{v5, Error as V5Error};
 use crate::codes::{self, Code};
 use crate::session::ProtocolVersion;
 
+/// The most room reserved at once for the rest of a packet being read: the buffer grows with
+/// the bytes that actually arrive, not with the size a packet's header announces.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// What the connection asks the codec to write.
 pub(crate) enum Outgoing<'a> {
     Connect {
@@ -229,7 +233,8 @@ fn write_v5(packet: Outgoing<'_>, buffer: &mut BytesMut, max: usize) -> Result<(
 }
 
 /// Reads one packet off the front of `buffer`. `Ok(None)`: not a whole packet yet; `buffer`
-/// then has room reserved for the rest of it (at most `max` bytes, checked before reserving).
+/// then has room reserved for more of it (the packet's size is checked against `max` first,
+/// and at most [`RESERVE_STEP`] is reserved at a time).
 pub(crate) fn read(
     version: ProtocolVersion,
     buffer: &mut BytesMut,
@@ -239,7 +244,7 @@ pub(crate) fn read(
         ProtocolVersion::V311 => match v4::Packet::read(buffer, max) {
             Ok(packet) => Ok(Some(incoming_v4(packet))),
             Err(rumqttc::mqttbytes::Error::InsufficientBytes(more)) => {
-                buffer.reserve(more);
+                buffer.reserve(more.min(RESERVE_STEP));
                 Ok(None)
             }
             Err(rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size)) => {
@@ -252,7 +257,7 @@ pub(crate) fn read(
             match v5::Packet::read(buffer, limit) {
                 Ok(packet) => Ok(Some(incoming_v5(packet))),
                 Err(V5Error::InsufficientBytes(more)) => {
-                    buffer.reserve(more);
+                    buffer.reserve(more.min(RESERVE_STEP));
                     Ok(None)
                 }
                 Err(V5Error::PayloadSizeLimitExceeded { pkt_size, .. }) => {
@@ -403,6 +408,14 @@ mod tests {
                 "{version:?}: {error}"
             );
             assert!(input.capacity() < 4096, "nothing reserved for it");
+            // One announcing 1 MB, within the limit: room grows with what arrives.
+            let mut input = BytesMut::from(&[0x30, 0x80, 0x80, 0x40, 0x00, 0x01][..]);
+            assert!(read(version, &mut input, 16 << 20).expect("allowed").is_none());
+            assert!(
+                input.capacity() <= 2 * RESERVE_STEP,
+                "{version:?}: {} reserved",
+                input.capacity()
+            );
             let mut out = BytesMut::new();
             let big = Outgoing::Publish {
                 topic: "t",
