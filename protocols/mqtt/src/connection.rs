@@ -176,9 +176,7 @@ pub(crate) async fn open(params: &ConnectParams) -> Result<Opened, MqttError> {
                     },
                     server_keep_alive,
                 }),
-                Incoming::ConnAck(Err(code), _) => {
-                    Err(connect_error(Some(code), String::new()))
-                }
+                Incoming::ConnAck(Err(code), _) => Err(connect_error(Some(code), String::new())),
                 Incoming::Disconnect(reason) => Err(MqttError::Connect(reason)),
                 other => Err(MqttError::Connect(format!(
                     "expected CONNACK from the broker, got {}",
@@ -186,7 +184,11 @@ pub(crate) async fn open(params: &ConnectParams) -> Result<Opened, MqttError> {
                 ))),
             };
         }
-        if read_some(&mut stream, &mut leftover).await.map_err(io_error)? == 0 {
+        if read_some(&mut stream, &mut leftover)
+            .await
+            .map_err(io_error)?
+            == 0
+        {
             return Err(MqttError::Connect("closed by the broker".to_owned()));
         }
     }
@@ -210,7 +212,7 @@ fn packet_name(packet: &Incoming) -> &'static str {
 
 /// The acknowledgement a request waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ack {
+enum Awaits {
     PubAck,
     PubComp,
     SubAck,
@@ -219,7 +221,7 @@ enum Ack {
 
 struct Inflight {
     pkid: u16,
-    ack: Ack,
+    ack: Awaits,
     reply: Reply,
 }
 
@@ -382,7 +384,12 @@ impl Driver {
     fn encode(&mut self, request: Request) -> bool {
         let (ack, reply) = match request {
             Request::Disconnect { reply } => {
-                match wire::write(self.version, Outgoing::Disconnect, &mut self.write, self.max) {
+                match wire::write(
+                    self.version,
+                    Outgoing::Disconnect,
+                    &mut self.write,
+                    self.max,
+                ) {
                     Ok(()) => self.on_written.push(reply),
                     Err(e) => {
                         let _ = reply.send(Err(MqttError::Busy(e.to_string())));
@@ -418,8 +425,8 @@ impl Driver {
                         self.on_written.push(reply);
                         return false;
                     }
-                    1 => ((pkid, Ack::PubAck), reply),
-                    _ => ((pkid, Ack::PubComp), reply),
+                    1 => ((pkid, Awaits::PubAck), reply),
+                    _ => ((pkid, Awaits::PubComp), reply),
                 }
             }
             Request::Subscribe { filter, qos, reply } => {
@@ -437,7 +444,7 @@ impl Driver {
                     let _ = reply.send(Err(MqttError::Busy(e.to_string())));
                     return false;
                 }
-                ((pkid, Ack::SubAck), reply)
+                ((pkid, Awaits::SubAck), reply)
             }
             Request::Unsubscribe { filter, reply } => {
                 if !self.has_room() {
@@ -453,7 +460,7 @@ impl Driver {
                     let _ = reply.send(Err(MqttError::Busy(e.to_string())));
                     return false;
                 }
-                ((pkid, Ack::UnsubAck), reply)
+                ((pkid, Awaits::UnsubAck), reply)
             }
         };
         let (pkid, ack) = ack;
@@ -475,7 +482,7 @@ impl Driver {
         Ok(())
     }
 
-    fn complete(&mut self, pkid: u16, ack: Ack, packet: &'static str, result: Result<u8, Code>) {
+    fn complete(&mut self, pkid: u16, ack: Awaits, packet: &'static str, result: Result<u8, Code>) {
         let Some(index) = self
             .inflight
             .iter()
@@ -496,17 +503,15 @@ impl Driver {
 
     fn on_packet(&mut self, packet: Incoming) -> Result<(), String> {
         match packet {
-            Incoming::PubAck(pkid, result) => self.complete(pkid, Ack::PubAck, "PUBACK", result),
+            Incoming::PubAck(pkid, result) => self.complete(pkid, Awaits::PubAck, "PUBACK", result),
             Incoming::PubRec(pkid, Ok(_)) => self.push(Outgoing::PubRel(pkid))?,
             Incoming::PubRec(pkid, Err(code)) => {
-                self.complete(pkid, Ack::PubComp, "PUBREC", Err(code))
+                self.complete(pkid, Awaits::PubComp, "PUBREC", Err(code))
             }
-            Incoming::PubComp(pkid, result) => {
-                self.complete(pkid, Ack::PubComp, "PUBCOMP", result)
-            }
-            Incoming::SubAck(pkid, result) => self.complete(pkid, Ack::SubAck, "SUBACK", result),
+            Incoming::PubComp(pkid, result) => self.complete(pkid, Awaits::PubComp, "PUBCOMP", result),
+            Incoming::SubAck(pkid, result) => self.complete(pkid, Awaits::SubAck, "SUBACK", result),
             Incoming::UnsubAck(pkid, result) => {
-                self.complete(pkid, Ack::UnsubAck, "UNSUBACK", result)
+                self.complete(pkid, Awaits::UnsubAck, "UNSUBACK", result)
             }
             Incoming::PubRel(pkid) => self.push(Outgoing::PubComp(pkid))?,
             Incoming::Publish {

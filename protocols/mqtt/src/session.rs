@@ -210,9 +210,7 @@ impl Shared {
     pub(crate) fn close(&self, reason: Option<String>, waiters: impl Iterator<Item = Reply>) {
         let mut state = self.state.lock();
         let queued: Vec<Reply> = state.requests.drain(..).map(Request::into_reply).collect();
-        let text = reason
-            .clone()
-            .unwrap_or_else(|| "disconnected".to_owned());
+        let text = reason.clone().unwrap_or_else(|| "disconnected".to_owned());
         let mut told = false;
         for waiter in waiters.chain(queued) {
             told |= waiter
@@ -454,4 +452,3 @@ impl Session {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
-

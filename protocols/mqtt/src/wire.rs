@@ -410,7 +410,9 @@ mod tests {
             assert!(input.capacity() < 4096, "nothing reserved for it");
             // One announcing 1 MB, within the limit: room grows with what arrives.
             let mut input = BytesMut::from(&[0x30, 0x80, 0x80, 0x40, 0x00, 0x01][..]);
-            assert!(read(version, &mut input, 16 << 20).expect("allowed").is_none());
+            assert!(read(version, &mut input, 16 << 20)
+                .expect("allowed")
+                .is_none());
             assert!(
                 input.capacity() <= 2 * RESERVE_STEP,
                 "{version:?}: {} reserved",

@@ -35,7 +35,10 @@ async fn keep_alive_pings_hold_an_idle_connection_to_mosquitto() -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(3500)).await;
         assert!(user.is_connected(), "MQTT {version}: still connected");
         ok(run_one(&mut user, 0, &mut ctx, &recorder).await);
-        assert!(recorder.take().is_empty(), "MQTT {version}: no loss recorded");
+        assert!(
+            recorder.take().is_empty(),
+            "MQTT {version}: no loss recorded"
+        );
     }
     Ok(())
 }
