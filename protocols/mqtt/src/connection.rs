@@ -10,14 +10,12 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rumqttc::tokio_rustls::client::TlsStream;
-use rumqttc::tokio_rustls::TlsConnector;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use load_density_core::stream::MaybeTlsStream as Stream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use crate::codes::Code;
@@ -37,52 +35,6 @@ const MAX_INFLIGHT: usize = 16;
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
 
 type Reply = tokio::sync::oneshot::Sender<Result<Option<u8>, MqttError>>;
-
-/// A plain or TLS stream to the broker.
-pub(crate) enum Stream {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
 
 /// Reads what is available into `buffer`: straight into its spare room when a packet being
 /// read has room reserved, else through a chunk on the stack (so a connection waiting for
@@ -133,19 +85,11 @@ pub(crate) async fn open(params: &ConnectParams) -> Result<Opened, MqttError> {
     tcp.set_nodelay(true)
         .map_err(|e| MqttError::Connect(e.to_string()))?;
     let mut stream = if params.broker.tls {
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
-            .map_err(|e| MqttError::Connect(format!("TLS: invalid server name {host:?}: {e}")))?;
-        let tls = TlsConnector::from(params.tls.clone())
-            .connect(name, tcp)
+        Stream::tls(params.tls.clone(), host, tcp)
             .await
-            .map_err(|e| MqttError::Connect(format!("TLS: {e}")))?;
-        Stream::Tls(Box::new(tls))
+            .map_err(|e| MqttError::Connect(format!("TLS: {e}")))?
     } else {
-        Stream::Tcp(tcp)
+        Stream::Plain(tcp)
     };
     let max = params.max_packet_size;
     let mut out = BytesMut::new();
@@ -508,7 +452,9 @@ impl Driver {
             Incoming::PubRec(pkid, Err(code)) => {
                 self.complete(pkid, Awaits::PubComp, "PUBREC", Err(code))
             }
-            Incoming::PubComp(pkid, result) => self.complete(pkid, Awaits::PubComp, "PUBCOMP", result),
+            Incoming::PubComp(pkid, result) => {
+                self.complete(pkid, Awaits::PubComp, "PUBCOMP", result)
+            }
             Incoming::SubAck(pkid, result) => self.complete(pkid, Awaits::SubAck, "SUBACK", result),
             Incoming::UnsubAck(pkid, result) => {
                 self.complete(pkid, Awaits::UnsubAck, "UNSUBACK", result)
