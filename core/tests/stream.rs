@@ -33,8 +33,7 @@ async fn plain_round_trip_and_a_bad_server_name() -> anyhow::Result<()> {
     let tcp = connect_host("127.0.0.1", listener.local_addr()?.port(), None).await?;
     let error = MaybeTlsStream::tls(config, "not a name!", tcp)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     assert!(error.to_string().contains("\"not a name!\""), "{error}");
     Ok(())
