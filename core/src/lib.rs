@@ -86,6 +86,7 @@ mod shard;
 pub mod source_address;
 pub mod start_clock;
 pub mod stats;
+pub mod stream;
 pub mod task;
 pub mod template;
 pub mod tls;

@@ -39,7 +39,8 @@ pub enum MqttError {
     /// The connection broke while the task waited, or had broken since the last task.
     #[error("connection lost: {0}")]
     ConnectionLost(String),
-    /// The client's request queue was full or closed: the connection cannot take more.
+    /// The connection cannot take the request: its queue is full, too many requests await an
+    /// acknowledgement, or the packet is larger than `max_packet_size`.
     #[error("request not accepted: {0}")]
     Busy(String),
     /// The task could not be rendered (a placeholder gave an invalid broker, topic or payload).

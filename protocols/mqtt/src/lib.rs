@@ -1,7 +1,8 @@
 //! # load-density-mqtt
 //!
-//! The `mqtt_user` of LoadDensity: one MQTT connection per simulated user, on [rumqttc], speaking
-//! MQTT 3.1.1 (default) or MQTT 5, over TCP or TLS.
+//! The `mqtt_user` of LoadDensity: one MQTT connection per simulated user, speaking MQTT 3.1.1
+//! (default) or MQTT 5, over TCP or TLS. The connection is this crate's own; [rumqttc] is its
+//! packet codec only (`rumqttc::mqttbytes::v4`, `rumqttc::v5::mqttbytes::v5`).
 //!
 //! Linking this crate registers the user type `"mqtt_user"` with the core registry; binaries
 //! that do not get it through the runner's cargo features name it (`use load_density_mqtt as
@@ -12,10 +13,12 @@
 //! | connection | one per user, made by the first task that needs it (or `connect`), kept across tasks while the broker stays the same; a task naming another broker disconnects from the old one first. Default client id `loaddensity-<user_id>-<8 random hex digits>`, clean session, keep-alive 60 s |
 //! | timing | `connect` until CONNACK; `publish` until PUBACK (QoS 1), PUBCOMP (QoS 2) or written to the socket (QoS 0); `subscribe` until SUBACK; `unsubscribe` until UNSUBACK; `receive` until the message is taken; `disconnect` until DISCONNECT is written. A task that has to connect first includes the connect in its time |
 //! | failures | a refused CONNACK (`connection refused: bad user name or password (code 4)`), a SUBACK failure or an MQTT 5 PUBACK/PUBREC/UNSUBACK reason code ≥ 0x80 (`SUBACK refused: not authorized (code 135)`), a timeout (`timed out after 5s waiting for PUBACK`), a refused or broken connection (`connection failed: Connection refused (os error 111)`, `connection lost: closed by the broker`). The reason carries the code; the event's `status` too |
-//! | broken connections | the event loop notices at once; the next task records one failure named `connection` (`connection lost: ...`, unless a task waiting at that moment already failed with it) and then reconnects |
+//! | broken connections | the connection's task notices at once; the next task records one failure named `connection` (`connection lost: ...`, unless a task waiting at that moment already failed with it) and then reconnects |
 //! | end-to-end latency | `stamp: true` puts a 20-byte header (wall-clock send time, message id) in front of the payload; every user that receives a stamped message records an `MQTT_RECV` event timed from that send time to the message's arrival, whichever process published it. [`stamped_stats`] counts stamped QoS 1/2 messages published, received and lost in this process |
 //! | TLS | `mqtts://` brokers, certificates checked against the Mozilla roots plus `ca_file`; `verify: false` turns checks off. The rustls configurations are core's shared ones ([`tls::client_config`](load_density_core::tls::client_config)), with the ring provider only |
-//! | MQTT 5 | `protocol_version: 5` uses rumqttc's v5 client; reason codes of acknowledgements are checked |
+//! | MQTT 5 | `protocol_version: 5` uses rumqttc's v5 codec; reason codes of acknowledgements are checked; the CONNECT announces `max_packet_size`, and a broker's `server_keep_alive` is honoured |
+//! | keep-alive | a PINGREQ after `keepalive` seconds without anything written; no PINGRESP by the next one ends the connection (`connection lost: no PINGRESP from the broker`) |
+//! | memory | per idle connection: one tokio task (~900 B), the shared state (~220 B) and the socket; no read buffer between packets (bytes are read through a stack chunk; a packet's room grows with the bytes that arrive, after its announced size is checked against `max_packet_size`), a small reused write buffer, and a vec of the requests awaiting an acknowledgement (at most 16) instead of tables per packet id |
 //!
 //! ## Tasks
 //!
@@ -133,7 +136,7 @@
 //!
 //! **How a receipt is timed.** From the header alone, so publishers and subscribers may be in
 //! different LoadDensity processes: the event starts at the publisher's send time (the stamp)
-//! and its response time is the subscriber's wall clock when its event-loop task got the
+//! and its response time is the subscriber's wall clock when its connection's task read the
 //! PUBLISH from the connection, minus the stamp. That is publish → broker → delivery, nothing
 //! of the subscriber's own pace: a user busy elsewhere, or one that waits before it calls
 //! `receive`, records the same latency. It is recorded with
@@ -142,7 +145,7 @@
 //! offset between their clocks (keep them synchronised, by NTP or PTP) adds to or subtracts
 //! from every latency, and a receipt that looks earlier than its stamp is recorded as 0.
 //!
-//! **Where receipts are recorded.** The user's event-loop task takes the receipt (and counts it
+//! **Where receipts are recorded.** The user's connection task takes the receipt (and counts it
 //! in [`stamped_stats`]) the moment the message arrives; the user records the `MQTT_RECV`
 //! event itself, because only it holds its [`UserContext`](load_density_core::UserContext):
 //! at once while it waits in `receive` (the arrival wakes it), otherwise at the start and end of
@@ -163,15 +166,16 @@
 //!
 //! ## Choices
 //!
-//! - **rumqttc's event loop runs in a tokio task of the user's own**, spawned when the
+//! - **The connection runs in a tokio task of the user's own**, spawned when the
 //!   connection is made and aborted when it is closed, replaced or the user is dropped. It never
 //!   waits on the user: acknowledgements complete oneshot channels matched by packet id,
 //!   incoming messages go to bounded queues ([`MESSAGE_BUFFER`] messages for `receive`, the
 //!   oldest dropped first, and only in groups with a `receive` task; [`RECEIPT_BUFFER`]
 //!   receipts), so a slow user never stalls its connection and a slow broker only delays acks.
-//! - **Requests are queued without waiting** (`try_publish`, ...): a full rumqttc request queue
-//!   fails the task at once (`request not accepted: ...`) instead of blocking the user.
-//! - **No automatic reconnect inside rumqttc**: a broken connection is reported and replaced
+//! - **Requests are queued without waiting**: a full request queue (8) or 16 requests still
+//!   awaiting acknowledgements fail the task at once (`request not accepted: ...`) instead of
+//!   blocking the user; so does a PUBLISH larger than `max_packet_size` (the connection stays).
+//! - **No automatic reconnect**: a broken connection is reported and replaced
 //!   lazily by the next task, so a down broker costs one refused connect per task, not a
 //!   reconnect loop per user. Subscriptions are per connection: after a reconnect, `receive`
 //!   subscribes again by itself (it subscribes whenever the connection has no subscription
@@ -183,6 +187,7 @@
 
 mod broker;
 mod codes;
+mod connection;
 mod error;
 mod payload;
 mod protocol;
@@ -192,6 +197,7 @@ mod session;
 mod stamp;
 mod task;
 mod user;
+mod wire;
 
 pub use broker::DEFAULT_BROKER;
 pub use error::MqttError;

@@ -35,10 +35,6 @@ pub(crate) struct GroupShared {
     pub(crate) buffer_messages: bool,
     /// The group's `max_packet_size`: the largest packet sent or accepted.
     pub(crate) max_packet_size: usize,
-    /// Outgoing QoS 1 and 2 messages a connection keeps in flight (rumqttc's `inflight`,
-    /// which sizes a table of that many messages per connection): see
-    /// [`inflight_for`](crate::session::inflight_for).
-    pub(crate) inflight: u16,
 }
 
 /// Makes the users of one prepared `mqtt_user` group.
@@ -119,13 +115,11 @@ impl MqttProtocol {
             TaskPlan::compile(index, task, &defaults, ca_pem)
         })?;
         let buffer_messages = tasks.iter().any(|t| t.method == MqttMethod::Receive);
-        let inflight = crate::session::inflight_for(tasks.iter().map(|t| t.qos));
         Ok(MqttUserFactory {
             shared: Arc::new(GroupShared {
                 tasks,
                 buffer_messages,
                 max_packet_size,
-                inflight,
             }),
         })
     }

@@ -205,7 +205,6 @@ impl MqttUser {
                 timeout: task.timeout,
                 buffer_messages: self.shared.buffer_messages,
                 max_packet_size: self.shared.max_packet_size,
-                inflight: self.shared.inflight,
             };
             let session = Session::connect(&params).await?;
             self.live = Some(Live {
