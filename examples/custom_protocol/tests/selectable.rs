@@ -42,3 +42,24 @@ async fn its_tasks_are_validated() {
         .expect_err("unknown key");
     assert!(error.to_string().contains("tasks[0].colour"), "{error}");
 }
+
+#[tokio::test]
+async fn a_protocol_that_does_not_bind_refuses_source_addresses() {
+    // `line_echo_user` does not say it binds a source address (`Protocol::binds_source_address`
+    // keeps its default), so the option is refused before anything runs.
+    let config: StartTest = serde_json::from_value(serde_json::json!({
+        "user_detail_dict": {"user": "line_echo_user"},
+        "test_time": 1,
+        "print_stats": false,
+        "source_addresses": "127.0.0.2",
+        "tasks": [{"target": "127.0.0.1:1", "line": "x"}],
+    }))
+    .expect("config");
+    let error = start_test_async(config).await.expect_err("refused");
+    assert!(
+        error.to_string().contains(
+            "source_addresses: user type \"line_echo_user\" cannot bind its connections to a source address"
+        ),
+        "{error}"
+    );
+}

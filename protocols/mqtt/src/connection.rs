@@ -78,9 +78,10 @@ pub(crate) struct Opened {
 /// (the caller bounds the time).
 pub(crate) async fn open(params: &ConnectParams) -> Result<Opened, MqttError> {
     let host = params.broker.host.as_str();
-    let tcp = load_density_core::source_address::connect_host(host, params.broker.port, None)
-        .await
-        .map_err(|e| MqttError::Connect(e.to_string()))?;
+    let tcp =
+        load_density_core::source_address::connect_host(host, params.broker.port, params.source)
+            .await
+            .map_err(|e| MqttError::Connect(e.to_string()))?;
     // Requests are single small packets: send each at once.
     tcp.set_nodelay(true)
         .map_err(|e| MqttError::Connect(e.to_string()))?;

@@ -134,6 +134,10 @@ impl Protocol for MqttProtocol {
     fn option_names(&self) -> &'static [&'static str] {
         OPTION_NAMES
     }
+
+    fn binds_source_address(&self) -> bool {
+        true
+    }
 }
 
 /// The `broker` option: the group's default broker, before its host.

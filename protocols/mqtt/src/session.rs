@@ -58,6 +58,8 @@ pub(crate) struct ConnectParams {
     /// The largest packet sent or accepted (the group's `max_packet_size`); a larger incoming
     /// one ends the connection with an error.
     pub(crate) max_packet_size: usize,
+    /// The local address to bind the connection to (the group's `source_addresses`).
+    pub(crate) source: Option<std::net::IpAddr>,
 }
 
 /// A message received on a subscription.

@@ -44,6 +44,8 @@ pub struct MqttUser {
     salvaged: Vec<(Arc<str>, Receipt)>,
     request_type: Arc<str>,
     recv_type: Arc<str>,
+    /// The local address connections bind to (the group's `source_addresses`).
+    source: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for MqttUser {
@@ -66,6 +68,7 @@ impl MqttUser {
             salvaged: Vec::new(),
             request_type: Arc::from(REQUEST_TYPE),
             recv_type: Arc::from(RECV_REQUEST_TYPE),
+            source: None,
         }
     }
 
@@ -205,6 +208,7 @@ impl MqttUser {
                 timeout: task.timeout,
                 buffer_messages: self.shared.buffer_messages,
                 max_packet_size: self.shared.max_packet_size,
+                source: self.source,
             };
             let session = Session::connect(&params).await?;
             self.live = Some(Live {
@@ -362,6 +366,10 @@ fn record_receipt(ctx: &mut UserContext, recv_type: &Arc<str>, url: &Arc<str>, r
 
 #[async_trait]
 impl UserTemplate for MqttUser {
+    async fn on_start(&mut self, ctx: &mut UserContext) {
+        self.source = ctx.source_address();
+    }
+
     async fn run_task(&mut self, index: usize, ctx: &mut UserContext) {
         self.record_receipts(ctx);
         let shared = self.shared.clone();

@@ -68,6 +68,7 @@ struct Counters {
     publishes: AtomicU64,
     deliveries: AtomicU64,
     subscribes: AtomicU64,
+    peers: crate::stats::Peers,
 }
 
 struct Client {
@@ -199,6 +200,11 @@ impl MqttBroker {
         }
     }
 
+    /// Connections accepted so far per source (peer) address, in address order.
+    pub fn connection_sources(&self) -> Vec<(std::net::IpAddr, u64)> {
+        self.state.counters.peers.snapshot()
+    }
+
     /// Clients connected now.
     pub fn connected_clients(&self) -> usize {
         self.state.clients.lock().len()
@@ -244,8 +250,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, config: MqttBroke
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     state.counters.connections.fetch_add(1, Ordering::Relaxed);
+                    state.counters.peers.record(peer.ip());
                     let _ = stream.set_nodelay(true);
                     connections.spawn(serve(stream, state.clone(), config.clone()));
                 }
