@@ -147,6 +147,7 @@ pub fn push_ms(duration: Duration, out: &mut Vec<u8>) {
 
 /// Writes a duration in milliseconds as [`push_ms`] does, at `out[at..]` (room for 37
 /// bytes), and returns where it ends.
+#[inline]
 pub fn put_ms(duration: Duration, out: &mut [u8], at: usize) -> usize {
     let nanos = duration.subsec_nanos();
     // Whole milliseconds as `as_nanos() / 1_000_000` gives them, saturated to u64.
@@ -198,6 +199,7 @@ pub struct FieldWriter {
 impl FieldWriter {
     /// Writes `<latency ms>,response_bytes=<n>i,success=<true|false>` at `out[at..]` (room
     /// for [`FIELDS_ROOM`] bytes) and returns where it ends.
+    #[inline]
     pub fn put_fields(
         &mut self,
         response_time: Duration,
@@ -232,6 +234,7 @@ impl FieldWriter {
 
     /// Writes ` <timestamp_ns>\n` at `out[at..]` (room for [`TIMESTAMP_ROOM`] bytes) and returns
     /// where it ends.
+    #[inline]
     pub fn put_timestamp(&mut self, timestamp_ns: u64, out: &mut [u8], at: usize) -> usize {
         out[at] = b' ';
         let mut end = at + 1;
@@ -304,10 +307,16 @@ pub fn write_fields(
 
 /// Appends `,error="<escaped message, at most MAX_ERROR_CHARS characters>"`.
 pub fn push_error_field(error: &str, out: &mut Vec<u8>) {
-    let mut field = String::from(",error=\"");
-    escape_string_field(error, &mut field);
-    field.push('"');
-    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(b",error=\"");
+    // Most messages are short and have nothing to escape: copied as they are.
+    if error.len() <= MAX_ERROR_CHARS && !error.bytes().any(|b| matches!(b, b'\\' | b'"')) {
+        out.extend_from_slice(error.as_bytes());
+    } else {
+        let mut field = String::new();
+        escape_string_field(error, &mut field);
+        out.extend_from_slice(field.as_bytes());
+    }
+    out.push(b'"');
 }
 
 /// Appends one point, without its line break, stamped `timestamp_ns`.

@@ -327,6 +327,7 @@ impl TimestampSet {
     }
 
     /// Adds `timestamp`; false when it was already there.
+    #[inline]
     fn insert(&mut self, timestamp: u64) -> bool {
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
@@ -347,6 +348,7 @@ impl TimestampSet {
         }
     }
 
+    #[cold]
     fn grow(&mut self) {
         let bigger = vec![(0, 0); self.slots.len() * 2];
         let old = std::mem::replace(&mut self.slots, bigger);
