@@ -147,7 +147,7 @@ pub fn push_ms(duration: Duration, out: &mut Vec<u8>) {
 
 /// Writes a duration in milliseconds as [`push_ms`] does, at `out[at..]` (room for 37
 /// bytes), and returns where it ends.
-#[inline]
+#[inline(always)]
 pub fn put_ms(duration: Duration, out: &mut [u8], at: usize) -> usize {
     let nanos = duration.subsec_nanos();
     // Whole milliseconds as `as_nanos() / 1_000_000` gives them, saturated to u64.
@@ -199,7 +199,7 @@ pub struct FieldWriter {
 impl FieldWriter {
     /// Writes `<latency ms>,response_bytes=<n>i,success=<true|false>` at `out[at..]` (room
     /// for [`FIELDS_ROOM`] bytes) and returns where it ends.
-    #[inline]
+    #[inline(always)]
     pub fn put_fields(
         &mut self,
         response_time: Duration,
@@ -234,7 +234,7 @@ impl FieldWriter {
 
     /// Writes ` <timestamp_ns>\n` at `out[at..]` (room for [`TIMESTAMP_ROOM`] bytes) and returns
     /// where it ends.
-    #[inline]
+    #[inline(always)]
     pub fn put_timestamp(&mut self, timestamp_ns: u64, out: &mut [u8], at: usize) -> usize {
         out[at] = b' ';
         let mut end = at + 1;
