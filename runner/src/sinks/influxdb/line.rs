@@ -437,7 +437,7 @@ mod tests {
                 4 => 10u64.pow((r % 20) as u32) - r % 2,
                 _ => u64::MAX - r % 1000,
             };
-            let success = r % 3 != 0;
+            let success = !r.is_multiple_of(3);
             let ns = duration.as_nanos();
             let ms = u64::try_from(ns / 1_000_000).unwrap_or(u64::MAX);
             let fraction = format!("{:06}", ns % 1_000_000);
