@@ -12,8 +12,7 @@
 
 pub mod line;
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -300,31 +299,85 @@ fn write_loop(mut feed: Feed, transport: Transport, measurement: String, stats: 
     });
 }
 
-/// A hasher for timestamps (nanoseconds: already spread; one multiply).
-#[derive(Default)]
-struct NsHasher(u64);
+/// The timestamps of one series used since the last send: open addressing on a multiply
+/// hash, emptied by moving to a new generation (no pass over the slots).
+struct TimestampSet {
+    /// (timestamp, generation); a slot of another generation is free.
+    slots: Vec<(u64, u32)>,
+    generation: u32,
+    len: usize,
+    /// 64 minus log2 of the slot count.
+    shift: u32,
+}
 
-impl Hasher for NsHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+impl TimestampSet {
+    const MIN_SLOTS: usize = 64;
 
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.write_u64(u64::from(*byte));
+    fn new() -> Self {
+        Self {
+            slots: vec![(0, 0); Self::MIN_SLOTS],
+            generation: 1,
+            len: 0,
+            shift: 64 - Self::MIN_SLOTS.trailing_zeros(),
         }
     }
 
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    fn slot_of(&self, timestamp: u64) -> usize {
+        (timestamp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    /// Adds `timestamp`; false when it was already there.
+    #[inline]
+    fn insert(&mut self, timestamp: u64) -> bool {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = self.slot_of(timestamp);
+        loop {
+            let slot = &mut self.slots[at];
+            if slot.1 != self.generation {
+                *slot = (timestamp, self.generation);
+                self.len += 1;
+                return true;
+            }
+            if slot.0 == timestamp {
+                return false;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let bigger = vec![(0, 0); self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, bigger);
+        self.shift -= 1;
+        let (generation, len) = (std::mem::replace(&mut self.generation, 1), self.len);
+        self.len = 0;
+        for (timestamp, _) in old.into_iter().filter(|slot| slot.1 == generation) {
+            self.insert(timestamp);
+        }
+        debug_assert_eq!(self.len, len);
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.slots.fill((0, 0));
+            self.generation = 1;
+        }
     }
 }
 
-/// What a series' points share: their escaped start, and the timestamps they used since the
-/// last send.
+/// What a series' points share: a line buffer that starts with their escaped prefix, and the
+/// timestamps they used since the last send.
 struct SeriesLines {
-    prefix: String,
-    used: HashSet<u64, BuildHasherDefault<NsHasher>>,
+    /// The prefix, then room for one point's fields and timestamp.
+    line: Vec<u8>,
+    prefix_len: usize,
+    used: TimestampSet,
 }
 
 /// Points formatted and not yet sent, as line protocol with one point per line.
@@ -338,6 +391,7 @@ struct Lines {
     /// the timestamps used since the last send (InfluxDB keeps one point per series and
     /// timestamp, so two requests ending in the same nanosecond are nudged apart).
     series: HashMap<(Arc<str>, Arc<str>), SeriesLines>,
+    fields: line::FieldWriter,
 }
 
 impl Lines {
@@ -347,38 +401,73 @@ impl Lines {
             text: Vec::new(),
             ends: Vec::new(),
             series: HashMap::new(),
+            fields: line::FieldWriter::default(),
         }
     }
 
     /// Formats the points of `series` from `from` until the text reaches `max_bytes`; returns
     /// the index of the first point not formatted.
     fn push(&mut self, series: &Series, from: usize, max_bytes: usize) -> usize {
-        let key = (series.request_type.clone(), series.name.clone());
-        let measurement = &self.measurement;
-        let lines = self.series.entry(key).or_insert_with(|| {
-            let mut prefix = String::new();
-            line::write_series_prefix(measurement, &series.request_type, &series.name, &mut prefix);
-            SeriesLines {
-                prefix,
-                used: HashSet::default(),
+        let lines = match self
+            .series
+            .get_mut(&(series.request_type.clone(), series.name.clone()))
+        {
+            Some(lines) => lines,
+            None => {
+                let mut prefix = String::new();
+                line::write_series_prefix(
+                    &self.measurement,
+                    &series.request_type,
+                    &series.name,
+                    &mut prefix,
+                );
+                let prefix_len = prefix.len();
+                let mut line = prefix.into_bytes();
+                line.resize(prefix_len + line::FIELDS_ROOM + line::TIMESTAMP_ROOM, 0);
+                self.series
+                    .entry((series.request_type.clone(), series.name.clone()))
+                    .or_insert(SeriesLines {
+                        line,
+                        prefix_len,
+                        used: TimestampSet::new(),
+                    })
             }
-        });
+        };
+        let prefix_len = lines.prefix_len;
+        // Room for the whole series' lines (without errors) up to `max_bytes`, at once.
+        let line_room = prefix_len + line::FIELDS_ROOM + line::TIMESTAMP_ROOM;
+        let points = series.points.len() - from;
+        let lines_room = max_bytes.saturating_sub(self.text.len()) / (prefix_len + 60) + 1;
+        self.text.reserve(points.min(lines_room) * line_room);
+        self.ends.reserve(points.min(lines_room));
         let mut at = from;
         while at < series.points.len() {
             let point = &series.points[at];
             let mut timestamp = point.end_ns();
             while !lines.used.insert(timestamp) {
-                timestamp += 1;
+                timestamp = timestamp.wrapping_add(1);
             }
-            self.text.extend_from_slice(lines.prefix.as_bytes());
-            line::write_fields(
+            let end = self.fields.put_fields(
                 point.response_time,
                 point.response_length,
-                point.error.as_deref(),
-                timestamp,
-                &mut self.text,
+                point.error.is_none(),
+                &mut lines.line,
+                prefix_len,
             );
-            self.text.push(b'\n');
+            match point.error.as_deref() {
+                None => {
+                    let end = self.fields.put_timestamp(timestamp, &mut lines.line, end);
+                    self.text.extend_from_slice(&lines.line[..end]);
+                }
+                Some(error) => {
+                    self.text.extend_from_slice(&lines.line[..end]);
+                    line::push_error_field(error, &mut self.text);
+                    let end = self
+                        .fields
+                        .put_timestamp(timestamp, &mut lines.line, prefix_len);
+                    self.text.extend_from_slice(&lines.line[prefix_len..end]);
+                }
+            }
             self.ends.push(self.text.len());
             at += 1;
             if self.text.len() >= max_bytes {
@@ -516,5 +605,32 @@ impl<'s> Sender<'s> {
             }
         }
         lines.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TimestampSet;
+    use std::collections::HashSet;
+
+    #[test]
+    fn the_timestamp_set_agrees_with_a_hash_set() {
+        let mut set = TimestampSet::new();
+        let mut reference = HashSet::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for round in 0..50u64 {
+            // Rounds of growing size, timestamps close together (many repeats) or far apart.
+            for _ in 0..round * 97 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let timestamp = if round % 2 == 0 { state % 500 } else { state };
+                assert_eq!(set.insert(timestamp), reference.insert(timestamp));
+            }
+            assert_eq!(set.len, reference.len());
+            set.clear();
+            reference.clear();
+        }
+        assert!(set.insert(0) && !set.insert(0) && set.insert(u64::MAX) && !set.insert(u64::MAX));
     }
 }

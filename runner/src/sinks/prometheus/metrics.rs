@@ -7,11 +7,11 @@ use std::sync::Arc;
 use hdrhistogram::Histogram as Hdr;
 use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::sinks::Series;
@@ -57,29 +57,123 @@ fn new_hdr() -> Hdr<u64> {
     histogram
 }
 
-fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS_MS)
+/// Count, sum and per-bucket counts of observed values, with the buckets and the arithmetic
+/// of `prometheus-client`'s `Histogram` (a value goes to the first bucket whose upper bound is
+/// at least the value; the sum adds the values in the order observed), kept as plain numbers
+/// and updated under the lock of the series map once per batch instead of a lock per value.
+#[derive(Debug, Clone)]
+struct Buckets<const N: usize> {
+    sum: f64,
+    count: u64,
+    /// Per bucket, the last one above every bound (`+Inf`).
+    counts: [u64; N],
 }
 
-fn bytes_histogram() -> Histogram {
-    Histogram::new(BYTES_BUCKETS)
+impl<const N: usize> Default for Buckets<N> {
+    fn default() -> Self {
+        Self {
+            sum: 0.0,
+            count: 0,
+            counts: [0; N],
+        }
+    }
 }
 
-/// (request type, name) -> latencies in microseconds.
-type LatencyHistograms = HashMap<(Arc<str>, Arc<str>), Hdr<u64>>;
+impl<const N: usize> Buckets<N> {
+    /// Counts `value` in `bucket`.
+    fn add(&mut self, value: f64, bucket: usize) {
+        self.sum += value;
+        self.count += 1;
+        if let Some(count) = self.counts.get_mut(bucket) {
+            *count += 1;
+        }
+    }
+
+    /// Encodes it as `prometheus-client` encodes a `Histogram` with these upper bounds.
+    fn encode(
+        &self,
+        bounds: &[f64],
+        labels: &NameLabels,
+        encoder: &mut MetricEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(self.counts)
+            .collect();
+        encoder
+            .encode_family(labels)?
+            .encode_histogram::<NoLabelSet>(self.sum, self.count, &buckets, None)
+    }
+}
+
+/// The first bucket whose upper bound is at least `value` (`bounds.len()` for none: the
+/// `+Inf` bucket). The buckets are few and most values fall in the first ones: a scan.
+fn bucket_of(bounds: &[f64], value: f64) -> usize {
+    bounds
+        .iter()
+        .position(|bound| *bound >= value)
+        .unwrap_or(bounds.len())
+}
+
+/// What the exporter keeps per `(request type, name)`.
+#[derive(Debug)]
+struct SeriesStats {
+    labels: NameLabels,
+    /// Latencies in microseconds, for the quantile gauges.
+    hdr: Hdr<u64>,
+    latency: Buckets<{ LATENCY_BUCKETS_MS.len() + 1 }>,
+    bytes: Buckets<{ BYTES_BUCKETS.len() + 1 }>,
+}
+
+/// Every series' statistics.
+type SeriesMap = HashMap<(Arc<str>, Arc<str>), SeriesStats>;
+
+/// One of the two histogram families (`loaddensity_request_latency_ms`,
+/// `loaddensity_response_bytes`) over the series map, registered as a metric so that it is
+/// encoded in its place among the families, exactly as a `Family<NameLabels, Histogram>`.
+#[derive(Debug)]
+struct HistogramFamily {
+    series: Arc<Mutex<SeriesMap>>,
+    latency: bool,
+}
+
+impl EncodeMetric for HistogramFamily {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for stats in self.series.lock().values() {
+            if self.latency {
+                stats
+                    .latency
+                    .encode(&LATENCY_BUCKETS_MS, &stats.labels, &mut encoder)?;
+            } else {
+                stats
+                    .bytes
+                    .encode(&BYTES_BUCKETS, &stats.labels, &mut encoder)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+
+    fn is_empty(&self) -> bool {
+        self.series.lock().is_empty()
+    }
+}
 
 /// Every metric of the exporter.
 pub struct Metrics {
     registry: Registry,
     requests: Family<OutcomeLabels, Counter>,
-    latency: Family<NameLabels, Histogram>,
-    bytes: Family<NameLabels, Histogram>,
     users: Gauge,
     dropped_iterations: Counter,
     dropped_events: Counter,
     quantiles: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
-    /// Latencies per (request type, name), microseconds, for the quantile gauges.
-    hdr: Mutex<LatencyHistograms>,
+    /// Per (request type, name): the HDR histogram and the two histograms' numbers.
+    series: Arc<Mutex<SeriesMap>>,
     encoding: Mutex<()>,
 }
 
@@ -100,12 +194,15 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<OutcomeLabels, Counter>::default();
-        let latency = Family::<NameLabels, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        let bytes = Family::<NameLabels, Histogram>::new_with_constructor(
-            bytes_histogram as fn() -> Histogram,
-        );
+        let series = Arc::new(Mutex::new(SeriesMap::new()));
+        let latency = HistogramFamily {
+            series: series.clone(),
+            latency: true,
+        };
+        let bytes = HistogramFamily {
+            series: series.clone(),
+            latency: false,
+        };
         let users = Gauge::default();
         let dropped_iterations = Counter::default();
         let dropped_events = Counter::default();
@@ -119,12 +216,12 @@ impl Metrics {
         registry.register(
             "loaddensity_request_latency_ms",
             "Request latency in milliseconds",
-            latency.clone(),
+            latency,
         );
         registry.register(
             "loaddensity_response_bytes",
             "Response size in bytes",
-            bytes.clone(),
+            bytes,
         );
         registry.register("loaddensity_users", "Users running now", users.clone());
         registry.register(
@@ -146,41 +243,49 @@ impl Metrics {
         Self {
             registry,
             requests,
-            latency,
-            bytes,
             users,
             dropped_iterations,
             dropped_events,
             quantiles,
-            hdr: Mutex::new(HashMap::new()),
+            series,
             encoding: Mutex::new(()),
         }
     }
 
-    /// Counts one batch: each series' label sets are looked up once per batch, and each
-    /// request costs its observations only.
+    /// Counts one batch: each series finds its statistics and label sets once per batch,
+    /// under one lock, and each request costs an HDR record and two bucket counts.
     pub fn observe(&self, batch: &[Series]) {
-        let mut hdr = self.hdr.lock();
+        let mut map = self.series.lock();
         for series in batch {
-            let labels = NameLabels {
-                request_type: series.request_type.to_string(),
-                name: series.name.to_string(),
-            };
-            let histogram = match hdr.get_mut(&(series.request_type.clone(), series.name.clone())) {
-                Some(histogram) => histogram,
-                None => hdr
+            let stats = match map.get_mut(&(series.request_type.clone(), series.name.clone())) {
+                Some(stats) => stats,
+                None => map
                     .entry((series.request_type.clone(), series.name.clone()))
-                    .or_insert_with(new_hdr),
+                    .or_insert_with(|| SeriesStats {
+                        labels: NameLabels {
+                            request_type: series.request_type.to_string(),
+                            name: series.name.to_string(),
+                        },
+                        hdr: new_hdr(),
+                        latency: Buckets::default(),
+                        bytes: Buckets::default(),
+                    }),
             };
-            let latency = self.latency.get_or_create(&labels);
-            let bytes = self.bytes.get_or_create(&labels);
             let mut failures = 0;
+            let mut last_length = None;
+            let mut length_bucket = 0;
             for point in &series.points {
                 // Auto-resizing: recording cannot fail for a value >= 1.
                 let us = u64::try_from(point.response_time.as_micros()).unwrap_or(u64::MAX);
-                let _ = histogram.record(us.max(1));
-                latency.observe(point.response_time.as_secs_f64() * 1000.0);
-                bytes.observe(point.response_length as f64);
+                let _ = stats.hdr.record(us.max(1));
+                let ms = point.response_time.as_secs_f64() * 1000.0;
+                stats.latency.add(ms, bucket_of(&LATENCY_BUCKETS_MS, ms));
+                // A series' responses often have one size: its bucket is found once.
+                if last_length != Some(point.response_length) {
+                    last_length = Some(point.response_length);
+                    length_bucket = bucket_of(&BYTES_BUCKETS, point.response_length as f64);
+                }
+                stats.bytes.add(point.response_length as f64, length_bucket);
                 failures += u64::from(!point.is_success());
             }
             let successes = series.points.len() as u64 - failures;
@@ -188,8 +293,8 @@ impl Metrics {
                 if count > 0 {
                     self.requests
                         .get_or_create(&OutcomeLabels {
-                            request_type: labels.request_type.clone(),
-                            name: labels.name.clone(),
+                            request_type: stats.labels.request_type.clone(),
+                            name: stats.labels.name.clone(),
                             outcome,
                         })
                         .inc_by(count);
@@ -200,7 +305,7 @@ impl Metrics {
 
     /// The number of `(request type, name)` series the exporter holds.
     pub fn series(&self) -> usize {
-        self.hdr.lock().len()
+        self.series.lock().len()
     }
 
     /// Adds events dropped on the way to this exporter.
@@ -213,8 +318,9 @@ impl Metrics {
         let _one_at_a_time = self.encoding.lock();
         self.users.set(i64::try_from(users).unwrap_or(i64::MAX));
         {
-            let hdr = self.hdr.lock();
-            for ((request_type, name), histogram) in hdr.iter() {
+            let series = self.series.lock();
+            for ((request_type, name), stats) in series.iter() {
+                let histogram = &stats.hdr;
                 for quantile in QUANTILES {
                     // The exact largest value for 1, a bucket's edge otherwise.
                     let us = if quantile >= 1.0 {
@@ -246,3 +352,91 @@ impl Metrics {
 
 /// Shared metrics.
 pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::Point;
+    use prometheus_client::metrics::histogram::Histogram;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn the_histograms_encode_as_prometheus_client_histograms_do() {
+        let mut points: Vec<Point> = (0..5000u64)
+            .map(|i| Point {
+                response_time: Duration::from_nanos(i * i * 7919 % 20_000_000_000),
+                response_length: if i % 3 == 0 {
+                    612
+                } else {
+                    i * i * 31 % 3_000_000
+                },
+                start_time: SystemTime::UNIX_EPOCH,
+                error: None,
+            })
+            .collect();
+        // Values on the bounds themselves.
+        for ms in [5, 10, 10_000] {
+            points.push(Point {
+                response_time: Duration::from_millis(ms),
+                response_length: ms * 1024 / 10,
+                ..points[0].clone()
+            });
+        }
+        for length in [64, 1024, 1_048_576] {
+            points.push(Point {
+                response_length: length,
+                ..points[0].clone()
+            });
+        }
+        let series = |points: &[Point]| Series {
+            request_type: Arc::from("GET"),
+            name: Arc::from("/x y"),
+            points: points.to_vec(),
+        };
+        let metrics = Metrics::new();
+        let (first, second) = points.split_at(2000);
+        metrics.observe(&[series(first)]);
+        metrics.observe(&[series(second)]);
+        let text = metrics.encode(0);
+
+        let mut registry = Registry::default();
+        let latency = Family::<NameLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(LATENCY_BUCKETS_MS)
+        });
+        let bytes =
+            Family::<NameLabels, Histogram>::new_with_constructor(|| Histogram::new(BYTES_BUCKETS));
+        registry.register(
+            "loaddensity_request_latency_ms",
+            "Request latency in milliseconds",
+            latency.clone(),
+        );
+        registry.register(
+            "loaddensity_response_bytes",
+            "Response size in bytes",
+            bytes.clone(),
+        );
+        let labels = NameLabels {
+            request_type: "GET".to_owned(),
+            name: "/x y".to_owned(),
+        };
+        for point in &points {
+            latency
+                .get_or_create(&labels)
+                .observe(point.response_time.as_secs_f64() * 1000.0);
+            bytes
+                .get_or_create(&labels)
+                .observe(point.response_length as f64);
+        }
+        let mut reference = String::new();
+        encode(&mut reference, &registry).expect("encoding into a String");
+        let reference = reference
+            .strip_suffix("# EOF\n")
+            .expect("the text ends with # EOF");
+        assert!(
+            reference.contains("le=\"+Inf\"") && reference.contains(" 5006\n"),
+            "{reference}"
+        );
+        assert!(text.contains(reference), "{text}\n---\n{reference}");
+        assert!(text.starts_with("# HELP loaddensity_requests "), "{text}");
+    }
+}
