@@ -269,30 +269,20 @@ impl Scenario {
         // No clock is read here: a task cut off or panicking is timed from its first request
         // (the protocol's own timer, `UserContext::start_timer`).
         ctx.begin_task(&task.checks);
-        let outcome = match (cancel.as_mut(), ctx.take_cancel_signal()) {
+        // `None`: the run's stop cut the task off.
+        let finished = match (cancel.as_mut(), ctx.take_cancel_signal()) {
             (Some(watch), signal) => {
                 if let Some(signal) = signal {
                     ctx.restore_cancel_signal(signal);
                 }
-                let finished = {
-                    let mut task = CatchPanic(pin!(user.task(index, ctx)));
-                    poll_fn(|cx| match Pin::new(&mut task).poll(cx) {
-                        Poll::Ready(outcome) => Poll::Ready(Some(outcome)),
-                        Poll::Pending => watch.poll_cancelled(cx).map(|()| None),
-                    })
-                    .await
-                };
-                match finished {
-                    Some(outcome) => outcome,
-                    None => {
-                        let timer = ctx.task_timer();
-                        ctx.end_task();
-                        ctx.record_failure(&task.cancel_meta, timer, None, 0, CANCELLED_BY_STOP);
-                        return true;
-                    }
-                }
+                let mut task = CatchPanic(pin!(user.task(index, ctx)));
+                poll_fn(|cx| match Pin::new(&mut task).poll(cx) {
+                    Poll::Ready(outcome) => Poll::Ready(Some(outcome)),
+                    Poll::Pending => watch.poll_cancelled(cx).map(|()| None),
+                })
+                .await
             }
-            (None, None) => CatchPanic(pin!(user.task(index, ctx))).await,
+            (None, None) => Some(CatchPanic(pin!(user.task(index, ctx))).await),
             (None, Some(mut cancel)) => {
                 let finished = {
                     let task = pin!(user.task(index, ctx));
@@ -302,16 +292,14 @@ impl Scenario {
                     }
                 };
                 ctx.restore_cancel_signal(cancel);
-                match finished {
-                    Some(outcome) => outcome,
-                    None => {
-                        let timer = ctx.task_timer();
-                        ctx.end_task();
-                        ctx.record_failure(&task.cancel_meta, timer, None, 0, CANCELLED_BY_STOP);
-                        return true;
-                    }
-                }
+                finished
             }
+        };
+        let Some(outcome) = finished else {
+            let timer = ctx.task_timer();
+            ctx.end_task();
+            ctx.record_failure(&task.cancel_meta, timer, None, 0, CANCELLED_BY_STOP);
+            return true;
         };
         if let Err(message) = outcome {
             let timer = ctx.task_timer();
