@@ -20,8 +20,6 @@ use crate::request::{check_header, encode};
 use crate::response::FastHttpResponse;
 use crate::MAX_REDIRECTS;
 
-/// Initial size of the read buffer (made on the first request after the user was idle).
-const READ_BUFFER: usize = 4 * 1024;
 /// A read buffer that grew past this (a large body) is given back after the response.
 const KEEP_BUFFER: usize = 1024 * 1024;
 /// A written-request buffer bigger than this is given back when the user goes idle; smaller
@@ -354,9 +352,6 @@ impl State {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(FastHttpError::ClosedBeforeResponse);
             };
-            if self.read.capacity() < READ_BUFFER {
-                self.read.reserve(READ_BUFFER);
-            }
             let bytes = match wire {
                 Wire::Fixed(bytes) => bytes,
                 Wire::Buffer => &self.write[..],
