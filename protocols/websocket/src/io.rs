@@ -9,6 +9,7 @@
 //! tungstenite's own ([`WsConn::Lean`]).
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -47,7 +48,8 @@ impl Head {
     }
 }
 
-/// A stream whose reads go through a buffer that [`BufferedIo::release_idle`] gives back.
+/// A stream whose reads go through a buffer that [`BufferedIo::release_idle`] gives back; while
+/// it has none, a read that returns more than the caller takes makes one for the rest.
 #[derive(Debug)]
 pub(crate) struct BufferedIo<S> {
     inner: S,
@@ -100,34 +102,59 @@ impl<S: AsyncRead + Unpin> AsyncRead for BufferedIo<S> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.start == this.end {
-            if this.head == Head::Passed && out.remaining() >= CHUNK {
-                // A large read (TLS's own buffer): no need to copy through ours.
-                return Pin::new(&mut this.inner).poll_read(cx, out);
-            }
-            if this.buf.is_empty() {
-                this.buf = vec![0; CHUNK].into_boxed_slice();
-            }
+        if this.start < this.end {
+            let taken = hand_on(&mut this.head, &this.buf[this.start..this.end], out);
+            this.start += taken;
+            return Poll::Ready(Ok(()));
+        }
+        if this.head == Head::Passed && out.remaining() >= CHUNK {
+            // A large read (TLS's own buffer): no need to copy through ours.
+            return Pin::new(&mut this.inner).poll_read(cx, out);
+        }
+        if !this.buf.is_empty() {
             let mut read = ReadBuf::new(&mut this.buf);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
             this.start = 0;
             this.end = read.filled().len();
+            let taken = hand_on(&mut this.head, &this.buf[..this.end], out);
+            this.start = taken;
+            return Poll::Ready(Ok(()));
         }
-        let waiting = &this.buf[this.start..this.end];
-        let mut take = waiting.len().min(out.remaining());
-        if this.head != Head::Passed {
-            for (at, &byte) in waiting[..take].iter().enumerate() {
-                this.head = this.head.next(byte);
-                if this.head == Head::Passed {
-                    take = at + 1;
-                    break;
-                }
-            }
+        // No buffer (given back when the user went idle): read into stack space, so that a
+        // user waiting for a frame holds none, and make the buffer only for what the caller
+        // does not take now.
+        let mut space = [MaybeUninit::<u8>::uninit(); CHUNK];
+        let mut read = ReadBuf::uninit(&mut space);
+        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+        let filled = read.filled();
+        let taken = hand_on(&mut this.head, filled, out);
+        let rest = &filled[taken..];
+        if !rest.is_empty() {
+            let mut buf = vec![0; CHUNK].into_boxed_slice();
+            buf[..rest.len()].copy_from_slice(rest);
+            this.buf = buf;
+            this.start = 0;
+            this.end = rest.len();
         }
-        out.put_slice(&waiting[..take]);
-        this.start += take;
         Poll::Ready(Ok(()))
     }
+}
+
+/// Copies what `out` has room for of `waiting` (during a handshake, no byte past the end of the
+/// response head); returns how many bytes it took.
+fn hand_on(head: &mut Head, waiting: &[u8], out: &mut ReadBuf<'_>) -> usize {
+    let mut take = waiting.len().min(out.remaining());
+    if *head != Head::Passed {
+        for (at, &byte) in waiting[..take].iter().enumerate() {
+            *head = head.next(byte);
+            if *head == Head::Passed {
+                take = at + 1;
+                break;
+            }
+        }
+    }
+    out.put_slice(&waiting[..take]);
+    take
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for BufferedIo<S> {
