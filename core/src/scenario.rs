@@ -321,6 +321,8 @@ impl Scenario {
 ///
 /// The returned future holds the user's context once: an `async fn` would hold it twice (its
 /// argument and the local it is moved into), in every user's task.
+// Not an `async fn`: it would hold the context twice (see above).
+#[allow(clippy::manual_async_fn)]
 pub fn run_user(
     mut user: Box<dyn UserTemplate>,
     mut ctx: UserContext,

@@ -191,6 +191,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BufferedIo<S> {
 pub(crate) type Handshaken = WebSocketStream<MaybeTlsStream<BufferedIo<TcpStream>>>;
 
 /// An open WebSocket connection.
+// The plain connection is the usual one: inline, so that it costs no allocation of its own;
+// the rare one is boxed.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum WsConn {
     /// Plain TCP, rebuilt after the handshake: tungstenite's read buffer is the configured
     /// size, and ours is given back when idle.
