@@ -1,10 +1,11 @@
 //! What a simulated user sees while it runs.
 
 use std::fmt::Display;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::checks::TaskChecks;
 use crate::event::EventBus;
@@ -15,33 +16,70 @@ use crate::variables::UserVariables;
 /// The error of a task cut off because the test ended while it was in flight.
 pub const CANCELLED_BY_STOP: &str = "stopped by the end of the test";
 
+/// What a [`StopHandle`] and its signals share: one small allocation (a flag, a count and a
+/// [`Notify`]) instead of a channel, since every simulated user has a handle of its own.
+#[derive(Debug)]
+struct StopState {
+    /// Set by [`StopHandle::stop`].
+    stopped: AtomicBool,
+    /// Set when the last handle is dropped: the signals' `stopped()` then resolves (nothing
+    /// can stop them any more), while `is_stopped()` still says whether stop was asked.
+    closed: AtomicBool,
+    /// Live handles (clones of one [`StopHandle`]).
+    handles: AtomicUsize,
+    /// Wakes the signals waiting in `stopped()`.
+    notify: Notify,
+}
+
 /// Asks every user of a run to stop.
-#[derive(Debug, Clone)]
-pub struct StopHandle(Arc<watch::Sender<bool>>);
+#[derive(Debug)]
+pub struct StopHandle(Arc<StopState>);
 
 /// Tells a user whether it has been asked to stop.
 #[derive(Debug, Clone)]
-pub struct StopSignal(watch::Receiver<bool>);
+pub struct StopSignal(Arc<StopState>);
 
 impl StopHandle {
     /// A new handle, not stopped.
     pub fn new() -> Self {
-        Self(Arc::new(watch::channel(false).0))
+        Self(Arc::new(StopState {
+            stopped: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            handles: AtomicUsize::new(1),
+            notify: Notify::new(),
+        }))
     }
 
     /// A signal that follows this handle.
     pub fn signal(&self) -> StopSignal {
-        StopSignal(self.0.subscribe())
+        StopSignal(self.0.clone())
     }
 
     /// Asks every signal to stop. Idempotent.
     pub fn stop(&self) {
-        self.0.send_replace(true);
+        self.0.stopped.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
     }
 
     /// Whether stop was asked.
     pub fn is_stopped(&self) -> bool {
-        *self.0.borrow()
+        self.0.stopped.load(Ordering::Acquire)
+    }
+}
+
+impl Clone for StopHandle {
+    fn clone(&self) -> Self {
+        self.0.handles.fetch_add(1, Ordering::Relaxed);
+        Self(self.0.clone())
+    }
+}
+
+impl Drop for StopHandle {
+    fn drop(&mut self) {
+        if self.0.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.closed.store(true, Ordering::Release);
+            self.0.notify.notify_waiters();
+        }
     }
 }
 
@@ -54,20 +92,31 @@ impl Default for StopHandle {
 impl StopSignal {
     /// Whether stop was asked.
     pub fn is_stopped(&self) -> bool {
-        *self.0.borrow()
+        self.0.stopped.load(Ordering::Acquire)
     }
 
-    /// Whether the handle sent anything since this signal last looked (or was made), or is
-    /// gone: one atomic load, no lock. A `true` says to look again with
-    /// [`StopSignal::is_stopped`] or [`StopSignal::stopped`].
+    /// Whether stop was asked or every handle is gone: two atomic loads, no lock. The state
+    /// only ever moves that one way, so a `false` means nothing was sent since the signal was
+    /// made, and a `true` says to look with [`StopSignal::is_stopped`] or
+    /// [`StopSignal::stopped`].
     pub fn has_changed(&self) -> bool {
-        self.0.has_changed().unwrap_or(true)
+        self.0.stopped.load(Ordering::Acquire) || self.0.closed.load(Ordering::Acquire)
     }
 
-    /// Resolves once stop is asked (at once if it already was).
+    /// Resolves once stop is asked (at once if it already was), or once every handle is
+    /// gone (treated as stopped).
     pub async fn stopped(&mut self) {
-        // An error means the handle is gone: treat as stopped.
-        let _ = self.0.wait_for(|stopped| *stopped).await;
+        let state = &*self.0;
+        loop {
+            let notified = state.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the flags are read, so a stop between the two is not missed.
+            notified.as_mut().enable();
+            if state.stopped.load(Ordering::Acquire) || state.closed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 

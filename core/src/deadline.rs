@@ -23,6 +23,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Sleep;
@@ -43,29 +44,58 @@ impl RequestDeadline {
 
     /// Runs `request` until it finishes (`Some(output)`) or until `timeout` after the timer's
     /// start (`None`; the request is dropped). A timeout too large to represent never fires.
-    pub async fn within<F: Future>(
+    ///
+    /// The timer is moved to the deadline now; the returned future holds `request` once (an
+    /// `async fn` would hold it twice, its argument and its pinned copy, and the request's
+    /// future is most of a user's task).
+    pub fn within<F: Future>(
         &mut self,
         timer: &RequestTimer,
         timeout: Duration,
         request: F,
-    ) -> Option<F::Output> {
-        let Some(deadline) = timer.started().checked_add(timeout) else {
-            return Some(request.await);
-        };
-        let deadline = tokio::time::Instant::from_std(deadline);
-        let sleep = match &mut self.sleep {
-            Some(sleep) => {
+    ) -> Within<'_, F> {
+        let sleep = timer.started().checked_add(timeout).map(|deadline| {
+            let deadline = tokio::time::Instant::from_std(deadline);
+            if let Some(sleep) = self.sleep.as_mut() {
                 sleep.as_mut().reset(deadline);
-                sleep
             }
-            None => self
-                .sleep
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            self.sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)))
+                .as_mut()
+        });
+        Within { request, sleep }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RequestDeadline::within`]: the request's output, or `None` when the
+    /// deadline passed first.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Within<'a, F> {
+        #[pin]
+        request: F,
+        // `None` when the deadline cannot be represented (it never fires).
+        sleep: Option<Pin<&'a mut Sleep>>,
+    }
+}
+
+impl<F: Future> Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The request first: a response that is ready counts even if the deadline passed too.
+        if let Poll::Ready(output) = this.request.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let expired = match this.sleep {
+            Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
+            None => false,
         };
-        tokio::select! {
-            biased;
-            output = request => Some(output),
-            () = sleep.as_mut() => None,
+        if expired {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
         }
     }
 }

@@ -336,19 +336,26 @@ impl Scenario {
 /// A user type that runs its tasks without a box each ([`StaticUser`], wrapped in
 /// [`Unboxed`](crate::user::Unboxed)) is driven by a copy of this loop made for its type: one
 /// box for the user's whole run instead of one per task.
-pub async fn run_user(
+///
+/// The returned future holds the user's context once: an `async fn` would hold it twice (its
+/// argument and the local it is moved into), in every user's task.
+// Not an `async fn`: it would hold the context twice (see above).
+#[allow(clippy::manual_async_fn)]
+pub fn run_user(
     mut user: Box<dyn UserTemplate>,
     mut ctx: UserContext,
     scenario: Arc<Scenario>,
     pacing: Pacing,
-) {
-    if let Some(run) = user.drive(&mut ctx, &scenario, pacing) {
-        run.await;
-        return;
+) -> impl Future<Output = ()> + Send {
+    async move {
+        if let Some(run) = user.drive(&mut ctx, &scenario, pacing) {
+            run.await;
+            return;
+        }
+        // Boxed: inline, this path's future would take room in every user's task, also for
+        // the users that take the path above.
+        Box::pin(drive_user(user.as_mut(), &mut ctx, &scenario, pacing)).await;
     }
-    // Boxed: inline, this path's future would take room in every user's task, also for the
-    // users that take the path above.
-    Box::pin(drive_user(user.as_mut(), &mut ctx, &scenario, pacing)).await;
 }
 
 /// The user loop of [`run_user`], for any user it can drive.

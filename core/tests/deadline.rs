@@ -65,3 +65,26 @@ async fn a_reused_deadline_fires_for_each_request_at_its_own_time() {
         Some(4)
     );
 }
+
+#[tokio::test]
+async fn the_deadline_holds_the_request_once() {
+    // A request whose future carries 4 KiB across its await: `within`'s future must not
+    // carry it twice (an `async fn` taking the request would: its argument and its pinned
+    // copy), since it sits in every user's task.
+    let request = async {
+        let state = [7u8; 4096];
+        tokio::task::yield_now().await;
+        state[4095]
+    };
+    let request_size = std::mem::size_of_val(&request);
+    assert!(request_size >= 4096);
+    let mut deadline = RequestDeadline::new();
+    let timer = RequestTimer::start();
+    let within = deadline.within(&timer, LONG, request);
+    assert!(
+        std::mem::size_of_val(&within) < request_size + 64,
+        "{} bytes for a {request_size}-byte request",
+        std::mem::size_of_val(&within)
+    );
+    assert_eq!(within.await, Some(7));
+}

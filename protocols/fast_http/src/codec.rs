@@ -3,9 +3,11 @@
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, ReadBuf};
 
 use crate::conn::Transport;
 use crate::error::FastHttpError;
@@ -19,6 +21,9 @@ const MAX_LINE: usize = 64 * 1024;
 /// Free space guaranteed before each read. Small, so that a user's buffer stays small for
 /// small responses; it grows by doubling when a head or body needs more.
 const MIN_READ: usize = 2 * 1024;
+/// The read buffer made for a response when the user has none (it gave it back when idle);
+/// it doubles when a response needs more.
+const FIRST_BUFFER: usize = 4 * 1024;
 /// Most free space reserved at once while discarding a large body (fewer reads per body).
 const DISCARD_READ: usize = 64 * 1024;
 /// Most bytes reserved at once for a body whose length the server announced.
@@ -97,18 +102,33 @@ pub(crate) struct ResponseReader<'a, R = Transport> {
 impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
     /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
     async fn fill(&mut self) -> Result<usize, FastHttpError> {
-        if self.buf.capacity() - self.buf.len() < MIN_READ {
-            self.buf.reserve(MIN_READ * 2);
-        }
-        let n = self
-            .io
-            .read_buf(self.buf)
-            .await
-            .map_err(FastHttpError::Receive)?;
+        let read = if self.buf.capacity() == 0 {
+            // No buffer (the user gave it back when it went idle): wait for the response with
+            // none, so that a user waiting for its response holds no read buffer.
+            std::future::poll_fn(|cx| self.poll_first_read(cx)).await
+        } else {
+            if self.buf.capacity() - self.buf.len() < MIN_READ {
+                self.buf.reserve(MIN_READ * 2);
+            }
+            self.io.read_buf(self.buf).await
+        };
+        let n = read.map_err(FastHttpError::Receive)?;
         if n > 0 {
             self.received_any = true;
         }
         Ok(n)
+    }
+
+    /// Reads what has arrived into stack space (not part of the user's task), then makes the
+    /// read buffer ([`FIRST_BUFFER`]) and copies it there.
+    fn poll_first_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut space = [MaybeUninit::<u8>::uninit(); FIRST_BUFFER];
+        let mut read = ReadBuf::uninit(&mut space);
+        ready!(Pin::new(&mut *self.io).poll_read(cx, &mut read))?;
+        let filled = read.filled();
+        self.buf.reserve(FIRST_BUFFER);
+        self.buf.extend_from_slice(filled);
+        Poll::Ready(Ok(filled.len()))
     }
 
     /// Reads one final response to a request; `head_request` says the request was `HEAD`

@@ -20,8 +20,6 @@ use crate::request::{check_header, encode};
 use crate::response::FastHttpResponse;
 use crate::MAX_REDIRECTS;
 
-/// Initial size of the read buffer (made on the first request after the user was idle).
-const READ_BUFFER: usize = 4 * 1024;
 /// A read buffer that grew past this (a large body) is given back after the response.
 const KEEP_BUFFER: usize = 1024 * 1024;
 /// A written-request buffer bigger than this is given back when the user goes idle; smaller
@@ -98,17 +96,22 @@ impl StaticUser for FastHttpUser {
         };
         let state = &mut self.state;
         let timer = ctx.start_timer();
-        let request = match task.plan.render(ctx.variables()) {
-            Ok(request) => request,
-            Err(e) => {
-                let error = FastHttpError::InvalidRequest(e);
-                ctx.record_failure(&task.fallback_meta, timer, None, 0, error);
-                return;
-            }
-        };
+        // A request rendered per task is boxed: inline, its ~200 bytes would sit in every
+        // user's task for the user's whole life (the rendering allocates anyway).
+        let mut rendered: Option<Box<RenderedHttpRequest>> = None;
+        let (request, constant): (&RenderedHttpRequest, bool) =
+            match task.plan.render(ctx.variables()) {
+                Ok(Cow::Borrowed(request)) => (request, true),
+                Ok(Cow::Owned(request)) => (&**rendered.insert(Box::new(request)), false),
+                Err(e) => {
+                    let error = FastHttpError::InvalidRequest(e);
+                    ctx.record_failure(&task.fallback_meta, timer, None, 0, error);
+                    return;
+                }
+            };
         let dynamic_meta;
-        let (meta, wire) = match (&task.fixed, &request) {
-            (Some(fixed), Cow::Borrowed(_)) => (&fixed.meta, Wire::Fixed(&fixed.wire)),
+        let (meta, wire) = match (&task.fixed, constant) {
+            (Some(fixed), true) => (&fixed.meta, Wire::Fixed(&fixed.wire)),
             _ => {
                 dynamic_meta = RequestMeta {
                     request_type: request.method.clone(),
@@ -139,7 +142,7 @@ impl StaticUser for FastHttpUser {
             }
         };
         let exchange = Exchange {
-            request: &request,
+            request,
             verify: task.plan.verify(),
             allow_redirects: task.plan.allow_redirects(),
             wire,
@@ -203,13 +206,15 @@ fn is_redirect(status: u16) -> bool {
 
 impl State {
     /// Gives back the buffers an idle user does not need: the read buffer when it holds no
-    /// unread bytes (the next request makes a new one), the de-chunking scratch space, and a
-    /// large written request. The connection and the last response's head stay.
+    /// unread bytes (the next request makes a new one), the de-chunking scratch space, the
+    /// last response's head (recorded already), and a large written request. The connection
+    /// stays.
     fn release_buffers(&mut self) {
         if self.read.is_empty() {
             self.read = BytesMut::new();
         }
         self.chunked = BytesMut::new();
+        self.head = Head::default();
         if self.write.capacity() > KEEP_WRITE_IDLE {
             self.write = Vec::new();
         }
@@ -351,9 +356,6 @@ impl State {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(FastHttpError::ClosedBeforeResponse);
             };
-            if self.read.capacity() < READ_BUFFER {
-                self.read.reserve(READ_BUFFER);
-            }
             let bytes = match wire {
                 Wire::Fixed(bytes) => bytes,
                 Wire::Buffer => &self.write[..],

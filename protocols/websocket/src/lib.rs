@@ -138,6 +138,7 @@
 //!   connection`.
 
 mod error;
+mod io;
 mod protocol;
 mod register;
 mod response;

@@ -11,11 +11,16 @@ use load_density_core::deadline::RequestDeadline;
 use load_density_core::variables::UserVariables;
 use load_density_core::{RequestMeta, RequestTimer, StaticUser, UserContext};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::error::UrlError;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::WsError;
+use crate::io::{BufferedIo, WsConn};
 use crate::protocol::Shared;
 use crate::response::WsResponse;
 use crate::task::{CompiledTask, Method};
@@ -24,10 +29,13 @@ use crate::task::{CompiledTask, Method};
 /// `connect` replaces it).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// tungstenite's own read buffer (see [`frame_buffers`]).
+const READ_BUFFER: usize = 512;
+
 /// The event's request type.
 const REQUEST_TYPE: &str = "WS";
 
-type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Stream = WsConn;
 
 /// An open connection and what it was opened with.
 struct Connection {
@@ -82,7 +90,7 @@ fn authority(url: &str) -> String {
 /// Sends a close frame and waits (bounded) for the server's reply; errors are ignored.
 async fn close_quietly(mut conn: Connection, bound: Duration) {
     let closing = async {
-        if conn.ws.close(None).await.is_ok() {
+        if conn.ws.close().await.is_ok() {
             while let Some(Ok(_)) = conn.ws.next().await {}
         }
     };
@@ -129,6 +137,57 @@ async fn connect_from(url: &str, source: std::net::IpAddr) -> std::io::Result<Tc
     Ok(stream)
 }
 
+/// Opens the TCP connection for `request` as tokio-tungstenite's own connect does (the same
+/// errors), but keeps the stream so that it can sit under a [`BufferedIo`].
+async fn connect_direct(request: &Request) -> Result<TcpStream, tungstenite::Error> {
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .ok_or(tungstenite::Error::Url(UrlError::NoHostName))?;
+    let port = uri
+        .port_u16()
+        .or_else(|| match uri.scheme_str() {
+            Some("wss") => Some(443),
+            Some("ws") => Some(80),
+            _ => None,
+        })
+        .ok_or(tungstenite::Error::Url(UrlError::UnsupportedUrlScheme))?;
+    let stream = TcpStream::connect(format!("{host}:{port}"))
+        .await
+        .map_err(tungstenite::Error::Io)?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Rebuilds a plain connection whose handshake left nothing buffered in tungstenite (see
+/// [`crate::io`]) around the same stream, with the configured read buffer; anything else
+/// stays as the handshake left it, boxed.
+async fn lean(ws: crate::io::Handshaken, max_message_size: usize) -> WsConn {
+    let plain_and_clean = matches!(ws.get_ref(), MaybeTlsStream::Plain(io) if io.head_passed());
+    if !plain_and_clean {
+        return WsConn::Handshaken(Box::new(ws));
+    }
+    match ws.into_inner() {
+        MaybeTlsStream::Plain(io) => WsConn::Lean(
+            WebSocketStream::from_raw_socket(
+                io,
+                Role::Client,
+                Some(frame_buffers(max_message_size)),
+            )
+            .await,
+        ),
+        // Not reached: checked above, before taking the stream out.
+        other => WsConn::Handshaken(Box::new(
+            WebSocketStream::from_raw_socket(
+                other,
+                Role::Client,
+                Some(frame_buffers(max_message_size)),
+            )
+            .await,
+        )),
+    }
+}
+
 impl WebSocketUser {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
@@ -166,26 +225,24 @@ impl WebSocketUser {
             .tls
             .get(task.verify)
             .map(|config| Connector::Rustls(config.clone()));
-        let buffers = Some(frame_buffers(self.shared.max_message_size));
+        let max_message_size = self.shared.max_message_size;
+        let buffers = Some(frame_buffers(max_message_size));
         let source = self.source;
         let connecting = async move {
-            match source {
-                None => {
-                    tokio_tungstenite::connect_async_tls_with_config(
-                        request, buffers, true, connector,
-                    )
+            let stream = match source {
+                None => connect_direct(&request).await?,
+                Some(source) => connect_from(url, source)
                     .await
-                }
-                Some(source) => {
-                    let stream = connect_from(url, source)
-                        .await
-                        .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
-                    tokio_tungstenite::client_async_tls_with_config(
-                        request, stream, buffers, connector,
-                    )
-                    .await
-                }
-            }
+                    .map_err(tungstenite::Error::Io)?,
+            };
+            // Over plain TCP the handshake reads through the buffer that stops at the end of
+            // the response head; under TLS the head is inside the records, so no stop there.
+            let plain = request.uri().scheme_str() == Some("ws");
+            let io = BufferedIo::new(stream, plain);
+            let (ws, response) =
+                tokio_tungstenite::client_async_tls_with_config(request, io, buffers, connector)
+                    .await?;
+            Ok::<_, tungstenite::Error>((lean(ws, max_message_size).await, response))
         };
         let (ws, response) = tokio::time::timeout(task.timeout, connecting)
             .await
@@ -402,6 +459,12 @@ impl StaticUser for WebSocketUser {
         }
     }
 
+    fn on_idle(&mut self) {
+        if let Some(conn) = &mut self.conn {
+            conn.ws.release_idle();
+        }
+    }
+
     async fn on_stop(&mut self, _ctx: &mut UserContext) {
         self.close_current(CLOSE_GRACE).await;
     }
@@ -409,9 +472,10 @@ impl StaticUser for WebSocketUser {
 
 /// Socket buffer sizes for a load generator. tungstenite's 128 KiB default read buffer is
 /// zero-filled before every read (a third of the CPU of a sendrecv loop of small frames), and
-/// whatever of it is filled stays resident for every idle connection. 2 KiB still reads a
-/// typical frame in one call; a larger frame gets its whole length reserved once its header
-/// is read and then takes several reads. Frames are written as they are sent
+/// it stays allocated for the connection's whole life. Reads from the socket go through the
+/// connection's [`BufferedIo`] (4 KiB, given back when the user is idle), so tungstenite's
+/// own buffer only needs to take a typical frame in one call from there: 512 bytes. A larger
+/// frame gets its whole length reserved once its header is read (kept until a larger one). Frames are written as they are sent
 /// (`write_buffer_size` 0: the user flushes every message anyway), so the write buffer holds
 /// at most the frame being written. A message or frame above `max_message_size` (the group
 /// option) ends the connection with an error instead of growing the user's memory.
@@ -419,7 +483,7 @@ fn frame_buffers(
     max_message_size: usize,
 ) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(2 * 1024)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))

@@ -9,6 +9,7 @@ use load_density_core::task::options::saturating_seconds;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use load_density_core::context::StopHandle;
 use load_density_core::scenario::run_user;
 use tokio::sync::watch;
@@ -151,10 +152,13 @@ pub(crate) async fn run_pool(
                 Step::Spawn(index) => {
                     let handle = StopHandle::new();
                     let new = shared.new_user(pool.groups[index], handle.signal());
-                    users.spawn(async move {
-                        let _active = new.active;
-                        run_user(new.user, new.ctx, new.scenario, new.pacing).await;
-                    });
+                    let active = new.active;
+                    // Not an `async` block around `run_user`: it would hold the user's
+                    // context twice (captured, and inside `run_user`'s future).
+                    users.spawn(
+                        run_user(new.user, new.ctx, new.scenario, new.pacing)
+                            .map(move |()| drop(active)),
+                    );
                     running[index].push(handle);
                     current[index] += 1;
                 }
