@@ -397,7 +397,13 @@ impl EventBus {
             }
             spare.records.clear();
             flushing.lags.append(&mut spare.start_lags);
-            flushing.batch.append(&mut spare.events);
+            if flushing.batch.is_empty() {
+                // The first shard's events become the batch without a copy (its spare takes
+                // the batch's empty buffer); later shards' are appended after them.
+                std::mem::swap(&mut flushing.batch, &mut spare.events);
+            } else {
+                flushing.batch.append(&mut spare.events);
+            }
             spare.stats.clear();
             spare.iterations = 0;
             spare.dropped = 0;
