@@ -5,11 +5,9 @@
 
 mod distributed_support;
 
-use distributed_support::{config, refused_by_the_worker, worker_config};
+use distributed_support::{config, refused_by_the_worker, run_one_worker, worker_config};
 
-use std::time::Duration;
-
-use load_density::distributed::{Master, Worker};
+use load_density::distributed::Master;
 use load_density_testkit::{GrpcTarget, HttpTarget};
 use serde_json::json;
 
@@ -40,13 +38,7 @@ async fn a_masters_ca_file_travels_in_the_plan_and_the_worker_opens_no_path() {
     // The master has read it; the worker (same machine here) must not need the path.
     drop(dir);
     assert!(!ca.exists());
-    let worker = Worker::start(worker_config(master.local_addr().port()))
-        .await
-        .expect("start the worker");
-    let summary = tokio::time::timeout(Duration::from_secs(60), master.wait())
-        .await
-        .expect("the master ends");
-    worker.wait().await.expect("the worker runs the plan");
+    let summary = run_one_worker(&master, worker_config(master.local_addr().port())).await;
     let served = target.served();
     assert!(served > 5, "too little traffic: {served}");
     assert_eq!(summary.totals.failures, 0, "the shipped CA is trusted");
@@ -170,13 +162,7 @@ async fn proto_files_travel_with_their_imports_and_the_worker_compiles_its_own_c
     // The master has read every file; the worker (same machine here) must not need them.
     drop(dir);
     assert!(!main.exists());
-    let worker = Worker::start(worker_config(master.local_addr().port()))
-        .await
-        .expect("start the worker");
-    let summary = tokio::time::timeout(Duration::from_secs(60), master.wait())
-        .await
-        .expect("the master ends");
-    worker.wait().await.expect("the worker runs the plan");
+    let summary = run_one_worker(&master, worker_config(master.local_addr().port())).await;
     let calls = target.calls_to("Unary");
     assert!(calls > 5, "too little traffic: {calls}");
     assert_eq!(

@@ -5,7 +5,7 @@
 
 mod distributed_support;
 
-use distributed_support::{config, worker_config};
+use distributed_support::{config, run_one_worker, worker_config};
 
 use std::time::{Duration, Instant};
 
@@ -240,14 +240,7 @@ async fn broken_group_statistics_from_a_peer_are_dropped_and_counted() {
     );
 
     // The run goes on: a real worker joins and its groups' statistics arrive exactly.
-    let worker = Worker::start(worker_config(port)).await.expect("worker");
-    let summary = tokio::time::timeout(Duration::from_secs(60), master.wait())
-        .await
-        .expect("the master ends");
-    tokio::time::timeout(Duration::from_secs(20), worker.wait())
-        .await
-        .expect("the worker ends")
-        .expect("the worker quits cleanly");
+    let summary = run_one_worker(&master, worker_config(port)).await;
     let groups = master.group_stats();
     let count = |name: &str| {
         groups

@@ -5,7 +5,7 @@
 
 mod distributed_support;
 
-use distributed_support::config;
+use distributed_support::{config, run_one_worker};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -163,13 +163,7 @@ async fn without_the_token_no_peer_gets_the_plan_and_with_it_a_worker_runs() {
     assert!(master.workers().is_empty(), "{:?}", master.workers());
 
     // The right token: admitted, gets the plan, runs it.
-    let worker = Worker::start(worker_config(port, Some("right-token")))
-        .await
-        .expect("start a worker");
-    let summary = tokio::time::timeout(Duration::from_secs(60), master.wait())
-        .await
-        .expect("the master ends");
-    worker.wait().await.expect("the worker quits cleanly");
+    let summary = run_one_worker(&master, worker_config(port, Some("right-token"))).await;
     let served = target.served();
     assert!(served > 5, "too little traffic: {served}");
     assert_eq!(summary.totals.requests, served);
@@ -189,13 +183,7 @@ async fn reports_from_peers_never_admitted_are_dropped() {
     assert_eq!(master.dropped_reports(), 1);
     assert!(master.stats().entry("GET", "/rogue").is_none());
 
-    let worker = Worker::start(worker_config(port, None))
-        .await
-        .expect("start a worker");
-    let summary = tokio::time::timeout(Duration::from_secs(60), master.wait())
-        .await
-        .expect("the master ends");
-    worker.wait().await.expect("the worker quits cleanly");
+    let summary = run_one_worker(&master, worker_config(port, None)).await;
     let served = target.served();
     assert!(served > 5, "too little traffic: {served}");
     assert_eq!(

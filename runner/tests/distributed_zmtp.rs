@@ -6,14 +6,14 @@
 
 mod distributed_support;
 
-use distributed_support::worker_config;
+use distributed_support::{run_one_worker, worker_config};
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use load_density::distributed::wire::Message;
-use load_density::distributed::{Master, Worker};
+use load_density::distributed::Master;
 use load_density::{RunControl, StartTest};
 use load_density_testkit::HttpTarget;
 use rmpv::Value;
@@ -59,13 +59,7 @@ fn master_config(target: &HttpTarget, extra: serde_json::Value) -> StartTest {
 
 /// Runs a real worker under `master` and checks the run completes with exact counts.
 async fn a_real_worker_completes_the_run(master: &Master, target: &HttpTarget) {
-    let worker = Worker::start(worker_config(master.local_addr().port()))
-        .await
-        .expect("start a worker");
-    let summary = tokio::time::timeout(Duration::from_secs(60), master.wait())
-        .await
-        .expect("the master ends");
-    worker.wait().await.expect("the worker quits cleanly");
+    let summary = run_one_worker(master, worker_config(master.local_addr().port())).await;
     let served = target.served();
     assert!(served > 5, "too little traffic: {served}");
     assert_eq!(summary.totals.requests, served);

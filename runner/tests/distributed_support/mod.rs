@@ -195,3 +195,22 @@ pub async fn refused_by_the_worker(plan: serde_json::Value) -> String {
         .expect_err("the plan is refused")
         .to_string()
 }
+
+/// Starts a worker from `worker`, waits (at most 60 s) for `master`'s run to end, then for
+/// the worker to quit cleanly; returns the master's summary.
+pub async fn run_one_worker(
+    master: &load_density::distributed::Master,
+    worker: load_density::StartTest,
+) -> load_density::Summary {
+    let worker = load_density::distributed::Worker::start(worker)
+        .await
+        .expect("start the worker");
+    let summary = tokio::time::timeout(std::time::Duration::from_secs(60), master.wait())
+        .await
+        .expect("the master ends");
+    tokio::time::timeout(std::time::Duration::from_secs(20), worker.wait())
+        .await
+        .expect("the worker ends")
+        .expect("the worker quits cleanly");
+    summary
+}
