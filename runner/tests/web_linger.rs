@@ -2,11 +2,14 @@
 //! and then download the CSV, as Locust users do; `POST /quit` ends the linger. (Its own test
 //! binary: it finds the UI through the process's list of running UIs.)
 
-use std::time::{Duration, Instant};
+mod web_support;
+
+use std::time::Duration;
 
 use load_density::{start_test_async, StartTest};
 use load_density_testkit::HttpTarget;
 use serde_json::{json, Value};
+use web_support::{client, running_ui_address};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lingering_ui_serves_the_stopped_run_until_quit() {
@@ -22,20 +25,8 @@ async fn a_lingering_ui_serves_the_stopped_run_until_quit() {
     }))
     .expect("a valid configuration");
     let run = tokio::spawn(start_test_async(config));
-    let started = Instant::now();
-    let addr = loop {
-        if let Some(addr) = load_density::web::running_addresses().first() {
-            break *addr;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no web UI");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    load_density::core::tls::crypto_provider();
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let addr = running_ui_address().await;
+    let http = client();
     let url = |path: &str| format!("http://{addr}{path}");
     tokio::time::sleep(Duration::from_millis(800)).await;
 

@@ -4,11 +4,14 @@
 //! them, and the state goes stopped -> running -> stopped. (Its own test binary: it finds the
 //! UI through the process's list of running UIs.)
 
+mod web_support;
+
 use std::time::{Duration, Instant};
 
 use load_density::{start_test_async, StartTest};
 use load_density_testkit::HttpTarget;
 use serde_json::{json, Value};
+use web_support::{client, running_ui_address};
 
 struct Ui {
     http: reqwest::Client,
@@ -18,6 +21,18 @@ struct Ui {
 impl Ui {
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `GET path`, as text.
+    async fn text(&self, path: &str) -> String {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("the body of {path}: {e}"))
     }
 
     async fn requests(&self) -> Value {
@@ -99,21 +114,9 @@ async fn a_lingering_ui_starts_a_new_run_of_the_same_plan() {
     }))
     .expect("a valid configuration");
     let run = tokio::spawn(start_test_async(config));
-    let started = Instant::now();
-    let addr = loop {
-        if let Some(addr) = load_density::web::running_addresses().first() {
-            break *addr;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no web UI");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    load_density::core::tls::crypto_provider();
+    let addr = running_ui_address().await;
     let ui = Ui {
-        http: reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
+        http: client(),
         addr,
     };
 
@@ -128,15 +131,7 @@ async fn a_lingering_ui_starts_a_new_run_of_the_same_plan() {
         update["new_run"], true,
         "the page offers a new run: {update}"
     );
-    let page = ui
-        .http
-        .get(ui.url("/"))
-        .send()
-        .await
-        .expect("GET /")
-        .text()
-        .await
-        .expect("the page");
+    let page = ui.text("/").await;
     assert!(
         page.contains("id=\"new-run-button\""),
         "the button is on the page"
@@ -199,15 +194,7 @@ async fn a_lingering_ui_starts_a_new_run_of_the_same_plan() {
         second_count, served,
         "/stats/requests counts exactly the second run: {second}"
     );
-    let csv = ui
-        .http
-        .get(ui.url("/stats/requests/csv"))
-        .send()
-        .await
-        .expect("GET /stats/requests/csv")
-        .text()
-        .await
-        .expect("CSV");
+    let csv = ui.text("/stats/requests/csv").await;
     let total_line = csv
         .lines()
         .find(|l| l.contains("Aggregated"))

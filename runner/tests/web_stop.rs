@@ -9,7 +9,7 @@ use std::time::Duration;
 use load_density::executor;
 use load_density_testkit::HttpTarget;
 use serde_json::{json, Value};
-use web_support::{client, get_json, total_requests, wait_for};
+use web_support::{client, get_json, running_ui_address, total_requests, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_from_the_ui_ends_start_test_and_the_document_goes_on() {
@@ -38,10 +38,7 @@ async fn stop_from_the_ui_ends_start_test_and_the_document_goes_on() {
         let _ = done_tx.send(executor::execute_str(&document));
     });
 
-    let addr = wait_for("the web UI", Duration::from_secs(20), || async {
-        load_density::web::running_addresses().first().copied()
-    })
-    .await;
+    let addr = running_ui_address().await;
     let http = client();
     let stats_url = format!("http://{addr}/stats/requests");
     wait_for("some requests", Duration::from_secs(20), || async {

@@ -99,6 +99,15 @@ where
     }
 }
 
+/// The address of the process's first running web UI, once one runs (for a test that starts
+/// its UI through `start_test`, alone in its test binary), waiting at most 30 s.
+pub async fn running_ui_address() -> SocketAddr {
+    wait_for("the web UI", Duration::from_secs(30), || async {
+        load_density::web::running_addresses().first().copied()
+    })
+    .await
+}
+
 /// The total request count `/stats/requests` reports (its Aggregated row).
 pub fn total_requests(report: &Value) -> u64 {
     let rows = report["stats"].as_array().expect("stats rows");
