@@ -9,16 +9,17 @@
 //! session the login returned; the replay only succeeds when the conversion correlated that
 //! session (an extractor on the login, a placeholder in the API call).
 
+mod har_support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
-use load_density::core::test_record_instance;
-use load_density::executor::{self, error_chain};
+use har_support::replay;
 use load_density::import::har::{self, HarOptions};
 use load_density_testkit::HttpTarget;
 use serde_json::{json, Value};
@@ -313,24 +314,6 @@ async fn record_har(chromium: &Chromium, url: &str) -> anyhow::Result<Value> {
         "creator": {"name": "load-density har_chromium test (DevTools protocol)", "version": "1"},
         "entries": entries,
     }}))
-}
-
-/// Replays `plan` for `seconds` with two users; returns (requests, failures) of the run.
-fn replay(mut plan: Value, seconds: u64) -> anyhow::Result<(u64, u64)> {
-    let start = &mut plan["load_density"][0][1];
-    start["user_count"] = json!(2);
-    start["spawn_rate"] = json!(10);
-    start["test_time"] = json!(seconds);
-    start["print_stats"] = json!(false);
-    test_record_instance().clear_records();
-    let results = executor::execute_document(&plan)?;
-    let summary = match &results[0].outcome {
-        Ok(summary) => summary.clone(),
-        Err(error) => return Err(anyhow!("replay failed: {}", error_chain(error))),
-    };
-    let requests = summary["totals"]["requests"].as_u64().context("requests")?;
-    let failures = summary["totals"]["failures"].as_u64().context("failures")?;
-    Ok((requests, failures))
 }
 
 #[test]

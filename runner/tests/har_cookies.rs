@@ -5,11 +5,11 @@
 //! Chromium's DevTools export writes one: `Set-Cookie` among the response headers and in the
 //! response `cookies`, the `Cookie` header and the request `cookies` on later requests.
 
+mod har_support;
+
 use std::sync::{Mutex, MutexGuard};
 
-use anyhow::{anyhow, Context};
-use load_density::core::test_record_instance;
-use load_density::executor::{self, error_chain};
+use har_support::replay;
 use load_density::import::har::{self, HarOptions};
 use load_density_testkit::HttpTarget;
 use serde_json::{json, Value};
@@ -66,24 +66,6 @@ fn recording(target: &HttpTarget) -> Value {
         api(1),
         api(2)
     ]}})
-}
-
-/// Replays `plan` for `seconds` with two users; returns (requests, failures) of the run.
-fn replay(mut plan: Value, seconds: u64) -> anyhow::Result<(u64, u64)> {
-    let start = &mut plan["load_density"][0][1];
-    start["user_count"] = json!(2);
-    start["spawn_rate"] = json!(10);
-    start["test_time"] = json!(seconds);
-    start["print_stats"] = json!(false);
-    test_record_instance().clear_records();
-    let results = executor::execute_document(&plan)?;
-    let summary = match &results[0].outcome {
-        Ok(summary) => summary.clone(),
-        Err(error) => return Err(anyhow!("replay failed: {}", error_chain(error))),
-    };
-    let requests = summary["totals"]["requests"].as_u64().context("requests")?;
-    let failures = summary["totals"]["failures"].as_u64().context("failures")?;
-    Ok((requests, failures))
 }
 
 fn served(target: &HttpTarget, path: &str) -> u64 {
