@@ -214,3 +214,13 @@ pub async fn run_one_worker(
         .expect("the worker quits cleanly");
     summary
 }
+
+/// A hostile master's `plan` names a file on the worker's machine: the worker refuses it with
+/// an error naming `json_path` and saying such files must be shipped with the plan.
+pub async fn refused_as_unshipped(plan: serde_json::Value, json_path: &str) {
+    let text = refused_by_the_worker(plan).await;
+    assert!(
+        text.contains(json_path) && text.contains("shipped with the plan"),
+        "{json_path}: {text}"
+    );
+}
