@@ -130,7 +130,7 @@ def run(binary, nginx, users, seconds, mode):
     served = nginx.status()["requests"] - before - 1
     totals = ldbench.load_density_totals(m)
     result = {"requests": totals["requests"], "cpu": m.cpu, "wall": m.wall,
-              "rate": totals["requests"] / m.cpu}
+              "user": m.cpu_user, "sys": m.cpu_sys, "rate": totals["requests"] / m.cpu}
     if scraper:
         scraper.close()
         result["scrapes"] = scraper.scrapes
@@ -183,6 +183,12 @@ def main():
         bin_dir = ldbench.build(["load-density-cli"], ["load-density"], skip=args.no_build)
         binary = os.path.join(bin_dir, "load-density")
     print(f"machine: {ldbench.machine()}")
+    # The harness (the InfluxDB point counter, the Prometheus scraper) runs with the target,
+    # off the generator's CPU: its threads would otherwise preempt load-density's and count
+    # against the exporters in cache misses and context switches that no real collector,
+    # running elsewhere, would cause.
+    if ldbench.CPUS > 1 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {ldbench.TARGET_CPU})
     rounds = []
     with ldbench.Nginx() as nginx:
         print(f"target: nginx on {nginx.host} (1 worker, CPU {ldbench.TARGET_CPU}); load-density on "
@@ -199,8 +205,8 @@ def main():
                 if mode != "none":
                     costs[mode] = 1 - r["rate"] / results["none"]["rate"]
                     cost = f", cost {100 * costs[mode]:.1f}%"
-                print(f"  {mode:<10} {r['requests']:>9} requests, {r['cpu']:6.2f} CPU s in "
-                      f"{r['wall']:5.2f} s wall, {r['rate']:>8.0f} req per CPU-second{cost}{extra}")
+                print(f"  {mode:<10} {r['requests']:>9} requests, {r['cpu']:6.2f} CPU s "
+                      f"(user {r['user']:.2f}, sys {r['sys']:.2f}) in {r['wall']:5.2f} s wall, {r['rate']:>8.0f} req per CPU-second{cost}{extra}")
             rounds.append({"results": results, "costs": costs})
     summary = {"load_after": os.getloadavg()[0]}
     for mode in modes:

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::{Mutex, RwLock};
 
 use crate::record::TestRecord;
+use crate::series::{Origin, Series, ShardSeries};
 use crate::shard::{Sample, ShardRecords, ShardStats};
 use crate::stats::SharedStats;
 
@@ -95,6 +96,22 @@ pub trait RequestListener: Send + Sync + 'static {
     fn wants_events(&self) -> bool {
         true
     }
+
+    /// Whether this listener reads the requests grouped by series
+    /// ([`on_series`](Self::on_series)) now. Asked as [`wants_events`](Self::wants_events)
+    /// is; the default says no.
+    ///
+    /// Series are the cheap way to read every request: a shard appends a request's numbers
+    /// to its name's vector, with no event built and no string cloned on the request path.
+    fn wants_series(&self) -> bool {
+        false
+    }
+
+    /// Called on each flush, while some listener [wants series](Self::wants_series), with the
+    /// requests since the previous flush grouped by request type and name: one series per name
+    /// and worker thread (a name may come once per thread), each in the order its thread made
+    /// its requests. The default ignores them.
+    fn on_series(&self, _series: &[Series]) {}
 }
 
 impl<F> RequestListener for F
@@ -115,6 +132,8 @@ struct ShardBuffer {
     events: Vec<RequestEvent>,
     /// The requests as records, only while a record store is attached.
     records: ShardRecords,
+    /// The requests grouped by series, only while some listener reads series.
+    series: ShardSeries,
     iterations: u64,
     dropped: u64,
     start_lags: Vec<u64>,
@@ -128,13 +147,31 @@ impl ShardBuffer {
             && self.start_lags.is_empty()
     }
 
-    fn add(&mut self, sample: Sample<'_>, wants: u8) {
-        self.stats.add(&sample);
+    fn add(&mut self, sample: &Sample<'_>, wants: u8) {
+        let entry = self.stats.add(sample);
         if wants & WANTS_RECORDS != 0 {
-            self.records.push(&sample);
+            self.records.push(sample);
+        }
+        if wants & WANTS_SERIES != 0 {
+            self.series.push(entry, sample);
         }
         if wants & WANTS_EVENTS != 0 {
             self.events.push(sample.to_event());
+        }
+    }
+
+    /// Adds a protocol's own event (kept as is for the event stream).
+    fn add_event(&mut self, event: RequestEvent, wants: u8) {
+        let sample = Sample::of_event(&event);
+        let entry = self.stats.add(&sample);
+        if wants & WANTS_RECORDS != 0 {
+            self.records.push(&sample);
+        }
+        if wants & WANTS_SERIES != 0 {
+            self.series.push(entry, &sample);
+        }
+        if wants & WANTS_EVENTS != 0 {
+            self.events.push(event);
         }
     }
 }
@@ -145,24 +182,29 @@ struct Shard(Mutex<ShardBuffer>);
 
 const WANTS_EVENTS: u8 = 1;
 const WANTS_RECORDS: u8 = 2;
+const WANTS_SERIES: u8 = 4;
 
-/// Bumped whenever some listener may have changed its [`RequestListener::wants_events`].
+/// Bumped whenever some listener may have changed its [`RequestListener::wants_events`] or
+/// [`RequestListener::wants_series`].
 static WANTS_EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// Tells every bus that some listener may have changed its answer to
-/// [`RequestListener::wants_events`] (an exporter subscribed): each bus asks its listeners
-/// again before its next request.
+/// [`RequestListener::wants_events`] or [`RequestListener::wants_series`] (an exporter
+/// subscribed): each bus asks its listeners again before its next request.
 pub fn listeners_changed() {
     WANTS_EPOCH.fetch_add(1, Ordering::Release);
 }
 
 /// What a flush works with, kept between flushes to reuse its memory: one spare buffer per
 /// shard (swapped with the shard's, so a worker thread waits only for the swap), the batch of
-/// events for the listeners, the start lags.
+/// events for the listeners, the series lent to them and where each came from, the start
+/// lags.
 #[derive(Default)]
 struct Flushing {
     spares: Vec<ShardBuffer>,
     batch: Vec<RequestEvent>,
+    series: Vec<Series>,
+    origins: Vec<Origin>,
     lags: Vec<u64>,
 }
 
@@ -178,7 +220,7 @@ pub struct EventBus {
     listeners: RwLock<Vec<Arc<dyn RequestListener>>>,
     stats: RwLock<Vec<SharedStats>>,
     record_store: RwLock<Option<Arc<TestRecord>>>,
-    /// `WANTS_EVENTS` | `WANTS_RECORDS`, read on every request.
+    /// `WANTS_EVENTS` | `WANTS_RECORDS` | `WANTS_SERIES`, read on every request.
     wants: AtomicU8,
     /// The [`WANTS_EPOCH`] `wants` was computed at.
     wants_epoch: AtomicU64,
@@ -233,6 +275,9 @@ impl EventBus {
         if listener.wants_events() {
             self.wants.fetch_or(WANTS_EVENTS, Ordering::Relaxed);
         }
+        if listener.wants_series() {
+            self.wants.fetch_or(WANTS_SERIES, Ordering::Relaxed);
+        }
         self.listeners.write().push(listener);
     }
 
@@ -261,12 +306,18 @@ impl EventBus {
         self.wants.load(Ordering::Relaxed)
     }
 
-    /// Asks the listeners again whether they read events.
+    /// Asks the listeners again whether they read events and series.
     fn refresh_wants(&self) {
-        if self.listeners.read().iter().any(|l| l.wants_events()) {
-            self.wants.fetch_or(WANTS_EVENTS, Ordering::Relaxed);
-        } else {
-            self.wants.fetch_and(!WANTS_EVENTS, Ordering::Relaxed);
+        let listeners = self.listeners.read();
+        for (flag, wanted) in [
+            (WANTS_EVENTS, listeners.iter().any(|l| l.wants_events())),
+            (WANTS_SERIES, listeners.iter().any(|l| l.wants_series())),
+        ] {
+            if wanted {
+                self.wants.fetch_or(flag, Ordering::Relaxed);
+            } else {
+                self.wants.fetch_and(!flag, Ordering::Relaxed);
+            }
         }
     }
 
@@ -279,7 +330,7 @@ impl EventBus {
     pub(crate) fn record(&self, sample: Sample<'_>, iterations: u64) {
         let wants = self.wants();
         let mut buffer = self.shard().0.lock();
-        buffer.add(sample, wants);
+        buffer.add(&sample, wants);
         buffer.iterations += iterations;
     }
 
@@ -294,13 +345,7 @@ impl EventBus {
     pub fn emit_on(&self, shard: usize, event: RequestEvent) {
         let wants = self.wants();
         let mut buffer = self.shards[shard % self.shards.len()].0.lock();
-        buffer.stats.add(&Sample::of_event(&event));
-        if wants & WANTS_RECORDS != 0 {
-            buffer.records.push(&Sample::of_event(&event));
-        }
-        if wants & WANTS_EVENTS != 0 {
-            buffer.events.push(event);
-        }
+        buffer.add_event(event, wants);
     }
 
     /// Buffers one event and counts `iterations` finished iterations with it, under one
@@ -309,13 +354,7 @@ impl EventBus {
     pub fn emit_counting(&self, event: RequestEvent, iterations: u64) {
         let wants = self.wants();
         let mut buffer = self.shard().0.lock();
-        buffer.stats.add(&Sample::of_event(&event));
-        if wants & WANTS_RECORDS != 0 {
-            buffer.records.push(&Sample::of_event(&event));
-        }
-        if wants & WANTS_EVENTS != 0 {
-            buffer.events.push(event);
-        }
+        buffer.add_event(event, wants);
         buffer.iterations += iterations;
     }
 
@@ -368,7 +407,12 @@ impl EventBus {
         let stats = self.stats.read().clone();
         let store = self.record_store.read().clone();
         let (mut iterations, mut dropped, mut drained) = (0u64, 0u64, 0u64);
-        for (shard, spare) in self.shards.iter().zip(flushing.spares.iter_mut()) {
+        for (index, (shard, spare)) in self
+            .shards
+            .iter()
+            .zip(flushing.spares.iter_mut())
+            .enumerate()
+        {
             {
                 let mut buffer = shard.0.lock();
                 if buffer.is_idle() {
@@ -396,6 +440,7 @@ impl EventBus {
                 );
             }
             spare.records.clear();
+            lend_series(spare, index, &mut flushing.series, &mut flushing.origins);
             flushing.lags.append(&mut spare.start_lags);
             if flushing.batch.is_empty() {
                 // The first shard's events become the batch without a copy (its spare takes
@@ -408,9 +453,14 @@ impl EventBus {
             spare.iterations = 0;
             spare.dropped = 0;
         }
-        let (batch, lags) = (&mut flushing.batch, &mut flushing.lags);
+        let (batch, lags, series) = (&mut flushing.batch, &mut flushing.lags, &flushing.series);
         let listeners = self.listeners.read().clone();
-        if !batch.is_empty() || iterations > 0 || dropped > 0 || !lags.is_empty() {
+        if !batch.is_empty()
+            || !series.is_empty()
+            || iterations > 0
+            || dropped > 0
+            || !lags.is_empty()
+        {
             for listener in &listeners {
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     if iterations > 0 || dropped > 0 {
@@ -421,6 +471,9 @@ impl EventBus {
                     }
                     if !batch.is_empty() {
                         listener.on_requests(batch);
+                    }
+                    if !series.is_empty() {
+                        listener.on_series(series);
                     }
                 }));
                 if outcome.is_err() {
@@ -440,6 +493,7 @@ impl EventBus {
         if lags.capacity() > 1 << 16 {
             lags.shrink_to(1 << 12);
         }
+        take_back_series(flushing);
         for spare in &mut flushing.spares {
             if spare.events.capacity() > 1 << 16 {
                 spare.events.shrink_to(1 << 12);
@@ -454,6 +508,47 @@ impl EventBus {
             .iter()
             .map(|s| usize::try_from(s.0.lock().stats.requests()).unwrap_or(usize::MAX))
             .sum()
+    }
+}
+
+/// Lends shard `index`'s series (just swapped out into `spare`) to the flush: the points of
+/// each entry touched since the last flush, then those of spilled names.
+fn lend_series(
+    spare: &mut ShardBuffer,
+    index: usize,
+    series: &mut Vec<Series>,
+    origins: &mut Vec<Origin>,
+) {
+    for touch in spare.stats.touched() {
+        if let crate::shard::Touch::Entry(id) = *touch {
+            let points = spare.series.take(id);
+            if points.is_empty() {
+                spare.series.give_back(id, points);
+                continue;
+            }
+            let entry = spare.stats.entry(id);
+            series.push(Series {
+                request_type: entry.request_type_arc().clone(),
+                name: entry.name_arc().clone(),
+                points,
+            });
+            origins.push(Origin::Entry { shard: index, id });
+        }
+    }
+    for spilled in spare.series.take_spilled() {
+        series.push(spilled);
+        origins.push(Origin::Spilled);
+    }
+}
+
+/// Takes the lent series' vectors back into the spares they came from, emptied.
+fn take_back_series(flushing: &mut Flushing) {
+    for (lent, origin) in flushing.series.drain(..).zip(flushing.origins.drain(..)) {
+        if let Origin::Entry { shard, id } = origin {
+            if let Some(spare) = flushing.spares.get_mut(shard) {
+                spare.series.give_back(id, lent.points);
+            }
+        }
     }
 }
 

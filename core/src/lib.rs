@@ -82,6 +82,7 @@ pub mod record;
 pub mod registry;
 pub mod response;
 pub mod scenario;
+pub mod series;
 mod shard;
 pub mod source_address;
 pub mod start_clock;

@@ -212,11 +212,13 @@ impl ShardStats {
         Some(id)
     }
 
-    /// Adds one request.
-    pub(crate) fn add(&mut self, sample: &Sample<'_>) {
+    /// Adds one request; returns the id of its entry (`None`: a name this shard has no room
+    /// for until the next flush).
+    pub(crate) fn add(&mut self, sample: &Sample<'_>) -> Option<u32> {
         let numbers = sample.numbers();
         self.requests += 1;
-        let (request_type, name) = match self.id_of(sample.request_type, sample.name) {
+        let entry = self.id_of(sample.request_type, sample.name);
+        let (request_type, name) = match entry {
             Some(id) => {
                 let entry = &mut self.entries[id as usize];
                 if entry.num_requests() == 0 {
@@ -246,6 +248,7 @@ impl ShardStats {
                 }
             }
         }
+        entry
     }
 
     /// Requests aggregated since the last flush.

@@ -2,14 +2,17 @@
 //! the statistics of one aggregation over the same requests in the order the collector used
 //! to see them (each flush: shard 0's requests in order, then shard 1's, ...): counts,
 //! histograms and percentiles, corrected latencies, per-second series, errors, the caps on
-//! names and error groups, iterations and start lags.
+//! names and error groups, iterations and start lags. The series the shards keep for
+//! exporters hold every request the event stream holds, in the same order per name.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use load_density_core::cardinality::Limits;
+use load_density_core::series::{Point, Series};
 use load_density_core::stats::SharedStats;
-use load_density_core::{EventBus, RequestEvent, RequestStats, StatsEntry};
+use load_density_core::{EventBus, RequestEvent, RequestListener, RequestStats, StatsEntry};
 use proptest::prelude::*;
 
 const SHARDS: usize = 3;
@@ -350,4 +353,186 @@ fn an_attached_record_store_keeps_what_a_listening_one_keeps() {
     );
     assert_same(&attached.stats(), &listening.stats());
     assert_eq!(attached.stats().iterations(), 12_000);
+}
+
+/// Reads both the event stream and the series, as two exporters would.
+#[derive(Default)]
+struct BothStreams {
+    /// Per flush: every event's (type, name, point), in the order delivered.
+    events: parking_lot::Mutex<Vec<(String, String, Point)>>,
+    /// Per flush: every series' points with their series' names, in the order delivered.
+    series: parking_lot::Mutex<Vec<(String, String, Point)>>,
+    /// Series delivered, and how many of them shared a name with another of the same flush.
+    deliveries: parking_lot::Mutex<Vec<Vec<(String, String)>>>,
+}
+
+impl RequestListener for BothStreams {
+    fn on_requests(&self, events: &[RequestEvent]) {
+        self.events.lock().extend(events.iter().map(|e| {
+            (
+                e.request_type.to_string(),
+                e.name.to_string(),
+                Point {
+                    response_time: e.response_time,
+                    response_length: e.response_length,
+                    start_time: e.start_time,
+                    error: e.error.clone(),
+                },
+            )
+        }));
+    }
+
+    fn wants_series(&self) -> bool {
+        true
+    }
+
+    fn on_series(&self, series: &[Series]) {
+        let mut seen = self.series.lock();
+        for one in series {
+            assert!(!one.points.is_empty(), "an empty series was delivered");
+            for point in &one.points {
+                seen.push((
+                    one.request_type.to_string(),
+                    one.name.to_string(),
+                    point.clone(),
+                ));
+            }
+        }
+        self.deliveries.lock().push(
+            series
+                .iter()
+                .map(|s| (s.request_type.to_string(), s.name.to_string()))
+                .collect(),
+        );
+    }
+}
+
+/// Each name's points in the order delivered.
+fn per_name(points: &[(String, String, Point)]) -> BTreeMap<(String, String), Vec<Point>> {
+    let mut by_name: BTreeMap<(String, String), Vec<Point>> = BTreeMap::new();
+    for (request_type, name, point) in points {
+        by_name
+            .entry((request_type.clone(), name.clone()))
+            .or_default()
+            .push(point.clone());
+    }
+    by_name
+}
+
+/// Runs `requests` through a bus with a listener of both streams.
+fn both_streams(strings: &Strings, requests: &[Request]) -> Arc<BothStreams> {
+    let bus = EventBus::new(SHARDS);
+    let both = Arc::new(BothStreams::default());
+    bus.add_listener(both.clone());
+    for r in requests {
+        bus.emit_on(r.shard, strings.event(r));
+        if r.flush_after {
+            bus.flush();
+        }
+    }
+    bus.flush();
+    both
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn series_hold_every_request_the_events_hold_in_the_same_order_per_name(
+        requests in prop::collection::vec(request(6), 0..400),
+    ) {
+        let strings = Strings::new(6);
+        let both = both_streams(&strings, &requests);
+        let events = both.events.lock();
+        let series = both.series.lock();
+        prop_assert_eq!(series.len(), requests.len());
+        prop_assert_eq!(per_name(&series), per_name(&events));
+    }
+}
+
+#[test]
+fn series_keep_names_past_what_a_shard_keeps() {
+    // 700 names on two shards between flushes: more than a shard keeps entries for, so some
+    // requests take the spilled way.
+    let strings = Strings::new(700);
+    let requests: Vec<Request> = (0..6000u64)
+        .map(|i| Request {
+            shard: (i % 3 == 0) as usize,
+            request_type: (i % 2) as usize,
+            name: ((i * 7919) % 700) as usize,
+            fresh: i % 5 == 0,
+            latency_us: (i * 37) % 90_000,
+            error: (i % 7 == 0).then_some((i % 4) as usize),
+            start_delay_us: None,
+            second: i / 100,
+            length: i,
+            iterations: 0,
+            start_lag_us: None,
+            flush_after: i % 2000 == 1999,
+        })
+        .collect();
+    let both = both_streams(&strings, &requests);
+    let events = both.events.lock();
+    let series = both.series.lock();
+    assert_eq!(series.len(), 6000);
+    assert_eq!(per_name(&series), per_name(&events));
+    // Three flushes of 2,000 requests under 700 names: every name in each, grouped (fewer
+    // series than requests) where the shards keep entries for them.
+    let deliveries = both.deliveries.lock();
+    assert_eq!(deliveries.len(), 3);
+    for delivered in deliveries.iter() {
+        let names: std::collections::BTreeSet<_> = delivered.iter().collect();
+        assert_eq!(names.len(), 700);
+        assert!(delivered.len() < 2000, "{} series", delivered.len());
+    }
+}
+
+#[test]
+fn no_point_is_kept_while_no_listener_wants_series() {
+    struct Switch(std::sync::atomic::AtomicBool, parking_lot::Mutex<usize>);
+    impl RequestListener for Switch {
+        fn on_requests(&self, _: &[RequestEvent]) {}
+        fn wants_events(&self) -> bool {
+            false
+        }
+        fn wants_series(&self) -> bool {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        fn on_series(&self, series: &[Series]) {
+            *self.1.lock() += series.iter().map(|s| s.points.len()).sum::<usize>();
+        }
+    }
+    let strings = Strings::new(2);
+    let bus = EventBus::new(2);
+    let switch = Arc::new(Switch(false.into(), parking_lot::Mutex::new(0)));
+    bus.add_listener(switch.clone());
+    let request = |name: usize| Request {
+        shard: name % 2,
+        request_type: 0,
+        name,
+        fresh: false,
+        latency_us: 10,
+        error: None,
+        start_delay_us: None,
+        second: 0,
+        length: 1,
+        iterations: 0,
+        start_lag_us: None,
+        flush_after: false,
+    };
+    bus.emit_on(0, strings.event(&request(0)));
+    assert_eq!(bus.flush(), 1);
+    assert_eq!(*switch.1.lock(), 0, "nobody wanted series");
+    switch.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    load_density_core::event::listeners_changed();
+    for name in [0, 1, 1] {
+        bus.emit_on(name, strings.event(&request(name)));
+    }
+    assert_eq!(bus.flush(), 3);
+    assert_eq!(*switch.1.lock(), 3);
+    switch.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    load_density_core::event::listeners_changed();
+    bus.emit_on(1, strings.event(&request(1)));
+    assert_eq!(bus.flush(), 1);
+    assert_eq!(*switch.1.lock(), 3);
 }

@@ -2,10 +2,12 @@
 //!
 //! Exporters (Prometheus, InfluxDB) are started and stopped by commands, independently of
 //! runs, as in the Python version: an exporter started before `LD_start_test` sees that run and
-//! every later one. Each run's event bus hands its batches to the [`SinkHub`] (one more
-//! [`RequestListener`], on the collector, never on the request path). The hub groups each batch
-//! once by series (request type and name: a [`Batch`] of [`Series`], each with its requests'
-//! [`Point`]s), so that no exporter looks a name up, hashes it or copies it per request, and
+//! every later one. Each run's event bus hands its requests to the [`SinkHub`] (one more
+//! [`RequestListener`], on the collector, never on the request path) already grouped by
+//! series per worker thread ([`RequestListener::on_series`]: no event is built per request).
+//! The hub merges each flush's series by request type and name into a [`Batch`] of
+//! [`Series`], each with its requests' [`Point`]s, so that no exporter looks a name up, hashes
+//! it or copies it per request, and
 //! passes it, shared, to every subscribed exporter through a bounded channel: an exporter that
 //! falls behind loses batches, which are counted ([`Feed::dropped`]) and logged when it stops;
 //! it never slows the run or the other outputs.
@@ -34,9 +36,9 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use load_density_core::cardinality::{DEFAULT_MAX_NAMES, OTHER};
+pub use load_density_core::series::{Point, Series};
 use load_density_core::{RequestEvent, RequestListener};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
@@ -45,57 +47,6 @@ use crate::env::{Environment, RunState};
 
 /// Batches an exporter may have queued before further batches are dropped.
 pub const FEED_CAPACITY: usize = 1024;
-
-/// One finished request, as the exporters see it (its series holds its names).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Point {
-    /// Time from the request's (scheduled) start to its end.
-    pub response_time: Duration,
-    /// Bytes counted for it.
-    pub response_length: u64,
-    /// Wall-clock time at which it started.
-    pub start_time: SystemTime,
-    /// Why it failed; `None` for a success.
-    pub error: Option<Arc<str>>,
-}
-
-impl Point {
-    /// Whether the request succeeded.
-    pub fn is_success(&self) -> bool {
-        self.error.is_none()
-    }
-
-    /// When it ended, in nanoseconds since the Unix epoch (0 before the epoch).
-    pub fn end_ns(&self) -> u64 {
-        // In u64 nanoseconds, saturating, rather than through `SystemTime + Duration` and
-        // u128 nanoseconds: the same value, at a third of the cost.
-        let response = nanos(self.response_time);
-        match self.start_time.duration_since(UNIX_EPOCH) {
-            Ok(since) => nanos(since).saturating_add(response),
-            Err(before) => response.saturating_sub(nanos(before.duration())),
-        }
-    }
-}
-
-/// A duration in nanoseconds, saturated to `u64`.
-fn nanos(duration: Duration) -> u64 {
-    duration
-        .as_secs()
-        .checked_mul(1_000_000_000)
-        .and_then(|ns| ns.checked_add(u64::from(duration.subsec_nanos())))
-        .unwrap_or(u64::MAX)
-}
-
-/// The requests of one batch that share a request type and a name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    /// The request type (`GET`, ...); empty for the overflow series.
-    pub request_type: Arc<str>,
-    /// The name; [`OTHER`] for the overflow series.
-    pub name: Arc<str>,
-    /// The requests, in the batch's order.
-    pub points: Vec<Point>,
-}
 
 /// One batch of finished requests grouped by series, shared by every exporter.
 pub type Batch = Arc<[Series]>;
@@ -204,7 +155,12 @@ impl Grouper {
                     let index = match self.by_ptr.get(&key) {
                         Some(&index) => index,
                         None => {
-                            let index = self.resolve(event, max_names, &mut series);
+                            let index = self.resolve(
+                                &event.request_type,
+                                &event.name,
+                                max_names,
+                                &mut series,
+                            );
                             self.by_ptr.insert(key, index);
                             if self.counts.len() < series.len() {
                                 self.counts.resize(series.len(), 0);
@@ -244,14 +200,64 @@ impl Grouper {
         Arc::from(series)
     }
 
-    /// The series index of an event whose pointers this batch has not seen yet.
+    /// Merges a flush's series (one per name and worker thread) into one series per name
+    /// admitted under the cap: one lookup per series, and its points copied once into a
+    /// vector of the right size.
+    fn merge(&mut self, lent: &[Series], max_names: usize, overflowed: &AtomicU64) -> Batch {
+        let mut series: Vec<Series> = Vec::new();
+        self.by_ptr.clear();
+        self.by_content.clear();
+        self.indices.clear();
+        self.counts.clear();
+        for source in lent {
+            let key = (
+                Arc::as_ptr(&source.request_type).cast::<u8>() as usize,
+                Arc::as_ptr(&source.name).cast::<u8>() as usize,
+            );
+            let index = match self.by_ptr.get(&key) {
+                Some(&index) => index,
+                None => {
+                    let index =
+                        self.resolve(&source.request_type, &source.name, max_names, &mut series);
+                    self.by_ptr.insert(key, index);
+                    index
+                }
+            };
+            if self.counts.len() < series.len() {
+                self.counts.resize(series.len(), 0);
+            }
+            self.indices.push(index);
+            if let Some(count) = self.counts.get_mut(index) {
+                *count += source.points.len();
+            }
+        }
+        let mut moved = 0;
+        for (target, &count) in series.iter_mut().zip(&self.counts) {
+            target.points.reserve_exact(count);
+            if target.request_type.is_empty() && &*target.name == OTHER {
+                moved += count as u64;
+            }
+        }
+        for (source, &index) in lent.iter().zip(&self.indices) {
+            if let Some(target) = series.get_mut(index) {
+                target.points.extend_from_slice(&source.points);
+            }
+        }
+        if moved > 0 {
+            overflowed.fetch_add(moved, Ordering::Relaxed);
+        }
+        Arc::from(series)
+    }
+
+    /// The series index of a request type and name whose pointers this batch has not seen yet.
     fn resolve(
         &mut self,
-        event: &RequestEvent,
+        request_type: &Arc<str>,
+        name: &Arc<str>,
         max_names: usize,
         series: &mut Vec<Series>,
     ) -> usize {
-        let content = (event.request_type.clone(), event.name.clone());
+        let content = (request_type.clone(), name.clone());
         let is_other = content.0.is_empty() && &*content.1 == OTHER;
         let key = if is_other || self.admitted.contains(&content) {
             content
@@ -264,8 +270,8 @@ impl Grouper {
                     "exporters: {max_names} distinct request names reached; new ones (the first: \
                      {} {:?}) are exported under \"{OTHER}\", as the statistics count them. \
                      Give tasks whose URL varies a fixed `name`",
-                    event.request_type,
-                    event.name
+                    request_type,
+                    name
                 );
             }
             (Arc::from(""), Arc::from(OTHER))
@@ -399,9 +405,47 @@ impl SinkHub {
     }
 }
 
+impl SinkHub {
+    /// Sends one batch of `requests` requests to every exporter, counting it as dropped for
+    /// those that fell behind.
+    fn send(&self, outlets: &[Outlet], batch: Batch, requests: u64) {
+        for outlet in outlets {
+            if outlet.sender.try_send(batch.clone()).is_err() {
+                let before = outlet.dropped.fetch_add(requests, Ordering::Relaxed);
+                if before == 0 {
+                    tracing::warn!(
+                        exporter = outlet.name,
+                        "the exporter falls behind: request batches are dropped (counted, \
+                         reported when it stops)"
+                    );
+                }
+            }
+        }
+    }
+}
+
 impl RequestListener for SinkHub {
+    /// Runs' buses hand the hub series, not events ([`publish`] hands it events).
     fn wants_events(&self) -> bool {
+        false
+    }
+
+    fn wants_series(&self) -> bool {
         !self.outlets.read().is_empty()
+    }
+
+    fn on_series(&self, series: &[Series]) {
+        let outlets = self.outlets.read();
+        if outlets.is_empty() {
+            return;
+        }
+        let batch = self.grouper.lock().merge(
+            series,
+            self.max_names.load(Ordering::Relaxed),
+            &self.overflowed,
+        );
+        let requests = batch.iter().map(|s| s.points.len() as u64).sum();
+        self.send(&outlets, batch, requests);
     }
 
     fn on_requests(&self, events: &[RequestEvent]) {
@@ -414,20 +458,7 @@ impl RequestListener for SinkHub {
             self.max_names.load(Ordering::Relaxed),
             &self.overflowed,
         );
-        for outlet in outlets.iter() {
-            if outlet.sender.try_send(batch.clone()).is_err() {
-                let before = outlet
-                    .dropped
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
-                if before == 0 {
-                    tracing::warn!(
-                        exporter = outlet.name,
-                        "the exporter falls behind: request batches are dropped (counted, \
-                         reported when it stops)"
-                    );
-                }
-            }
-        }
+        self.send(&outlets, batch, events.len() as u64);
     }
 }
 
