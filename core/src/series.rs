@@ -134,20 +134,61 @@ impl ShardSeries {
 
     /// The spilled requests' series, moved out.
     pub(crate) fn take_spilled(&mut self) -> std::vec::Drain<'_, Series> {
+        if self.spilled.capacity() > 1 << 12 && self.spilled.len() < 1 << 10 {
+            self.spilled.shrink_to(1 << 10);
+        }
         self.spilled.drain(..)
     }
 
-    /// Returns entry `id`'s vector, emptied, to reuse its memory.
+    /// Returns entry `id`'s vector, emptied, to reuse its memory: room for twice what it
+    /// held, so that a steady rate reallocates nothing and a burst, or a name that went
+    /// quiet, does not pin its peak (the memory kept stays within twice a flush's requests).
     pub(crate) fn give_back(&mut self, id: u32, mut points: Vec<Point>) {
+        let held = points.len();
         points.clear();
-        if points.capacity() > 1 << 16 {
-            // A burst should not pin a huge buffer forever.
-            points.shrink_to(1 << 12);
+        if points.capacity() > 2 * held + 16 {
+            points.shrink_to(2 * held);
         }
         if let Some(slot) = self.by_entry.get_mut(id as usize) {
             if slot.capacity() < points.capacity() {
                 *slot = points;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point() -> Point {
+        Point {
+            response_time: Duration::from_millis(1),
+            response_length: 0,
+            start_time: UNIX_EPOCH,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_vector_given_back_keeps_room_for_twice_what_it_held() {
+        let mut series = ShardSeries::default();
+        series.by_entry.resize_with(1, Vec::new);
+        // A burst: 100,000 points, then a quiet flush of 10.
+        let burst = vec![point(); 100_000];
+        series.give_back(0, burst);
+        assert!(
+            series.by_entry[0].capacity() >= 100_000,
+            "a steady rate keeps its room"
+        );
+        let mut quiet = series.take(0);
+        quiet.extend((0..10).map(|_| point()));
+        series.give_back(0, quiet);
+        let room = series.by_entry[0].capacity();
+        assert!(
+            (10..=36).contains(&room),
+            "room for {room} points after a quiet flush"
+        );
+        assert!(series.by_entry[0].is_empty());
     }
 }
