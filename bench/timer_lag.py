@@ -14,7 +14,9 @@ the binary spawns one probe task per runtime worker thread, which loops on a 1 m
 that sleeps 1 ms on LoadDensity's start clock (which wakes within microseconds, so its lag
 is the wait for a worker thread alone), first 2 s with no load (the baseline: tokio's timer
 has a 1 ms tick), then during USERS `fast_http_user`s without wait for SECONDS. The goal
-(issue #17): p99 lag under load <= 1 ms.
+(issue #17): p99 lag under load <= 1 ms. With `--pin`, load-density runs on CPU 0 alone
+(one worker thread) and nginx on the other CPU, as in the throughput benchmarks; without it,
+load-density's threads share both CPUs with nginx.
 
 Checks, or the script stops: the run reports 0 failures and some requests. Prints one JSON
 line per run and, per binary, the median over rounds of the loaded p50/p99/p99.9/max lag.
@@ -29,8 +31,9 @@ import sys
 import ldbench
 
 
-def run(binary, nginx, users, seconds):
-    cmd = [binary, nginx.host, str(users), str(seconds)]
+def run(binary, nginx, users, seconds, pin):
+    cmd = (ldbench.pin(ldbench.GENERATOR_CPU) if pin else []) + [binary, nginx.host, str(users),
+                                                                  str(seconds)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0:
         raise SystemExit(f"{binary} failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -47,18 +50,21 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--binary", action="append", default=[])
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--pin", action="store_true",
+                        help="run load-density on its own CPU (taskset, as http_vs_wrk.py and "
+                             "exporters.py do), apart from nginx's")
     args = parser.parse_args()
     binaries = args.binary
     if not binaries:
         private = ldbench.build(["ld-bench-targets"], ["ld-bench-timer-lag"], skip=args.no_build)
         binaries = [os.path.join(private, "ld-bench-timer-lag")]
-    print(json.dumps({"machine": ldbench.machine()}))
+    print(json.dumps({"machine": ldbench.machine(), "pinned": args.pin}))
     results = {b: [] for b in binaries}
     with ldbench.Nginx() as nginx:
         for round_ in range(args.repeat):
             order = binaries if round_ % 2 == 0 else list(reversed(binaries))
             for binary in order:
-                result = run(binary, nginx, args.users, args.seconds)
+                result = run(binary, nginx, args.users, args.seconds, args.pin)
                 result["binary"] = binary
                 print(json.dumps(result), flush=True)
                 results[binary].append(result)
