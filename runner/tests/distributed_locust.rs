@@ -67,6 +67,11 @@ fn headless_locust_master(
             &prefix,
             "--loglevel",
             "INFO",
+            // Locust's default (0) cuts the requests in flight at the stop: one cut before it
+            // reached the server is recorded (as a failure) but never served, so no count
+            // could equal the server's. With a grace, in-flight requests finish first.
+            "--stop-timeout",
+            "5",
         ],
     )
 }
