@@ -138,10 +138,7 @@ impl Grouper {
         overflowed: &AtomicU64,
     ) -> Batch {
         let mut series: Vec<Series> = Vec::new();
-        self.by_ptr.clear();
-        self.by_content.clear();
-        self.indices.clear();
-        self.counts.clear();
+        self.start_batch();
         self.indices.reserve(events.len());
         // A small direct-mapped cache of pointer pairs in front of the map: the names of a
         // batch are usually few, and a hit costs a multiply and a compare.
@@ -177,13 +174,7 @@ impl Grouper {
                 *count += 1;
             }
         }
-        let mut moved = 0;
-        for (target, &count) in series.iter_mut().zip(&self.counts) {
-            target.points.reserve_exact(count);
-            if target.request_type.is_empty() && &*target.name == OTHER {
-                moved += count as u64;
-            }
-        }
+        let moved = reserve_counted(&mut series, &self.counts);
         for (event, &index) in events.iter().zip(&self.indices) {
             if let Some(target) = series.get_mut(index) {
                 target.points.push(Point {
@@ -200,15 +191,20 @@ impl Grouper {
         Arc::from(series)
     }
 
+    /// Forgets the previous batch's lookups and counts.
+    fn start_batch(&mut self) {
+        self.by_ptr.clear();
+        self.by_content.clear();
+        self.indices.clear();
+        self.counts.clear();
+    }
+
     /// Merges a flush's series (one per name and worker thread) into one series per name
     /// admitted under the cap: one lookup per series, and its points copied once into a
     /// vector of the right size.
     fn merge(&mut self, lent: &[Series], max_names: usize, overflowed: &AtomicU64) -> Batch {
         let mut series: Vec<Series> = Vec::new();
-        self.by_ptr.clear();
-        self.by_content.clear();
-        self.indices.clear();
-        self.counts.clear();
+        self.start_batch();
         for source in lent {
             let key = (
                 Arc::as_ptr(&source.request_type).cast::<u8>() as usize,
@@ -231,13 +227,7 @@ impl Grouper {
                 *count += source.points.len();
             }
         }
-        let mut moved = 0;
-        for (target, &count) in series.iter_mut().zip(&self.counts) {
-            target.points.reserve_exact(count);
-            if target.request_type.is_empty() && &*target.name == OTHER {
-                moved += count as u64;
-            }
-        }
+        let moved = reserve_counted(&mut series, &self.counts);
         for (source, &index) in lent.iter().zip(&self.indices) {
             if let Some(target) = series.get_mut(index) {
                 target.points.extend_from_slice(&source.points);
@@ -287,6 +277,19 @@ impl Grouper {
         self.by_content.insert(key, series.len() - 1);
         series.len() - 1
     }
+}
+
+/// Gives each series room for its `counts` points at once; returns how many of them go to the
+/// overflow series.
+fn reserve_counted(series: &mut [Series], counts: &[usize]) -> u64 {
+    let mut moved = 0;
+    for (target, &count) in series.iter_mut().zip(counts) {
+        target.points.reserve_exact(count);
+        if target.request_type.is_empty() && &*target.name == OTHER {
+            moved += count as u64;
+        }
+    }
+    moved
 }
 
 /// Sets how many distinct `(request type, name)` series the exporters keep before counting
