@@ -165,10 +165,16 @@ fn main() -> anyhow::Result<()> {
         .context("SECONDS")?
         .unwrap_or(10.0);
     let threads = load_density::env::worker_threads();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(threads).enable_all();
+    // Exploring the scheduler's intervals without rebuilding (bench/RESULTS.md section 12).
+    if let Some(interval) = interval_from_env("LD_BENCH_GLOBAL_QUEUE_INTERVAL")? {
+        builder.global_queue_interval(interval);
+    }
+    if let Some(interval) = interval_from_env("LD_BENCH_EVENT_INTERVAL")? {
+        builder.event_interval(interval);
+    }
+    let runtime = builder.build()?;
     let config: StartTest = serde_json::from_value(json!({
         "user_detail_dict": {"user": "fast_http_user"},
         "user_count": users,
@@ -202,4 +208,18 @@ fn main() -> anyhow::Result<()> {
     })?;
     println!("{report}");
     Ok(())
+}
+
+/// A positive scheduler interval from the environment variable `name`, if set.
+fn interval_from_env(name: &str) -> anyhow::Result<Option<u32>> {
+    match std::env::var(name) {
+        Ok(value) => {
+            let interval: u32 = value.parse().with_context(|| format!("{name}={value}"))?;
+            if interval == 0 {
+                bail!("{name} must be at least 1");
+            }
+            Ok(Some(interval))
+        }
+        Err(_) => Ok(None),
+    }
 }
