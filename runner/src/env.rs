@@ -666,13 +666,22 @@ async fn run(inner: Arc<Inner>) {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                inner.shared.flush();
-                console::print_live(
-                    &inner.stats_snapshot(),
-                    inner.shared.active.load(Ordering::Relaxed),
-                    started.elapsed(),
-                    inner.plan.end().map(|end| end.as_secs_f64()),
-                );
+                // Off the worker threads too: a flush, a copy of every histogram and a table
+                // written to the console would hold a worker's users for milliseconds.
+                let inner = inner.clone();
+                let printed = tokio::task::spawn_blocking(move || {
+                    inner.shared.flush();
+                    console::print_live(
+                        &inner.stats_snapshot(),
+                        inner.shared.active.load(Ordering::Relaxed),
+                        started.elapsed(),
+                        inner.plan.end().map(|end| end.as_secs_f64()),
+                    );
+                })
+                .await;
+                if let Err(error) = printed {
+                    tracing::error!(%error, "printing the live statistics failed");
+                }
             }
         })
     });
