@@ -132,10 +132,14 @@ pub struct RequestTimer {
     start: Instant,
 }
 
-/// The monotonic instant and wall-clock time read together once per process.
-fn clock_anchor() -> &'static (Instant, SystemTime) {
-    static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
-    ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()))
+/// The monotonic instant and wall-clock time read together once per process (the wall-clock
+/// time also in nanoseconds since the Unix epoch).
+fn clock_anchor() -> &'static (Instant, SystemTime, u64) {
+    static ANCHOR: OnceLock<(Instant, SystemTime, u64)> = OnceLock::new();
+    ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now();
+        (Instant::now(), wall, crate::wall::epoch_ns(wall))
+    })
 }
 
 impl RequestTimer {
@@ -166,12 +170,22 @@ impl RequestTimer {
     /// The wall-clock time of the start (the process's anchor plus the monotonic time since;
     /// no clock read).
     pub fn wall(&self) -> SystemTime {
-        let (instant, wall) = *clock_anchor();
+        let (instant, wall, _) = *clock_anchor();
         match self.start.checked_duration_since(instant) {
             Some(since) => wall.checked_add(since).unwrap_or(wall),
             None => wall
                 .checked_sub(instant.duration_since(self.start))
                 .unwrap_or(wall),
+        }
+    }
+
+    /// [`wall`](Self::wall) in nanoseconds since the Unix epoch, by integer arithmetic.
+    pub(crate) fn wall_ns(&self) -> u64 {
+        use crate::wall::nanos;
+        let (instant, _, wall_ns) = *clock_anchor();
+        match self.start.checked_duration_since(instant) {
+            Some(since) => wall_ns.saturating_add(nanos(since)),
+            None => wall_ns.saturating_sub(nanos(instant.duration_since(self.start))),
         }
     }
 }
@@ -457,7 +471,7 @@ impl UserContext {
                 response_time,
                 response_length: response.length(),
                 error,
-                start_time: timer.wall(),
+                start_ns: timer.wall_ns(),
                 start_delay: self.start_delay,
             },
             std::mem::take(&mut self.iterations),
@@ -486,7 +500,7 @@ impl UserContext {
                 response_time,
                 response_length: response.length(),
                 error,
-                start_time,
+                start_ns: crate::wall::epoch_ns(start_time),
                 start_delay: None,
             },
             std::mem::take(&mut self.iterations),
@@ -513,10 +527,30 @@ impl UserContext {
                 response_time,
                 response_length,
                 error: Some(Arc::from(error.to_string())),
-                start_time: timer.wall(),
+                start_ns: timer.wall_ns(),
                 start_delay: self.start_delay,
             },
             std::mem::take(&mut self.iterations),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timers_wall_time_in_nanoseconds_is_its_wall_time() {
+        for _ in 0..1_000 {
+            let timer = RequestTimer::start();
+            assert_eq!(timer.wall_ns(), crate::wall::epoch_ns(timer.wall()));
+        }
+        // A start before the anchor (a timer built from an earlier instant) counts back.
+        let anchor = clock_anchor();
+        let earlier = RequestTimer {
+            start: anchor.0 - std::time::Duration::from_millis(1_500),
+        };
+        assert_eq!(earlier.wall_ns(), anchor.2 - 1_500_000_000);
+        assert_eq!(earlier.wall_ns(), crate::wall::epoch_ns(earlier.wall()));
     }
 }

@@ -94,6 +94,7 @@ pub mod tls;
 mod unwind;
 pub mod user;
 pub mod variables;
+mod wall;
 mod warn_once;
 
 pub use async_trait::async_trait;

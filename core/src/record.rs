@@ -78,11 +78,7 @@ impl Record {
             response_time_us: u64::try_from(sample.response_time.as_micros()).unwrap_or(u64::MAX),
             response_length: sample.response_length,
             error: sample.error.clone(),
-            start_time_us: sample
-                .start_time
-                .duration_since(UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-                .unwrap_or(0),
+            start_time_us: sample.start_ns / 1_000,
         }
     }
 

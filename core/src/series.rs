@@ -9,9 +9,10 @@
 //! their memory.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::shard::Sample;
+use crate::wall::nanos;
 
 /// One finished request, as a series holds it (its series holds its names).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +21,9 @@ pub struct Point {
     pub response_time: Duration,
     /// Bytes counted for it.
     pub response_length: u64,
-    /// Wall-clock time at which it started.
-    pub start_time: SystemTime,
+    /// When it ended, in nanoseconds since the Unix epoch (0 before the epoch): its start, kept
+    /// as nanoseconds from the moment it was recorded, plus its response time.
+    pub end_ns: u64,
     /// Why it failed; `None` for a success.
     pub error: Option<Arc<str>>,
 }
@@ -32,27 +34,31 @@ impl Point {
         self.error.is_none()
     }
 
-    /// When it ended, in nanoseconds since the Unix epoch (0 before the epoch).
+    /// A point for a request that started at `start_time`.
     ///
     /// ```
     /// use std::time::{Duration, UNIX_EPOCH};
     /// use load_density_core::series::Point;
     ///
-    /// let point = Point {
-    ///     response_time: Duration::from_millis(5),
-    ///     response_length: 0,
-    ///     start_time: UNIX_EPOCH + Duration::from_secs(2),
-    ///     error: None,
-    /// };
-    /// assert_eq!(point.end_ns(), 2_005_000_000);
+    /// let point = Point::started_at(
+    ///     UNIX_EPOCH + Duration::from_secs(2),
+    ///     Duration::from_millis(5),
+    ///     0,
+    ///     None,
+    /// );
+    /// assert_eq!(point.end_ns, 2_005_000_000);
     /// ```
-    pub fn end_ns(&self) -> u64 {
-        // In u64 nanoseconds, saturating, rather than through `SystemTime + Duration` and
-        // u128 nanoseconds: the same value, at a third of the cost.
-        let response = nanos(self.response_time);
-        match self.start_time.duration_since(UNIX_EPOCH) {
-            Ok(since) => nanos(since).saturating_add(response),
-            Err(before) => response.saturating_sub(nanos(before.duration())),
+    pub fn started_at(
+        start_time: SystemTime,
+        response_time: Duration,
+        response_length: u64,
+        error: Option<Arc<str>>,
+    ) -> Self {
+        Point {
+            response_time,
+            response_length,
+            end_ns: crate::wall::epoch_ns(start_time).saturating_add(nanos(response_time)),
+            error,
         }
     }
 
@@ -60,19 +66,10 @@ impl Point {
         Point {
             response_time: sample.response_time,
             response_length: sample.response_length,
-            start_time: sample.start_time,
+            end_ns: sample.end_ns(),
             error: sample.error.clone(),
         }
     }
-}
-
-/// A duration in nanoseconds, saturated to `u64`.
-fn nanos(duration: Duration) -> u64 {
-    duration
-        .as_secs()
-        .checked_mul(1_000_000_000)
-        .and_then(|ns| ns.checked_add(u64::from(duration.subsec_nanos())))
-        .unwrap_or(u64::MAX)
 }
 
 /// Requests that share a request type and a name.
@@ -162,12 +159,7 @@ mod tests {
     use super::*;
 
     fn point() -> Point {
-        Point {
-            response_time: Duration::from_millis(1),
-            response_length: 0,
-            start_time: UNIX_EPOCH,
-            error: None,
-        }
+        Point::started_at(SystemTime::UNIX_EPOCH, Duration::from_millis(1), 0, None)
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::event::RequestEvent;
 use crate::stats::{StatsEntry, TOTAL_RATE_HISTORY_SECS};
@@ -38,7 +38,8 @@ pub(crate) struct Sample<'a> {
     pub response_time: Duration,
     pub response_length: u64,
     pub error: Option<Arc<str>>,
-    pub start_time: SystemTime,
+    /// When the request started, in nanoseconds since the Unix epoch.
+    pub start_ns: u64,
     pub start_delay: Option<Duration>,
 }
 
@@ -53,7 +54,7 @@ impl Sample<'_> {
             response_time: self.response_time,
             response_length: self.response_length,
             error: self.error.clone(),
-            start_time: self.start_time,
+            start_time: crate::wall::from_epoch_ns(self.start_ns),
             start_delay: self.start_delay,
         }
     }
@@ -67,24 +68,26 @@ impl Sample<'_> {
             response_time: event.response_time,
             response_length: event.response_length,
             error: event.error.clone(),
-            start_time: event.start_time,
+            start_ns: crate::wall::epoch_ns(event.start_time),
             start_delay: event.start_delay,
         }
     }
 
     fn numbers(&self) -> Numbers {
         let us = u64::try_from(self.response_time.as_micros()).unwrap_or(u64::MAX);
-        let end = self.start_time + self.response_time;
         Numbers {
             us,
             failed: self.error.is_some(),
             length: self.response_length,
             start_delay: self.start_delay,
-            second: end
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            second: self.end_ns() / 1_000_000_000,
         }
+    }
+
+    /// When the request ended, in nanoseconds since the Unix epoch.
+    pub(crate) fn end_ns(&self) -> u64 {
+        self.start_ns
+            .saturating_add(crate::wall::nanos(self.response_time))
     }
 }
 
@@ -373,11 +376,7 @@ impl ShardRecords {
             status: sample.status,
             response_time_us: u64::try_from(sample.response_time.as_micros()).unwrap_or(u64::MAX),
             response_length: sample.response_length,
-            start_time_us: sample
-                .start_time
-                .duration_since(UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-                .unwrap_or(0),
+            start_time_us: sample.start_ns / 1_000,
             error: sample.error.clone(),
         });
     }

@@ -372,12 +372,12 @@ impl RequestListener for BothStreams {
             (
                 e.request_type.to_string(),
                 e.name.to_string(),
-                Point {
-                    response_time: e.response_time,
-                    response_length: e.response_length,
-                    start_time: e.start_time,
-                    error: e.error.clone(),
-                },
+                Point::started_at(
+                    e.start_time,
+                    e.response_time,
+                    e.response_length,
+                    e.error.clone(),
+                ),
             )
         }));
     }

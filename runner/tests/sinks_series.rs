@@ -100,7 +100,7 @@ fn a_runs_series_reach_the_exporters_merged_per_name_and_capped() {
             for point in &series.points {
                 assert_eq!(point.is_success(), point.response_length % 9 != 0);
                 assert_eq!(
-                    point.end_ns(),
+                    point.end_ns,
                     (1_700_000_000_000_000 + 2 * point.response_length + 100) * 1_000
                 );
                 lengths.push(point.response_length);

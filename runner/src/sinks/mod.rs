@@ -177,12 +177,12 @@ impl Grouper {
         let moved = reserve_counted(&mut series, &self.counts);
         for (event, &index) in events.iter().zip(&self.indices) {
             if let Some(target) = series.get_mut(index) {
-                target.points.push(Point {
-                    response_time: event.response_time,
-                    response_length: event.response_length,
-                    start_time: event.start_time,
-                    error: event.error.clone(),
-                });
+                target.points.push(Point::started_at(
+                    event.start_time,
+                    event.response_time,
+                    event.response_length,
+                    event.error.clone(),
+                ));
             }
         }
         if moved > 0 {

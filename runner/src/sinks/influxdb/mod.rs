@@ -443,7 +443,7 @@ impl Lines {
         let mut at = from;
         while at < series.points.len() {
             let point = &series.points[at];
-            let mut timestamp = point.end_ns();
+            let mut timestamp = point.end_ns;
             while !lines.used.insert(timestamp) {
                 timestamp = timestamp.wrapping_add(1);
             }
