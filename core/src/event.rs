@@ -162,14 +162,7 @@ impl ShardBuffer {
 
     /// Adds a protocol's own event (kept as is for the event stream).
     fn add_event(&mut self, event: RequestEvent, wants: u8) {
-        let sample = Sample::of_event(&event);
-        let entry = self.stats.add(&sample);
-        if wants & WANTS_RECORDS != 0 {
-            self.records.push(&sample);
-        }
-        if wants & WANTS_SERIES != 0 {
-            self.series.push(entry, &sample);
-        }
+        self.add(&Sample::of_event(&event), wants & !WANTS_EVENTS);
         if wants & WANTS_EVENTS != 0 {
             self.events.push(event);
         }
