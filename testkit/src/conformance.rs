@@ -436,3 +436,31 @@ pub async fn assert_protocol_conformance(case: ConformanceCase) -> ConformanceRe
         refused_failures,
     }
 }
+
+/// Checks that an HTTP user type (`fast_http_user`, `http_user`) runs a task list written as
+/// for the Python LoadDensity (spec §2.1) unchanged, with the Python version's meaning:
+/// integers for the booleans `allow_redirects` and `verify`, query parameters as a list of
+/// pairs, an empty `name` (used only when not empty), the method in any case, `auth` with its
+/// type in upper case, a timeout as a number or a duration. Panics on the first difference.
+pub async fn assert_python_http_task_list_runs_unchanged(user_type: &str) {
+    let target = crate::HttpTarget::start().await.expect("testkit target");
+    let tasks = serde_json::json!([
+        {"method": "GET", "request_url": target.url("/get"), "params": [["a", "1"], ["b", "2"]],
+         "allow_redirects": 1, "verify": 0, "timeout": 10, "name": ""},
+        {"method": "post", "url": target.url("/post"), "json": {"hello": "world"},
+         "headers": {"X-Test": "1"}, "auth": {"type": "BASIC", "username": "u", "password": "p"},
+         "timeout": "10s"},
+        {"method": "get", "request_url": target.url("/redirect/1"), "allow_redirects": 0,
+         "assertions": [{"type": "status_code", "value": 302}]}
+    ]);
+    let mut h = crate::harness::Group::new(user_type, tasks)
+        .harness(load_density_core::variables::Variables::default())
+        .await;
+    let get = h.ok(0).await;
+    assert_eq!(&*get.name, "/get?a=1&b=2", "an empty name is not used");
+    let post = h.ok(1).await;
+    assert_eq!(&*post.request_type, "POST");
+    let redirect = h.ok(2).await;
+    assert_eq!(redirect.status, Some(302), "allow_redirects 0 is false");
+    h.stop().await;
+}

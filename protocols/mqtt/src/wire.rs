@@ -161,14 +161,7 @@ fn write_v4(packet: Outgoing<'_>, buffer: &mut BytesMut, max: usize) -> Result<(
         Outgoing::PingReq => v4::Packet::PingReq,
         Outgoing::Disconnect => v4::Packet::Disconnect,
     };
-    let size = packet.size();
-    if size > max {
-        return Err(WireError::TooLarge { size, max });
-    }
-    packet
-        .write(buffer, max)
-        .map(|_| ())
-        .map_err(|e| WireError::Codec(e.to_string()))
+    write_checked(packet.size(), max, || packet.write(buffer, max))
 }
 
 fn write_v5(packet: Outgoing<'_>, buffer: &mut BytesMut, max: usize) -> Result<(), WireError> {
@@ -222,12 +215,19 @@ fn write_v5(packet: Outgoing<'_>, buffer: &mut BytesMut, max: usize) -> Result<(
             v5::DisconnectReasonCode::NormalDisconnection,
         )),
     };
-    let size = packet.size();
+    write_checked(packet.size(), max, || packet.write(buffer, None))
+}
+
+/// Writes a packet of `size` bytes with `write`, refusing it first when it is over `max`.
+fn write_checked<E: std::fmt::Display>(
+    size: usize,
+    max: usize,
+    write: impl FnOnce() -> Result<usize, E>,
+) -> Result<(), WireError> {
     if size > max {
         return Err(WireError::TooLarge { size, max });
     }
-    packet
-        .write(buffer, None)
+    write()
         .map(|_| ())
         .map_err(|e| WireError::Codec(e.to_string()))
 }
