@@ -325,20 +325,24 @@ impl Driver {
         self.inflight.len() < MAX_INFLIGHT
     }
 
+    /// Encodes `packet` into the write buffer and gives `reply` back; when it cannot be
+    /// encoded (over the packet size cap), answers `reply` with why and gives `None`.
+    fn write_or_answer(&mut self, packet: Outgoing<'_>, reply: Reply) -> Option<Reply> {
+        match wire::write(self.version, packet, &mut self.write, self.max) {
+            Ok(()) => Some(reply),
+            Err(e) => {
+                let _ = reply.send(Err(MqttError::Busy(e.to_string())));
+                None
+            }
+        }
+    }
+
     /// Encodes one request of the user; `true` for DISCONNECT.
     fn encode(&mut self, request: Request) -> bool {
         let (ack, reply) = match request {
             Request::Disconnect { reply } => {
-                match wire::write(
-                    self.version,
-                    Outgoing::Disconnect,
-                    &mut self.write,
-                    self.max,
-                ) {
-                    Ok(()) => self.on_written.push(reply),
-                    Err(e) => {
-                        let _ = reply.send(Err(MqttError::Busy(e.to_string())));
-                    }
+                if let Some(reply) = self.write_or_answer(Outgoing::Disconnect, reply) {
+                    self.on_written.push(reply);
                 }
                 return true;
             }
@@ -361,10 +365,9 @@ impl Driver {
                     pkid,
                     payload,
                 };
-                if let Err(e) = wire::write(self.version, packet, &mut self.write, self.max) {
-                    let _ = reply.send(Err(MqttError::Busy(e.to_string())));
+                let Some(reply) = self.write_or_answer(packet, reply) else {
                     return false;
-                }
+                };
                 match qos {
                     0 => {
                         self.on_written.push(reply);
@@ -385,10 +388,9 @@ impl Driver {
                     filter: &filter,
                     qos,
                 };
-                if let Err(e) = wire::write(self.version, packet, &mut self.write, self.max) {
-                    let _ = reply.send(Err(MqttError::Busy(e.to_string())));
+                let Some(reply) = self.write_or_answer(packet, reply) else {
                     return false;
-                }
+                };
                 ((pkid, Awaits::SubAck), reply)
             }
             Request::Unsubscribe { filter, reply } => {
@@ -401,10 +403,9 @@ impl Driver {
                     pkid,
                     filter: &filter,
                 };
-                if let Err(e) = wire::write(self.version, packet, &mut self.write, self.max) {
-                    let _ = reply.send(Err(MqttError::Busy(e.to_string())));
+                let Some(reply) = self.write_or_answer(packet, reply) else {
                     return false;
-                }
+                };
                 ((pkid, Awaits::UnsubAck), reply)
             }
         };
