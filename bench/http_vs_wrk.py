@@ -8,9 +8,13 @@ Run on demand (never part of the test suite), from the workspace root:
 
 Needs nginx and wrk (Debian packages `nginx-light` and `wrk`); builds the release
 `load-density` binary. nginx (one worker) is pinned to the last CPU, each generator to CPU 0.
-Each round runs wrk (`-t1 -c50`), h2load (`--h1 -t1 -c50`, unless --no-h2load) and
-load-density (50 fast_http users, no wait; each --binary given, to compare builds) back to
-back for the same duration, reversing the order every other round; the script prints, per
+Each round runs wrk (`-t1 -c50`), h2load (`--h1 -t1 -c50`, unless --no-h2load), the Tokio
+floor (`ld-bench-floor`, in bench/targets: 50 bare keep-alive connections on one Tokio worker
+thread, a pre-encoded GET each, replies counted in bytes, nothing parsed past the first,
+timed or recorded; unless --no-floor), the measured floor (the same, but every response
+parsed with httparse, timed with two clock reads and recorded into an HDR histogram: the
+least a load tester does with LoadDensity's libraries) and load-density (50 fast_http users, no wait; each
+--binary given, to compare builds) back to back for the same duration, reversing the order every other round; the script prints, per
 round and as the median over rounds, requests per generator CPU-second = requests / (user +
 sys CPU seconds of the generator process alone, from os.wait4) and each tool's ratio to wrk.
 
@@ -71,6 +75,23 @@ def run_h2load(nginx, seconds, connections):
     return {"requests": done, "cpu": m.cpu, "wall": m.wall, "served": served}
 
 
+def run_floor(floor_binary, nginx, seconds, connections, measured=False):
+    """ld-bench-floor: the least a Tokio-based HTTP/1.1 client does per request; with
+    `measured`, the least a load tester does (every response parsed, timed, recorded)."""
+    before = nginx.status()["requests"]
+    m = ldbench.run_measured(
+        ldbench.pin(ldbench.GENERATOR_CPU)
+        + [floor_binary, nginx.url("/index.html"), str(seconds), str(connections)]
+        + (["--measured"] if measured else []),
+        timeout=seconds + 60)
+    served = nginx.status()["requests"] - before - 1
+    if m.returncode != 0:
+        raise SystemExit(f"ld-bench-floor failed ({m.returncode}): {m.stderr[-2000:]}")
+    requests = json.loads(m.stdout.strip().splitlines()[-1])["requests"]
+    check_served("tokio-floor", requests, served, connections)
+    return {"requests": requests, "cpu": m.cpu, "wall": m.wall, "served": served}
+
+
 def run_load_density(binary, nginx, seconds, users, task):
     before = nginx.status()["requests"]
     doc = ldbench.load_density_doc(ldbench.nginx_start_test(nginx, users, seconds, task))
@@ -108,14 +129,20 @@ def main():
                              "--binary ones (or the one built)")
     parser.add_argument("--no-h2load", action="store_true",
                         help="leave h2load --h1 out of the rounds")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="leave the Tokio floor (ld-bench-floor) out of the rounds")
     args = parser.parse_args()
 
     for tool in ("nginx", "wrk") + (() if args.no_h2load else ("h2load",)):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed (apt-get install nginx-light wrk nghttp2-client)")
     binaries = args.binary
+    wanted = [] if binaries else ["load-density"]
+    if not args.no_floor:
+        wanted.append("ld-bench-floor")
+    bin_dir = ldbench.build(["load-density-cli", "ld-bench-targets"], wanted,
+                            skip=args.no_build) if wanted else None
     if not binaries:
-        bin_dir = ldbench.build(["load-density-cli"], ["load-density"], skip=args.no_build)
         binaries = [os.path.join(bin_dir, "load-density")]
     binaries = binaries + args.baseline
     task = json.loads(args.task)
@@ -129,6 +156,12 @@ def main():
             runs = [("wrk", lambda: run_wrk(nginx, args.seconds, args.connections))]
             if not args.no_h2load:
                 runs.append(("h2load", lambda: run_h2load(nginx, args.seconds, args.connections)))
+            if not args.no_floor:
+                floor_binary = os.path.join(bin_dir, "ld-bench-floor")
+                runs.append(("tokio-floor", lambda: run_floor(
+                    floor_binary, nginx, args.seconds, args.connections)))
+                runs.append(("measured-floor", lambda: run_floor(
+                    floor_binary, nginx, args.seconds, args.connections, measured=True)))
             for b, binary in enumerate(binaries):
                 name = "load-density" if len(binaries) == 1 else f"load-density#{b + 1}"
                 runs.append((name, lambda binary=binary: run_load_density(
@@ -164,6 +197,15 @@ def main():
     for name in names:
         print(f"median over {len(rounds)} rounds: {name} {summary[name]['req_per_cpu_s']} req per "
               f"CPU-second, {summary[name]['ratio_to_wrk_median']:.3f}x wrk")
+    for floor in ("tokio-floor", "measured-floor"):
+        if floor not in names:
+            continue
+        for name in names:
+            if name.startswith("load-density"):
+                of_floor = ldbench.median([r["results"][name]["rate"]
+                                           / r["results"][floor]["rate"] for r in rounds])
+                summary[name][f"of_{floor.replace('-', '_')}_median"] = round(of_floor, 3)
+                print(f"median over {len(rounds)} rounds: {name} / {floor} {of_floor:.3f}")
     print("SUMMARY " + json.dumps(summary))
 
 

@@ -20,6 +20,9 @@ load-density's threads share both CPUs with nginx.
 
 Checks, or the script stops: the run reports 0 failures and some requests. Prints one JSON
 line per run and, per binary, the median over rounds of the loaded p50/p99/p99.9/max lag.
+With `--floor`, each round also runs each binary with the bare Tokio HTTP floor as its load
+(bench/targets `floor::http`: the same connections and requests, nothing recorded), so the
+lag LoadDensity adds stands beside the lag any Tokio-based generator shows on this machine.
 """
 
 import argparse
@@ -31,9 +34,9 @@ import sys
 import ldbench
 
 
-def run(binary, nginx, users, seconds, pin):
-    cmd = (ldbench.pin(ldbench.GENERATOR_CPU) if pin else []) + [binary, nginx.host, str(users),
-                                                                  str(seconds)]
+def run(binary, nginx, users, seconds, pin, floor=False):
+    cmd = ((ldbench.pin(ldbench.GENERATOR_CPU) if pin else [])
+           + [binary, nginx.host, str(users), str(seconds)] + (["--floor"] if floor else []))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0:
         raise SystemExit(f"{binary} failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -50,6 +53,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--binary", action="append", default=[])
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run each binary with the bare Tokio HTTP floor as the load "
+                             "(`--floor`): the lag any Tokio-based generator shows here")
     parser.add_argument("--pin", action="store_true",
                         help="run load-density on its own CPU (taskset, as http_vs_wrk.py and "
                              "exporters.py do), apart from nginx's")
@@ -59,16 +65,17 @@ def main():
         private = ldbench.build(["ld-bench-targets"], ["ld-bench-timer-lag"], skip=args.no_build)
         binaries = [os.path.join(private, "ld-bench-timer-lag")]
     print(json.dumps({"machine": ldbench.machine(), "pinned": args.pin}))
-    results = {b: [] for b in binaries}
+    loads = [(b, False) for b in binaries] + ([(b, True) for b in binaries] if args.floor else [])
+    results = {load: [] for load in loads}
     with ldbench.Nginx() as nginx:
         for round_ in range(args.repeat):
-            order = binaries if round_ % 2 == 0 else list(reversed(binaries))
-            for binary in order:
-                result = run(binary, nginx, args.users, args.seconds, args.pin)
+            order = loads if round_ % 2 == 0 else list(reversed(loads))
+            for binary, floor in order:
+                result = run(binary, nginx, args.users, args.seconds, args.pin, floor)
                 result["binary"] = binary
                 print(json.dumps(result), flush=True)
-                results[binary].append(result)
-    for binary, runs in results.items():
+                results[(binary, floor)].append(result)
+    for (binary, floor), runs in results.items():
         summary = {key: ldbench.median([r["load"][key] for r in runs])
                    for key in ("p50_us", "p99_us", "p999_us", "max_us")}
         summary["idle_p99_us"] = ldbench.median([r["idle"]["p99_us"] for r in runs])
@@ -77,7 +84,8 @@ def main():
         precise["idle_p99_us"] = ldbench.median([r["precise_idle"]["p99_us"] for r in runs])
         summary["requests_per_cpu_s"] = ldbench.median(
             [r["requests"] / r["cpu_s"] for r in runs if r["cpu_s"] > 0])
-        print(json.dumps({"binary": binary, "median": summary,
+        print(json.dumps({"binary": binary, "load_by": "floor" if floor else "load-density",
+                          "median": summary,
                           "goal_p99_le_1ms": summary["p99_us"] <= 1000,
                           "precise_median": precise,
                           "precise_goal_p99_le_1ms": precise["p99_us"] <= 1000}))

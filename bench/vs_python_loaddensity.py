@@ -111,12 +111,16 @@ def run_rust(binary, targets, protocol, tasks, args, pacing):
                     f"{totals['requests']} requests recorded", totals["failures"])
 
 
-def run_floor(bin_dir, targets, args):
-    """ld-bench-floor: bare Tokio WebSocket round trips, nothing recorded (the floor)."""
+def run_floor(bin_dir, targets, args, tungstenite=False, timed=False):
+    """ld-bench-floor: bare Tokio WebSocket round trips, nothing recorded (the floor); with
+    `tungstenite`, the same round trips through tokio-tungstenite (the library's floor), and
+    with `timed` as well each one timed and recorded (a load tester's floor)."""
     before = targets.stats()
     m = ldbench.run_measured(ldbench.pin(ldbench.GENERATOR_CPU)
                              + [os.path.join(bin_dir, "ld-bench-floor"), targets.addresses["ws"] + "/echo",
-                                str(args.seconds), str(args.users)],
+                                str(args.seconds), str(args.users)]
+                             + (["--tungstenite"] if tungstenite else [])
+                             + (["--measured"] if timed else []),
                              timeout=args.seconds + 120)
     after = targets.stats()
     if m.returncode != 0:

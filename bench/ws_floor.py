@@ -11,7 +11,11 @@ The same load as section 4's `rust-nowait` and `floor` columns (`vs_python_loadd
 --floor`, which also runs the Python tool): 20 users, no wait, one iteration = `connect` then 50
 `sendrecv` of "hello" against the testkit echo server (`ld-bench-targets`, one thread, the last
 CPU); `ld-bench-floor` runs 20 connections of pre-encoded frames, nothing parsed, timed or
-recorded. Messages are the server's counts; rate = messages / CPU seconds of the generator
+recorded; `tungstenite` is the same floor through tokio-tungstenite (`ld-bench-floor
+--tungstenite`: `send(Message::text("hello"))` then the next message, nothing timed or recorded),
+the least any generator built on that library does; `measured` is that one with each round
+trip timed (two clock reads) and recorded into an HDR histogram, the least a load tester built
+on it does. Messages are the server's counts; rate = messages / CPU seconds of the generator
 (os.wait4). The order rotates from round to round. `--baseline` adds another load-density
 binary (an older build) to each round.
 """
@@ -43,7 +47,10 @@ def main():
     with ldbench.Targets(bin_dir) as targets:
         tasks = vs.tasks_for("ws", targets.addresses, args.steps)
         runners = {"load-density": lambda: vs.run_rust(binary, targets, "ws", tasks, args, None),
-                   "floor": lambda: vs.run_floor(bin_dir, targets, args)}
+                   "floor": lambda: vs.run_floor(bin_dir, targets, args),
+                   "tungstenite": lambda: vs.run_floor(bin_dir, targets, args, tungstenite=True),
+                   "measured": lambda: vs.run_floor(bin_dir, targets, args, tungstenite=True,
+                                                    timed=True)}
         if args.baseline:
             runners["baseline"] = lambda: vs.run_rust(args.baseline, targets, "ws", tasks, args, None)
         print(f"target: {targets.addresses['ws']}/echo (ld-bench-targets, 1 thread, CPU {ldbench.TARGET_CPU}); "

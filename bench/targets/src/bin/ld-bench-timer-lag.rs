@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release -p ld-bench-targets
-//! ld-bench-timer-lag HOST [USERS] [SECONDS]    # HOST: http://127.0.0.1:PORT (nginx)
+//! ld-bench-timer-lag HOST [USERS] [SECONDS] [--floor]    # HOST: http://127.0.0.1:PORT (nginx)
 //! ```
 //!
 //! The process builds the runtime `start_test` builds (one worker thread per CPU it may use),
@@ -22,6 +22,11 @@
 //!   holding a worker thread would show. One only: one per thread would ask the start clock
 //!   for about 2,000 waits a second, where it hands dense schedules back to tokio's timer.
 //!
+//! With `--floor`, the load is not LoadDensity's but the bare HTTP floor
+//! (`ld_bench_targets::floor::http`, bare: the same requests on the same runtime, nothing
+//! parsed past the first response, timed or recorded): the lag any Tokio-based generator
+//! would show on this machine under that load.
+//!
 //! The probes first run 2 s with no load (the baseline), then during the load. Prints one
 //! JSON line: `{"idle": {...}, "load": {...}, "precise_idle": {...}, "precise_load": {...},
 //! "requests", "failures", "cpu_s"}`, each lag summary with `samples`, `p50_us`, `p99_us`,
@@ -29,11 +34,12 @@
 //!
 //! `bench/timer_lag.py` starts nginx and runs this binary; see it for the full procedure.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use ld_bench_targets::floor::{self, Target, Work};
 use load_density::config::StartTest;
 use serde_json::json;
 
@@ -145,9 +151,11 @@ fn cpu_seconds() -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let bare_floor = args.iter().any(|arg| arg == "--floor");
+    args.retain(|arg| arg != "--floor");
     let Some(host) = args.first().cloned() else {
-        bail!("usage: ld-bench-timer-lag HOST [USERS] [SECONDS]");
+        bail!("usage: ld-bench-timer-lag HOST [USERS] [SECONDS] [--floor]");
     };
     if !host.starts_with("http://127.") {
         bail!("HOST must be a loopback URL (http://127.x.y.z:PORT), got {host}");
@@ -189,11 +197,19 @@ fn main() -> anyhow::Result<()> {
         let (idle, precise_idle) = probe_for(threads, 2.0).await;
         let cpu_before = cpu_seconds();
         let probes = Probes::start(threads);
-        let summary_of_run = load_density::start_test_async(config).await;
+        let outcome = if bare_floor {
+            floor_load(&host, users, seconds).await
+        } else {
+            load_density::start_test_async(config)
+                .await
+                .map(|run| (run.totals.requests, run.totals.failures))
+                .context("the run")
+        };
         let (load, precise_load) = probes.stop().await;
         let cpu = cpu_seconds() - cpu_before;
-        let run = summary_of_run.context("the run")?;
+        let (requests, failures) = outcome?;
         anyhow::Ok(json!({
+            "load_by": if bare_floor { "floor" } else { "load-density" },
             "threads": threads,
             "users": users,
             "seconds": seconds,
@@ -201,13 +217,34 @@ fn main() -> anyhow::Result<()> {
             "load": summary(load),
             "precise_idle": summary(precise_idle),
             "precise_load": summary(precise_load),
-            "requests": run.totals.requests,
-            "failures": run.totals.failures,
+            "requests": requests,
+            "failures": failures,
             "cpu_s": cpu,
         }))
     })?;
     println!("{report}");
     Ok(())
+}
+
+/// Runs `users` bare HTTP floor users against `host`/index.html for `seconds` on the
+/// current runtime; returns the requests done and 0 failures (a floor user stops the run at
+/// its first error).
+async fn floor_load(host: &str, users: u64, seconds: f64) -> anyhow::Result<(u64, u64)> {
+    let target = Target::parse(&format!("{host}/index.html"), "http")?;
+    let count = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::try_from_secs_f64(seconds).context("SECONDS")?;
+    let grace = until + Duration::from_secs(5);
+    let tasks: Vec<_> = (0..users)
+        .map(|_| {
+            let user = floor::http(target.clone(), Work::Bare, until, count.clone());
+            tokio::spawn(tokio::time::timeout_at(grace.into(), user))
+        })
+        .collect();
+    for task in tasks {
+        task.await?
+            .context("a floor user was still waiting for a reply after the run")??;
+    }
+    Ok((count.load(Ordering::Relaxed), 0))
 }
 
 /// A positive scheduler interval from the environment variable `name`, if set.
