@@ -178,12 +178,13 @@ const WANTS_RECORDS: u8 = 2;
 const WANTS_SERIES: u8 = 4;
 
 /// Bumped whenever some listener may have changed its [`RequestListener::wants_events`] or
-/// [`RequestListener::wants_series`].
+/// [`RequestListener::wants_series`], or a record store its capacity or content.
 static WANTS_EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// Tells every bus that some listener may have changed its answer to
 /// [`RequestListener::wants_events`] or [`RequestListener::wants_series`] (an exporter
-/// subscribed): each bus asks its listeners again before its next request.
+/// subscribed), or that a record store was cleared or resized: each bus asks its listeners
+/// and its record store again before its next request.
 pub fn listeners_changed() {
     WANTS_EPOCH.fetch_add(1, Ordering::Release);
 }
@@ -286,7 +287,7 @@ impl EventBus {
     /// store per bus: a second call replaces the first.
     pub fn attach_record_store(&self, store: Arc<TestRecord>) {
         *self.record_store.write() = Some(store);
-        self.wants.fetch_or(WANTS_RECORDS, Ordering::Relaxed);
+        self.refresh_wants();
     }
 
     /// What the requests must be kept as besides statistics (`WANTS_*`).
@@ -299,12 +300,20 @@ impl EventBus {
         self.wants.load(Ordering::Relaxed)
     }
 
-    /// Asks the listeners again whether they read events and series.
+    /// Asks the listeners again whether they read events and series, and the record store
+    /// whether it has room for records (when it has none, the worker threads keep no record
+    /// and a flush counts their requests as dropped).
     fn refresh_wants(&self) {
         let listeners = self.listeners.read();
+        let store_has_room = self
+            .record_store
+            .read()
+            .as_ref()
+            .is_some_and(|store| store.has_room());
         for (flag, wanted) in [
             (WANTS_EVENTS, listeners.iter().any(|l| l.wants_events())),
             (WANTS_SERIES, listeners.iter().any(|l| l.wants_series())),
+            (WANTS_RECORDS, store_has_room),
         ] {
             if wanted {
                 self.wants.fetch_or(flag, Ordering::Relaxed);
@@ -425,9 +434,12 @@ impl EventBus {
                 });
             }
             if let Some(store) = &store {
+                // Requests aggregated while the store had no room came without a record.
+                let not_kept = spare.stats.requests().saturating_sub(spare.records.len());
                 store.absorb_shard(
                     &spare.stats,
                     spare.records.drain(),
+                    not_kept,
                     (spare.iterations, spare.dropped),
                     &spare.start_lags,
                 );
@@ -664,6 +676,73 @@ mod tests {
             3,
             "statistics see all"
         );
+    }
+
+    fn records_in_shard(bus: &EventBus) -> u64 {
+        bus.shards.iter().map(|s| s.0.lock().records.len()).sum()
+    }
+
+    #[test]
+    fn worker_threads_keep_records_only_while_the_store_has_room() {
+        let bus = EventBus::new(1);
+        let store = Arc::new(TestRecord::with_capacity(3));
+        bus.attach_record_store(store.clone());
+        bus.emit(event("a0"));
+        bus.emit(event("a1"));
+        bus.flush();
+        assert_eq!((store.counts(), store.dropped()), ((2, 0), 0));
+        // Room for one more when these are made: all three are kept by the thread, and the
+        // flush drops the two past the capacity.
+        for name in ["b0", "b1", "b2"] {
+            bus.emit(event(name));
+        }
+        assert_eq!(records_in_shard(&bus), 3);
+        bus.flush();
+        assert_eq!((store.counts(), store.dropped()), ((3, 0), 2));
+        // Full: the thread keeps no record, the flush counts the requests as dropped.
+        for name in ["c0", "c1", "c2", "c3"] {
+            bus.emit(event(name));
+        }
+        assert_eq!(records_in_shard(&bus), 0);
+        bus.flush();
+        assert_eq!((store.counts(), store.dropped()), ((3, 0), 6));
+        assert_eq!(
+            store.stats().total().num_requests(),
+            9,
+            "statistics see all"
+        );
+        // Emptied: records are kept again from the next request on.
+        store.clear_records();
+        bus.emit(event("d0"));
+        assert_eq!(records_in_shard(&bus), 1);
+        bus.flush();
+        assert_eq!((store.counts(), store.dropped()), ((1, 0), 0));
+        // Resized to nothing: no record is kept, every request is counted.
+        store.set_capacity(0);
+        bus.emit(event("e0"));
+        assert_eq!(records_in_shard(&bus), 0);
+        bus.flush();
+        assert_eq!((store.counts(), store.dropped()), ((1, 0), 1));
+    }
+
+    #[test]
+    fn a_large_flush_keeps_every_record_in_order() {
+        let bus = EventBus::new(1);
+        let store = Arc::new(TestRecord::with_capacity(10_000));
+        bus.attach_record_store(store.clone());
+        let count = 3 * crate::record::KEEP_CHUNK + 5;
+        for i in 0..count {
+            bus.emit(event(&format!("r{i}")));
+        }
+        bus.flush();
+        let names: Vec<String> = store
+            .test_record_list()
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect();
+        let expected: Vec<String> = (0..count).map(|i| format!("r{i}")).collect();
+        assert_eq!(names, expected);
+        assert_eq!(store.dropped(), 0);
     }
 
     #[test]

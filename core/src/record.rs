@@ -151,6 +151,15 @@ impl TestRecord {
     pub fn set_capacity(&self, capacity: usize) {
         self.capacity.store(capacity, Ordering::Relaxed);
         self.warned.store(false, Ordering::Relaxed);
+        // The buses attached to this store stop or start keeping records for it.
+        crate::event::listeners_changed();
+    }
+
+    /// Whether another record would be kept (not only counted as dropped): the buses keep
+    /// records on their worker threads only while it is so.
+    pub(crate) fn has_room(&self) -> bool {
+        let lists = self.lists.read();
+        lists.successes.len() + lists.failures.len() < self.capacity()
     }
 
     /// The capacity.
@@ -199,6 +208,8 @@ impl TestRecord {
         lists.failures = Vec::new();
         self.dropped.store(0, Ordering::Relaxed);
         self.warned.store(false, Ordering::Relaxed);
+        drop(lists);
+        crate::event::listeners_changed();
     }
 
     /// Counts iterations into the store's statistics (a master adds its workers' here).
@@ -209,15 +220,18 @@ impl TestRecord {
     /// Stores one batch of events.
     pub fn record_events(&self, events: &[RequestEvent]) {
         self.stats.lock().add_all(events);
-        self.keep(events.iter().map(Record::from_event));
+        self.keep(events.iter().map(Record::from_event), 0);
     }
 
     /// Takes what one worker thread aggregated since the last flush: its statistics, its
-    /// records, its iterations (completed, dropped) and start lags.
+    /// records, its iterations (completed, dropped) and start lags. `not_kept` requests were
+    /// aggregated while the store had no room, so the thread kept no record of them: they
+    /// count as dropped.
     pub(crate) fn absorb_shard(
         &self,
         shard: &ShardStats,
         records: impl Iterator<Item = Record>,
+        not_kept: u64,
         (completed, dropped): (u64, u64),
         lags_us: &[u64],
     ) {
@@ -227,34 +241,54 @@ impl TestRecord {
             stats.add_iterations(completed, dropped);
             stats.add_start_lags(lags_us);
         }
-        self.keep(records);
+        self.keep(records, not_kept);
     }
 
-    /// Keeps records up to the capacity; counts the rest.
-    fn keep(&self, records: impl Iterator<Item = Record>) {
+    /// Keeps records up to the capacity; counts the rest, and `not_kept` more, as dropped.
+    ///
+    /// A flush at full rate hands over tens of thousands of records. They are taken in chunks,
+    /// and between two chunks this thread offers its CPU to others, so that a worker thread
+    /// sharing the CPU with the collector waits for one chunk at most (some 0.1 ms), not for
+    /// the whole batch (bench/RESULTS.md section 12, timer lag).
+    fn keep(&self, records: impl Iterator<Item = Record>, not_kept: u64) {
         let capacity = self.capacity();
-        let mut lists = self.lists.write();
-        for record in records {
-            if lists.successes.len() + lists.failures.len() >= capacity {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                // A capacity of 0 turns records off on purpose: nothing to warn about.
-                if capacity > 0 && !self.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        capacity,
-                        "the record store is full: further requests are counted in the statistics \
-                         but not kept as records (raise the capacity with record_capacity)"
-                    );
+        let mut records = records.peekable();
+        let mut dropped = not_kept;
+        loop {
+            {
+                let mut lists = self.lists.write();
+                for record in records.by_ref().take(KEEP_CHUNK) {
+                    if lists.successes.len() + lists.failures.len() >= capacity {
+                        dropped += 1;
+                    } else if record.error.is_none() {
+                        lists.successes.push(record);
+                    } else {
+                        lists.failures.push(record);
+                    }
                 }
-                continue;
             }
-            if record.error.is_none() {
-                lists.successes.push(record);
-            } else {
-                lists.failures.push(record);
+            if records.peek().is_none() {
+                break;
             }
+            std::thread::yield_now();
+        }
+        if dropped == 0 {
+            return;
+        }
+        self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        // A capacity of 0 turns records off on purpose: nothing to warn about.
+        if capacity > 0 && !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                capacity,
+                "the record store is full: further requests are counted in the statistics \
+                 but not kept as records (raise the capacity with record_capacity)"
+            );
         }
     }
 }
+
+/// How many records [`TestRecord::keep`] takes between two offers of its CPU.
+pub(crate) const KEEP_CHUNK: usize = 2048;
 
 impl RequestListener for TestRecord {
     fn on_requests(&self, events: &[RequestEvent]) {

@@ -381,6 +381,11 @@ impl ShardRecords {
         });
     }
 
+    /// How many records the shard keeps.
+    pub(crate) fn len(&self) -> u64 {
+        u64::try_from(self.records.len() + self.full.len()).unwrap_or(u64::MAX)
+    }
+
     /// The records, resolved: in the order they were made, except that those the table had
     /// no room for (more than 4,096 type, name and URL triples since the last flush) come
     /// after the others.
