@@ -248,7 +248,7 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
             head.headers
                 .push((span(header.name.as_bytes()), span(header.value)));
             let name = header.name;
-            if name.eq_ignore_ascii_case("content-length") {
+            if header_name_is(name.as_bytes(), b"content-length") {
                 let value = parse_length(header.value).ok_or_else(|| {
                     FastHttpError::InvalidResponse(format!(
                         "invalid Content-Length {:?}",
@@ -261,7 +261,7 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
                     ));
                 }
                 length = Some(value);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            } else if header_name_is(name.as_bytes(), b"transfer-encoding") {
                 // Chunked only counts when it is the last coding.
                 let last = header
                     .value
@@ -269,7 +269,7 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
                     .map(<[u8]>::trim_ascii)
                     .rfind(|c| !c.is_empty());
                 transfer_encoding = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
-            } else if name.eq_ignore_ascii_case("connection") {
+            } else if header_name_is(name.as_bytes(), b"connection") {
                 for token in header.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
@@ -474,11 +474,69 @@ impl<R: AsyncRead + Unpin> ResponseReader<'_, R> {
     }
 }
 
-/// Parses a `Content-Length` value: ASCII digits only.
+/// Parses a `Content-Length` value: ASCII digits only (around them, spaces and tabs), at
+/// most `u64::MAX`.
 fn parse_length(value: &[u8]) -> Option<u64> {
     let value = value.trim_ascii();
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() {
         return None;
     }
-    std::str::from_utf8(value).ok()?.parse().ok()
+    value.iter().try_fold(0u64, |length, &byte| {
+        if byte.is_ascii_digit() {
+            length.checked_mul(10)?.checked_add(u64::from(byte - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether the header name `name`, which httparse has checked holds token characters only,
+/// is `lower` (lowercase letters and `-`) in any case. Setting bit 0x20 lowercases an ASCII
+/// letter; among token characters only a letter becomes a lowercase letter that way, and only
+/// `-` becomes `-`, so the comparison is exact, at a few instructions a byte where
+/// `eq_ignore_ascii_case` takes about ten (it runs for every header of every response).
+fn header_name_is(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(n, l)| n | 0x20 == *l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{header_name_is, parse_length};
+
+    #[test]
+    fn content_lengths_are_digits_within_u64() {
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b" 42\t"), Some(42));
+        assert_eq!(parse_length(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"  ",
+            b"+1",
+            b"-1",
+            b"1 2",
+            b"0x10",
+            b"12a",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(parse_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn header_names_match_in_any_case_and_nothing_else() {
+        for name in ["content-length", "Content-Length", "CONTENT-LENGTH", "cOnTeNt-LeNgTh"] {
+            assert!(header_name_is(name.as_bytes(), b"content-length"), "{name}");
+        }
+        for name in ["content-lengt", "content-lengths", "content_length", "content-length "] {
+            assert!(!header_name_is(name.as_bytes(), b"content-length"), "{name}");
+        }
+        // Every token character other than a letter or `-` stays apart from them.
+        let token_punctuation = b"!#$%&'*+.^_`|~0123456789";
+        for &byte in token_punctuation {
+            for target in b'a'..=b'z' {
+                assert!(!header_name_is(&[byte], &[target]), "{byte} vs {target}");
+            }
+            assert!(!header_name_is(&[byte], b"-"), "{byte} vs -");
+        }
+    }
 }
