@@ -4,10 +4,11 @@
 //! the HTTP one under its timer probes. Each user loops until `until`, then adds what it did to
 //! `count`. Traffic goes only to the address given (the drivers in `bench/` pass 127.0.0.1).
 
+use std::future::Future;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -15,6 +16,31 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+
+/// How long after the end a floor user may still wait for its last reply.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Spawns `users` floor users made by `user` (each given the shared counter) on the current
+/// runtime and waits for them all; returns what they counted. A server that stops answering
+/// cannot keep them past `until` and a grace period: that is an error, as is any user's.
+pub async fn run_users<F, Fut>(users: usize, until: Instant, user: F) -> anyhow::Result<u64>
+where
+    F: Fn(Arc<AtomicU64>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let count = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..users)
+        .map(|_| {
+            let user = user(count.clone());
+            tokio::spawn(tokio::time::timeout_at((until + GRACE).into(), user))
+        })
+        .collect();
+    for task in tasks {
+        task.await?
+            .context("a floor user was still waiting for a reply after the run")??;
+    }
+    Ok(count.load(Ordering::Relaxed))
+}
 
 /// A masked text frame carrying "hello" (mask 0x01020304), as a client must send it.
 const HELLO_FRAME: [u8; 11] = [

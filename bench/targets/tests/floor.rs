@@ -1,8 +1,6 @@
 //! The floor loads run against the testkit servers: each counts exactly what the server
 //! served, and a measured load does the same requests as a bare one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ld_bench_targets::floor::{self, Target, Work};
@@ -17,17 +15,12 @@ async fn http_floors_count_what_the_server_served() {
     for work in [Work::Bare, Work::Measured] {
         server.reset_counts();
         let target = Target::parse(&server.url("/"), "http").expect("a loopback URL");
-        let count = Arc::new(AtomicU64::new(0));
         let until = Instant::now() + RUN;
-        let users: Vec<_> = (0..4)
-            .map(|_| tokio::spawn(floor::http(target.clone(), work, until, count.clone())))
-            .collect();
-        for user in users {
-            user.await
-                .expect("the user task")
-                .expect("the floor user ran");
-        }
-        let done = count.load(Ordering::Relaxed);
+        let done = floor::run_users(4, until, |count| {
+            floor::http(target.clone(), work, until, count)
+        })
+        .await
+        .expect("the floor users ran");
         assert!(done > 0, "{work:?}: no request done");
         assert_eq!(done, server.served(), "{work:?}");
     }
@@ -39,28 +32,19 @@ async fn websocket_floors_count_what_the_server_echoed() {
     let target = Target::parse(&server.url("/echo"), "ws").expect("a loopback URL");
     let mut expected = 0;
     for kind in ["bare", "tungstenite", "measured"] {
-        let count = Arc::new(AtomicU64::new(0));
         let until = Instant::now() + RUN;
-        let users: Vec<_> = (0..4)
-            .map(|_| {
-                let (target, count) = (target.clone(), count.clone());
-                tokio::spawn(async move {
-                    match kind {
-                        "bare" => floor::ws_bare(target, until, count).await,
-                        "tungstenite" => {
-                            floor::ws_tungstenite(target, Work::Bare, until, count).await
-                        }
-                        _ => floor::ws_tungstenite(target, Work::Measured, until, count).await,
-                    }
-                })
-            })
-            .collect();
-        for user in users {
-            user.await
-                .expect("the user task")
-                .expect("the floor user ran");
-        }
-        let done = count.load(Ordering::Relaxed);
+        let done = floor::run_users(4, until, |count| {
+            let target = target.clone();
+            async move {
+                match kind {
+                    "bare" => floor::ws_bare(target, until, count).await,
+                    "tungstenite" => floor::ws_tungstenite(target, Work::Bare, until, count).await,
+                    _ => floor::ws_tungstenite(target, Work::Measured, until, count).await,
+                }
+            }
+        })
+        .await
+        .expect("the floor users ran");
         assert!(done > 0, "{kind}: no message echoed");
         expected += done;
         assert_eq!(server.messages(), expected, "{kind}");

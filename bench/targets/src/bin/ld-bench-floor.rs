@@ -14,16 +14,10 @@
 //! The JSON line: `{"messages": N, "wall_s": S}` for WebSocket, `{"requests": N, "wall_s": S}`
 //! for HTTP.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use ld_bench_targets::floor::{self, Target, Work};
-
-/// How long after the end a user may still wait for its last reply.
-const GRACE: Duration = Duration::from_secs(5);
 
 const USAGE: &str =
     "usage: ld-bench-floor (ws|http)://127.0.0.1:PORT/PATH SECONDS USERS [--tungstenite] [--measured]";
@@ -49,53 +43,35 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let count = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let until = started + Duration::try_from_secs_f64(seconds).context("SECONDS")?;
-    let unit = if url.starts_with("http://") {
+    let (unit, done) = if url.starts_with("http://") {
         if tungstenite {
             bail!("--tungstenite is for ws:// targets");
         }
         let target = Target::parse(url, "http")?;
-        runtime.block_on(run(users, until, |_| {
-            floor::http(target.clone(), work, until, count.clone())
+        let done = runtime.block_on(floor::run_users(users, until, |count| {
+            floor::http(target.clone(), work, until, count)
         }))?;
-        "requests"
+        ("requests", done)
     } else {
         let target = Target::parse(url, "ws")?;
-        if tungstenite {
-            runtime.block_on(run(users, until, |_| {
-                floor::ws_tungstenite(target.clone(), work, until, count.clone())
-            }))?;
+        let done = if tungstenite {
+            runtime.block_on(floor::run_users(users, until, |count| {
+                floor::ws_tungstenite(target.clone(), work, until, count)
+            }))?
         } else if work == Work::Bare {
-            runtime.block_on(run(users, until, |_| {
-                floor::ws_bare(target.clone(), until, count.clone())
-            }))?;
+            runtime.block_on(floor::run_users(users, until, |count| {
+                floor::ws_bare(target.clone(), until, count)
+            }))?
         } else {
             bail!("--measured on ws:// needs --tungstenite (the bare floor reads no frame)");
-        }
-        "messages"
+        };
+        ("messages", done)
     };
     println!(
-        "{{\"{unit}\": {}, \"wall_s\": {:.3}}}",
-        count.load(Ordering::Relaxed),
+        "{{\"{unit}\": {done}, \"wall_s\": {:.3}}}",
         started.elapsed().as_secs_f64()
     );
-    Ok(())
-}
-
-/// Spawns `users` tasks made by `user` and waits for them all; a server that stops
-/// answering cannot keep the process alive past `until` and a grace period.
-async fn run<F>(users: usize, until: Instant, user: impl Fn(usize) -> F) -> anyhow::Result<()>
-where
-    F: Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    let tasks: Vec<_> = (0..users)
-        .map(|i| tokio::spawn(tokio::time::timeout_at((until + GRACE).into(), user(i))))
-        .collect();
-    for task in tasks {
-        task.await?
-            .context("a user was still waiting for a reply after the run")??;
-    }
     Ok(())
 }

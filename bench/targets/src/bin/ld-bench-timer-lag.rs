@@ -34,7 +34,7 @@
 //!
 //! `bench/timer_lag.py` starts nginx and runs this binary; see it for the full procedure.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -231,20 +231,13 @@ fn main() -> anyhow::Result<()> {
 /// its first error).
 async fn floor_load(host: &str, users: u64, seconds: f64) -> anyhow::Result<(u64, u64)> {
     let target = Target::parse(&format!("{host}/index.html"), "http")?;
-    let count = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::try_from_secs_f64(seconds).context("SECONDS")?;
-    let grace = until + Duration::from_secs(5);
-    let tasks: Vec<_> = (0..users)
-        .map(|_| {
-            let user = floor::http(target.clone(), Work::Bare, until, count.clone());
-            tokio::spawn(tokio::time::timeout_at(grace.into(), user))
-        })
-        .collect();
-    for task in tasks {
-        task.await?
-            .context("a floor user was still waiting for a reply after the run")??;
-    }
-    Ok((count.load(Ordering::Relaxed), 0))
+    let users = usize::try_from(users).context("USERS")?;
+    let done = floor::run_users(users, until, |count| {
+        floor::http(target.clone(), Work::Bare, until, count)
+    })
+    .await?;
+    Ok((done, 0))
 }
 
 /// A positive scheduler interval from the environment variable `name`, if set.
