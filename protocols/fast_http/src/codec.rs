@@ -518,17 +518,35 @@ mod tests {
             b"12a",
             b"18446744073709551616",
         ] {
-            assert_eq!(parse_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_length(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn header_names_match_in_any_case_and_nothing_else() {
-        for name in ["content-length", "Content-Length", "CONTENT-LENGTH", "cOnTeNt-LeNgTh"] {
+        for name in [
+            "content-length",
+            "Content-Length",
+            "CONTENT-LENGTH",
+            "cOnTeNt-LeNgTh",
+        ] {
             assert!(header_name_is(name.as_bytes(), b"content-length"), "{name}");
         }
-        for name in ["content-lengt", "content-lengths", "content_length", "content-length "] {
-            assert!(!header_name_is(name.as_bytes(), b"content-length"), "{name}");
+        for name in [
+            "content-lengt",
+            "content-lengths",
+            "content_length",
+            "content-length ",
+        ] {
+            assert!(
+                !header_name_is(name.as_bytes(), b"content-length"),
+                "{name}"
+            );
         }
         // Every token character other than a letter or `-` stays apart from them.
         let token_punctuation = b"!#$%&'*+.^_`|~0123456789";
