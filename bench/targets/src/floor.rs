@@ -225,54 +225,60 @@ pub async fn http(
     until: Instant,
     count: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
-    match work {
-        Work::Bare => http_bare(target, until, count).await,
-        Work::Measured => http_measured(target, until, count).await,
-    }
-}
-
-fn get_request(target: &Target) -> String {
-    format!(
+    let mut stream = connect(&target).await?;
+    let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ld-bench-floor\r\n\r\n",
         target.path, target.addr
-    )
-}
-
-async fn http_measured(
-    target: Target,
-    until: Instant,
-    count: Arc<AtomicU64>,
-) -> anyhow::Result<()> {
-    let mut stream = connect(&target).await?;
-    let request = get_request(&target);
-    let mut latencies = Latencies::new()?;
+    );
+    let mut latencies = match work {
+        Work::Bare => None,
+        Work::Measured => Some(Latencies::new()?),
+    };
     let mut buffer = vec![0u8; HTTP_RESPONSE_MAX];
+    // The bare floor's: the first response's length, which every later one must have.
+    let mut known_len = None;
     let mut done = 0u64;
     while Instant::now() < until {
-        let started = Instant::now();
+        let started = latencies.is_some().then(Instant::now);
         stream.write_all(request.as_bytes()).await?;
         let mut got = 0;
-        let (status, len) = loop {
+        let len = loop {
             match stream.read(&mut buffer[got..]).await? {
                 0 => bail!("the server closed the connection"),
                 n => got += n,
             }
-            if let Some(parsed) = parse_response(&buffer[..got])? {
-                if got >= parsed.1 {
-                    break parsed;
-                }
+            let len = match known_len {
+                Some(len) => Some(len),
+                None => match parse_response(&buffer[..got])? {
+                    Some((200, len)) => Some(len),
+                    Some((status, _)) => bail!("status {status}, not 200"),
+                    None => None,
+                },
+            };
+            if let Some(len) = len.filter(|len| got >= *len) {
+                break len;
             }
             if got == buffer.len() {
                 bail!("a response longer than {HTTP_RESPONSE_MAX} bytes");
             }
         };
-        latencies.record(started);
-        if status != 200 || got != len {
-            bail!("status {status}, {got} bytes read for a response of {len}");
+        if let (Some(latencies), Some(started)) = (&mut latencies, started) {
+            latencies.record(started);
+        }
+        if got != len || !buffer.starts_with(b"HTTP/1.1 200 ") {
+            bail!(
+                "a response of {got} bytes, not {len}, or not 200: {}",
+                String::from_utf8_lossy(&buffer[..got.min(200)])
+            );
+        }
+        if work == Work::Bare {
+            known_len = Some(len);
         }
         done += 1;
     }
-    latencies.finish();
+    if let Some(latencies) = latencies {
+        latencies.finish();
+    }
     count.fetch_add(done, Ordering::Relaxed);
     Ok(())
 }
@@ -295,42 +301,6 @@ fn parse_response(bytes: &[u8]) -> anyhow::Result<Option<(u16, usize)>> {
         .value;
     let body_len: usize = std::str::from_utf8(body_len)?.trim().parse()?;
     Ok(Some((response.code.unwrap_or(0), head_len + body_len)))
-}
-
-async fn http_bare(target: Target, until: Instant, count: Arc<AtomicU64>) -> anyhow::Result<()> {
-    let mut stream = connect(&target).await?;
-    let request = get_request(&target);
-    let mut buffer = vec![0u8; HTTP_RESPONSE_MAX];
-    let mut response_len = 0usize;
-    let mut done = 0u64;
-    while Instant::now() < until {
-        stream.write_all(request.as_bytes()).await?;
-        let mut got = 0;
-        loop {
-            match stream.read(&mut buffer[got..]).await? {
-                0 => bail!("the server closed the connection"),
-                n => got += n,
-            }
-            if response_len == 0 {
-                response_len = parse_response(&buffer[..got])?.map_or(0, |(_, len)| len);
-            }
-            if response_len != 0 && got >= response_len {
-                break;
-            }
-            if got == buffer.len() {
-                bail!("a response longer than {HTTP_RESPONSE_MAX} bytes");
-            }
-        }
-        if got != response_len || !buffer.starts_with(b"HTTP/1.1 200 ") {
-            bail!(
-                "a response of {got} bytes, not {response_len}, or not 200: {}",
-                String::from_utf8_lossy(&buffer[..got.min(200)])
-            );
-        }
-        done += 1;
-    }
-    count.fetch_add(done, Ordering::Relaxed);
-    Ok(())
 }
 
 #[cfg(test)]
